@@ -1,0 +1,127 @@
+import { Effect, ExecutionStrategy, Exit, FiberSet, Layer, Schema, Scope } from "effect"
+import { Backoff } from "./Agent/Backoff.js"
+import { type ForwardTarget, forwardStream } from "./Agent/Forwarder.js"
+import { awaitClose, awaitGoAway, describeClose, Tunnel, type TunnelConnectError } from "./Tunnel.js"
+
+/** The agent cannot go on: the server refused its credentials, so retrying would only hammer it. */
+export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
+  endpointId: Schema.String,
+  message: Schema.String,
+}) {}
+
+export interface AgentEndpointOptions extends ForwardTarget {
+  /** The endpoint id to register. */
+  readonly id: string
+}
+
+export interface AgentOptions {
+  readonly endpoints: ReadonlyArray<AgentEndpointOptions>
+  /** The server's upstream URL (http, https, ws or wss); a path in it is a prefix. */
+  readonly serverUrl: string
+  /** Headers sent with every connect, e.g. Authorization. */
+  readonly headers?: Readonly<Record<string, string>>
+  /** Milliseconds to wait when connecting to a local service. */
+  readonly forwardTimeout: number
+  /** A session that lived this long (ms) counts as healthy, so the reconnect backoff starts over. */
+  readonly healthyAfter: number
+}
+
+/** `http://host:8001/prefix` + `my-endpoint` → `ws://host:8001/prefix/pico/v1/listener/my-endpoint`. */
+export const listenerUrl = (serverUrl: string, endpointId: string): string => {
+  const url = new URL(serverUrl)
+  url.protocol = url.protocol === "https:" || url.protocol === "wss:" ? "wss:" : "ws:"
+  url.pathname = `${url.pathname.replace(/\/+$/, "")}/pico/v1/listener/${encodeURIComponent(endpointId)}`
+  return url.toString()
+}
+
+const isRefusal = (error: TunnelConnectError): boolean => error.status === 401 || error.status === 403
+
+/**
+ * Keeps one endpoint's tunnel up: connect, forward every stream the server opens, reconnect with backoff when the
+ * session ends. On GoAway (the node is draining) a new session is connected first and the old one is left to
+ * finish its in-flight streams, so a rolling restart of the cluster loses no request.
+ */
+const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
+  Effect.gen(function* () {
+    const tunnel = yield* Tunnel
+    const endpointScope = yield* Effect.scope
+    const draining = yield* FiberSet.make()
+    const log = yield* FiberSet.makeRuntime<never>()
+    const url = listenerUrl(options.serverUrl, endpoint.id)
+    const backoff = new Backoff()
+    let delay = 0
+
+    const forward = (stream: Parameters<typeof forwardStream>[0]) =>
+      forwardStream(stream, endpoint, options.forwardTimeout, (failure, detail) =>
+        log(Effect.logWarning("forward failed").pipe(Effect.annotateLogs({ reason: failure, detail }))),
+      )
+
+    for (;;) {
+      if (delay > 0) yield* Effect.sleep(delay)
+      const sessionScope = yield* Scope.fork(endpointScope, ExecutionStrategy.sequential)
+      const connected = yield* tunnel
+        .connect(url, options.headers ?? {})
+        .pipe(Scope.extend(sessionScope), Effect.either)
+      if (connected._tag === "Left") {
+        yield* Scope.close(sessionScope, Exit.void)
+        const error = connected.left
+        if (isRefusal(error)) {
+          return yield* new AgentError({
+            endpointId: endpoint.id,
+            message: `server refused the connection: ${error.message}`,
+          })
+        }
+        delay = backoff.next()
+        yield* Effect.logWarning("failed to connect to server; retrying").pipe(
+          Effect.annotateLogs({ error: error.message, "retry-in-ms": delay }),
+        )
+        continue
+      }
+      const session = connected.right
+      session.onStream(forward)
+      const connectedAt = Date.now()
+      yield* Effect.logInfo("connected").pipe(Effect.annotateLogs("url", url))
+
+      const outcome = yield* Effect.raceFirst(
+        awaitClose(session).pipe(Effect.map((reason) => ({ _tag: "Closed" as const, reason }))),
+        awaitGoAway(session).pipe(Effect.as({ _tag: "GoAway" as const })),
+      )
+      if (outcome._tag === "GoAway") {
+        yield* Effect.logInfo("server is draining; moving to a new session")
+        yield* FiberSet.run(
+          draining,
+          awaitClose(session).pipe(Effect.ensuring(Scope.close(sessionScope, Exit.void))),
+        )
+        backoff.reset()
+        delay = 0
+        continue
+      }
+      yield* Scope.close(sessionScope, Exit.void)
+      yield* Effect.logWarning("disconnected").pipe(
+        Effect.annotateLogs("reason", describeClose(outcome.reason)),
+      )
+      if (Date.now() - connectedAt >= options.healthyAfter) {
+        backoff.reset()
+        delay = 0
+      } else delay = backoff.next()
+    }
+  }).pipe(Effect.scoped, Effect.annotateLogs({ subsystem: "agent", "endpoint-id": endpoint.id }))
+
+/** Runs every endpoint's tunnel until interrupted, or fails when the server refuses the agent's credentials. */
+export const run = (options: AgentOptions): Effect.Effect<never, AgentError, Tunnel> =>
+  Effect.forEach(options.endpoints, (endpoint) => runEndpoint(endpoint, options), {
+    concurrency: "unbounded",
+    discard: true,
+  }).pipe(Effect.zipRight(Effect.never))
+
+/** The agent as a layer, for embedding in another program: a refusal is logged and ends the tunnels. */
+export const layer = (options: AgentOptions): Layer.Layer<never, never, Tunnel> =>
+  Layer.scopedDiscard(
+    Effect.forkScoped(
+      run(options).pipe(
+        Effect.catchAll((error) =>
+          Effect.logError(error.message).pipe(Effect.annotateLogs("subsystem", "agent")),
+        ),
+      ),
+    ),
+  )

@@ -1,0 +1,67 @@
+import * as net from "node:net"
+import type { TunnelStream } from "../Tunnel.js"
+
+export interface ForwardTarget {
+  readonly host: string
+  readonly port: number
+}
+
+export type ForwardFailure = "upstream unreachable" | "upstream timeout"
+
+const statusLine: Record<ForwardFailure, string> = {
+  "upstream unreachable": "502 Bad Gateway",
+  "upstream timeout": "504 Gateway Timeout",
+}
+
+/**
+ * The agent never parses HTTP: once the local service accepts the connection, bytes are piped both ways, which
+ * keeps streaming, WebSocket upgrades and any HTTP feature working untouched. Only when the service cannot be
+ * reached does the agent speak HTTP itself, answering the proxy client with a JSON error.
+ */
+const answerWithError = (stream: TunnelStream, failure: ForwardFailure): void => {
+  const body = JSON.stringify({ error: failure })
+  // The request is never read: discard it so flow control does not stall the session.
+  stream.resume()
+  stream.end(
+    `HTTP/1.1 ${statusLine[failure]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}` +
+      `\r\nconnection: close\r\n\r\n${body}`,
+  )
+}
+
+/** Pipes one tunnel stream to a new TCP connection to the local service. */
+export const forwardStream = (
+  stream: TunnelStream,
+  target: ForwardTarget,
+  connectTimeout: number,
+  onFailure: (failure: ForwardFailure, detail: string) => void,
+): void => {
+  const socket = net.connect({ host: target.host, port: target.port })
+  let connected = false
+  const fail = (failure: ForwardFailure, detail: string) => {
+    clearTimeout(timer)
+    socket.destroy()
+    if (stream.destroyed) return
+    answerWithError(stream, failure)
+    onFailure(failure, detail)
+  }
+  const timer = setTimeout(
+    () => fail("upstream timeout", `connect timed out after ${connectTimeout}ms`),
+    connectTimeout,
+  )
+  socket.once("connect", () => {
+    connected = true
+    clearTimeout(timer)
+    socket.setNoDelay(true)
+    stream.pipe(socket)
+    socket.pipe(stream)
+  })
+  socket.on("error", (error) => {
+    if (connected) stream.destroy()
+    else fail("upstream unreachable", error.message)
+  })
+  // A reset stream (client gone, proxy timed out) must not leave the local connection open.
+  stream.on("error", () => socket.destroy())
+  stream.on("close", () => {
+    if (connected) socket.end()
+  })
+}

@@ -1,0 +1,33 @@
+/** A host and port to listen on or dial. An empty host means every interface. */
+export interface HostPort {
+  readonly host: string
+  readonly port: number
+}
+
+const isPort = (text: string): boolean => /^\d{1,5}$/.test(text) && Number(text) <= 65535
+
+/**
+ * Parses "host:port", ":port" or "[v6]:port". Returns undefined when the text is not an address, so callers can
+ * word the error for their own field.
+ */
+export const parseHostPort = (text: string): HostPort | undefined => {
+  const bracketed = /^\[([^\]]+)\]:(\d+)$/.exec(text)
+  if (bracketed !== null) {
+    return isPort(bracketed[2] as string)
+      ? { host: bracketed[1] as string, port: Number(bracketed[2]) }
+      : undefined
+  }
+  const colon = text.lastIndexOf(":")
+  if (colon < 0) return undefined
+  const host = text.slice(0, colon)
+  const port = text.slice(colon + 1)
+  if (host.includes(":") || !isPort(port)) return undefined
+  return { host, port: Number(port) }
+}
+
+/** Formats an address the way it is written in flags and status output ("[::1]:8000", "10.0.0.1:8000"). */
+export const formatHostPort = ({ host, port }: HostPort): string =>
+  host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
+
+export const bindAddrProblem = (text: string): string | undefined =>
+  parseHostPort(text) === undefined ? 'expected an address such as ":8000" or "127.0.0.1:8000"' : undefined

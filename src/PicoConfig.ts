@@ -1,0 +1,75 @@
+import { readFile } from "node:fs/promises"
+import { Context, Effect, Either, Schema } from "effect"
+import { parse as parseYaml } from "yaml"
+import type { agentSettings } from "./PicoConfig/Agent.js"
+import { expandEnv } from "./PicoConfig/ExpandEnv.js"
+import { resolve } from "./PicoConfig/Resolve.js"
+import type { serverSettings } from "./PicoConfig/Server.js"
+import type { Resolved, SettingsTree } from "./PicoConfig/Setting.js"
+
+export { type AgentEndpoint, agentSettings } from "./PicoConfig/Agent.js"
+export { redacted } from "./PicoConfig/Resolve.js"
+export { serverSettings } from "./PicoConfig/Server.js"
+
+/** A configuration problem, worded for the operator: it names the field, where the value came from, and the value. */
+export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
+  message: Schema.String,
+}) {}
+
+export type ServerConfigShape = Resolved<typeof serverSettings>
+export type AgentConfigShape = Resolved<typeof agentSettings>
+export type LogConfigShape = ServerConfigShape["log"]
+
+/** The validated settings of a `pico server` node. */
+export class ServerConfig extends Context.Tag("pico/ServerConfig")<ServerConfig, ServerConfigShape>() {}
+
+/** The validated settings of a `pico agent`. */
+export class AgentConfig extends Context.Tag("pico/AgentConfig")<AgentConfig, AgentConfigShape>() {}
+
+export interface LoadOptions {
+  /** Raw flag values keyed by flag name (only the flags that were given). */
+  readonly flags: Readonly<Record<string, unknown>>
+  readonly configPath?: string | undefined
+  readonly expandEnv?: boolean | undefined
+  readonly env?: Readonly<Record<string, string | undefined>>
+}
+
+const readConfigFile = (path: string, expand: boolean, env: Readonly<Record<string, string | undefined>>) =>
+  Effect.tryPromise({
+    try: () => readFile(path, "utf8"),
+    catch: (cause) => new ConfigError({ message: `read ${path}: ${(cause as Error).message}` }),
+  }).pipe(
+    Effect.flatMap((text) =>
+      Effect.try({
+        try: () => parseYaml(expand ? expandEnv(text, env) : text) as unknown,
+        catch: (cause) => new ConfigError({ message: `parse ${path}: ${(cause as Error).message}` }),
+      }),
+    ),
+  )
+
+/** Reads and validates a settings tree from flags > config file > defaults. */
+export const load = <T extends SettingsTree>(
+  tree: T,
+  options: LoadOptions,
+): Effect.Effect<Resolved<T>, ConfigError> =>
+  Effect.gen(function* () {
+    const file =
+      options.configPath === undefined
+        ? undefined
+        : {
+            path: options.configPath,
+            document: yield* readConfigFile(
+              options.configPath,
+              options.expandEnv ?? false,
+              options.env ?? {},
+            ),
+          }
+    const resolved = resolve(
+      tree,
+      file === undefined ? { flags: options.flags } : { flags: options.flags, file },
+    )
+    return yield* Either.match(resolved, {
+      onLeft: (message) => Effect.fail(new ConfigError({ message })),
+      onRight: (config) => Effect.succeed(config),
+    })
+  })

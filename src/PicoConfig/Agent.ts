@@ -1,0 +1,77 @@
+import { Either } from "effect"
+import { parseHostPort } from "../Domain/Address.js"
+import { endpointIdRule, isValidEndpointId } from "../Domain/EndpointId.js"
+import { logSettings } from "./Server.js"
+import * as Setting from "./Setting.js"
+
+/** One `--endpoints` entry: the endpoint id to register and the local service to forward its requests to. */
+export interface AgentEndpoint {
+  readonly id: string
+  readonly host: string
+  readonly port: number
+}
+
+/** "my-endpoint/localhost:4000", "my-endpoint/4000" or "my-endpoint/http://localhost:4000". */
+export const parseAgentEndpoint = (text: string): Either.Either<AgentEndpoint, string> => {
+  const slash = text.indexOf("/")
+  if (slash <= 0) return Either.left("expected <endpoint id>/<address>, e.g. my-endpoint/localhost:4000")
+  const id = text.slice(0, slash)
+  if (!isValidEndpointId(id)) return Either.left(`endpoint id must be ${endpointIdRule}`)
+  let address = text.slice(slash + 1)
+  if (address.startsWith("http://")) {
+    try {
+      const url = new URL(address)
+      address = `${url.hostname}:${url.port === "" ? "80" : url.port}`
+    } catch {
+      return Either.left("invalid URL")
+    }
+  } else if (/^\d+$/.test(address)) {
+    address = `localhost:${address}`
+  }
+  const target = parseHostPort(address)
+  if (target === undefined || target.host === "" || target.port === 0) {
+    return Either.left("address must be host:port, a port, or an http:// URL")
+  }
+  return Either.right({ id, host: target.host, port: target.port })
+}
+
+const serverUrlProblem = (text: string): string | undefined => {
+  try {
+    const url = new URL(text)
+    return ["http:", "https:", "ws:", "wss:"].includes(url.protocol)
+      ? undefined
+      : "the scheme must be http, https, ws or wss"
+  } catch {
+    return "expected a URL such as http://localhost:8001"
+  }
+}
+
+/** Everything `pico agent` can be configured with, as flags or as YAML keys. */
+export const agentSettings = {
+  endpoints: Setting.list(
+    "Endpoints to register, as <endpoint id>/<address>; the address is host:port, a port, or an http:// URL. " +
+      "Comma-separated or repeated. One tunnel is opened per endpoint.",
+    parseAgentEndpoint,
+    "id/addr",
+  ),
+  server: {
+    url: Setting.checkedString(
+      "Pico server's upstream URL. A path is used as a prefix; http/https become ws/wss.",
+      "http://localhost:8001",
+      serverUrlProblem,
+      "url",
+    ),
+    heartbeatInterval: Setting.duration("How often to ping the server on each tunnel.", "10s"),
+    heartbeatTimeout: Setting.duration(
+      "How long a ping may go unanswered before the tunnel is considered dead and reconnected.",
+      "10s",
+    ),
+  },
+  forwarder: {
+    timeout: Setting.duration(
+      "How long to wait to connect to the local service before answering 504 upstream timeout.",
+      "10s",
+    ),
+  },
+  log: logSettings,
+}

@@ -1,0 +1,180 @@
+import { Either } from "effect"
+import { formatGoDuration, parseGoDuration } from "./Duration.js"
+
+/**
+ * One configurable value: its help text, default and decoder. A settings tree built from these drives the CLI
+ * flags, the YAML keys, the defaults, `--help` and the validation errors, so the four can never disagree.
+ */
+export interface Setting<A> {
+  readonly _tag: "Setting"
+  readonly description: string
+  readonly defaultValue: A
+  /** How the default is shown in --help ("" hides it). */
+  readonly defaultText: string
+  /** A short placeholder for the value in --help, e.g. "duration". */
+  readonly valueName: string
+  readonly repeated: boolean
+  /** Secrets are redacted wherever the configuration is printed. */
+  readonly secret: boolean
+  /** Turns a raw value (a flag's text or a YAML scalar) into A, or explains what is wrong with it. */
+  readonly decode: (raw: unknown) => Either.Either<A, string>
+}
+
+/** A tree of settings: leaves are Settings, branches are sections ("proxy", "log", ...). */
+export interface SettingsTree {
+  readonly [key: string]: Setting<unknown> | SettingsTree
+}
+
+/** The typed configuration a settings tree describes. */
+export type Resolved<T> = {
+  readonly [K in keyof T]: T[K] extends Setting<infer A> ? A : Resolved<T[K]>
+}
+
+export const isSetting = (node: Setting<unknown> | SettingsTree): node is Setting<unknown> =>
+  node._tag === "Setting"
+
+const make = <A>(
+  fields: Omit<Setting<A>, "_tag" | "repeated" | "secret"> & Partial<Setting<A>>,
+): Setting<A> => ({
+  _tag: "Setting",
+  repeated: false,
+  secret: false,
+  ...fields,
+})
+
+const scalarText = (raw: unknown): string | undefined =>
+  typeof raw === "string"
+    ? raw
+    : typeof raw === "number" || typeof raw === "boolean"
+      ? String(raw)
+      : undefined
+
+export const string = (description: string, defaultValue = ""): Setting<string> =>
+  make({
+    description,
+    defaultValue,
+    defaultText: defaultValue,
+    valueName: "string",
+    decode: (raw) => {
+      const text = scalarText(raw)
+      return text === undefined ? Either.left("expected a string") : Either.right(text)
+    },
+  })
+
+/** A string that must pass `check`, which returns an error message or undefined. */
+export const checkedString = (
+  description: string,
+  defaultValue: string,
+  check: (value: string) => string | undefined,
+  valueName = "string",
+): Setting<string> =>
+  make({
+    description,
+    defaultValue,
+    defaultText: defaultValue,
+    valueName,
+    decode: (raw) => {
+      const text = scalarText(raw)
+      if (text === undefined) return Either.left("expected a string")
+      const problem = check(text)
+      return problem === undefined ? Either.right(text) : Either.left(problem)
+    },
+  })
+
+export const secret = (description: string): Setting<string> => ({ ...string(description), secret: true })
+
+/** A Go-style duration, decoded to milliseconds. */
+export const duration = (description: string, defaultText: string, options?: { allowZero?: boolean }) =>
+  make<number>({
+    description,
+    defaultValue: parseGoDuration(defaultText) ?? 0,
+    defaultText,
+    valueName: "duration",
+    decode: (raw) => {
+      const millis = typeof raw === "string" ? parseGoDuration(raw) : undefined
+      if (millis === undefined) return Either.left("expected a duration such as 500ms, 15s or 1m")
+      if (millis === 0 && options?.allowZero !== true) return Either.left("must be greater than zero")
+      return Either.right(millis)
+    },
+  })
+
+export const integer = (description: string, defaultValue: number, min: number, max: number) =>
+  make<number>({
+    description,
+    defaultValue,
+    defaultText: String(defaultValue),
+    valueName: "int",
+    decode: (raw) => {
+      const value = typeof raw === "number" ? raw : typeof raw === "string" ? Number(raw.trim()) : Number.NaN
+      if (!Number.isInteger(value)) return Either.left("expected a whole number")
+      if (value < min || value > max) return Either.left(`must be between ${min} and ${max}`)
+      return Either.right(value)
+    },
+  })
+
+export const boolean = (description: string, defaultValue: boolean) =>
+  make<boolean>({
+    description,
+    defaultValue,
+    defaultText: String(defaultValue),
+    valueName: "bool",
+    decode: (raw) => {
+      if (typeof raw === "boolean") return Either.right(raw)
+      if (raw === "true") return Either.right(true)
+      if (raw === "false") return Either.right(false)
+      return Either.left("expected true or false")
+    },
+  })
+
+export const choice = <const L extends string>(
+  description: string,
+  values: ReadonlyArray<L>,
+  defaultValue: L,
+) =>
+  make<L>({
+    description,
+    defaultValue,
+    defaultText: defaultValue,
+    valueName: values.join("|"),
+    decode: (raw) =>
+      typeof raw === "string" && (values as ReadonlyArray<string>).includes(raw)
+        ? Either.right(raw as L)
+        : Either.left(`expected one of ${values.join(", ")}`),
+  })
+
+/**
+ * A list: a YAML sequence, or flags given as a comma-separated list and/or repeated. Each item goes through
+ * `decodeItem`.
+ */
+export const list = <A>(
+  description: string,
+  decodeItem: (item: string) => Either.Either<A, string>,
+  valueName = "list",
+) =>
+  make<ReadonlyArray<A>>({
+    description,
+    defaultValue: [],
+    defaultText: "",
+    valueName,
+    repeated: true,
+    decode: (raw) => {
+      const items = Array.isArray(raw) ? raw : [raw]
+      const texts: Array<string> = []
+      for (const item of items) {
+        const text = scalarText(item)
+        if (text === undefined) return Either.left("expected a list of strings")
+        for (const part of text.split(",")) if (part.trim() !== "") texts.push(part.trim())
+      }
+      const decoded: Array<A> = []
+      for (const text of texts) {
+        const result = decodeItem(text)
+        if (Either.isLeft(result)) return Either.left(`"${text}": ${result.left}`)
+        decoded.push(result.right)
+      }
+      return Either.right(decoded)
+    },
+  })
+
+export const stringList = (description: string) => list(description, (item) => Either.right(item))
+
+export { formatGoDuration }

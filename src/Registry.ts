@@ -1,0 +1,103 @@
+import { Context, Effect, Layer, type Scope } from "effect"
+import { Gossip } from "./Gossip.js"
+import type { TunnelSession } from "./Tunnel.js"
+
+/** One connected upstream: a tunnel session registered for an endpoint. */
+export interface Upstream {
+  readonly endpointId: string
+  /** The remote address of the upstream's WebSocket connection, for status output and logs. */
+  readonly remoteAddr: string
+  readonly tunnel: TunnelSession
+}
+
+/** Round-robin rotation of the upstreams of one endpoint. */
+interface Rotation {
+  readonly upstreams: Array<Upstream>
+  next: number
+}
+
+/**
+ * Which upstreams are connected to this node, by endpoint. Registering also publishes the endpoint's upstream
+ * count through gossip so other nodes can route to it.
+ */
+export class Registry extends Context.Tag("pico/Registry")<
+  Registry,
+  {
+    /** Adds the upstream for the lifetime of the current scope. */
+    readonly register: (upstream: Upstream) => Effect.Effect<void, never, Scope.Scope>
+    /**
+     * The next upstream of the endpoint (round robin) that can still take a new stream, or undefined. Synchronous
+     * because it runs once per proxied request.
+     */
+    readonly pickLocal: (endpointId: string) => Upstream | undefined
+    /** Local endpoints and their upstreams, for the status API. */
+    readonly localEndpoints: Effect.Effect<ReadonlyMap<string, ReadonlyArray<Upstream>>>
+    /** Asks every upstream to reconnect elsewhere: the node is draining. */
+    readonly goAwayAll: Effect.Effect<void>
+  }
+>() {}
+
+export const endpointKey = (endpointId: string): string => `endpoint:${endpointId}`
+
+export const make = Effect.gen(function* () {
+  const gossip = yield* Gossip
+  const rotations = new Map<string, Rotation>()
+
+  const publishCount = (endpointId: string) => {
+    const count = rotations.get(endpointId)?.upstreams.length ?? 0
+    return count === 0
+      ? gossip.deleteLocal(endpointKey(endpointId))
+      : gossip.setLocal(endpointKey(endpointId), String(count))
+  }
+
+  const add = (upstream: Upstream) =>
+    Effect.suspend(() => {
+      const rotation = rotations.get(upstream.endpointId)
+      if (rotation === undefined) rotations.set(upstream.endpointId, { upstreams: [upstream], next: 0 })
+      else rotation.upstreams.push(upstream)
+      return publishCount(upstream.endpointId)
+    })
+
+  const remove = (upstream: Upstream) =>
+    Effect.suspend(() => {
+      const rotation = rotations.get(upstream.endpointId)
+      if (rotation === undefined) return Effect.void
+      const index = rotation.upstreams.indexOf(upstream)
+      if (index < 0) return Effect.void
+      rotation.upstreams.splice(index, 1)
+      if (rotation.upstreams.length === 0) rotations.delete(upstream.endpointId)
+      else {
+        // Keep the rotation fair: the upstream after the removed one is still next.
+        if (index < rotation.next) rotation.next--
+        rotation.next %= rotation.upstreams.length
+      }
+      return publishCount(upstream.endpointId)
+    })
+
+  const pickLocal = (endpointId: string): Upstream | undefined => {
+    const rotation = rotations.get(endpointId)
+    if (rotation === undefined) return undefined
+    const { upstreams } = rotation
+    // An upstream whose session is closing is skipped rather than failing the request while another is live.
+    for (let tried = 0; tried < upstreams.length; tried++) {
+      const upstream = upstreams[rotation.next] as Upstream
+      rotation.next = (rotation.next + 1) % upstreams.length
+      if (upstream.tunnel.canOpenStream()) return upstream
+    }
+    return undefined
+  }
+
+  return Registry.of({
+    register: (upstream) => Effect.acquireRelease(add(upstream), () => remove(upstream)),
+    pickLocal,
+    localEndpoints: Effect.sync(
+      () => new Map([...rotations].map(([endpointId, rotation]) => [endpointId, [...rotation.upstreams]])),
+    ),
+    goAwayAll: Effect.sync(() => {
+      for (const rotation of rotations.values())
+        for (const upstream of rotation.upstreams) upstream.tunnel.goAway()
+    }),
+  })
+})
+
+export const layer: Layer.Layer<Registry, never, Gossip> = Layer.effect(Registry, make)

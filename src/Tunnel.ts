@@ -1,0 +1,136 @@
+import { Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
+import WebSocket from "ws"
+import type { CloseReason, Session } from "./Tunnel/Session.js"
+import { attachWebSocket } from "./Tunnel/WebSocketTransport.js"
+
+export type { CloseReason, Session as TunnelSession, TunnelStream } from "./Tunnel/Session.js"
+
+/** A tunnel could not be established: the server was unreachable, or it refused us with an HTTP status. */
+export class TunnelConnectError extends Schema.TaggedError<TunnelConnectError>()("TunnelConnectError", {
+  /** The HTTP status the server answered the upgrade with; absent when no HTTP answer came at all. */
+  status: Schema.optional(Schema.Number),
+  message: Schema.String,
+}) {}
+
+export interface HeartbeatSettings {
+  /** Milliseconds between pings. */
+  readonly interval: number
+  /** Milliseconds a ping may go unanswered before the session is closed. */
+  readonly timeout: number
+}
+
+/**
+ * Multiplexed sessions over WebSockets (yamux framing): the node accepts them, the agent opens them. Both sides
+ * ping on an interval so a silently dead network path is noticed within interval + timeout.
+ */
+export class Tunnel extends Context.Tag("pico/Tunnel")<
+  Tunnel,
+  {
+    /** Runs the server side of a session over an accepted WebSocket until the scope closes. */
+    readonly serve: (ws: WebSocket) => Effect.Effect<Session, never, Scope.Scope>
+    /** Opens the client side of a session; the session lives until the scope closes. */
+    readonly connect: (
+      url: string,
+      headers: Readonly<Record<string, string>>,
+    ) => Effect.Effect<Session, TunnelConnectError, Scope.Scope>
+  }
+>() {}
+
+/** Completes with the reason once the session has closed. */
+export const awaitClose = (session: Session): Effect.Effect<CloseReason> =>
+  Effect.async<CloseReason>((resume) => {
+    if (session.closeReason !== undefined) return resume(Effect.succeed(session.closeReason))
+    session.onClose((reason) => resume(Effect.succeed(reason)))
+  })
+
+/** Completes once the peer has sent GoAway (it will take no new streams from us). */
+export const awaitGoAway = (session: Session): Effect.Effect<number> =>
+  Effect.async<number>((resume) => {
+    // A GoAway that arrived before we asked has already made the session refuse new streams.
+    if (!session.closed && !session.canOpenStream()) return resume(Effect.succeed(0))
+    session.onGoAway((code) => resume(Effect.succeed(code)))
+  })
+
+/** Human-readable reason for logs. */
+export const describeClose = (reason: CloseReason): string =>
+  "message" in reason ? `${reason._tag}: ${reason.message}` : reason._tag
+
+const heartbeat = (session: Session, settings: HeartbeatSettings) =>
+  Effect.gen(function* () {
+    const rtt = yield* Effect.tryPromise(() => session.ping()).pipe(
+      Effect.timeout(Duration.millis(settings.timeout)),
+      Effect.option,
+    )
+    if (rtt._tag === "None" && !session.closed) {
+      yield* Effect.logWarning("heartbeat timed out; closing session").pipe(
+        Effect.annotateLogs("timeout_ms", settings.timeout),
+      )
+      session.close("heartbeat timeout")
+    }
+  }).pipe(
+    Effect.delay(Duration.millis(settings.interval)),
+    Effect.repeat({ while: () => !session.closed }),
+    Effect.annotateLogs("subsystem", "tunnel"),
+  )
+
+/** Ties a session to the scope: heartbeats run while it lives, and the scope's end closes it. */
+const runSession = (session: Session, settings: HeartbeatSettings) =>
+  Effect.gen(function* () {
+    yield* Effect.addFinalizer(() => Effect.sync(() => session.close("session ended")))
+    yield* Effect.forkScoped(heartbeat(session, settings))
+    return session
+  })
+
+const readErrorBody = (response: import("node:http").IncomingMessage): Promise<string> =>
+  new Promise((resolve) => {
+    const chunks: Array<Buffer> = []
+    let size = 0
+    response.on("data", (chunk: Buffer) => {
+      // A refusal body is a short JSON error; never hold more than a few KiB of it.
+      if (size < 4096) chunks.push(chunk)
+      size += chunk.length
+    })
+    response.on("end", () => resolve(Buffer.concat(chunks).toString("utf8").slice(0, 4096)))
+    response.on("error", () => resolve(""))
+  })
+
+const refusalMessage = (status: number, body: string): string => {
+  try {
+    const parsed = JSON.parse(body) as { error?: unknown }
+    if (typeof parsed.error === "string") return parsed.error
+  } catch {
+    // Not JSON: fall through to the status line.
+  }
+  return body.trim() === "" ? `HTTP ${status}` : body.trim()
+}
+
+const openWebSocket = (url: string, headers: Readonly<Record<string, string>>) =>
+  Effect.async<WebSocket, TunnelConnectError>((resume) => {
+    const ws = new WebSocket(url, {
+      headers: { ...headers },
+      perMessageDeflate: false,
+      handshakeTimeout: 30_000,
+    })
+    ws.once("open", () => resume(Effect.succeed(ws)))
+    ws.once("unexpected-response", (request, response) => {
+      const status = response.statusCode ?? 0
+      void readErrorBody(response).then((body) => {
+        request.destroy()
+        resume(Effect.fail(new TunnelConnectError({ status, message: refusalMessage(status, body) })))
+      })
+    })
+    ws.once("error", (error) => resume(Effect.fail(new TunnelConnectError({ message: error.message }))))
+    return Effect.sync(() => ws.terminate())
+  })
+
+export const make = (settings: HeartbeatSettings) =>
+  Tunnel.of({
+    serve: (ws) => runSession(attachWebSocket(ws, { role: "server" }), settings),
+    connect: (url, headers) =>
+      Effect.acquireRelease(openWebSocket(url, headers), (ws) => Effect.sync(() => ws.terminate())).pipe(
+        Effect.flatMap((ws) => runSession(attachWebSocket(ws, { role: "client" }), settings)),
+      ),
+  })
+
+export const layer = (settings: HeartbeatSettings): Layer.Layer<Tunnel> =>
+  Layer.succeed(Tunnel, make(settings))

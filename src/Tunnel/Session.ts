@@ -1,0 +1,610 @@
+import { Duplex } from "node:stream"
+import {
+  DEFAULT_WINDOW,
+  Flag,
+  FrameDecoder,
+  FrameEncoder,
+  type FrameHeader,
+  FrameType,
+  frameTypeName,
+  GoAwayCode,
+  HEADER_SIZE,
+  MAX_DECODE_PAYLOAD,
+  MAX_STREAM_ID,
+} from "./Frame.js"
+
+/** The byte pipe a session runs over (a WebSocket in Pico). */
+export interface Transport {
+  /** Queue bytes for the peer. Returns false when the peer is slow (caller should wait for onDrain). */
+  write(chunk: Buffer): boolean
+  onDrain(listener: () => void): void
+  /** Close the underlying connection (no more reads/writes). Idempotent. */
+  close(): void
+}
+
+export interface SessionOptions {
+  /** The client opens odd stream ids (1, 3, 5, ...), the server even ones (2, 4, 6, ...). */
+  readonly role: "client" | "server"
+  /** Receive window advertised per stream; at least the yamux default of 256 KiB (the default). */
+  readonly initialWindow?: number
+  /** Largest Data payload we send; default 64 KiB. */
+  readonly maxFramePayload?: number
+  /** Streams the peer may have open at once; SYNs beyond it are answered with RST. Default 4096. */
+  readonly acceptBacklog?: number
+}
+
+export type CloseReason =
+  /** close() was called on this side. */
+  | { readonly _tag: "Local"; readonly message: string }
+  /** The underlying connection went away. */
+  | { readonly _tag: "TransportClosed" }
+  /** The peer sent something invalid; we sent GoAway(protocol error) and closed. */
+  | { readonly _tag: "ProtocolError"; readonly message: string }
+
+const describeCloseReason = (reason: CloseReason): string => {
+  switch (reason._tag) {
+    case "Local":
+      return reason.message
+    case "TransportClosed":
+      return "transport closed"
+    case "ProtocolError":
+      return `protocol error: ${reason.message}`
+  }
+}
+
+/** Thrown/rejected when the session cannot (or can no longer) do what was asked. */
+export class SessionClosedError extends Error {
+  override readonly name = "SessionClosedError"
+}
+
+export class StreamResetError extends Error {
+  override readonly name = "StreamResetError"
+  readonly streamId: number
+
+  constructor(streamId: number) {
+    super(`stream ${streamId} was reset by the peer`)
+    this.streamId = streamId
+  }
+}
+
+/** What a stream needs from its session; kept off Session's public surface. */
+interface StreamHost {
+  readonly maxFramePayload: number
+  /** Consumed bytes are credited back to the sender once at least this many have accumulated. */
+  readonly creditThreshold: number
+  readonly isWriteBlocked: () => boolean
+  readonly send: (
+    type: FrameType,
+    flags: number,
+    streamId: number,
+    length: number,
+    payload?: Buffer,
+    payloadStart?: number,
+  ) => void
+  readonly waitForDrain: (stream: TunnelStream) => void
+  /** Forget the stream; with `reset` the peer is told with RST. */
+  readonly release: (stream: TunnelStream, reset: boolean) => void
+}
+
+/**
+ * One yamux stream as a Node Duplex. Writes become Data frames within the peer's window; received
+ * Data is pushed to the readable side and credited back as the consumer reads it.
+ */
+export class TunnelStream extends Duplex {
+  readonly id: number
+  private readonly host: StreamHost
+  private sendWindow = DEFAULT_WINDOW
+  /** Bytes the peer may still send before we credit more. */
+  private recvWindow: number
+  /** Total payload bytes pushed to the readable side / credited back to the peer. */
+  private pushed = 0
+  private credited = 0
+  /** The chunk being written (its callback is held until it is fully framed: backpressure). */
+  private pending: Buffer | undefined
+  private pendingOffset = 0
+  private pendingCallback: ((error?: Error | null) => void) | undefined
+  private finSent = false
+  private finReceived = false
+  private released = false
+
+  /** @internal Streams are created by Session.openStream or delivered to Session.onStream. */
+  constructor(host: StreamHost, id: number, recvWindow: number) {
+    super({ allowHalfOpen: true })
+    this.host = host
+    this.id = id
+    this.recvWindow = recvWindow
+  }
+
+  /** @internal No more frames flow for this stream (finished both ways, reset, or session closed). */
+  get isReleased(): boolean {
+    return this.released
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.pending = chunk
+    this.pendingOffset = 0
+    this.pendingCallback = callback
+    this.pump()
+  }
+
+  /** @internal Frames as much of the pending chunk as the send window and transport allow. */
+  pump(): void {
+    const chunk = this.pending
+    if (chunk === undefined) return
+    const host = this.host
+    let offset = this.pendingOffset
+    while (offset < chunk.length) {
+      if (this.sendWindow === 0) break // resumed by receiveWindowUpdate
+      if (host.isWriteBlocked()) {
+        host.waitForDrain(this)
+        break
+      }
+      const length = Math.min(chunk.length - offset, this.sendWindow, host.maxFramePayload)
+      host.send(FrameType.Data, 0, this.id, length, chunk, offset)
+      this.sendWindow -= length
+      offset += length
+    }
+    this.pendingOffset = offset
+    if (offset < chunk.length) return
+    const callback = this.pendingCallback
+    this.pending = undefined
+    this.pendingCallback = undefined
+    callback?.()
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.finSent = true
+    this.host.send(FrameType.WindowUpdate, Flag.FIN, this.id, 0)
+    if (this.finReceived) this.release(false)
+    callback()
+  }
+
+  // Data is pushed as frames arrive; credit is returned from read() (see there), not here.
+  override _read(): void {}
+
+  /**
+   * Every consumer path (flowing 'data', pipe, 'readable' + read(), async iteration) goes through
+   * read(), so this is where consumption is observed, after the bytes left the buffer. _read() would
+   * not do: Node calls it before taking the bytes and then not again until the next push, which
+   * never comes once the sender is out of window (a read() of the whole buffer stalls it for good).
+   */
+  override read(size?: number): Buffer | null {
+    const chunk: Buffer | null = super.read(size)
+    this.returnCredit()
+    return chunk
+  }
+
+  /**
+   * Credit back consumed bytes once half a window has been consumed. Unconsumed + uncredited bytes
+   * never exceed the window (the peer cannot send more), so buffering stays within the window; and
+   * a stalled sender means buffered + consumed-but-uncredited = window, so by the time a reading
+   * consumer has brought the buffer down to half a window, at least half a window is credited.
+   */
+  private returnCredit(): void {
+    if (this.finReceived || this.released) return
+    const delta = this.pushed - this.readableLength - this.credited
+    if (delta < this.host.creditThreshold) return
+    this.credited += delta
+    this.recvWindow += delta
+    this.host.send(FrameType.WindowUpdate, 0, this.id, delta)
+  }
+
+  /** Decoded strings would break the byte accounting behind flow control. */
+  override setEncoding(_encoding: BufferEncoding): this {
+    throw new Error("TunnelStream does not support setEncoding(); decode the Buffers instead")
+  }
+
+  // Node's HTTP client calls these on its socket; a tunnel stream has nothing to configure.
+  setTimeout(_timeout: number, _callback?: () => void): this {
+    return this
+  }
+
+  setNoDelay(_noDelay?: boolean): this {
+    return this
+  }
+
+  setKeepAlive(_enable?: boolean, _initialDelay?: number): this {
+    return this
+  }
+
+  ref(): this {
+    return this
+  }
+
+  unref(): this {
+    return this
+  }
+
+  /** @internal Returns a protocol error message if the peer broke the rules. */
+  receiveData(payload: Buffer): string | undefined {
+    const length = payload.length
+    if (this.finReceived) return `Data on stream ${this.id} after its FIN`
+    if (length > this.recvWindow) {
+      return `stream ${this.id} received ${length} bytes with only ${this.recvWindow} left in its window`
+    }
+    this.recvWindow -= length
+    this.pushed += length
+    this.push(payload)
+    // In flowing mode push() may hand the chunk straight to 'data' listeners without read(); Node
+    // follows up with a read(0) later, but crediting here does not depend on that.
+    this.returnCredit()
+    return undefined
+  }
+
+  /** @internal */
+  receiveWindowUpdate(delta: number): void {
+    this.sendWindow += delta
+    this.pump()
+  }
+
+  /** @internal */
+  receiveFin(): void {
+    if (this.finReceived) return
+    this.finReceived = true
+    this.push(null)
+    if (this.finSent) this.release(false)
+  }
+
+  /** @internal */
+  receiveReset(): void {
+    this.release(false)
+    this.destroy(new StreamResetError(this.id))
+  }
+
+  /** @internal The session is gone: fail the stream without sending anything. */
+  abort(error: Error): void {
+    this.released = true
+    this.destroy(error)
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.release(!(this.finSent && this.finReceived))
+    const pending = this.pendingCallback
+    this.pending = undefined
+    this.pendingCallback = undefined
+    pending?.(error ?? new Error(`stream ${this.id} was destroyed before the write completed`))
+    callback(error)
+  }
+
+  private release(reset: boolean): void {
+    if (this.released) return
+    this.released = true
+    this.host.release(this, reset)
+  }
+}
+
+interface PendingPing {
+  readonly start: number
+  readonly resolve: (rttMs: number) => void
+  readonly reject: (error: Error) => void
+}
+
+/**
+ * A yamux session over a Transport. The owner feeds received bytes to `receive` and reports the
+ * end of the transport with `transportClosed`; everything else is driven from here.
+ */
+export class Session {
+  private readonly transport: Transport
+  private readonly initialWindow: number
+  private readonly acceptBacklog: number
+  /** Stream id parity we open (1 = odd); the peer must open the other one. */
+  private readonly localParity: number
+  private readonly decoder: FrameDecoder
+  private readonly encoder: FrameEncoder
+  private readonly host: StreamHost
+  private readonly streams = new Map<number, TunnelStream>()
+  private readonly drainWaiters = new Set<TunnelStream>()
+  private readonly pings = new Map<number, PendingPing>()
+  private readonly goAwayHandlers: Array<(code: number) => void> = []
+  private readonly closeHandlers: Array<(reason: CloseReason) => void> = []
+  private streamHandler: ((stream: TunnelStream) => void) | undefined
+  private nextStreamId: number
+  private lastRemoteId = 0
+  /** Open streams the peer initiated (bounded by acceptBacklog). */
+  private remoteOpen = 0
+  private nextPingId = 0
+  private writeBlocked = false
+  private flushScheduled = false
+  private goAwaySent = false
+  private peerGoAway: number | undefined
+  private reason: CloseReason | undefined
+
+  constructor(transport: Transport, options: SessionOptions) {
+    const initialWindow = options.initialWindow ?? DEFAULT_WINDOW
+    const maxFramePayload = options.maxFramePayload ?? 64 * 1024
+    const acceptBacklog = options.acceptBacklog ?? 4096
+    // yamux starts every stream at 256 KiB; a larger window is announced with the SYN/ACK, a smaller
+    // one cannot be expressed.
+    if (!Number.isInteger(initialWindow) || initialWindow < DEFAULT_WINDOW || initialWindow > MAX_STREAM_ID) {
+      throw new RangeError(`initialWindow must be an integer from ${DEFAULT_WINDOW} to ${MAX_STREAM_ID}`)
+    }
+    if (!Number.isInteger(maxFramePayload) || maxFramePayload < 1 || maxFramePayload > MAX_DECODE_PAYLOAD) {
+      throw new RangeError(`maxFramePayload must be an integer from 1 to ${MAX_DECODE_PAYLOAD}`)
+    }
+    if (!Number.isInteger(acceptBacklog) || acceptBacklog < 0) {
+      throw new RangeError("acceptBacklog must be a non-negative integer")
+    }
+    this.transport = transport
+    this.initialWindow = initialWindow
+    this.acceptBacklog = acceptBacklog
+    this.localParity = options.role === "client" ? 1 : 0
+    this.nextStreamId = options.role === "client" ? 1 : 2
+    this.decoder = new FrameDecoder({
+      onFrame: (header, payload) => this.onFrame(header, payload),
+      onError: (reason) => this.protocolError(reason),
+    })
+    this.encoder = new FrameEncoder((batch) => {
+      if (!this.transport.write(batch)) this.writeBlocked = true
+    }, HEADER_SIZE + maxFramePayload)
+    this.host = {
+      maxFramePayload,
+      creditThreshold: Math.floor(initialWindow / 2),
+      isWriteBlocked: () => this.writeBlocked,
+      send: (type, flags, streamId, length, payload, payloadStart) =>
+        this.send(type, flags, streamId, length, payload, payloadStart),
+      waitForDrain: (stream) => this.drainWaiters.add(stream),
+      release: (stream, reset) => this.release(stream, reset),
+    }
+    transport.onDrain(() => this.onDrain())
+  }
+
+  get closed(): boolean {
+    return this.reason !== undefined
+  }
+
+  get closeReason(): CloseReason | undefined {
+    return this.reason
+  }
+
+  /** Open streams (either side's). */
+  get streamCount(): number {
+    return this.streams.size
+  }
+
+  /** False once the session is closed or the peer has sent GoAway, i.e. when openStream() would throw. */
+  canOpenStream(): boolean {
+    return this.reason === undefined && this.peerGoAway === undefined
+  }
+
+  /** Feed bytes received from the transport. */
+  receive(chunk: Buffer): void {
+    this.decoder.push(chunk)
+  }
+
+  /** The transport is gone (closed or failed). */
+  transportClosed(): void {
+    this.closeWith({ _tag: "TransportClosed" })
+  }
+
+  /** Close because the peer misbehaved (e.g. at the transport level): GoAway(protocol error), then close. */
+  protocolError(message: string): void {
+    this.closeWith({ _tag: "ProtocolError", message })
+  }
+
+  /**
+   * Open a stream; data may be written at once (the peer grants the default window implicitly).
+   * Sending GoAway ourselves does not prevent this; having received one does.
+   */
+  openStream(): TunnelStream {
+    if (this.reason !== undefined) {
+      throw new SessionClosedError(`session is closed (${describeCloseReason(this.reason)})`)
+    }
+    if (this.peerGoAway !== undefined) {
+      throw new SessionClosedError(
+        `the peer sent GoAway (code ${this.peerGoAway}) and accepts no new streams`,
+      )
+    }
+    const id = this.nextStreamId
+    if (id > MAX_STREAM_ID) throw new SessionClosedError("stream ids are exhausted; open a new session")
+    this.nextStreamId += 2
+    const stream = new TunnelStream(this.host, id, this.initialWindow)
+    this.streams.set(id, stream)
+    this.send(FrameType.WindowUpdate, Flag.SYN, id, this.initialWindow - DEFAULT_WINDOW)
+    return stream
+  }
+
+  /** Handle streams the peer opens; without a handler they are refused with RST. */
+  onStream(handler: (stream: TunnelStream) => void): void {
+    this.streamHandler = handler
+  }
+
+  onGoAway(handler: (code: number) => void): void {
+    this.goAwayHandlers.push(handler)
+  }
+
+  /** Called once when the session closes (at once if it already has). */
+  onClose(handler: (reason: CloseReason) => void): void {
+    if (this.reason !== undefined) handler(this.reason)
+    else this.closeHandlers.push(handler)
+  }
+
+  /** Round-trip time in milliseconds; rejects with SessionClosedError if the session closes first. */
+  ping(): Promise<number> {
+    if (this.reason !== undefined) {
+      return Promise.reject(new SessionClosedError(`session is closed (${describeCloseReason(this.reason)})`))
+    }
+    const id = this.nextPingId
+    this.nextPingId = (id + 1) >>> 0
+    return new Promise((resolve, reject) => {
+      this.pings.set(id, { start: performance.now(), resolve, reject })
+      this.send(FrameType.Ping, Flag.SYN, 0, id)
+    })
+  }
+
+  /** Tell the peer to open no more streams here (sent once). We may still open streams ourselves. */
+  goAway(code: number = GoAwayCode.Normal): void {
+    if (this.goAwaySent) return
+    this.goAwaySent = true
+    this.send(FrameType.GoAway, 0, 0, code)
+  }
+
+  /** Close everything: streams fail with SessionClosedError, pending pings reject. Idempotent. */
+  close(message = "closed"): void {
+    this.closeWith({ _tag: "Local", message })
+  }
+
+  private closeWith(reason: CloseReason): void {
+    if (this.reason !== undefined) return
+    // Tell the peer why before hanging up; the transport's close lets queued bytes out first.
+    if (reason._tag === "ProtocolError") this.send(FrameType.GoAway, 0, 0, GoAwayCode.ProtocolError)
+    this.reason = reason
+    this.decoder.stop()
+    if (reason._tag !== "TransportClosed") {
+      this.encoder.flush()
+      this.transport.close()
+    }
+    const error = new SessionClosedError(`session closed: ${describeCloseReason(reason)}`)
+    const streams = [...this.streams.values()]
+    this.streams.clear()
+    this.remoteOpen = 0
+    this.drainWaiters.clear()
+    for (const stream of streams) stream.abort(error)
+    for (const ping of this.pings.values()) ping.reject(error)
+    this.pings.clear()
+    for (const handler of this.closeHandlers) handler(reason)
+    this.closeHandlers.length = 0
+  }
+
+  private send(
+    type: FrameType,
+    flags: number,
+    streamId: number,
+    length: number,
+    payload?: Buffer,
+    payloadStart?: number,
+  ): void {
+    if (this.reason !== undefined) return
+    this.encoder.frame(type, flags, streamId, length, payload, payloadStart)
+    if (this.flushScheduled) return
+    this.flushScheduled = true
+    // setImmediate rather than a microtask: it runs after the whole I/O poll phase, so frames caused
+    // by several sockets becoming readable at once still leave in one transport write.
+    setImmediate(this.flush)
+  }
+
+  private readonly flush = (): void => {
+    this.flushScheduled = false
+    if (this.reason === undefined) this.encoder.flush()
+  }
+
+  private onDrain(): void {
+    this.writeBlocked = false
+    if (this.drainWaiters.size === 0) return
+    // Copy first: a stream that blocks again re-adds itself, which would extend a live iteration.
+    const waiters = [...this.drainWaiters]
+    this.drainWaiters.clear()
+    for (const stream of waiters) stream.pump()
+  }
+
+  private onFrame(header: FrameHeader, payload: Buffer | undefined): void {
+    switch (header.type) {
+      case FrameType.Data:
+      case FrameType.WindowUpdate:
+        this.onStreamFrame(header, payload)
+        break
+      case FrameType.Ping:
+        this.onPing(header)
+        break
+      case FrameType.GoAway:
+        this.onGoAwayFrame(header.length)
+        break
+    }
+  }
+
+  private onStreamFrame(header: FrameHeader, payload: Buffer | undefined): void {
+    const stream = this.streamFor(header)
+    if (stream === undefined) return
+    if (header.type === FrameType.WindowUpdate) {
+      if (header.length > 0) stream.receiveWindowUpdate(header.length)
+    } else if (payload !== undefined && payload.length > 0) {
+      const invalid = stream.receiveData(payload)
+      if (invalid !== undefined) {
+        this.protocolError(invalid)
+        return
+      }
+    }
+    // Handlers run above may have destroyed the stream or closed the session.
+    if ((header.flags & Flag.FIN) !== 0 && !stream.isReleased) stream.receiveFin()
+    if ((header.flags & Flag.RST) !== 0 && !stream.isReleased) stream.receiveReset()
+  }
+
+  /** The open stream a Data/WindowUpdate frame is for (accepting a SYN); undefined to drop the frame. */
+  private streamFor(header: FrameHeader): TunnelStream | undefined {
+    const { streamId } = header
+    if (streamId === 0) return this.fail(`${frameTypeName(header.type)} frame on stream 0`)
+    const stream = this.streams.get(streamId)
+    if ((header.flags & Flag.SYN) !== 0) {
+      const invalid =
+        stream !== undefined
+          ? `SYN for stream ${streamId}, which is already open`
+          : this.checkNewRemoteId(streamId)
+      if (invalid !== undefined) return this.fail(invalid)
+      this.lastRemoteId = streamId
+      return this.accept(streamId)
+    }
+    if (stream !== undefined) return stream
+    // A frame that raced our RST (or arrived after both FINs) is harmless; one for an id that was
+    // never opened means the peer is confused.
+    if (this.wasOpened(streamId)) return undefined
+    return this.fail(`${frameTypeName(header.type)} frame for stream ${streamId}, which was never opened`)
+  }
+
+  private fail(message: string): undefined {
+    this.protocolError(message)
+    return undefined
+  }
+
+  private checkNewRemoteId(id: number): string | undefined {
+    if ((id & 1) === this.localParity) {
+      const peer = this.localParity === 1 ? "server" : "client"
+      return `SYN for stream ${id}: the ${peer} must open ${this.localParity === 1 ? "even" : "odd"} stream ids`
+    }
+    if (id <= this.lastRemoteId) {
+      return `SYN for stream ${id}: stream ids must increase (last was ${this.lastRemoteId})`
+    }
+    return undefined
+  }
+
+  private wasOpened(id: number): boolean {
+    return (id & 1) === this.localParity ? id < this.nextStreamId : id <= this.lastRemoteId
+  }
+
+  private accept(id: number): TunnelStream | undefined {
+    const handler = this.streamHandler
+    if (handler === undefined || this.remoteOpen >= this.acceptBacklog) {
+      this.send(FrameType.WindowUpdate, Flag.RST, id, 0)
+      return undefined
+    }
+    const stream = new TunnelStream(this.host, id, this.initialWindow)
+    this.streams.set(id, stream)
+    this.remoteOpen++
+    this.send(FrameType.WindowUpdate, Flag.ACK, id, this.initialWindow - DEFAULT_WINDOW)
+    handler(stream)
+    return stream.isReleased ? undefined : stream
+  }
+
+  private release(stream: TunnelStream, reset: boolean): void {
+    if (this.streams.get(stream.id) !== stream) return
+    this.streams.delete(stream.id)
+    if ((stream.id & 1) !== this.localParity) this.remoteOpen--
+    this.drainWaiters.delete(stream)
+    if (reset) this.send(FrameType.WindowUpdate, Flag.RST, stream.id, 0)
+  }
+
+  private onPing(header: FrameHeader): void {
+    if ((header.flags & Flag.SYN) !== 0) {
+      this.send(FrameType.Ping, Flag.ACK, 0, header.length)
+      return
+    }
+    if ((header.flags & Flag.ACK) === 0) return
+    const ping = this.pings.get(header.length)
+    if (ping === undefined) return
+    this.pings.delete(header.length)
+    ping.resolve(performance.now() - ping.start)
+  }
+
+  private onGoAwayFrame(code: number): void {
+    this.peerGoAway = code
+    for (const handler of this.goAwayHandlers) handler(code)
+  }
+}

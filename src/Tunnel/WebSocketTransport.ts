@@ -1,0 +1,77 @@
+import WebSocket from "ws"
+import { Session, type SessionOptions, type Transport } from "./Session.js"
+
+/** Above this many queued bytes the session stops framing data until the socket catches up. */
+const HIGH_WATER = 1024 * 1024
+/** Drain is signalled once the queue is back under this, so writers resume in large steps. */
+const LOW_WATER = 256 * 1024
+/** How long a closing WebSocket may take to finish the close handshake before it is cut. */
+const CLOSE_GRACE_MS = 2_000
+
+const SEND_OPTIONS = { binary: true } as const
+
+class WebSocketTransport implements Transport {
+  private readonly ws: WebSocket
+  private readonly drainListeners: Array<() => void> = []
+  private waitingForDrain = false
+
+  constructor(ws: WebSocket) {
+    this.ws = ws
+  }
+
+  write(chunk: Buffer): boolean {
+    const ws = this.ws
+    if (ws.readyState !== WebSocket.OPEN) return true // the close event is on its way
+    ws.send(chunk, SEND_OPTIONS, this.onSent)
+    if (ws.bufferedAmount < HIGH_WATER) return true
+    this.waitingForDrain = true
+    return false
+  }
+
+  onDrain(listener: () => void): void {
+    this.drainListeners.push(listener)
+  }
+
+  /**
+   * A graceful close rather than terminate(): it lets frames queued just before it (notably the
+   * GoAway explaining a protocol error) reach the peer, where an abrupt close with unread input
+   * would make the kernel send RST and discard them. A peer that never answers is cut off.
+   */
+  close(): void {
+    const ws = this.ws
+    if (ws.readyState !== WebSocket.OPEN) {
+      if (ws.readyState === WebSocket.CONNECTING) ws.terminate()
+      return
+    }
+    ws.close()
+    const timer = setTimeout(() => ws.terminate(), CLOSE_GRACE_MS)
+    timer.unref()
+    ws.once("close", () => clearTimeout(timer))
+  }
+
+  // Send callbacks fire in order as the socket flushes, and one is always outstanding while bytes
+  // are queued, so checking here is guaranteed to notice the queue draining.
+  private readonly onSent = (): void => {
+    if (!this.waitingForDrain || this.ws.bufferedAmount > LOW_WATER) return
+    this.waitingForDrain = false
+    for (const listener of this.drainListeners) listener()
+  }
+}
+
+const toBuffer = (data: WebSocket.RawData): Buffer =>
+  Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
+
+/** Run a yamux session over an open WebSocket: binary messages carry the byte stream. */
+export const attachWebSocket = (ws: WebSocket, options: SessionOptions): Session => {
+  ws.binaryType = "nodebuffer"
+  const session = new Session(new WebSocketTransport(ws), options)
+  ws.on("message", (data, isBinary) => {
+    if (isBinary) session.receive(toBuffer(data))
+    else session.protocolError("text websocket message")
+  })
+  const closed = (): void => session.transportClosed()
+  ws.on("close", closed)
+  ws.on("error", closed)
+  if (ws.readyState === WebSocket.CLOSED) session.transportClosed()
+  return session
+}

@@ -1,0 +1,112 @@
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
+import type { Duplex } from "node:stream"
+import { Context, Duration, Effect, FiberSet, Layer } from "effect"
+import { type WebSocket, WebSocketServer } from "ws"
+import { Auth } from "./Auth.js"
+import type { HostPort } from "./Domain/Address.js"
+import { endpointIdRule, isValidEndpointId } from "./Domain/EndpointId.js"
+import { errorBody, writeJson, writeJsonToSocket } from "./internal/JsonResponse.js"
+import { formatAddressInfo, listen, stopAccepting } from "./internal/Listen.js"
+import { Registry } from "./Registry.js"
+import { Shutdown } from "./Shutdown.js"
+import { awaitClose, describeClose, Tunnel } from "./Tunnel.js"
+
+/** The upstream port's listener, once bound. */
+export class UpstreamServer extends Context.Tag("pico/UpstreamServer")<
+  UpstreamServer,
+  { readonly address: AddressInfo }
+>() {}
+
+const listenerPrefix = "/pico/v1/listener/"
+
+type Route = { readonly endpointId: string } | { readonly status: number; readonly body: Buffer }
+
+const notFound = { status: 404, body: errorBody("not found") }
+const invalidEndpointId = { status: 400, body: errorBody(`invalid endpoint id: must be ${endpointIdRule}`) }
+
+/** `GET /pico/v1/listener/<endpoint id>` is the only route; anything else is answered before any upgrade. */
+const route = (req: http.IncomingMessage): Route => {
+  const url = req.url ?? ""
+  if (req.method !== "GET" || !url.startsWith(listenerPrefix)) return notFound
+  const query = url.indexOf("?")
+  const endpointId = url.slice(listenerPrefix.length, query < 0 ? undefined : query)
+  return isValidEndpointId(endpointId) ? { endpointId } : invalidEndpointId
+}
+
+const remoteAddress = (req: http.IncomingMessage): string => {
+  const { remoteAddress: host = "", remotePort = 0 } = req.socket
+  return host.includes(":") ? `[${host}]:${remotePort}` : `${host}:${remotePort}`
+}
+
+/**
+ * Accepts upstream tunnels: authenticates the upgrade request, runs the session and registers it for its
+ * endpoint until it closes (or its token expires).
+ */
+export const layerServer = (address: HostPort) =>
+  Layer.scoped(
+    UpstreamServer,
+    Effect.gen(function* () {
+      const auth = yield* Auth
+      const tunnel = yield* Tunnel
+      const registry = yield* Registry
+      const shutdown = yield* Shutdown
+      const run = yield* FiberSet.makeRuntime<never>()
+      const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false })
+
+      const acceptUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
+        Effect.async<WebSocket>((resume) => {
+          wss.handleUpgrade(req, socket, head, (ws) => resume(Effect.succeed(ws)))
+        })
+
+      const serveUpstream = (req: http.IncomingMessage, socket: Duplex, head: Buffer, endpointId: string) =>
+        Effect.gen(function* () {
+          const grant = yield* auth.verifyUpstream(req.headers.authorization, endpointId)
+          const ws = yield* acceptUpgrade(req, socket, head)
+          const session = yield* tunnel.serve(ws)
+          const remoteAddr = remoteAddress(req)
+          yield* registry.register({ endpointId, remoteAddr, tunnel: session })
+          yield* Effect.logInfo("upstream connected").pipe(Effect.annotateLogs("addr", remoteAddr))
+          const expiry =
+            grant.expiresAt === undefined
+              ? Effect.never
+              : Effect.sleep(Duration.millis(Math.max(0, grant.expiresAt - Date.now()))).pipe(
+                  Effect.as("token expired"),
+                )
+          const ended = yield* Effect.race(awaitClose(session).pipe(Effect.map(describeClose)), expiry)
+          yield* Effect.logInfo("upstream disconnected").pipe(
+            Effect.annotateLogs({ addr: remoteAddr, reason: ended }),
+          )
+        }).pipe(
+          Effect.scoped,
+          Effect.catchTag("AuthError", (error) =>
+            Effect.logWarning("upstream refused").pipe(
+              Effect.annotateLogs("reason", error.reason),
+              Effect.zipRight(Effect.sync(() => writeJsonToSocket(socket, 401, errorBody(error.reason)))),
+            ),
+          ),
+          Effect.annotateLogs({ subsystem: "upstream", "endpoint-id": endpointId }),
+        )
+
+      const server = http.createServer()
+      server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+        const target = route(req)
+        if ("endpointId" in target) writeJson(res, 426, errorBody("expected a websocket upgrade"))
+        else writeJson(res, target.status, target.body)
+      })
+      server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+        socket.on("error", () => socket.destroy())
+        const target = route(req)
+        if ("endpointId" in target) run(serveUpstream(req, socket, head, target.endpointId))
+        else writeJsonToSocket(socket, target.status, target.body)
+      })
+      server.on("clientError", (_error, socket: Duplex) => socket.destroy())
+      yield* Effect.addFinalizer(() => Effect.sync(() => wss.close()))
+      const bound = yield* listen(server, address, "upstream")
+      yield* shutdown.onDrain(stopAccepting(server))
+      yield* Effect.logInfo("upstream listening").pipe(
+        Effect.annotateLogs({ subsystem: "upstream", addr: formatAddressInfo(bound) }),
+      )
+      return UpstreamServer.of({ address: bound })
+    }),
+  )

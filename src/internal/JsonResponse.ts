@@ -1,0 +1,21 @@
+import { type ServerResponse, STATUS_CODES } from "node:http"
+import type { Duplex } from "node:stream"
+
+/** Every error Pico answers itself is `{"error": "..."}` with the matching status. */
+export const errorBody = (message: string): Buffer => Buffer.from(JSON.stringify({ error: message }))
+
+export const writeJson = (res: ServerResponse, status: number, body: Buffer): void => {
+  res.writeHead(status, { "content-type": "application/json", "content-length": body.length })
+  res.end(body)
+}
+
+/**
+ * Answers on a raw socket, for upgrade requests refused before any WebSocket handshake: the client sees a normal
+ * HTTP response with a JSON body, then the connection closes.
+ */
+export const writeJsonToSocket = (socket: Duplex, status: number, body: Buffer): void => {
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\ncontent-type: application/json\r\n` +
+      `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body.toString()}`,
+  )
+}

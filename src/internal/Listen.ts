@@ -1,0 +1,55 @@
+import type * as http from "node:http"
+import type { AddressInfo } from "node:net"
+import { Effect, Schema, type Scope } from "effect"
+import { formatHostPort, type HostPort } from "../Domain/Address.js"
+
+/** A listener could not bind its address (in use, not permitted, no such interface). */
+export class ListenError extends Schema.TaggedError<ListenError>()("ListenError", {
+  listener: Schema.String,
+  address: Schema.String,
+  message: Schema.String,
+}) {}
+
+/** Stops accepting new connections; those already open carry on. Safe to call more than once. */
+export const stopAccepting = (server: http.Server): Effect.Effect<void> =>
+  Effect.sync(() => {
+    if (server.listening) server.close()
+    server.closeIdleConnections()
+  })
+
+/**
+ * Binds `server` for the lifetime of the scope and returns the bound address (port 0 becomes the real port).
+ * On release, every connection still open is cut: the graceful part of shutdown happens before this.
+ */
+export const listen = (
+  server: http.Server,
+  address: HostPort,
+  listener: string,
+): Effect.Effect<AddressInfo, ListenError, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.async<AddressInfo, ListenError>((resume) => {
+      const onError = (error: Error) =>
+        resume(
+          Effect.fail(
+            new ListenError({ listener, address: formatHostPort(address), message: error.message }),
+          ),
+        )
+      server.once("error", onError)
+      const onListening = () => {
+        server.off("error", onError)
+        resume(Effect.succeed(server.address() as AddressInfo))
+      }
+      if (address.host === "") server.listen(address.port, onListening)
+      else server.listen(address.port, address.host, onListening)
+    }),
+    () =>
+      Effect.async<void>((resume) => {
+        server.closeAllConnections()
+        if (!server.listening) return resume(Effect.void)
+        server.close(() => resume(Effect.void))
+      }),
+  )
+
+/** Formats a bound address for logs and status output. */
+export const formatAddressInfo = (info: AddressInfo): string =>
+  formatHostPort({ host: info.address, port: info.port })

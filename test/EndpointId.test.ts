@@ -1,0 +1,41 @@
+import { describe, expect, it } from "vitest"
+import { isValidEndpointId } from "../src/Domain/EndpointId.js"
+import { endpointIdFromHeaders } from "../src/Proxy/EndpointId.js"
+
+describe("endpoint id from a request", () => {
+  it("prefers x-pico-endpoint over Host", () => {
+    expect(endpointIdFromHeaders({ "x-pico-endpoint": "from-header", host: "from-host.example.com" })).toBe(
+      "from-header",
+    )
+  })
+
+  it("takes the first label of a dotted Host, port stripped", () => {
+    expect(endpointIdFromHeaders({ host: "my-endpoint.pico.example.com:8000" })).toBe("my-endpoint")
+    expect(endpointIdFromHeaders({ host: "xyz.pico.example.com" })).toBe("xyz")
+  })
+
+  it("finds none in single-label hosts and IP literals", () => {
+    for (const host of [
+      "localhost:9000",
+      "localhost",
+      "10.0.0.1:8000",
+      "127.0.0.1",
+      "[::1]:8000",
+      "",
+      ".example.com",
+    ]) {
+      expect(endpointIdFromHeaders({ host })).toBeUndefined()
+    }
+    expect(endpointIdFromHeaders({})).toBeUndefined()
+    expect(endpointIdFromHeaders({ "x-pico-endpoint": "", host: "localhost" })).toBeUndefined()
+  })
+})
+
+describe("endpoint id rules", () => {
+  it("allows 1-128 URL-safe characters", () => {
+    for (const id of ["a", "my-endpoint", "A.b_c~d-9", "x".repeat(128)])
+      expect(isValidEndpointId(id)).toBe(true)
+    for (const id of ["", "x".repeat(129), "a/b", "a b", "a%20", "é", "a?b"])
+      expect(isValidEndpointId(id)).toBe(false)
+  })
+})

@@ -1,0 +1,192 @@
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either } from "effect"
+import { parseAgentEndpoint } from "../src/PicoConfig/Agent.js"
+import { formatGoDuration, parseGoDuration } from "../src/PicoConfig/Duration.js"
+import { expandEnv } from "../src/PicoConfig/ExpandEnv.js"
+import { agentSettings, load, serverSettings } from "../src/PicoConfig.js"
+
+const writeConfig = (text: string): string => {
+  const path = join(mkdtempSync(join(tmpdir(), "pico-config-")), "pico.yaml")
+  writeFileSync(path, text)
+  return path
+}
+
+const failureMessage = <A, E extends { message: string }>(effect: Effect.Effect<A, E>) =>
+  effect.pipe(
+    Effect.flip,
+    Effect.map((error) => error.message),
+  )
+
+describe("Go durations", () => {
+  it("parses the forms Go prints and accepts", () => {
+    expect(parseGoDuration("15s")).toBe(15_000)
+    expect(parseGoDuration("500ms")).toBe(500)
+    expect(parseGoDuration("1m")).toBe(60_000)
+    expect(parseGoDuration("1h30m")).toBe(5_400_000)
+    expect(parseGoDuration("1.5s")).toBe(1500)
+    expect(parseGoDuration("0")).toBe(0)
+  })
+
+  it("rejects what is not a duration", () => {
+    for (const text of ["", "15", "15x", "s", "1 m", "-1s", "15s junk"])
+      expect(parseGoDuration(text)).toBeUndefined()
+  })
+
+  it("formats for help text", () => {
+    expect(formatGoDuration(15_000)).toBe("15s")
+    expect(formatGoDuration(60_000)).toBe("1m")
+    expect(formatGoDuration(500)).toBe("500ms")
+  })
+})
+
+describe("environment expansion", () => {
+  const env = { HOST: "10.0.0.1", EMPTY: "", PICO_VAL1: "val1" }
+
+  it("expands ${VAR}, $VAR and ${VAR:default}", () => {
+    expect(expandEnv("a: ${HOST}:8000", env)).toBe("a: 10.0.0.1:8000")
+    expect(expandEnv("a: $PICO_VAL1/x", env)).toBe("a: val1/x")
+    expect(expandEnv("a: ${MISSING:5}", env)).toBe("a: 5")
+    expect(expandEnv("a: ${EMPTY:fallback}", env)).toBe("a: fallback")
+    expect(expandEnv("a: ${MISSING:x:y}", env)).toBe("a: x:y")
+    expect(expandEnv("a: ${MISSING}", env)).toBe("a: ")
+  })
+
+  it("keeps a lone $ and turns $$ into $", () => {
+    expect(expandEnv("price: 5$ and $$HOST", env)).toBe("price: 5$ and $HOST")
+  })
+})
+
+describe("loading settings", () => {
+  it.effect("uses the defaults when nothing is given", () =>
+    Effect.gen(function* () {
+      const config = yield* load(serverSettings, { flags: {} })
+      expect(config.proxy.bindAddr).toBe(":8000")
+      expect(config.proxy.gatewayTimeout).toBe(15_000)
+      expect(config.server.gracefulShutdownTimeout).toBe(60_000)
+      expect(config.log.level).toBe("info")
+    }),
+  )
+
+  it.effect("takes flags over the file over the defaults", () =>
+    Effect.gen(function* () {
+      const path = writeConfig(
+        "proxy:\n  bind_addr: 127.0.0.1:9000\n  gateway_timeout: 3s\nlog:\n  subsystems: [proxy, tunnel]\n",
+      )
+      const config = yield* load(serverSettings, {
+        flags: { "proxy.gateway-timeout": "7s" },
+        configPath: path,
+      })
+      expect(config.proxy.bindAddr).toBe("127.0.0.1:9000")
+      expect(config.proxy.gatewayTimeout).toBe(7000)
+      expect(config.upstream.bindAddr).toBe(":8001")
+      expect(config.log.subsystems).toEqual(["proxy", "tunnel"])
+    }),
+  )
+
+  it.effect("expands the environment only when asked", () =>
+    Effect.gen(function* () {
+      const path = writeConfig("proxy:\n  bind_addr: ${PICO_TEST_ADDR:127.0.0.1:7000}\n")
+      const expanded = yield* load(serverSettings, { flags: {}, configPath: path, expandEnv: true, env: {} })
+      expect(expanded.proxy.bindAddr).toBe("127.0.0.1:7000")
+      const raw = yield* failureMessage(load(serverSettings, { flags: {}, configPath: path }))
+      expect(raw).toContain("proxy.bind_addr")
+    }),
+  )
+
+  it.effect("names the flag and the value of a bad flag", () =>
+    Effect.gen(function* () {
+      const message = yield* failureMessage(
+        load(serverSettings, { flags: { "proxy.gateway-timeout": "15x" } }),
+      )
+      expect(message).toBe(
+        '--proxy.gateway-timeout: invalid value "15x": expected a duration such as 500ms, 15s or 1m',
+      )
+    }),
+  )
+
+  it.effect("names the key, the file and the value of a bad file entry", () =>
+    Effect.gen(function* () {
+      const path = writeConfig("log:\n  level: loud\n")
+      const message = yield* failureMessage(load(serverSettings, { flags: {}, configPath: path }))
+      expect(message).toBe(
+        `log.level in ${path}: invalid value "loud": expected one of debug, info, warn, error`,
+      )
+    }),
+  )
+
+  it.effect("rejects unknown keys, naming them", () =>
+    Effect.gen(function* () {
+      const path = writeConfig("proxy:\n  bind_adr: :8000\nmystery: 1\n")
+      const message = yield* failureMessage(load(serverSettings, { flags: {}, configPath: path }))
+      expect(message).toBe(`${path}: unknown key "proxy.bind_adr", "mystery"`)
+    }),
+  )
+
+  it.effect("reports unreadable and unparsable files", () =>
+    Effect.gen(function* () {
+      const missing = yield* failureMessage(
+        load(serverSettings, { flags: {}, configPath: "/nonexistent/pico.yaml" }),
+      )
+      expect(missing).toContain("read /nonexistent/pico.yaml")
+      const path = writeConfig("proxy: [unclosed\n")
+      const broken = yield* failureMessage(load(serverSettings, { flags: {}, configPath: path }))
+      expect(broken).toContain(`parse ${path}`)
+    }),
+  )
+
+  it.effect("rejects a zero duration and a bad bind address", () =>
+    Effect.gen(function* () {
+      const zero = yield* failureMessage(
+        load(serverSettings, { flags: { "server.graceful-shutdown-timeout": "0" } }),
+      )
+      expect(zero).toContain("must be greater than zero")
+      const addr = yield* failureMessage(load(serverSettings, { flags: { "admin.bind-addr": "8002" } }))
+      expect(addr).toBe(
+        '--admin.bind-addr: invalid value "8002": expected an address such as ":8000" or "127.0.0.1:8000"',
+      )
+    }),
+  )
+})
+
+describe("agent endpoints", () => {
+  it("accepts host:port, a bare port and an http URL", () => {
+    expect(parseAgentEndpoint("my-endpoint/localhost:4000")).toEqual(
+      Either.right({ id: "my-endpoint", host: "localhost", port: 4000 }),
+    )
+    expect(parseAgentEndpoint("a/4000")).toEqual(Either.right({ id: "a", host: "localhost", port: 4000 }))
+    expect(parseAgentEndpoint("a/http://10.0.0.2:8080")).toEqual(
+      Either.right({ id: "a", host: "10.0.0.2", port: 8080 }),
+    )
+    expect(parseAgentEndpoint("a/http://[::1]:8080")).toEqual(
+      Either.right({ id: "a", host: "::1", port: 8080 }),
+    )
+  })
+
+  it("rejects malformed entries", () => {
+    for (const text of [
+      "no-slash",
+      "/localhost:4000",
+      "bad id/localhost:4000",
+      "a/localhost",
+      "a/host:99999",
+    ]) {
+      expect(Either.isLeft(parseAgentEndpoint(text))).toBe(true)
+    }
+  })
+
+  it.effect("splits comma-separated and repeated flags", () =>
+    Effect.gen(function* () {
+      const config = yield* load(agentSettings, {
+        flags: { endpoints: ["a/4000,b/localhost:5000", "c/6000"] },
+      })
+      expect(config.endpoints.map((endpoint) => endpoint.id)).toEqual(["a", "b", "c"])
+      const message = yield* failureMessage(load(agentSettings, { flags: { endpoints: ["a/4000,broken"] } }))
+      expect(message).toContain(
+        '--endpoints: invalid value ["a/4000,broken"]: "broken": expected <endpoint id>/<address>',
+      )
+    }),
+  )
+})

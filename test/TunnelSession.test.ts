@@ -1,0 +1,923 @@
+import { createHash, randomBytes } from "node:crypto"
+import { once } from "node:events"
+import * as http from "node:http"
+import type { Duplex } from "node:stream"
+import { setImmediate as nextImmediate, setTimeout as sleep } from "node:timers/promises"
+import fc from "fast-check"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import WebSocket, { WebSocketServer } from "ws"
+import {
+  DEFAULT_WINDOW,
+  encodeHeader,
+  Flag,
+  FrameDecoder,
+  type FrameHeader,
+  FrameType,
+  GoAwayCode,
+} from "../src/Tunnel/Frame.js"
+import {
+  type CloseReason,
+  Session,
+  SessionClosedError,
+  type SessionOptions,
+  StreamResetError,
+  type Transport,
+  type TunnelStream,
+} from "../src/Tunnel/Session.js"
+import { attachWebSocket } from "../src/Tunnel/WebSocketTransport.js"
+
+// ---------------------------------------------------------------------------------------------
+// Harnesses
+
+/** An in-memory pipe to a peer session: delivery is asynchronous and in order, with backpressure. */
+class MemoryTransport implements Transport {
+  peer: Session | undefined
+  writes = 0
+  paused = false
+  private readonly queue: Array<Buffer> = []
+  private queued = 0
+  private blocked = false
+  private scheduled = false
+  private closed = false
+  private readonly drainListeners: Array<() => void> = []
+
+  constructor(private readonly highWater = 4 * 1024 * 1024) {}
+
+  write(chunk: Buffer): boolean {
+    if (this.closed) return true
+    this.writes++
+    this.queue.push(chunk)
+    this.queued += chunk.length
+    this.schedule()
+    if (this.queued < this.highWater) return true
+    this.blocked = true
+    return false
+  }
+
+  onDrain(listener: () => void): void {
+    this.drainListeners.push(listener)
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    // The peer learns about the close after the bytes already queued.
+    this.schedule()
+  }
+
+  resume(): void {
+    this.paused = false
+    this.schedule()
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return
+    this.scheduled = true
+    setImmediate(() => {
+      this.scheduled = false
+      if (this.paused) return
+      for (let chunk = this.queue.shift(); chunk !== undefined; chunk = this.queue.shift()) {
+        this.queued -= chunk.length
+        this.peer?.receive(chunk)
+      }
+      if (this.closed) this.peer?.transportClosed()
+      if (this.blocked) {
+        this.blocked = false
+        for (const listener of this.drainListeners) listener()
+      }
+    })
+  }
+}
+
+interface Pair {
+  readonly client: Session
+  readonly server: Session
+}
+
+const memoryPair = (client: Partial<SessionOptions> = {}, server: Partial<SessionOptions> = {}) => {
+  const clientTransport = new MemoryTransport()
+  const serverTransport = new MemoryTransport()
+  const pair = {
+    client: new Session(clientTransport, { ...client, role: "client" }),
+    server: new Session(serverTransport, { ...server, role: "server" }),
+    clientTransport,
+    serverTransport,
+  }
+  clientTransport.peer = pair.server
+  serverTransport.peer = pair.client
+  return pair
+}
+
+/** A real WebSocket server on 127.0.0.1; each connect() yields the two ends of one session. */
+const startWebSocketServer = async () => {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 })
+  await once(wss, "listening")
+  const address = wss.address()
+  if (address === null || typeof address === "string") throw new Error("expected a TCP address")
+  const url = `ws://127.0.0.1:${address.port}`
+  interface Accepted {
+    readonly session: Session
+    readonly socket: Duplex
+  }
+  const accepted: Array<Accepted> = []
+  const waiting: Array<(accepted: Accepted) => void> = []
+  wss.on("connection", (ws, request) => {
+    const connection = { session: attachWebSocket(ws, { role: "server" }), socket: request.socket }
+    const waiter = waiting.shift()
+    if (waiter === undefined) accepted.push(connection)
+    else waiter(connection)
+  })
+  const nextAccepted = (): Promise<Accepted> => {
+    const connection = accepted.shift()
+    return connection === undefined
+      ? new Promise((resolve) => waiting.push(resolve))
+      : Promise.resolve(connection)
+  }
+  const connect = async () => {
+    const ws = new WebSocket(url)
+    const server = nextAccepted()
+    await once(ws, "open")
+    const client = attachWebSocket(ws, { role: "client" })
+    const { session, socket } = await server
+    return { client, server: session, ws, serverSocket: socket }
+  }
+  const stop = async () => {
+    for (const ws of wss.clients) ws.terminate()
+    await new Promise((resolve) => wss.close(resolve))
+  }
+  return { connect, stop }
+}
+
+/** A session under test whose peer is the test itself, speaking raw frames. */
+const rawPeer = (options: SessionOptions) => {
+  const written: Array<Buffer> = []
+  let transportClosed = false
+  const session = new Session(
+    {
+      write: (chunk) => {
+        written.push(chunk)
+        return true
+      },
+      onDrain: () => {},
+      close: () => {
+        transportClosed = true
+      },
+    },
+    options,
+  )
+  const frames = (): Array<FrameHeader> => {
+    const headers: Array<FrameHeader> = []
+    new FrameDecoder({
+      onFrame: (header) => headers.push(header),
+      onError: (reason) => {
+        throw new Error(`the session wrote an invalid frame: ${reason}`)
+      },
+    }).push(Buffer.concat(written))
+    return headers
+  }
+  const send = (type: FrameType, flags: number, streamId: number, length: number, payload?: Buffer) =>
+    session.receive(
+      payload === undefined ? encodeHeader(type, flags, streamId, length) : frame(streamId, payload, flags),
+    )
+  return { session, frames, send, isTransportClosed: () => transportClosed }
+}
+
+const frame = (streamId: number, payload: Buffer, flags = 0): Buffer =>
+  Buffer.concat([encodeHeader(FrameType.Data, flags, streamId, payload.length), payload])
+
+const closeReason = (session: Session): Promise<CloseReason> =>
+  new Promise((resolve) => session.onClose(resolve))
+
+const readAll = async (stream: TunnelStream): Promise<Buffer> => {
+  const chunks: Array<Buffer> = []
+  stream.on("data", (chunk: Buffer) => chunks.push(chunk))
+  await once(stream, "end")
+  return Buffer.concat(chunks)
+}
+
+const closed = (stream: TunnelStream): Promise<void> =>
+  new Promise((resolve) => (stream.closed ? resolve() : stream.once("close", () => resolve())))
+
+/** For streams a test leaves open when it closes the session (which fails them with an error). */
+const ignoreErrors = (stream: TunnelStream): TunnelStream => stream.on("error", () => {})
+
+const echo = (stream: TunnelStream): void => {
+  ignoreErrors(stream).pipe(stream)
+}
+
+const noStreamsLeft = async (...sessions: Array<Session>): Promise<void> => {
+  while (sessions.some((session) => session.streamCount > 0)) await nextImmediate()
+}
+
+const random = randomBytes(1024 * 1024)
+
+/** Writes `total` bytes in irregular chunks, honouring backpressure; returns their sha256. */
+const sendBytes = async (stream: TunnelStream, total: number): Promise<string> => {
+  const hash = createHash("sha256")
+  for (let sent = 0, i = 0; sent < total; i++) {
+    const size = Math.min(total - sent, 1 + ((i * 7919) % (96 * 1024)))
+    const start = (i * 104_729) % (random.length - size)
+    const chunk = random.subarray(start, start + size)
+    hash.update(chunk)
+    sent += size
+    if (!stream.write(chunk)) await once(stream, "drain")
+  }
+  stream.end()
+  return hash.digest("hex")
+}
+
+/** Records the largest readable buffer of `stream()` after each chunk the session receives. */
+const watchBuffering = (session: Session, stream: () => TunnelStream | undefined) => {
+  const watch = { max: 0 }
+  const receive = session.receive.bind(session)
+  session.receive = (chunk) => {
+    receive(chunk)
+    watch.max = Math.max(watch.max, stream()?.readableLength ?? 0)
+  }
+  return watch
+}
+
+// ---------------------------------------------------------------------------------------------
+// Behaviour shared by both transports
+
+const transports: Array<{
+  readonly name: string
+  readonly setup: () => Promise<{
+    readonly pair: () => Promise<Pair>
+    readonly teardown: () => Promise<void>
+  }>
+}> = [
+  {
+    name: "in-memory transport",
+    setup: async () => ({ pair: async () => memoryPair(), teardown: async () => {} }),
+  },
+  {
+    name: "WebSocket transport",
+    setup: async () => {
+      const server = await startWebSocketServer()
+      return { pair: server.connect, teardown: server.stop }
+    },
+  },
+]
+
+describe.each(transports)("Session over $name", ({ setup }) => {
+  let pair: () => Promise<Pair>
+  let teardown: () => Promise<void>
+  beforeAll(async () => {
+    ;({ pair, teardown } = await setup())
+  })
+  afterAll(() => teardown())
+
+  it("opens and accepts a stream carrying data both ways", async () => {
+    const { client, server } = await pair()
+    server.onStream(echo)
+    const stream = client.openStream()
+    expect(stream.id).toBe(1)
+    const reply = readAll(stream)
+    stream.write("hello ")
+    stream.end("world")
+    expect((await reply).toString()).toBe("hello world")
+    await noStreamsLeft(client, server)
+    client.close()
+  })
+
+  it("the server opens even ids, the client odd ones, both at once", async () => {
+    const { client, server } = await pair()
+    client.onStream(echo)
+    server.onStream(echo)
+    const fromServer = [server.openStream(), server.openStream()]
+    const fromClient = [client.openStream(), client.openStream()]
+    expect(fromServer.map((stream) => stream.id)).toEqual([2, 4])
+    expect(fromClient.map((stream) => stream.id)).toEqual([1, 3])
+    const replies = [...fromServer, ...fromClient].map(async (stream) => {
+      const reply = readAll(stream)
+      stream.end(`stream ${stream.id}`)
+      return (await reply).toString()
+    })
+    expect(await Promise.all(replies)).toEqual(["stream 2", "stream 4", "stream 1", "stream 3"])
+    client.close()
+  })
+
+  it("runs 100 concurrent streams whose data interleaves and completes out of order", async () => {
+    const { client, server } = await pair()
+    server.onStream(async (stream) => {
+      const request = await readAll(stream)
+      // Answer later the earlier the stream was opened, so completion order differs from opening order.
+      await sleep(((100 - request.readUInt32BE(0)) % 10) * 3)
+      stream.end(Buffer.concat([Buffer.from("re:"), request]))
+    })
+    const completed: Array<number> = []
+    const results = Array.from({ length: 100 }, async (_, index) => {
+      const stream = client.openStream()
+      const reply = readAll(stream)
+      const parts = [Buffer.alloc(4), randomBytes(1 + index * 37), randomBytes(5000)]
+      parts[0]?.writeUInt32BE(index)
+      for (const part of parts) {
+        stream.write(part)
+        await nextImmediate()
+      }
+      stream.end()
+      const request = Buffer.concat(parts)
+      expect((await reply).equals(Buffer.concat([Buffer.from("re:"), request]))).toBe(true)
+      completed.push(index)
+    })
+    await Promise.all(results)
+    expect(completed).toHaveLength(100)
+    expect(completed).not.toEqual([...completed].sort((a, b) => a - b))
+    await noStreamsLeft(client, server)
+    client.close()
+  })
+
+  it("moves 64 MiB to a slow consumer without buffering more than the window", async () => {
+    const { client, server } = await pair()
+    let received: TunnelStream | undefined
+    const buffering = watchBuffering(server, () => received)
+    const done = new Promise<string>((resolve, reject) => {
+      server.onStream((stream) => {
+        received = stream
+        const hash = createHash("sha256")
+        let chunks = 0
+        stream.on("data", (chunk: Buffer) => {
+          hash.update(chunk)
+          if (++chunks % 100 !== 0) return
+          stream.pause()
+          setTimeout(() => stream.resume(), 5)
+        })
+        stream.on("end", () => {
+          resolve(hash.digest("hex"))
+          stream.end()
+        })
+        stream.on("error", reject)
+      })
+    })
+    const sent = await sendBytes(ignoreErrors(client.openStream()), 64 * 1024 * 1024)
+    expect(await done).toBe(sent)
+    expect(buffering.max).toBeLessThanOrEqual(DEFAULT_WINDOW)
+    // The pauses must actually have filled the window, or the bound above proves nothing.
+    expect(buffering.max).toBeGreaterThan(DEFAULT_WINDOW / 2)
+    client.close()
+  })
+
+  it("half-closes: each side ends its direction independently", async () => {
+    const { client, server } = await pair()
+    const serverSide = new Promise<TunnelStream>((resolve) => server.onStream(resolve))
+    const stream = client.openStream()
+    stream.end("request")
+    const accepted = await serverSide
+    expect((await readAll(accepted)).toString()).toBe("request")
+    // The server's direction is still open after the client's FIN.
+    expect(accepted.writable).toBe(true)
+    const reply = readAll(stream)
+    accepted.write("response ")
+    await nextImmediate()
+    accepted.end("done")
+    expect((await reply).toString()).toBe("response done")
+    await Promise.all([closed(stream), closed(accepted)])
+    expect(stream.errored).toBeNull()
+    expect(accepted.errored).toBeNull()
+    await noStreamsLeft(client, server)
+    client.close()
+  })
+
+  it("resets a stream in either direction", async () => {
+    const { client, server } = await pair()
+    const accepted: Array<TunnelStream> = []
+    const arrived: Array<() => void> = []
+    server.onStream((stream) => {
+      accepted.push(stream)
+      arrived.shift()?.()
+    })
+    const nextAccepted = async () => {
+      if (accepted.length === 0) await new Promise<void>((resolve) => arrived.push(resolve))
+      return accepted.shift() as TunnelStream
+    }
+
+    const first = client.openStream()
+    first.write("x")
+    const firstRemote = await nextAccepted()
+    const firstError = once(firstRemote, "error")
+    first.destroy()
+    const [error] = await firstError
+    expect(error).toBeInstanceOf(StreamResetError)
+    expect(error.message).toBe("stream 1 was reset by the peer")
+
+    const second = client.openStream()
+    second.write("y")
+    const secondRemote = await nextAccepted()
+    const secondError = once(second, "error")
+    secondRemote.destroy()
+    expect((await secondError)[0]).toBeInstanceOf(StreamResetError)
+
+    await noStreamsLeft(client, server)
+    expect(client.closed || server.closed).toBe(false)
+    client.close()
+  })
+
+  it("fails a write held for window and resets the stream when destroyed", async () => {
+    const { client, server } = await pair()
+    const remote = new Promise<TunnelStream>((resolve) =>
+      server.onStream((stream) => {
+        // Never read: the client runs out of window.
+        stream.pause()
+        resolve(stream)
+      }),
+    )
+    const stream = client.openStream()
+    const writeError = new Promise<Error | null | undefined>((resolve) =>
+      stream.write(Buffer.alloc(DEFAULT_WINDOW + 1), resolve),
+    )
+    const accepted = await remote
+    const reset = once(accepted, "error")
+    while (accepted.readableLength < DEFAULT_WINDOW) await nextImmediate()
+    stream.destroy()
+    expect(await writeError).toBeInstanceOf(Error)
+    expect((await reset)[0]).toBeInstanceOf(StreamResetError)
+    await noStreamsLeft(client, server)
+    client.close()
+  })
+
+  it("measures ping round trips both ways", async () => {
+    const { client, server } = await pair()
+    const [fromClient, fromServer] = await Promise.all([client.ping(), server.ping()])
+    expect(fromClient).toBeGreaterThanOrEqual(0)
+    expect(fromServer).toBeGreaterThanOrEqual(0)
+    expect(fromClient).toBeLessThan(5000)
+    client.close()
+  })
+
+  it("after the server's GoAway the client opens no streams but still accepts them", async () => {
+    const { client, server } = await pair()
+    server.onStream(echo)
+    client.onStream(echo)
+    const goAway = new Promise<number>((resolve) => client.onGoAway(resolve))
+    server.goAway()
+    // Opened before the GoAway arrived: the server still accepts it.
+    const racing = client.openStream()
+    const racingReply = readAll(racing)
+    racing.end("raced")
+    expect(await goAway).toBe(GoAwayCode.Normal)
+    expect((await racingReply).toString()).toBe("raced")
+    expect(client.canOpenStream()).toBe(false)
+    expect(() => client.openStream()).toThrow(SessionClosedError)
+    // Having sent GoAway does not stop the server from opening streams; the client accepts them.
+    expect(server.canOpenStream()).toBe(true)
+    const stream = server.openStream()
+    const reply = readAll(stream)
+    stream.end("still here")
+    expect((await reply).toString()).toBe("still here")
+    expect(client.closed || server.closed).toBe(false)
+    client.close()
+  })
+
+  it("carries a Node HTTP client request over a stream", async () => {
+    const { client, server } = await pair()
+    const agentStreams: Array<TunnelStream> = []
+    const requestHead = new Promise<string>((resolve) => {
+      client.onStream((stream) => {
+        agentStreams.push(stream)
+        let head = ""
+        stream.on("data", (chunk: Buffer) => {
+          head += chunk.toString("latin1")
+          if (!head.includes("\r\n\r\n")) return
+          resolve(head)
+          stream.end("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        })
+      })
+    })
+    const tunnelStreams: Array<TunnelStream> = []
+    const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const request = http.request(
+        {
+          path: "/hello",
+          headers: { host: "example.test" },
+          createConnection: () => {
+            const stream = server.openStream()
+            tunnelStreams.push(stream)
+            return stream
+          },
+        },
+        resolve,
+      )
+      request.on("error", reject)
+      request.end()
+    })
+    const body: Array<Buffer> = []
+    response.on("data", (chunk: Buffer) => body.push(chunk))
+    await once(response, "end")
+    expect(response.statusCode).toBe(200)
+    expect(Buffer.concat(body).toString()).toBe("ok")
+    expect(await requestHead).toMatch(/^GET \/hello HTTP\/1\.1\r\n/)
+    await noStreamsLeft(client, server)
+    // Both directions ended with FIN: the HTTP client did not reset the stream.
+    expect([...tunnelStreams, ...agentStreams].map((stream) => stream.errored)).toEqual([null, null])
+    client.close()
+  })
+
+  it("closing one side destroys its streams and ends the other side as TransportClosed", async () => {
+    const { client, server } = await pair()
+    const serverStream = new Promise<TunnelStream>((resolve) => server.onStream(resolve))
+    const stream = client.openStream()
+    stream.write("x")
+    const remote = await serverStream
+    const remoteError = once(remote, "error")
+    const localError = once(stream, "error")
+    const serverClosed = closeReason(server)
+    const clientClosed = closeReason(client)
+    const pendingPing = client.ping()
+    client.close("bye")
+    await expect(pendingPing).rejects.toBeInstanceOf(SessionClosedError)
+    expect(await clientClosed).toEqual({ _tag: "Local", message: "bye" })
+    expect(await serverClosed).toEqual({ _tag: "TransportClosed" })
+    expect((await localError)[0]).toBeInstanceOf(SessionClosedError)
+    expect((await remoteError)[0]).toBeInstanceOf(SessionClosedError)
+    expect(() => client.openStream()).toThrow(SessionClosedError)
+    await expect(server.ping()).rejects.toBeInstanceOf(SessionClosedError)
+    expect(client.streamCount + server.streamCount).toBe(0)
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// In-memory specifics
+
+describe("Session flow control", () => {
+  const transfer = async (consume: (stream: TunnelStream) => Promise<string>, total: number) => {
+    const { client, server } = memoryPair()
+    let received: TunnelStream | undefined
+    const buffering = watchBuffering(server, () => received)
+    const done = new Promise<string>((resolve) =>
+      server.onStream((stream) => {
+        received = ignoreErrors(stream)
+        resolve(consume(stream))
+      }),
+    )
+    const sent = await sendBytes(ignoreErrors(client.openStream()), total)
+    expect(await done).toBe(sent)
+    expect(buffering.max).toBeLessThanOrEqual(DEFAULT_WINDOW)
+    client.close()
+  }
+
+  it("never stalls an async-iterating consumer", async () => {
+    await transfer(
+      async (stream) => {
+        const hash = createHash("sha256")
+        let chunks = 0
+        for await (const chunk of stream) {
+          hash.update(chunk)
+          if (++chunks % 50 === 0) await sleep(2)
+        }
+        return hash.digest("hex")
+      },
+      16 * 1024 * 1024,
+    )
+  })
+
+  it("never stalls a consumer reading large blocks in paused mode", async () => {
+    await transfer(
+      async (stream) => {
+        const hash = createHash("sha256")
+        stream.on("readable", () => {
+          for (let chunk = stream.read(200_000); chunk !== null; chunk = stream.read(200_000))
+            hash.update(chunk)
+        })
+        await once(stream, "end")
+        // read(n) holds back a final partial block until the end.
+        for (let chunk = stream.read(); chunk !== null; chunk = stream.read()) hash.update(chunk)
+        return hash.digest("hex")
+      },
+      8 * 1024 * 1024,
+    )
+  })
+
+  it("keeps transfers to consumers that pause at random points complete", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 30 }), { minLength: 1, maxLength: 8 }),
+        async (pauses) => {
+          await transfer(async (stream) => {
+            const hash = createHash("sha256")
+            let chunks = 0
+            stream.on("data", (chunk: Buffer) => {
+              hash.update(chunk)
+              chunks++
+              if (!pauses.includes(chunks % 31)) return
+              stream.pause()
+              setTimeout(() => stream.resume(), 1)
+            })
+            await once(stream, "end")
+            return hash.digest("hex")
+          }, 1024 * 1024)
+        },
+      ),
+      { numRuns: 10 },
+    )
+  })
+
+  it("holds write callbacks while the transport reports backpressure", async () => {
+    const clientTransport = new MemoryTransport(16)
+    const server = new Session(new MemoryTransport(), { role: "server" })
+    const client = new Session(clientTransport, { role: "client" })
+    clientTransport.peer = server
+    server.onStream(echo)
+    clientTransport.paused = true
+    const stream = ignoreErrors(client.openStream())
+    let firstDone = false
+    let secondDone = false
+    stream.write(Buffer.alloc(1000), () => {
+      firstDone = true
+    })
+    await nextImmediate()
+    await nextImmediate()
+    expect(firstDone).toBe(true)
+    // The first batch went out and the transport said "slow down": the next write waits for drain.
+    stream.write(Buffer.alloc(1000), () => {
+      secondDone = true
+    })
+    for (let i = 0; i < 10; i++) await nextImmediate()
+    expect(secondDone).toBe(false)
+    clientTransport.resume()
+    while (!secondDone) await nextImmediate()
+    client.close()
+  })
+
+  it("coalesces frames written in the same tick into one transport write", async () => {
+    const { client, server, clientTransport } = memoryPair()
+    const streams = Array.from({ length: 50 }, () => ignoreErrors(client.openStream()))
+    for (const stream of streams) stream.write("small")
+    await nextImmediate()
+    expect(clientTransport.writes).toBe(1)
+    client.close()
+    server.close()
+  })
+
+  it("rejects an initial window below the yamux default", () => {
+    expect(() => new Session(new MemoryTransport(), { role: "client", initialWindow: 1024 })).toThrow(
+      RangeError,
+    )
+  })
+
+  it("announces a larger window with the SYN and honours it", async () => {
+    const window = 1024 * 1024
+    const { client, server } = memoryPair({}, { initialWindow: window })
+    let received: TunnelStream | undefined
+    const buffering = watchBuffering(server, () => received)
+    server.onStream((stream) => {
+      received = ignoreErrors(stream)
+      stream.pause()
+    })
+    const stream = ignoreErrors(client.openStream())
+    stream.write(Buffer.alloc(2 * window))
+    while (received === undefined || received.readableLength < window) await nextImmediate()
+    for (let i = 0; i < 10; i++) await nextImmediate()
+    expect(buffering.max).toBe(window)
+    client.close()
+  })
+})
+
+describe("Session stream admission", () => {
+  it("refuses streams with RST when nobody accepts them", async () => {
+    const { client } = memoryPair()
+    const stream = client.openStream()
+    const [error] = await once(stream, "error")
+    expect(error).toBeInstanceOf(StreamResetError)
+    expect(client.closed).toBe(false)
+    client.close()
+  })
+
+  it("refuses streams beyond the accept backlog", async () => {
+    const { client, server } = memoryPair({}, { acceptBacklog: 2 })
+    server.onStream(ignoreErrors)
+    const [a, b, c] = [client.openStream(), client.openStream(), client.openStream()].map(ignoreErrors)
+    await closed(c as TunnelStream)
+    expect(c?.errored).toBeInstanceOf(StreamResetError)
+    expect(server.streamCount).toBe(2)
+    expect(a?.destroyed || b?.destroyed).toBe(false)
+    client.close()
+  })
+})
+
+describe("Session protocol errors", () => {
+  const expectProtocolError = async (
+    options: SessionOptions,
+    act: (peer: ReturnType<typeof rawPeer>) => void,
+    message: RegExp,
+  ) => {
+    const peer = rawPeer(options)
+    peer.session.onStream(ignoreErrors)
+    const reason = closeReason(peer.session)
+    act(peer)
+    const closedWith = await reason
+    expect(closedWith._tag).toBe("ProtocolError")
+    expect(closedWith._tag === "ProtocolError" && closedWith.message).toMatch(message)
+    expect(peer.frames().at(-1)).toEqual({
+      type: FrameType.GoAway,
+      flags: 0,
+      streamId: 0,
+      length: GoAwayCode.ProtocolError,
+    })
+    expect(peer.isTransportClosed()).toBe(true)
+    return peer
+  }
+
+  it("on a bad version", async () => {
+    const bytes = encodeHeader(FrameType.Ping, Flag.SYN, 0, 1)
+    bytes[0] = 1
+    await expectProtocolError({ role: "server" }, (peer) => peer.session.receive(bytes), /version 1/)
+  })
+
+  it("on an unknown frame type, ignoring the frames after it", async () => {
+    const bytes = encodeHeader(FrameType.Ping, Flag.SYN, 0, 1)
+    bytes[1] = 9
+    const peer = await expectProtocolError(
+      { role: "server" },
+      (peer) => peer.session.receive(Buffer.concat([bytes, encodeHeader(FrameType.Ping, Flag.SYN, 0, 2)])),
+      /unknown frame type 9/,
+    )
+    expect(peer.frames().filter((header) => header.type === FrameType.Ping)).toEqual([])
+  })
+
+  it("on data beyond the receive window", async () => {
+    await expectProtocolError(
+      { role: "server" },
+      (peer) => {
+        peer.send(FrameType.WindowUpdate, Flag.SYN, 1, 0)
+        peer.send(FrameType.Data, 0, 1, 0, Buffer.alloc(DEFAULT_WINDOW))
+        peer.send(FrameType.Data, 0, 1, 0, Buffer.alloc(1))
+      },
+      /stream 1 received 1 bytes with only 0 left in its window/,
+    )
+  })
+
+  it("on a SYN with the wrong parity", async () => {
+    await expectProtocolError(
+      { role: "server" },
+      (peer) => peer.send(FrameType.WindowUpdate, Flag.SYN, 2, 0),
+      /the client must open odd stream ids/,
+    )
+    await expectProtocolError(
+      { role: "client" },
+      (peer) => peer.send(FrameType.WindowUpdate, Flag.SYN, 1, 0),
+      /the server must open even stream ids/,
+    )
+  })
+
+  it("on a SYN reusing an open stream id", async () => {
+    await expectProtocolError(
+      { role: "server" },
+      (peer) => {
+        peer.send(FrameType.WindowUpdate, Flag.SYN, 1, 0)
+        peer.send(FrameType.Data, Flag.SYN, 1, 0, Buffer.from("x"))
+      },
+      /SYN for stream 1, which is already open/,
+    )
+  })
+
+  it("on a frame for a stream that was never opened", async () => {
+    await expectProtocolError(
+      { role: "server" },
+      (peer) => peer.send(FrameType.Data, 0, 5, 0, Buffer.from("x")),
+      /Data frame for stream 5, which was never opened/,
+    )
+  })
+
+  it("on data after FIN", async () => {
+    await expectProtocolError(
+      { role: "server" },
+      (peer) => {
+        peer.send(FrameType.WindowUpdate, Flag.SYN | Flag.FIN, 1, 0)
+        peer.send(FrameType.Data, 0, 1, 0, Buffer.from("x"))
+      },
+      /Data on stream 1 after its FIN/,
+    )
+  })
+
+  it("but not on frames that race a reset", async () => {
+    const peer = rawPeer({ role: "server" })
+    peer.session.onStream((stream) => stream.destroy())
+    peer.send(FrameType.WindowUpdate, Flag.SYN, 1, 0)
+    peer.send(FrameType.Data, 0, 1, 0, Buffer.from("late"))
+    peer.send(FrameType.WindowUpdate, 0, 1, 100)
+    await nextImmediate()
+    expect(peer.session.closed).toBe(false)
+    expect(peer.frames()).toEqual([
+      { type: FrameType.WindowUpdate, flags: Flag.ACK, streamId: 1, length: 0 },
+      { type: FrameType.WindowUpdate, flags: Flag.RST, streamId: 1, length: 0 },
+    ])
+  })
+
+  it("accepts streams the peer opens after we sent GoAway", async () => {
+    const peer = rawPeer({ role: "server" })
+    const accepted: Array<number> = []
+    peer.session.onStream((stream) => accepted.push(stream.id))
+    peer.session.goAway()
+    peer.send(FrameType.WindowUpdate, Flag.SYN, 1, 0)
+    await nextImmediate()
+    expect(accepted).toEqual([1])
+    expect(peer.frames()).toEqual([
+      { type: FrameType.GoAway, flags: 0, streamId: 0, length: GoAwayCode.Normal },
+      { type: FrameType.WindowUpdate, flags: Flag.ACK, streamId: 1, length: 0 },
+    ])
+  })
+
+  it("answers pings with the same opaque value", async () => {
+    const peer = rawPeer({ role: "client" })
+    peer.send(FrameType.Ping, Flag.SYN, 0, 0xdead_beef)
+    await nextImmediate()
+    expect(peer.frames()).toEqual([
+      { type: FrameType.Ping, flags: Flag.ACK, streamId: 0, length: 0xdead_beef },
+    ])
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket specifics
+
+describe("Session over a WebSocket server with several sessions", () => {
+  let server: Awaited<ReturnType<typeof startWebSocketServer>>
+  beforeAll(async () => {
+    server = await startWebSocketServer()
+  })
+  afterAll(() => server.stop())
+
+  const stillWorks = async (pair: Pair) => {
+    pair.server.onStream(echo)
+    const stream = pair.client.openStream()
+    const reply = readAll(stream)
+    stream.end("alive")
+    expect((await reply).toString()).toBe("alive")
+  }
+
+  it("a text message is a protocol error for that session only", async () => {
+    const bad = await server.connect()
+    const good = await server.connect()
+    const reason = closeReason(bad.server)
+    const clientSide = closeReason(bad.client)
+    const goAway = new Promise<number>((resolve) => bad.client.onGoAway(resolve))
+    bad.ws.send("hello")
+    expect(await reason).toEqual({ _tag: "ProtocolError", message: "text websocket message" })
+    expect(await goAway).toBe(GoAwayCode.ProtocolError)
+    expect(await clientSide).toEqual({ _tag: "TransportClosed" })
+    await stillWorks(good)
+    good.client.close()
+  })
+
+  it("garbage bytes are a protocol error for that session only", async () => {
+    const bad = await server.connect()
+    const good = await server.connect()
+    const reason = closeReason(bad.server)
+    bad.ws.send(Buffer.from("GET / HTTP/1.1\r\n\r\n"))
+    const closedWith = await reason
+    expect(closedWith._tag).toBe("ProtocolError")
+    expect(closedWith._tag === "ProtocolError" && closedWith.message).toMatch(/unsupported yamux version/)
+    await stillWorks(good)
+    good.client.close()
+  })
+
+  it("stops framing data while the WebSocket is backed up and resumes on drain", async () => {
+    const { client, server: session, ws, serverSocket } = await server.connect()
+    const hashes = new Map<number, Promise<string>>()
+    session.onStream((stream) => {
+      hashes.set(
+        stream.id,
+        new Promise((resolve) => {
+          const hash = createHash("sha256")
+          ignoreErrors(stream).on("data", (chunk: Buffer) => hash.update(chunk))
+          stream.on("end", () => resolve(hash.digest("hex")))
+        }),
+      )
+    })
+    // With the receiver not reading, the kernel buffers fill and ws starts queueing in memory.
+    serverSocket.pause()
+    const sent = Array.from({ length: 128 }, (_, index) =>
+      sendBytes(ignoreErrors(client.openStream()), 512 * 1024).then((hash) => [index * 2 + 1, hash] as const),
+    )
+    let maxBuffered = 0
+    while (ws.bufferedAmount < 1024 * 1024) await sleep(1)
+    for (let i = 0; i < 20; i++) {
+      maxBuffered = Math.max(maxBuffered, ws.bufferedAmount)
+      await sleep(1)
+    }
+    serverSocket.resume()
+    for (const [id, hash] of await Promise.all(sent)) expect(await hashes.get(id)).toBe(hash)
+    // Blocked at 1 MiB; at most the batch in progress and the one already scheduled follow.
+    expect(maxBuffered).toBeLessThanOrEqual(1024 * 1024 + 2 * 256 * 1024 + 64 * 1024)
+    client.close()
+  })
+
+  it("a frame may span WebSocket messages and a message may hold several frames", async () => {
+    const { ws, server: session } = await server.connect()
+    const received: Array<string> = []
+    session.onStream((stream) =>
+      ignoreErrors(stream).on("data", (chunk: Buffer) => received.push(chunk.toString())),
+    )
+    const bytes = Buffer.concat([
+      encodeHeader(FrameType.WindowUpdate, Flag.SYN, 1, 0),
+      frame(1, Buffer.from("abc")),
+      frame(1, Buffer.from("defgh")),
+    ])
+    ws.send(bytes.subarray(0, 17))
+    ws.send(bytes.subarray(17))
+    while (received.join("") !== "abcdefgh") await nextImmediate()
+    expect(session.closed).toBe(false)
+    ws.close()
+  })
+})

@@ -1,0 +1,159 @@
+import * as http from "node:http"
+import { pipeline } from "node:stream/promises"
+import { afterEach, describe, expect, it } from "vitest"
+import { request, startHttpServer, waitFor } from "../support/http.js"
+import { listeningPort, type PicoProcess, spawnPico } from "../support/process.js"
+
+const processes: Array<PicoProcess> = []
+const cleanups: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const pico of processes.splice(0)) await pico.stop()
+  for (const cleanup of cleanups.splice(0)) await cleanup()
+})
+
+const pico = (args: ReadonlyArray<string>) => {
+  const started = spawnPico(args)
+  processes.push(started)
+  return started
+}
+
+const loopbackServer = () =>
+  pico([
+    "server",
+    "--proxy.bind-addr",
+    "127.0.0.1:0",
+    "--upstream.bind-addr",
+    "127.0.0.1:0",
+    "--admin.bind-addr",
+    "127.0.0.1:0",
+  ])
+
+const MiB = 1024 * 1024
+const transferSize = 256 * MiB
+
+/** Yields `total` bytes in 64 KiB chunks without ever holding more than one. */
+async function* generate(total: number) {
+  const chunk = Buffer.alloc(64 * 1024, 7)
+  for (let sent = 0; sent < total; sent += chunk.length)
+    yield chunk.subarray(0, Math.min(chunk.length, total - sent))
+}
+
+describe("pico server and pico agent as processes", () => {
+  it("proxy a request, stream 256 MiB each way with bounded memory, and stop on SIGTERM", async () => {
+    const service = await startHttpServer((req, res) => {
+      if (req.url === "/download") {
+        res.writeHead(200, { "content-length": transferSize })
+        void pipeline(generate(transferSize), res).catch(() => {})
+        return
+      }
+      let received = 0
+      req.on("data", (chunk: Buffer) => {
+        received += chunk.length
+      })
+      req.on("end", () => res.end(String(received)))
+    })
+    cleanups.push(service.close)
+    const server = loopbackServer()
+    const proxyPort = await listeningPort(server, "proxy")
+    const upstreamPort = await listeningPort(server, "upstream")
+    const agent = pico([
+      "agent",
+      "--endpoints",
+      `big/127.0.0.1:${service.port}`,
+      "--server.url",
+      `http://127.0.0.1:${upstreamPort}`,
+    ])
+    await agent.waitForLog("connected")
+    await server.waitForLog("upstream connected")
+
+    const small = await request(`http://127.0.0.1:${proxyPort}/hello`, {
+      method: "POST",
+      headers: { "x-pico-endpoint": "big" },
+      body: "abc",
+    })
+    expect(small.body).toBe("3")
+
+    const uploaded = await new Promise<string>((resolve, reject) => {
+      const req = http.request(
+        `http://127.0.0.1:${proxyPort}/upload`,
+        { method: "POST", headers: { "x-pico-endpoint": "big" } },
+        (res) => {
+          let body = ""
+          res.on("data", (chunk: Buffer) => (body += chunk.toString()))
+          res.on("end", () => resolve(body))
+        },
+      )
+      req.on("error", reject)
+      void pipeline(generate(transferSize), req).catch(reject)
+    })
+    expect(Number(uploaded)).toBe(transferSize)
+
+    const downloaded = await new Promise<number>((resolve, reject) => {
+      http
+        .get(`http://127.0.0.1:${proxyPort}/download`, { headers: { "x-pico-endpoint": "big" } }, (res) => {
+          let received = 0
+          res.on("data", (chunk: Buffer) => {
+            received += chunk.length
+          })
+          res.on("end", () => resolve(received))
+          res.on("error", reject)
+        })
+        .on("error", reject)
+    })
+    expect(downloaded).toBe(transferSize)
+
+    // Buffering either body whole would push a process past 256 MiB; streaming keeps both far below.
+    expect(server.peakRssMiB()).toBeLessThan(200)
+    expect(agent.peakRssMiB()).toBeLessThan(200)
+
+    expect(await server.stop()).toBe(0)
+    expect(server.logs.some((log) => log.msg === "shutdown complete")).toBe(true)
+    expect(await agent.stop()).toBe(0)
+  })
+
+  it("exits 1 naming the field and value of a bad config", async () => {
+    const server = pico(["server", "--proxy.gateway-timeout", "15x"])
+    expect(await server.exited).toBe(1)
+    expect(server.text()).toContain('invalid config: --proxy.gateway-timeout: invalid value "15x"')
+    const agent = pico(["agent"])
+    expect(await agent.exited).toBe(1)
+    expect(agent.text()).toContain("invalid config: --endpoints: at least one endpoint is required")
+  })
+
+  it("agent exits 1 with the server's message when refused with 401", async () => {
+    const refusing = await startHttpServer((_req, res) => res.end())
+    refusing.server.on("upgrade", (_req, socket) =>
+      socket.end(
+        'HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: 25\r\n\r\n{"error":"invalid token"}',
+      ),
+    )
+    cleanups.push(refusing.close)
+    const agent = pico([
+      "agent",
+      "--endpoints",
+      "e/4000",
+      "--server.url",
+      `http://127.0.0.1:${refusing.port}`,
+    ])
+    expect(await agent.exited).toBe(1)
+    const error = agent.logs.find((log) => log.level === "error")
+    expect(error?.msg).toBe("server refused the connection: invalid token")
+  })
+
+  it("server exits 1 when its port is taken", async () => {
+    const taken = await startHttpServer((_req, res) => res.end())
+    cleanups.push(taken.close)
+    const server = pico([
+      "server",
+      "--proxy.bind-addr",
+      `127.0.0.1:${taken.port}`,
+      "--upstream.bind-addr",
+      "127.0.0.1:0",
+      "--admin.bind-addr",
+      "127.0.0.1:0",
+    ])
+    expect(await server.exited).toBe(1)
+    await waitFor("error logged", () => server.logs.some((log) => log.level === "error"))
+    expect(String(server.logs.find((log) => log.level === "error")?.msg)).toContain("EADDRINUSE")
+  })
+})

@@ -1,0 +1,262 @@
+import * as http from "node:http"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import WebSocket, { WebSocketServer } from "ws"
+import { closedPort, request, startHttpServer, waitFor } from "../support/http.js"
+import { startAgent, startNode, type TestAgent, type TestNode } from "../support/node.js"
+
+interface Seen {
+  readonly method: string
+  readonly url: string
+  readonly headers: http.IncomingHttpHeaders
+  readonly rawHeaders: ReadonlyArray<string>
+  readonly body: string
+}
+
+let node: TestNode
+let agent: TestAgent
+let local: Awaited<ReturnType<typeof startHttpServer>>
+let seen: Array<Seen> = []
+const cleanups: Array<() => Promise<void>> = []
+
+beforeAll(async () => {
+  local = await startHttpServer((req, res) => {
+    const chunks: Array<Buffer> = []
+    req.on("data", (chunk: Buffer) => chunks.push(chunk))
+    req.on("end", () => {
+      const body = Buffer.concat(chunks).toString("utf8")
+      seen.push({
+        method: req.method ?? "",
+        url: req.url ?? "",
+        headers: req.headers,
+        rawHeaders: req.rawHeaders,
+        body,
+      })
+      const delay = Number(new URL(req.url ?? "/", "http://x").searchParams.get("delay") ?? "0")
+      setTimeout(() => {
+        res.writeHead(200, [
+          "Content-Type",
+          "text/plain",
+          "Set-Cookie",
+          "a=1",
+          "Set-Cookie",
+          "b=2",
+          "Connection",
+          "keep-alive, X-Hop",
+          "X-Hop",
+          "secret",
+          "Keep-Alive",
+          "timeout=99",
+        ])
+        res.end(`${req.method} ${req.url} ${body}`)
+      }, delay)
+    })
+  })
+  node = await startNode()
+  agent = startAgent(node.upstreamUrl, { "my-endpoint": local.port })
+  await waitFor("agent registered", async () => (await node.upstreamCount("my-endpoint")) === 1)
+})
+
+afterAll(async () => {
+  for (const cleanup of cleanups) await cleanup()
+  await agent.stop()
+  await node.close()
+  await local.close()
+})
+
+describe("proxying through a tunnel", () => {
+  it("forwards by x-pico-endpoint and by Host, with reverse-proxy headers", async () => {
+    seen = []
+    const byHeader = await request(`${node.proxyUrl}/path?q=1`, {
+      headers: { "x-pico-endpoint": "my-endpoint" },
+    })
+    expect(byHeader.status).toBe(200)
+    expect(byHeader.body).toBe("GET /path?q=1 ")
+    const byHost = await request(`${node.proxyUrl}/other`, {
+      headers: { host: "my-endpoint.pico.example.com:8000" },
+    })
+    expect(byHost.status).toBe(200)
+    expect(byHost.body).toBe("GET /other ")
+
+    const [first, second] = seen
+    expect(first?.headers["x-forwarded-for"]).toBe("127.0.0.1")
+    expect(first?.headers["x-forwarded-proto"]).toBe("http")
+    expect(first?.headers["x-forwarded-host"]).toBe(`127.0.0.1:${node.proxyPort}`)
+    expect(second?.headers.host).toBe("my-endpoint.pico.example.com:8000")
+    expect(second?.headers["x-forwarded-host"]).toBe("my-endpoint.pico.example.com:8000")
+  })
+
+  it("drops hop-by-hop headers both ways and keeps repeated headers apart", async () => {
+    seen = []
+    const response = await request(`${node.proxyUrl}/`, {
+      headers: [
+        "Host",
+        `127.0.0.1:${node.proxyPort}`,
+        "x-pico-endpoint",
+        "my-endpoint",
+        "Connection",
+        "keep-alive, X-Client-Hop",
+        "X-Client-Hop",
+        "drop me",
+        "Keep-Alive",
+        "timeout=5",
+        "X-Forwarded-For",
+        "10.1.1.1",
+        "X-Repeated",
+        "one",
+        "X-Repeated",
+        "two",
+      ],
+    })
+    expect(response.status).toBe(200)
+    const upstreamSaw = seen[0]
+    expect(upstreamSaw?.headers["x-client-hop"]).toBeUndefined()
+    expect(upstreamSaw?.headers["keep-alive"]).toBeUndefined()
+    expect(upstreamSaw?.headers["x-forwarded-for"]).toBe("10.1.1.1, 127.0.0.1")
+    expect(upstreamSaw?.rawHeaders.filter((name) => name === "X-Repeated")).toHaveLength(2)
+    expect(response.headers["set-cookie"]).toEqual(["a=1", "b=2"])
+    expect(response.headers["x-hop"]).toBeUndefined()
+    // Node writes its own Keep-Alive for the client connection; the upstream's must not leak through.
+    expect(response.headers["keep-alive"]).not.toBe("timeout=99")
+  })
+
+  it("streams request bodies to the upstream", async () => {
+    const response = await request(`${node.proxyUrl}/upload`, {
+      method: "POST",
+      headers: { "x-pico-endpoint": "my-endpoint" },
+      body: "hello upstream",
+    })
+    expect(response.body).toBe("POST /upload hello upstream")
+  })
+
+  it("interleaves 100 concurrent requests whose responses complete out of order", async () => {
+    const order: Array<number> = []
+    const responses = await Promise.all(
+      Array.from({ length: 100 }, (_, i) =>
+        request(`${node.proxyUrl}/r${i}?delay=${(100 - i) * 3}`, {
+          headers: { "x-pico-endpoint": "my-endpoint" },
+        }).then((response) => {
+          order.push(i)
+          return response
+        }),
+      ),
+    )
+    responses.forEach((response, i) => {
+      expect(response.status).toBe(200)
+      expect(response.body).toBe(`GET /r${i}?delay=${(100 - i) * 3} `)
+    })
+    // The slowest request was sent first: completion order must differ from send order.
+    expect(order.indexOf(99)).toBeLessThan(order.indexOf(0))
+  })
+
+  it("answers 400 without an endpoint id and 503 for an unknown endpoint", async () => {
+    const missing = await request(`${node.proxyUrl}/`, { headers: { host: "localhost" } })
+    expect(missing.status).toBe(400)
+    expect(missing.headers["content-type"]).toBe("application/json")
+    expect(JSON.parse(missing.body)).toEqual({ error: "missing pico endpoint id" })
+    const unknown = await request(`${node.proxyUrl}/`, { headers: { "x-pico-endpoint": "nobody" } })
+    expect(unknown.status).toBe(503)
+    expect(JSON.parse(unknown.body)).toEqual({ error: "endpoint not found" })
+  })
+
+  it("answers 502 when the agent cannot reach its local service", async () => {
+    const refusedAgent = startAgent(node.upstreamUrl, { refused: await closedPort() })
+    cleanups.push(refusedAgent.stop)
+    await waitFor("agent registered", async () => (await node.upstreamCount("refused")) === 1)
+    const response = await request(`${node.proxyUrl}/`, { headers: { "x-pico-endpoint": "refused" } })
+    expect(response.status).toBe(502)
+    expect(JSON.parse(response.body)).toEqual({ error: "upstream unreachable" })
+  })
+
+  it("load balances across the upstreams of one endpoint", async () => {
+    const other = await startHttpServer((_req, res) => res.end("other"))
+    cleanups.push(other.close)
+    const first = await startHttpServer((_req, res) => res.end("first"))
+    cleanups.push(first.close)
+    const agents = [
+      startAgent(node.upstreamUrl, { balanced: first.port }),
+      startAgent(node.upstreamUrl, { balanced: other.port }),
+    ]
+    for (const a of agents) cleanups.push(a.stop)
+    await waitFor("both agents registered", async () => (await node.upstreamCount("balanced")) === 2)
+    const bodies = await Promise.all(
+      Array.from({ length: 6 }, () =>
+        request(`${node.proxyUrl}/`, { headers: { "x-pico-endpoint": "balanced" } }),
+      ),
+    ).then((responses) => responses.map((response) => response.body))
+    expect(bodies.filter((body) => body === "first")).toHaveLength(3)
+    expect(bodies.filter((body) => body === "other")).toHaveLength(3)
+  })
+
+  it("passes WebSocket upgrades through to the upstream", async () => {
+    const wsLocal = await startHttpServer((_req, res) => res.end())
+    cleanups.push(wsLocal.close)
+    const wss = new WebSocketServer({ server: wsLocal.server })
+    wss.on("connection", (socket, req) => {
+      socket.send(`hello ${req.url}`)
+      socket.on("message", (data, isBinary) => socket.send(data, { binary: isBinary }))
+    })
+    cleanups.push(async () => wss.close())
+    const wsAgent = startAgent(node.upstreamUrl, { echo: wsLocal.port })
+    cleanups.push(wsAgent.stop)
+    await waitFor("agent registered", async () => (await node.upstreamCount("echo")) === 1)
+
+    const client = new WebSocket(`ws://127.0.0.1:${node.proxyPort}/chat`, {
+      headers: { "x-pico-endpoint": "echo" },
+    })
+    const received: Array<string> = []
+    const done = new Promise<void>((resolve, reject) => {
+      client.on("message", (data) => {
+        received.push(data.toString())
+        if (received.length === 1) client.send("ping through pico")
+        else resolve()
+      })
+      client.on("error", reject)
+    })
+    await done
+    client.close()
+    expect(received).toEqual(["hello /chat", "ping through pico"])
+  })
+
+  it("refuses a WebSocket upgrade for an unknown endpoint with a JSON error", async () => {
+    const client = new WebSocket(`ws://127.0.0.1:${node.proxyPort}/`, {
+      headers: { "x-pico-endpoint": "nobody" },
+    })
+    const status = await new Promise<number>((resolve) =>
+      client.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0)),
+    )
+    expect(status).toBe(503)
+  })
+
+  it("resets the stream when the client goes away mid-response", async () => {
+    let upstreamClosed = false
+    const slow = await startHttpServer((req, res) => {
+      res.writeHead(200)
+      const timer = setInterval(() => res.write("tick\n"), 5)
+      req.socket.on("close", () => {
+        clearInterval(timer)
+        upstreamClosed = true
+      })
+    })
+    cleanups.push(slow.close)
+    const slowAgent = startAgent(node.upstreamUrl, { slow: slow.port })
+    cleanups.push(slowAgent.stop)
+    await waitFor("agent registered", async () => (await node.upstreamCount("slow")) === 1)
+    await new Promise<void>((resolve, reject) => {
+      const req = http.request(
+        `${node.proxyUrl}/`,
+        { headers: { "x-pico-endpoint": "slow" } },
+        (res: http.IncomingMessage) => {
+          res.once("data", () => {
+            req.destroy()
+            resolve()
+          })
+        },
+      )
+      req.on("error", () => {})
+      req.on("close", () => resolve())
+      req.end()
+      setTimeout(() => reject(new Error("no data")), 5000).unref()
+    })
+    await waitFor("upstream connection closed", () => upstreamClosed)
+  })
+})

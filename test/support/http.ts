@@ -1,0 +1,78 @@
+import * as http from "node:http"
+import type { AddressInfo } from "node:net"
+
+export interface Response {
+  readonly status: number
+  readonly headers: http.IncomingHttpHeaders
+  readonly rawHeaders: ReadonlyArray<string>
+  readonly body: string
+}
+
+/** A plain HTTP request from a real client; the body is collected (tests only use small ones). */
+export const request = (
+  url: string,
+  options: {
+    method?: string
+    headers?: http.OutgoingHttpHeaders | ReadonlyArray<string>
+    body?: string
+  } = {},
+): Promise<Response> =>
+  new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      { method: options.method ?? "GET", headers: options.headers as http.OutgoingHttpHeaders, agent: false },
+      (res) => {
+        const chunks: Array<Buffer> = []
+        res.on("data", (chunk: Buffer) => chunks.push(chunk))
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            rawHeaders: res.rawHeaders,
+            body: Buffer.concat(chunks).toString("utf8"),
+          }),
+        )
+        res.on("error", reject)
+      },
+    )
+    req.on("error", reject)
+    req.end(options.body)
+  })
+
+/** Starts an HTTP server on 127.0.0.1 with an ephemeral port. */
+export const startHttpServer = async (
+  handler: http.RequestListener,
+): Promise<{ readonly server: http.Server; readonly port: number; readonly close: () => Promise<void> }> => {
+  const server = http.createServer(handler)
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
+  }
+}
+
+/** Polls `check` until it returns true; fails with `what` after `timeoutMs`. Conditions, not sleeps. */
+export const waitFor = async (
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+): Promise<void> => {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await check()) return
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+/** A port nothing listens on: bound, then released. */
+export const closedPort = async (): Promise<number> => {
+  const { port, close } = await startHttpServer(() => {})
+  await close()
+  return port
+}

@@ -1,0 +1,102 @@
+import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
+import { AdminServer } from "../../src/Admin.js"
+import * as Agent from "../../src/Agent.js"
+import { load, serverSettings } from "../../src/PicoConfig.js"
+import * as PicoLogger from "../../src/PicoLogger.js"
+import { ProxyServer } from "../../src/Proxy.js"
+import { serverLayer } from "../../src/programs/server.js"
+import { Registry } from "../../src/Registry.js"
+import * as Tunnel from "../../src/Tunnel.js"
+import { UpstreamServer } from "../../src/UpstreamListener.js"
+
+/** Tests log only errors unless PICO_TEST_LOG asks for more. */
+export const testLogger = PicoLogger.layer({
+  level: (process.env.PICO_TEST_LOG as PicoLogger.LogSettings["level"] | undefined) ?? "error",
+  subsystems: [],
+})
+
+export interface TestNode {
+  readonly proxyPort: number
+  readonly upstreamPort: number
+  readonly adminPort: number
+  readonly proxyUrl: string
+  readonly upstreamUrl: string
+  readonly adminUrl: string
+  /** How many upstreams are registered locally for the endpoint. */
+  readonly upstreamCount: (endpointId: string) => Promise<number>
+  /** Graceful shutdown, as on SIGTERM: resolves once the node has drained and closed. */
+  readonly close: () => Promise<void>
+}
+
+/** Starts a whole server node in this process on ephemeral 127.0.0.1 ports (or the ones given in `flags`). */
+export const startNode = async (flags: Record<string, unknown> = {}): Promise<TestNode> => {
+  const config = await Effect.runPromise(
+    load(serverSettings, {
+      flags: {
+        "proxy.bind-addr": "127.0.0.1:0",
+        "upstream.bind-addr": "127.0.0.1:0",
+        "admin.bind-addr": "127.0.0.1:0",
+        ...flags,
+      },
+    }),
+  )
+  const scope = await Effect.runPromise(Scope.make())
+  const context = await Effect.runPromise(
+    Layer.buildWithScope(serverLayer(config).pipe(Layer.provide(testLogger)), scope),
+  )
+  const proxyPort = Context.get(context, ProxyServer).address.port
+  const upstreamPort = Context.get(context, UpstreamServer).address.port
+  const adminPort = Context.get(context, AdminServer).address.port
+  const registry = Context.get(context, Registry)
+  let closed: Promise<void> | undefined
+  return {
+    proxyPort,
+    upstreamPort,
+    adminPort,
+    proxyUrl: `http://127.0.0.1:${proxyPort}`,
+    upstreamUrl: `http://127.0.0.1:${upstreamPort}`,
+    adminUrl: `http://127.0.0.1:${adminPort}`,
+    upstreamCount: async (endpointId) =>
+      (await Effect.runPromise(registry.localEndpoints)).get(endpointId)?.length ?? 0,
+    close: () => {
+      closed ??= Effect.runPromise(Scope.close(scope, Exit.void))
+      return closed
+    },
+  }
+}
+
+export interface TestAgent {
+  readonly stop: () => Promise<void>
+  /** Resolves with the agent's fatal error, if it ever fails. */
+  readonly failure: Promise<Agent.AgentError>
+}
+
+/** Runs an in-process agent; `endpoints` map endpoint ids to local ports. */
+export const startAgent = (
+  serverUrl: string,
+  endpoints: Record<string, number>,
+  options: Partial<Agent.AgentOptions> & { heartbeat?: Tunnel.HeartbeatSettings } = {},
+): TestAgent => {
+  const heartbeat = options.heartbeat ?? { interval: 10_000, timeout: 10_000 }
+  let reportFailure: (error: Agent.AgentError) => void = () => {}
+  const failure = new Promise<Agent.AgentError>((resolve) => {
+    reportFailure = resolve
+  })
+  const fiber = Effect.runFork(
+    Agent.run({
+      serverUrl,
+      endpoints: Object.entries(endpoints).map(([id, port]) => ({ id, host: "127.0.0.1", port })),
+      forwardTimeout: 10_000,
+      healthyAfter: 1000,
+      ...options,
+    }).pipe(
+      Effect.tapError((error) => Effect.sync(() => reportFailure(error))),
+      Effect.provide(Tunnel.layer(heartbeat)),
+      Effect.provide(testLogger),
+    ),
+  )
+  return {
+    stop: () => Effect.runPromise(Fiber.interrupt(fiber)).then(() => undefined),
+    failure,
+  }
+}

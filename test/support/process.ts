@@ -1,0 +1,67 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+import { waitFor } from "./http.js"
+
+const picoBin = fileURLToPath(new URL("../../dist/bin/pico.js", import.meta.url))
+
+export interface PicoProcess {
+  readonly child: ChildProcess
+  /** Every JSON log line written so far. */
+  readonly logs: Array<Record<string, unknown>>
+  /** Everything written to stderr/stdout that was not a JSON log line. */
+  readonly text: () => string
+  readonly exited: Promise<number | null>
+  readonly waitForLog: (msg: string, timeoutMs?: number) => Promise<Record<string, unknown>>
+  /** Peak resident set size in MiB (VmHWM), read from /proc while the process runs. */
+  readonly peakRssMiB: () => number
+  readonly stop: () => Promise<number | null>
+}
+
+/** Runs the built `pico` CLI the way a user would: `node dist/bin/pico.js <args>`. */
+export const spawnPico = (args: ReadonlyArray<string>): PicoProcess => {
+  const child = spawn(process.execPath, [picoBin, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+  const logs: Array<Record<string, unknown>> = []
+  let text = ""
+  let partial = ""
+  const onData = (chunk: Buffer) => {
+    partial += chunk.toString("utf8")
+    const lines = partial.split("\n")
+    partial = lines.pop() ?? ""
+    for (const line of lines) {
+      try {
+        logs.push(JSON.parse(line) as Record<string, unknown>)
+      } catch {
+        text += `${line}\n`
+      }
+    }
+  }
+  child.stdout?.on("data", onData)
+  child.stderr?.on("data", onData)
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+  return {
+    child,
+    logs,
+    text: () => text + partial,
+    exited,
+    waitForLog: async (msg, timeoutMs = 10_000) => {
+      await waitFor(`log "${msg}"`, () => logs.some((log) => log.msg === msg), timeoutMs)
+      return logs.find((log) => log.msg === msg) as Record<string, unknown>
+    },
+    peakRssMiB: () => {
+      const status = readFileSync(`/proc/${child.pid}/status`, "utf8")
+      const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN)
+      return kb / 1024
+    },
+    stop: () => {
+      if (child.exitCode === null) child.kill("SIGTERM")
+      return exited
+    },
+  }
+}
+
+/** The port a listener reported in its "<name> listening" log line. */
+export const listeningPort = async (pico: PicoProcess, name: string): Promise<number> => {
+  const log = await pico.waitForLog(`${name} listening`)
+  return Number(String(log.addr).split(":").pop())
+}
