@@ -23,6 +23,8 @@ const PIDFILE = path.join(WORK, "pids") // read by bench/run's EXIT trap if we d
 const RESULTS = path.join(WORK, "results.json")
 // Override to benchmark another build (used when testing the bench itself).
 const PICO_JS = process.env.BENCH_PICO_JS || path.join(ROOT, "dist", "bin", "pico.js")
+// Extra node flags for the Pico processes, e.g. BENCH_NODE_ARGS="--cpu-prof" to profile them.
+const NODE_ARGS = (process.env.BENCH_NODE_ARGS || "").split(" ").filter((arg) => arg !== "")
 
 const DURATION = process.env.BENCH_DURATION || "10s"
 const WARMUP = process.env.BENCH_WARMUP || "2s"
@@ -427,6 +429,7 @@ async function main() {
       "pico-server",
       process.execPath,
       [
+        ...NODE_ARGS,
         PICO_JS,
         "server",
         "--proxy.bind-addr",
@@ -449,6 +452,7 @@ async function main() {
         "pico-agent",
         process.execPath,
         [
+          ...NODE_ARGS,
           PICO_JS,
           "agent",
           "--endpoints",

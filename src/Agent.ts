@@ -1,6 +1,6 @@
 import { Effect, ExecutionStrategy, Exit, FiberSet, Layer, Schema, Scope } from "effect"
 import { Backoff } from "./Agent/Backoff.js"
-import { type ForwardTarget, forwardStream } from "./Agent/Forwarder.js"
+import { type ForwardTarget, makeForwarder } from "./Agent/Forwarder.js"
 import { awaitClose, awaitGoAway, describeClose, Tunnel, type TunnelConnectError } from "./Tunnel.js"
 
 /** The agent cannot go on: the server refused its credentials, so retrying would only hammer it. */
@@ -51,10 +51,9 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
     const backoff = new Backoff()
     let delay = 0
 
-    const forward = (stream: Parameters<typeof forwardStream>[0]) =>
-      forwardStream(stream, endpoint, options.forwardTimeout, (failure, detail) =>
-        log(Effect.logWarning("forward failed").pipe(Effect.annotateLogs({ reason: failure, detail }))),
-      )
+    const forward = makeForwarder(endpoint, options.forwardTimeout, (failure, detail) =>
+      log(Effect.logWarning("forward failed").pipe(Effect.annotateLogs({ reason: failure, detail }))),
+    )
 
     for (;;) {
       if (delay > 0) yield* Effect.sleep(delay)

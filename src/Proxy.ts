@@ -6,7 +6,7 @@ import type { HostPort } from "./Domain/Address.js"
 import { formatAddressInfo, listen, stopAccepting } from "./internal/Listen.js"
 import { endpointIdFromHeaders } from "./Proxy/EndpointId.js"
 import { ProxyError, writeError, writeErrorToSocket } from "./Proxy/Errors.js"
-import { forwardOverStream, forwardUpgrade } from "./Proxy/Forward.js"
+import { forwardRequest, forwardUpgrade } from "./Proxy/Forward.js"
 import { Registry } from "./Registry.js"
 import { Shutdown } from "./Shutdown.js"
 import type { TunnelStream } from "./Tunnel.js"
@@ -42,6 +42,7 @@ const logFailure = (error: ProxyError, endpointId: string | undefined) =>
     : Effect.logDebug("proxy request refused")
   ).pipe(
     Effect.annotateLogs({
+      subsystem: "proxy",
       reason: error.reason,
       ...(endpointId === undefined ? {} : { "endpoint-id": endpointId }),
       ...(error.detail === undefined ? {} : { detail: error.detail }),
@@ -79,18 +80,21 @@ export const make = (options: ProxyOptions) =>
         : Effect.succeed(endpointId)
     }
 
-    const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
-      const done = shutdown.begin()
-      return resolveEndpoint(req).pipe(
-        Effect.flatMap((endpointId) =>
-          openLocalStream(endpointId).pipe(
-            Effect.flatMap((stream) => forwardOverStream(stream, req, res, forwardOptions)),
-            Effect.tapError((error) => logFailure(error, endpointId)),
-          ),
-        ),
-        Effect.catchAll((error) => Effect.sync(() => writeError(res, error.reason))),
-        Effect.ensuring(Effect.sync(done)),
-        Effect.annotateLogs("subsystem", "proxy"),
+    const answerFailure = (error: ProxyError, endpointId: string | undefined, res: http.ServerResponse) =>
+      logFailure(error, endpointId).pipe(Effect.zipRight(Effect.sync(() => writeError(res, error.reason))))
+
+    // The hot path: kept to one fiber and no per-request log annotations (those are added only on failure).
+    const handle = (req: http.IncomingMessage, res: http.ServerResponse): Effect.Effect<void> => {
+      res.once("close", shutdown.begin())
+      const endpointId = endpointIdFromHeaders(req.headers)
+      if (endpointId === undefined) {
+        return answerFailure(new ProxyError({ reason: "missing pico endpoint id" }), endpointId, res)
+      }
+      const upstream = registry.pickLocal(endpointId)
+      if (upstream === undefined)
+        return answerFailure(new ProxyError({ reason: "endpoint not found" }), endpointId, res)
+      return Effect.catchAll(forwardRequest(upstream.httpAgent, req, res, forwardOptions), (error) =>
+        answerFailure(error, endpointId, res),
       )
     }
 

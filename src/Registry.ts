@@ -1,3 +1,4 @@
+import type { Agent } from "node:http"
 import { Context, Effect, Layer, type Scope } from "effect"
 import { Gossip } from "./Gossip.js"
 import type { TunnelSession } from "./Tunnel.js"
@@ -8,6 +9,8 @@ export interface Upstream {
   /** The remote address of the upstream's WebSocket connection, for status output and logs. */
   readonly remoteAddr: string
   readonly tunnel: TunnelSession
+  /** Keep-alive HTTP connections over the session's streams. */
+  readonly httpAgent: Agent
 }
 
 /** Round-robin rotation of the upstreams of one endpoint. */

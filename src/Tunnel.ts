@@ -110,6 +110,7 @@ const openWebSocket = (url: string, headers: Readonly<Record<string, string>>) =
       headers: { ...headers },
       perMessageDeflate: false,
       handshakeTimeout: 30_000,
+      generateMask: (mask: Buffer) => void mask.fill(0),
     })
     ws.once("open", () => resume(Effect.succeed(ws)))
     ws.once("unexpected-response", (request, response) => {

@@ -8,6 +8,7 @@ import type { HostPort } from "./Domain/Address.js"
 import { endpointIdRule, isValidEndpointId } from "./Domain/EndpointId.js"
 import { errorBody, writeJson, writeJsonToSocket } from "./internal/JsonResponse.js"
 import { formatAddressInfo, listen, stopAccepting } from "./internal/Listen.js"
+import { TunnelAgent } from "./Proxy/TunnelAgent.js"
 import { Registry } from "./Registry.js"
 import { Shutdown } from "./Shutdown.js"
 import { awaitClose, describeClose, Tunnel } from "./Tunnel.js"
@@ -65,7 +66,9 @@ export const layerServer = (address: HostPort) =>
           const ws = yield* acceptUpgrade(req, socket, head)
           const session = yield* tunnel.serve(ws)
           const remoteAddr = remoteAddress(req)
-          yield* registry.register({ endpointId, remoteAddr, tunnel: session })
+          const httpAgent = new TunnelAgent(session)
+          yield* Effect.addFinalizer(() => Effect.sync(() => httpAgent.destroy()))
+          yield* registry.register({ endpointId, remoteAddr, tunnel: session, httpAgent })
           yield* Effect.logInfo("upstream connected").pipe(Effect.annotateLogs("addr", remoteAddr))
           const expiry =
             grant.expiresAt === undefined

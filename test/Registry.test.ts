@@ -1,3 +1,4 @@
+import { Agent } from "node:http"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
 import * as Gossip from "../src/Gossip.js"
@@ -8,6 +9,7 @@ const upstream = (endpointId: string, name: string, live = { open: true }): Upst
   endpointId,
   remoteAddr: name,
   tunnel: { canOpenStream: () => live.open } as unknown as TunnelSession,
+  httpAgent: new Agent(),
 })
 
 const testLayer = registryLayer.pipe(Layer.provideMerge(Gossip.layerSingleNode("node-1")))

@@ -28,40 +28,69 @@ const answerWithError = (stream: TunnelStream, failure: ForwardFailure): void =>
   )
 }
 
-/** Pipes one tunnel stream to a new TCP connection to the local service. */
-export const forwardStream = (
-  stream: TunnelStream,
+export type Forwarder = (stream: TunnelStream) => void
+
+/**
+ * Makes the function that pipes each tunnel stream to a new TCP connection to the local service.
+ *
+ * Responses are read with `onread` into one buffer reused for every read, and copied straight into tunnel frames:
+ * at hundreds of MB/s a fresh buffer per socket read keeps V8 busy with full collections for "external memory
+ * pressure". The buffer is safe to share because each read is framed (or copied aside) before the next one.
+ */
+export const makeForwarder = (
   target: ForwardTarget,
   connectTimeout: number,
   onFailure: (failure: ForwardFailure, detail: string) => void,
-): void => {
-  const socket = net.connect({ host: target.host, port: target.port })
-  let connected = false
-  const fail = (failure: ForwardFailure, detail: string) => {
-    clearTimeout(timer)
-    socket.destroy()
-    if (stream.destroyed) return
-    answerWithError(stream, failure)
-    onFailure(failure, detail)
+): Forwarder => {
+  const readBuffer = Buffer.allocUnsafeSlow(64 * 1024)
+
+  return (stream) => {
+    let connected = false
+    const fail = (failure: ForwardFailure, detail: string) => {
+      clearTimeout(timer)
+      socket.destroy()
+      if (stream.destroyed) return
+      answerWithError(stream, failure)
+      onFailure(failure, detail)
+    }
+    /**
+     * Forwards one read. Returning false pauses the socket: before the tunnel could not take a whole read (so a
+     * read rarely has to be copied aside), or until it has taken the part it could not.
+     */
+    const forwardRead = (length: number): boolean => {
+      const taken = stream.writeNow(readBuffer, 0, length)
+      if (taken < length) {
+        stream.write(Buffer.from(readBuffer.subarray(taken, length)), () => socket.resume())
+        return false
+      }
+      if (stream.writeNowCapacity >= readBuffer.length) return true
+      stream.onceWritable(() => socket.resume())
+      return false
+    }
+    const socket = net.connect({
+      host: target.host,
+      port: target.port,
+      onread: { buffer: readBuffer, callback: (length) => forwardRead(length) },
+    })
+    const timer = setTimeout(
+      () => fail("upstream timeout", `connect timed out after ${connectTimeout}ms`),
+      connectTimeout,
+    )
+    socket.once("connect", () => {
+      connected = true
+      clearTimeout(timer)
+      socket.setNoDelay(true)
+      stream.pipe(socket)
+    })
+    socket.on("end", () => stream.end())
+    socket.on("error", (error) => {
+      if (connected) stream.destroy()
+      else fail("upstream unreachable", error.message)
+    })
+    // A reset stream (client gone, proxy timed out) must not leave the local connection open.
+    stream.on("error", () => socket.destroy())
+    stream.on("close", () => {
+      if (connected) socket.end()
+    })
   }
-  const timer = setTimeout(
-    () => fail("upstream timeout", `connect timed out after ${connectTimeout}ms`),
-    connectTimeout,
-  )
-  socket.once("connect", () => {
-    connected = true
-    clearTimeout(timer)
-    socket.setNoDelay(true)
-    stream.pipe(socket)
-    socket.pipe(stream)
-  })
-  socket.on("error", (error) => {
-    if (connected) stream.destroy()
-    else fail("upstream unreachable", error.message)
-  })
-  // A reset stream (client gone, proxy timed out) must not leave the local connection open.
-  stream.on("error", () => socket.destroy())
-  stream.on("close", () => {
-    if (connected) socket.end()
-  })
 }

@@ -13,13 +13,22 @@ export interface ForwardOptions {
   readonly closeConnection: () => boolean
 }
 
+/** A request without a body can be sent again when a kept-alive stream turns out to be closed already. */
+const hasNoBody = (req: http.IncomingMessage): boolean =>
+  req.headers["transfer-encoding"] === undefined &&
+  (req.headers["content-length"] === undefined || req.headers["content-length"] === "0")
+
+/** How many times a bodiless request is resent after finding a pooled stream already closed by the service. */
+const STALE_STREAM_RETRIES = 2
+
 /**
- * Sends one request down a tunnel stream and streams the response back. Node's HTTP client does the HTTP/1.1
- * framing over the stream, so bodies flow in both directions with backpressure and nothing is buffered whole.
- * Fails only before the response has started; after that a broken upstream can only cut the client connection.
+ * Sends one request over the tunnel (a pooled stream of `agent`) and streams the response back. Node's HTTP
+ * client does the HTTP/1.1 framing over the stream, so bodies flow in both directions with backpressure and
+ * nothing is buffered whole. Fails only before the response has started; after that a broken upstream can only
+ * cut the client connection.
  */
-export const forwardOverStream = (
-  stream: TunnelStream,
+export const forwardRequest = (
+  agent: http.Agent,
   req: http.IncomingMessage,
   res: http.ServerResponse,
   options: ForwardOptions,
@@ -32,51 +41,55 @@ export const forwardOverStream = (
       clearTimeout(timer)
       resume(outcome)
     }
-    const upstreamReq = http.request({
-      method: req.method,
-      path: req.url,
-      headers: upstreamRequestHeaders(req, options.proto, false),
-      createConnection: () => stream,
-    })
-    const timer = setTimeout(() => {
-      upstreamReq.destroy()
-      settle(Effect.fail(new ProxyError({ reason: "endpoint timeout" })))
-    }, options.gatewayTimeout)
-
+    const headers = upstreamRequestHeaders(req, options.proto, false)
+    const bodiless = hasNoBody(req)
     // A client that goes away resets the stream, so the upstream stops work on the request too.
     let clientGone = false
+
+    const send = (retriesLeft: number): http.ClientRequest => {
+      const upstreamReq = http.request({ method: req.method, path: req.url, headers, agent })
+      upstreamReq.on("response", (upstreamRes) => {
+        clearTimeout(timer)
+        res.writeHead(
+          upstreamRes.statusCode ?? 502,
+          upstreamRes.statusMessage,
+          clientResponseHeaders(upstreamRes, options.closeConnection()),
+        )
+        // Cut mid-body (the session died): the client must see a broken connection, not a short "complete" body.
+        upstreamRes.on("error", () => res.destroy())
+        upstreamRes.on("aborted", () => res.destroy())
+        upstreamRes.pipe(res)
+      })
+      upstreamReq.on("error", (error) => {
+        if (clientGone || settled) return
+        if (res.headersSent) {
+          res.destroy()
+          settle(Effect.void)
+        } else if (upstreamReq.reusedSocket && retriesLeft > 0 && bodiless) {
+          current = send(retriesLeft - 1)
+        } else settle(Effect.fail(new ProxyError({ reason: "upstream unreachable", detail: error.message })))
+      })
+      if (bodiless) upstreamReq.end()
+      else req.pipe(upstreamReq)
+      return upstreamReq
+    }
+
+    const timer = setTimeout(() => {
+      current.destroy()
+      settle(Effect.fail(new ProxyError({ reason: "endpoint timeout" })))
+    }, options.gatewayTimeout)
+    let current = send(STALE_STREAM_RETRIES)
     res.on("close", () => {
       if (res.writableFinished) return
       clientGone = true
-      upstreamReq.destroy()
+      current.destroy()
       settle(Effect.void)
     })
     res.on("finish", () => settle(Effect.void))
-    req.on("error", () => upstreamReq.destroy())
-
-    upstreamReq.on("response", (upstreamRes) => {
-      clearTimeout(timer)
-      res.writeHead(
-        upstreamRes.statusCode ?? 502,
-        upstreamRes.statusMessage,
-        clientResponseHeaders(upstreamRes, options.closeConnection()),
-      )
-      // Cut mid-body (the session died): the client must see a broken connection, not a short "complete" body.
-      upstreamRes.on("error", () => res.destroy())
-      upstreamRes.on("aborted", () => res.destroy())
-      upstreamRes.pipe(res)
-    })
-    upstreamReq.on("error", (error) => {
-      if (clientGone) return
-      if (res.headersSent) {
-        res.destroy()
-        settle(Effect.void)
-      } else settle(Effect.fail(new ProxyError({ reason: "upstream unreachable", detail: error.message })))
-    })
-    req.pipe(upstreamReq)
+    req.on("error", () => current.destroy())
     return Effect.sync(() => {
       clearTimeout(timer)
-      upstreamReq.destroy()
+      current.destroy()
     })
   })
 

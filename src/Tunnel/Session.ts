@@ -15,8 +15,11 @@ import {
 
 /** The byte pipe a session runs over (a WebSocket in Pico). */
 export interface Transport {
-  /** Queue bytes for the peer. Returns false when the peer is slow (caller should wait for onDrain). */
-  write(chunk: Buffer): boolean
+  /**
+   * Queue bytes for the peer. Returns false when the peer is slow (caller should wait for onDrain). `onWritten`,
+   * if the transport supports it, is called once it no longer needs `chunk`, so the buffer can be reused.
+   */
+  write(chunk: Buffer, onWritten?: () => void): boolean
   onDrain(listener: () => void): void
   /** Close the underlying connection (no more reads/writes). Idempotent. */
   close(): void
@@ -103,6 +106,7 @@ export class TunnelStream extends Duplex {
   private pending: Buffer | undefined
   private pendingOffset = 0
   private pendingCallback: ((error?: Error | null) => void) | undefined
+  private writableWaiters: Array<() => void> = []
   private finSent = false
   private finReceived = false
   private released = false
@@ -130,7 +134,7 @@ export class TunnelStream extends Duplex {
   /** @internal Frames as much of the pending chunk as the send window and transport allow. */
   pump(): void {
     const chunk = this.pending
-    if (chunk === undefined) return
+    if (chunk === undefined) return this.notifyWritable()
     const host = this.host
     let offset = this.pendingOffset
     while (offset < chunk.length) {
@@ -150,6 +154,49 @@ export class TunnelStream extends Duplex {
     this.pending = undefined
     this.pendingCallback = undefined
     callback?.()
+    this.notifyWritable()
+  }
+
+  /** How many bytes writeNow() would take right now. */
+  get writeNowCapacity(): number {
+    if (this.pending !== undefined || this.writableLength > 0 || this.finSent || this.released) return 0
+    return this.host.isWriteBlocked() ? 0 : this.sendWindow
+  }
+
+  /**
+   * Calls `callback` once writeNowCapacity may have grown (a window update or the transport draining), so a
+   * producer that paused itself can resume; if the stream is destroyed first, 'close' is what it will see.
+   */
+  onceWritable(callback: () => void): void {
+    this.writableWaiters.push(callback)
+    if (this.host.isWriteBlocked()) this.host.waitForDrain(this)
+  }
+
+  private notifyWritable(): void {
+    if (this.writableWaiters.length === 0 || this.sendWindow === 0 || this.host.isWriteBlocked()) return
+    const waiters = this.writableWaiters
+    this.writableWaiters = []
+    for (const waiter of waiters) waiter()
+  }
+
+  /**
+   * Frames bytes from `source` right away, copying them, as far as the send window and the transport allow, and
+   * returns how many were taken. It never holds on to `source`, so a caller reading into one reused buffer can
+   * forward without allocating; what is not taken must go through write(). Takes nothing while write() data is
+   * still queued, which keeps the byte order.
+   */
+  writeNow(source: Buffer, start: number, end: number): number {
+    if (this.pending !== undefined || this.writableLength > 0 || this.finSent || this.released) return 0
+    const host = this.host
+    let offset = start
+    while (offset < end && this.sendWindow > 0 && !host.isWriteBlocked()) {
+      const length = Math.min(end - offset, this.sendWindow, host.maxFramePayload)
+      host.send(FrameType.Data, 0, this.id, length, source, offset)
+      this.sendWindow -= length
+      offset += length
+    }
+    if (host.isWriteBlocked()) host.waitForDrain(this)
+    return offset - start
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -333,8 +380,8 @@ export class Session {
       onFrame: (header, payload) => this.onFrame(header, payload),
       onError: (reason) => this.protocolError(reason),
     })
-    this.encoder = new FrameEncoder((batch) => {
-      if (!this.transport.write(batch)) this.writeBlocked = true
+    this.encoder = new FrameEncoder((batch, release) => {
+      if (!this.transport.write(batch, release)) this.writeBlocked = true
     }, HEADER_SIZE + maxFramePayload)
     this.host = {
       maxFramePayload,

@@ -1,4 +1,5 @@
 import * as http from "node:http"
+import type { Socket } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import WebSocket, { WebSocketServer } from "ws"
 import { closedPort, request, startHttpServer, waitFor } from "../support/http.js"
@@ -146,6 +147,29 @@ describe("proxying through a tunnel", () => {
     })
     // The slowest request was sent first: completion order must differ from send order.
     expect(order.indexOf(99)).toBeLessThan(order.indexOf(0))
+  })
+
+  it("keeps connections to the service alive across requests, and recovers when the service closes one", async () => {
+    const sockets: Array<Socket> = []
+    const service = await startHttpServer((_req, res) => res.end("kept"))
+    service.server.on("connection", (socket) => sockets.push(socket))
+    cleanups.push(service.close)
+    const keepAgent = startAgent(node.upstreamUrl, { kept: service.port })
+    cleanups.push(keepAgent.stop)
+    await waitFor("agent registered", async () => (await node.upstreamCount("kept")) === 1)
+
+    for (let i = 0; i < 5; i++) {
+      expect((await request(`${node.proxyUrl}/`, { headers: { "x-pico-endpoint": "kept" } })).body).toBe(
+        "kept",
+      )
+    }
+    expect(sockets).toHaveLength(1)
+
+    // The service drops its idle connection; the next request must not fail on the dead stream.
+    const closed = new Promise((resolve) => sockets[0]?.once("close", resolve))
+    sockets[0]?.destroy()
+    await closed
+    expect((await request(`${node.proxyUrl}/`, { headers: { "x-pico-endpoint": "kept" } })).body).toBe("kept")
   })
 
   it("answers 400 without an endpoint id and 503 for an unknown endpoint", async () => {
