@@ -134,7 +134,10 @@ export class TunnelStream extends Duplex {
   /** @internal Frames as much of the pending chunk as the send window and transport allow. */
   pump(): void {
     const chunk = this.pending
-    if (chunk === undefined) return this.notifyWritable()
+    if (chunk === undefined) {
+      this.notifyWritable()
+      return
+    }
     const host = this.host
     let offset = this.pendingOffset
     while (offset < chunk.length) {
