@@ -9,8 +9,8 @@ export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
   message: Schema.String,
 }) {}
 
-export interface AgentEndpointOptions extends ForwardTarget {
-  /** The endpoint id to register. */
+/** An endpoint id to register and where its requests go: a TCP address, or an HTTP server in this process. */
+export type AgentEndpointOptions = ForwardTarget & {
   readonly id: string
 }
 

@@ -1,10 +1,19 @@
+import type * as http from "node:http"
 import * as net from "node:net"
 import type { TunnelStream } from "../Tunnel.js"
 
-export interface ForwardTarget {
+/** A local service reached over TCP. */
+export interface TcpTarget {
   readonly host: string
   readonly port: number
 }
+
+/** An HTTP server in this same process: streams are handed to it as connections, with no TCP hop at all. */
+export interface InProcessTarget {
+  readonly server: http.Server
+}
+
+export type ForwardTarget = TcpTarget | InProcessTarget
 
 export type ForwardFailure = "upstream unreachable" | "upstream timeout"
 
@@ -42,6 +51,7 @@ export const makeForwarder = (
   connectTimeout: number,
   onFailure: (failure: ForwardFailure, detail: string) => void,
 ): Forwarder => {
+  if ("server" in target) return (stream) => target.server.emit("connection", stream)
   const readBuffer = Buffer.allocUnsafeSlow(64 * 1024)
 
   return (stream) => {
