@@ -1,9 +1,12 @@
-import * as http from "node:http"
+import type * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { Context, Effect, FiberSet, Layer } from "effect"
+import { Auth, type AuthError } from "./Auth.js"
 import type { HostPort } from "./Domain/Address.js"
+import { makeHttpServer } from "./internal/HttpServer.js"
 import { errorBody, writeJson } from "./internal/JsonResponse.js"
 import { formatAddressInfo, listen } from "./internal/Listen.js"
+import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
 import { Shutdown } from "./Shutdown.js"
 
 /** The admin port's listener, once bound. */
@@ -36,19 +39,41 @@ const routes = (shutdown: Shutdown["Type"]): Record<string, Route> => ({
   "/ready": () => Effect.sync(() => (shutdown.isDraining() ? draining : ok)),
 })
 
+/** Probes must work without credentials, whatever the admin port requires. */
+const openPaths = new Set(["/health", "/ready"])
+
 /** Serves the admin API on `address` until the scope closes. */
-export const layerServer = (address: HostPort) =>
+export const layerServer = (address: HostPort, tls?: TlsFiles) =>
   Layer.scoped(
     AdminServer,
     Effect.gen(function* () {
       const shutdown = yield* Shutdown
+      const guard = (yield* Auth).admin
       const table = routes(shutdown)
       const run = yield* FiberSet.makeRuntime<never>()
-      const server = http.createServer((req, res) => {
+
+      const authorized = (req: http.IncomingMessage, path: string): Effect.Effect<void, AuthError> =>
+        guard === undefined || openPaths.has(path)
+          ? Effect.void
+          : Effect.asVoid(guard.authorize(req.headers.authorization))
+
+      const server = yield* makeHttpServer(tls, {}, "admin")
+      server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
         const path = (req.url ?? "/").split("?", 1)[0] as string
         const route = req.method === "GET" || req.method === "HEAD" ? table[path] : undefined
-        if (route === undefined) return writeJson(res, 404, notFound.body)
-        run(route(req).pipe(Effect.map((response) => writeJson(res, response.status, response.body))))
+        // Credentials come before routing, so an unauthenticated caller cannot map which routes exist.
+        run(
+          authorized(req, path).pipe(
+            Effect.zipRight(route === undefined ? Effect.succeed(notFound) : route(req)),
+            Effect.map((response) => writeJson(res, response.status, response.body)),
+            Effect.catchTag("AuthError", (error) =>
+              Effect.logWarning("admin request unauthorized").pipe(
+                Effect.annotateLogs({ subsystem: "admin", reason: error.reason }),
+                Effect.zipRight(Effect.sync(() => writeJson(res, 401, errorBody(error.reason)))),
+              ),
+            ),
+          ),
+        )
       })
       const bound = yield* listen(server, address, "admin")
       yield* Effect.logInfo("admin listening").pipe(

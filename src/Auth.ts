@@ -1,6 +1,9 @@
 import { Context, Effect, Layer, Schema } from "effect"
+import { makeVerifier, type TokenKeys, type TokenVerifier } from "./Auth/Token.js"
 
-/** Why a token was refused; each reason has its own operator-facing message. */
+export { parsePublicKey, type TokenKeys, type VerifiedToken } from "./Auth/Token.js"
+
+/** Why a request was refused; each reason is also the `error` the client gets with its 401. */
 export const AuthFailureReason = Schema.Literal(
   "missing authorization",
   "unsupported auth type",
@@ -11,37 +14,102 @@ export const AuthFailureReason = Schema.Literal(
 
 export class AuthError extends Schema.TaggedError<AuthError>()("AuthError", {
   reason: AuthFailureReason,
+  /** What exactly was wrong, for the log line; never sent to the client. */
+  detail: Schema.optional(Schema.String),
 }) {
   override get message(): string {
     return this.reason
   }
 }
 
-/** What a verified upstream may do, and until when. */
-export interface UpstreamGrant {
-  /** Epoch millis at which the token expires and the session must end; undefined when it never does. */
+/** What a verified caller may do, and until when. */
+export interface Grant {
+  /** Epoch millis at which the token expires (an upstream's session is then ended); undefined: never. */
   readonly expiresAt: number | undefined
 }
 
+/** Checks one port's credentials: the raw Authorization-style header value and, optionally, the endpoint asked for. */
+export interface Guard {
+  readonly authorize: (
+    authorization: string | undefined,
+    endpointId?: string,
+  ) => Effect.Effect<Grant, AuthError>
+}
+
 /**
- * Decides whether a connecting upstream may register an endpoint. The allow-all layer is used when no keys are
- * configured.
+ * Who may use which port. `upstream` always exists (allow-all when no keys are configured); `proxy` and `admin`
+ * are undefined when those ports are open, so their hot paths can skip authentication entirely.
  */
 export class Auth extends Context.Tag("pico/Auth")<
   Auth,
   {
-    /** `authorization` is the raw Authorization header of the WebSocket upgrade request. */
-    readonly verifyUpstream: (
-      authorization: string | undefined,
-      endpointId: string,
-    ) => Effect.Effect<UpstreamGrant, AuthError>
+    readonly upstream: Guard
+    readonly proxy: Guard | undefined
+    readonly admin: Guard | undefined
   }
 >() {}
 
-const unlimited: UpstreamGrant = { expiresAt: undefined }
+const unlimited: Grant = { expiresAt: undefined }
 
-/** Accepts every upstream: Pico's behaviour when no token keys are configured. */
+/** Lets everyone in: Pico's behaviour for a port without keys. */
+export const allowAll: Guard = { authorize: () => Effect.succeed(unlimited) }
+
+/** "Bearer <token>" (the scheme is case-sensitive, as Pico has always been). */
+const bearerToken = (authorization: string | undefined): Effect.Effect<string, AuthError> => {
+  if (authorization === undefined || authorization === "") {
+    return Effect.fail(new AuthError({ reason: "missing authorization" }))
+  }
+  const space = authorization.indexOf(" ")
+  if (space < 0) return Effect.fail(new AuthError({ reason: "missing authorization" }))
+  if (authorization.slice(0, space) !== "Bearer")
+    return Effect.fail(new AuthError({ reason: "unsupported auth type" }))
+  return Effect.succeed(authorization.slice(space + 1).trim())
+}
+
+/** A guard that requires a valid JWT whose `pico.endpoints` claim (if any) names the endpoint asked for. */
+export const tokenGuard = (verifier: TokenVerifier): Guard => ({
+  authorize: (authorization, endpointId) =>
+    bearerToken(authorization).pipe(
+      Effect.flatMap((token) =>
+        verifier.verify(token).pipe(Effect.mapError((failure) => new AuthError(failure))),
+      ),
+      Effect.flatMap((verified) =>
+        endpointId !== undefined &&
+        verified.endpoints !== undefined &&
+        !verified.endpoints.includes(endpointId)
+          ? Effect.fail(
+              new AuthError({
+                reason: "endpoint not permitted",
+                detail: `token allows ${verified.endpoints.join(", ")}`,
+              }),
+            )
+          : Effect.succeed({ expiresAt: verified.expiresAt }),
+      ),
+    ),
+})
+
+/** Every port open: the default when no keys are configured anywhere. */
 export const layerAllowAll: Layer.Layer<Auth> = Layer.succeed(
   Auth,
-  Auth.of({ verifyUpstream: () => Effect.succeed(unlimited) }),
+  Auth.of({ upstream: allowAll, proxy: undefined, admin: undefined }),
 )
+
+/** Token keys per port; a port without keys is open. */
+export interface AuthKeys {
+  readonly upstream?: TokenKeys | undefined
+  readonly proxy?: TokenKeys | undefined
+  readonly admin?: TokenKeys | undefined
+}
+
+const guardFor = (keys: TokenKeys | undefined): Guard | undefined =>
+  keys === undefined ? undefined : tokenGuard(makeVerifier(keys))
+
+/** JWT verification (jose) on the ports that have keys. Throws on unusable key material: validate it first. */
+export const layer = (keys: AuthKeys): Layer.Layer<Auth> =>
+  Layer.sync(Auth, () =>
+    Auth.of({
+      upstream: guardFor(keys.upstream) ?? allowAll,
+      proxy: guardFor(keys.proxy),
+      admin: guardFor(keys.admin),
+    }),
+  )

@@ -22,16 +22,21 @@ const commonOptions = (tree: SettingsTree) => ({
   expandEnv: configFileOptions.expandEnv,
 })
 
-/** Loads a program's settings; a bad config is printed for a human (the logger isn't set up yet) and exits 1. */
 const loadConfig = <T extends SettingsTree>(tree: T, flags: CommonFlags) =>
   PicoConfig.load(tree, {
     flags: flags.settings,
     configPath: Option.getOrUndefined(flags.configPath),
     expandEnv: flags.expandEnv,
     env: process.env,
-  }).pipe(Effect.tapError((error) => Console.error(`invalid config: ${error.message}`)))
+  })
 
-/** Runs a program under the JSON logger, logging its config (secrets redacted) first and its fatal error last. */
+/** A bad config is one plain line for a human, whether found while loading or while reading keys and certificates. */
+const reportConfigError = (error: PicoConfig.ConfigError) => Console.error(`invalid config: ${error.message}`)
+
+/**
+ * Runs a program under the JSON logger, logging its config (secrets redacted) first and its fatal error last.
+ * Any failure exits 1.
+ */
 const withLogging =
   (program: string, tree: SettingsTree, config: { readonly log: PicoLogger.LogSettings }) =>
   <E extends { readonly message: string }, R>(effect: Effect.Effect<never, E, R>) =>
@@ -39,14 +44,16 @@ const withLogging =
       Effect.annotateLogs({ subsystem: "main", version, config: PicoConfig.redacted(tree, config) }),
       Effect.zipRight(effect),
       Effect.tapError((error) =>
-        Effect.logError(error.message).pipe(Effect.annotateLogs("subsystem", "main")),
+        error instanceof PicoConfig.ConfigError
+          ? reportConfigError(error)
+          : Effect.logError(error.message).pipe(Effect.annotateLogs("subsystem", "main")),
       ),
       Effect.provide(PicoLogger.layer(config.log)),
     )
 
 const serverCommand = Command.make("server", commonOptions(PicoConfig.serverSettings), (flags) =>
   Effect.gen(function* () {
-    const config = yield* loadConfig(PicoConfig.serverSettings, flags)
+    const config = yield* Effect.tapError(loadConfig(PicoConfig.serverSettings, flags), reportConfigError)
     return yield* Layer.launch(serverLayer(config)).pipe(
       withLogging("server", PicoConfig.serverSettings, config),
     )
@@ -62,12 +69,13 @@ const serverCommand = Command.make("server", commonOptions(PicoConfig.serverSett
 
 const agentCommand = Command.make("agent", commonOptions(PicoConfig.agentSettings), (flags) =>
   Effect.gen(function* () {
-    const config = yield* loadConfig(PicoConfig.agentSettings, flags)
+    const config = yield* Effect.tapError(loadConfig(PicoConfig.agentSettings, flags), reportConfigError)
     if (config.endpoints.length === 0) {
-      yield* Console.error(
-        "invalid config: --endpoints: at least one endpoint is required, e.g. my-endpoint/localhost:4000",
-      )
-      return yield* Effect.fail(new PicoConfig.ConfigError({ message: "no endpoints" }))
+      const error = new PicoConfig.ConfigError({
+        message: "--endpoints: at least one endpoint is required, e.g. my-endpoint/localhost:4000",
+      })
+      yield* reportConfigError(error)
+      return yield* error
     }
     return yield* agentProgram(config).pipe(withLogging("agent", PicoConfig.agentSettings, config))
   }),

@@ -1,20 +1,17 @@
 import { readFile } from "node:fs/promises"
-import { Context, Effect, Either, Schema } from "effect"
+import { Context, Effect, Either } from "effect"
 import { parse as parseYaml } from "yaml"
 import type { agentSettings } from "./PicoConfig/Agent.js"
+import { ConfigError } from "./PicoConfig/ConfigError.js"
 import { expandEnv } from "./PicoConfig/ExpandEnv.js"
 import { resolve } from "./PicoConfig/Resolve.js"
 import type { serverSettings } from "./PicoConfig/Server.js"
 import type { Resolved, SettingsTree } from "./PicoConfig/Setting.js"
 
 export { type AgentEndpoint, agentSettings } from "./PicoConfig/Agent.js"
+export { ConfigError } from "./PicoConfig/ConfigError.js"
 export { redacted } from "./PicoConfig/Resolve.js"
 export { serverSettings } from "./PicoConfig/Server.js"
-
-/** A configuration problem, worded for the operator: it names the field, where the value came from, and the value. */
-export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
-  message: Schema.String,
-}) {}
 
 export type ServerConfigShape = Resolved<typeof serverSettings>
 export type AgentConfigShape = Resolved<typeof agentSettings>

@@ -1,7 +1,10 @@
 import type { Agent } from "node:http"
 import { Context, Effect, Layer, type Scope } from "effect"
 import { Gossip } from "./Gossip.js"
+import { type ClusterNode, ClusterView } from "./Registry/ClusterView.js"
 import type { TunnelSession } from "./Tunnel.js"
+
+export type { ClusterNode } from "./Registry/ClusterView.js"
 
 /** One connected upstream: a tunnel session registered for an endpoint. */
 export interface Upstream {
@@ -33,6 +36,11 @@ export class Registry extends Context.Tag("pico/Registry")<
      * because it runs once per proxied request.
      */
     readonly pickLocal: (endpointId: string) => Upstream | undefined
+    /**
+     * A remote active node holding the endpoint, weighted by its upstream count, skipping `exclude` (nodes
+     * already tried). Synchronous: it runs once per forwarded request.
+     */
+    readonly pickRemote: (endpointId: string, exclude: ReadonlySet<string>) => ClusterNode | undefined
     /** Local endpoints and their upstreams, for the status API. */
     readonly localEndpoints: Effect.Effect<ReadonlyMap<string, ReadonlyArray<Upstream>>>
     /** Asks every upstream to reconnect elsewhere: the node is draining. */
@@ -90,9 +98,12 @@ export const make = Effect.gen(function* () {
     return undefined
   }
 
+  const view = new ClusterView()
+
   return Registry.of({
     register: (upstream) => Effect.acquireRelease(add(upstream), () => remove(upstream)),
     pickLocal,
+    pickRemote: (endpointId, exclude) => view.pick(endpointId, exclude),
     localEndpoints: Effect.sync(
       () => new Map([...rotations].map(([endpointId, rotation]) => [endpointId, [...rotation.upstreams]])),
     ),

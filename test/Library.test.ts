@@ -19,10 +19,14 @@ import { testLogger } from "./support/node.js"
 const onlyPublicEndpoints = Layer.succeed(
   Auth.Auth,
   Auth.Auth.of({
-    verifyUpstream: (_authorization, endpointId) =>
-      endpointId.startsWith("public-")
-        ? Effect.succeed({ expiresAt: undefined })
-        : Effect.fail(new Auth.AuthError({ reason: "endpoint not permitted" })),
+    upstream: {
+      authorize: (_authorization, endpointId) =>
+        endpointId?.startsWith("public-") === true
+          ? Effect.succeed({ expiresAt: undefined })
+          : Effect.fail(new Auth.AuthError({ reason: "endpoint not permitted" })),
+    },
+    proxy: undefined, // proxy and admin ports open
+    admin: undefined,
   }),
 )
 

@@ -66,6 +66,16 @@ export const agentSettings = {
       "How long a ping may go unanswered before the tunnel is considered dead and reconnected.",
       "10s",
     ),
+    tls: {
+      caFile: Setting.string("PEM CA bundle to trust for an https/wss server URL (e.g. a private CA)."),
+      certFile: Setting.string("PEM client certificate to present to the server (mTLS)."),
+      keyFile: Setting.string("PEM private key for --server.tls.cert-file."),
+    },
+  },
+  auth: {
+    apiKey: Setting.secret(
+      'Token (JWT) sent as "Authorization: Bearer <key>" when connecting. "file:PATH" reads it from a file.',
+    ),
   },
   forwarder: {
     timeout: Setting.duration(

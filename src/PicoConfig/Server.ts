@@ -1,4 +1,5 @@
 import { bindAddrProblem } from "../Domain/Address.js"
+import { tlsSettings, tokenSettings } from "./Security.js"
 import * as Setting from "./Setting.js"
 
 const bindAddr = (what: string, defaultValue: string) =>
@@ -24,6 +25,8 @@ export const serverSettings = {
       "How long to wait for an upstream's response headers before answering 504. A streaming body may take longer.",
       "15s",
     ),
+    auth: tokenSettings("proxy client"),
+    tls: tlsSettings("proxy"),
   },
   upstream: {
     bindAddr: bindAddr("upstream connections (agents open WebSockets here)", ":8001"),
@@ -32,9 +35,12 @@ export const serverSettings = {
       "How long a ping may go unanswered before the upstream session is closed.",
       "10s",
     ),
+    tls: tlsSettings("upstream"),
   },
   admin: {
     bindAddr: bindAddr("the admin API (health, readiness, metrics, status)", ":8002"),
+    auth: tokenSettings("admin API"),
+    tls: tlsSettings("admin"),
   },
   server: {
     gracefulShutdownTimeout: Setting.duration(
@@ -42,5 +48,6 @@ export const serverSettings = {
       "1m",
     ),
   },
+  auth: tokenSettings("upstream"),
   log: logSettings,
 }

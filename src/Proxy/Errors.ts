@@ -1,7 +1,11 @@
 import type * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { Schema } from "effect"
+import { type AuthError, AuthFailureReason } from "../Auth.js"
 import { errorBody, writeJson, writeJsonToSocket } from "../internal/JsonResponse.js"
+
+/** Pico's own error responses carry their reason in this header, which is how a node tells a stale route from an upstream's own 503. */
+export const picoErrorHeader = "x-pico-error"
 
 /** Why the proxy answered a request itself instead of with an upstream's response. */
 export const ProxyFailure = Schema.Literal(
@@ -21,6 +25,8 @@ export class ProxyError extends Schema.TaggedError<ProxyError>()("ProxyError", {
 interface ErrorResponse {
   readonly status: number
   readonly body: Buffer
+  /** Marks the answer as Pico's own (see picoErrorHeader), not an upstream's. */
+  readonly headers: Readonly<Record<string, string>>
 }
 
 const statuses: Record<ProxyFailure, number> = {
@@ -30,17 +36,38 @@ const statuses: Record<ProxyFailure, number> = {
   "endpoint timeout": 504,
 }
 
-/** The one place proxy failures become HTTP statuses and JSON bodies (precomputed: they are sent on hot paths). */
-const responses = Object.fromEntries(
-  ProxyFailure.literals.map((reason) => [reason, { status: statuses[reason], body: errorBody(reason) }]),
-) as Record<ProxyFailure, ErrorResponse>
+const errorResponse = (status: number, reason: string): ErrorResponse => ({
+  status,
+  body: errorBody(reason),
+  headers: { [picoErrorHeader]: reason },
+})
+
+/** Precomputes the answer for every reason: they are sent on hot paths. */
+const answers = <R extends string>(
+  reasons: ReadonlyArray<R>,
+  status: (reason: R) => number,
+): Record<R, ErrorResponse> => {
+  const table = {} as Record<R, ErrorResponse>
+  for (const reason of reasons) table[reason] = errorResponse(status(reason), reason)
+  return table
+}
+
+/** The one place proxy failures become HTTP statuses and JSON bodies. */
+const responses = answers(ProxyFailure.literals, (reason) => statuses[reason])
+const authResponses = answers(AuthFailureReason.literals, () => 401)
+
+const responseFor = (error: ProxyError | AuthError): ErrorResponse =>
+  error._tag === "AuthError" ? authResponses[error.reason] : responses[error.reason]
 
 /** Answers on a normal HTTP exchange; a response already under way can only be cut. */
-export const writeError = (res: http.ServerResponse, reason: ProxyFailure): void => {
+export const writeError = (res: http.ServerResponse, error: ProxyError | AuthError): void => {
   if (res.headersSent) res.destroy()
-  else writeJson(res, responses[reason].status, responses[reason].body)
+  else {
+    const { status, body, headers } = responseFor(error)
+    writeJson(res, status, body, headers)
+  }
 }
 
 /** Answers on a raw socket, for upgrade requests that never reached an upstream. */
-export const writeErrorToSocket = (socket: Duplex, reason: ProxyFailure): void =>
-  writeJsonToSocket(socket, responses[reason].status, responses[reason].body)
+export const writeErrorToSocket = (socket: Duplex, error: ProxyError | AuthError): void =>
+  writeJsonToSocket(socket, responseFor(error).status, responseFor(error).body)

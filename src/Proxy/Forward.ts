@@ -1,37 +1,61 @@
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { Effect } from "effect"
+import type { HostPort } from "../Domain/Address.js"
 import type { TunnelStream } from "../Tunnel.js"
-import { ProxyError } from "./Errors.js"
-import { clientResponseHeaders, requestHead, upstreamRequestHeaders } from "./Headers.js"
+import { ProxyError, picoErrorHeader } from "./Errors.js"
+import { clientResponseHeaders, type HeaderPolicy, requestHead, upstreamRequestHeaders } from "./Headers.js"
 
 export interface ForwardOptions {
   /** Milliseconds to wait for the response headers. */
   readonly gatewayTimeout: number
-  readonly proto: "http" | "https"
   /** Whether the response should close the client connection (the node is draining). */
   readonly closeConnection: () => boolean
 }
 
 /** A request without a body can be sent again when a kept-alive stream turns out to be closed already. */
-const hasNoBody = (req: http.IncomingMessage): boolean =>
+export const hasNoBody = (req: http.IncomingMessage): boolean =>
   req.headers["transfer-encoding"] === undefined &&
   (req.headers["content-length"] === undefined || req.headers["content-length"] === "0")
 
-/** How many times a bodiless request is resent after finding a pooled stream already closed by the service. */
-const STALE_STREAM_RETRIES = 2
+/** One try at sending the request: through which pool of connections, with which headers. */
+export interface Attempt {
+  readonly agent: http.Agent
+  /** The peer node to send to; undefined for a tunnel, whose agent already knows where its streams go. */
+  readonly target?: HostPort
+  readonly headers: ReadonlyArray<string>
+  /**
+   * Send `Expect: 100-continue` and hold the body until the target agrees: a peer node that no longer has the
+   * endpoint then answers before any of the body is spent, so the request can still go elsewhere.
+   */
+  readonly expectContinue: boolean
+}
 
 /**
- * Sends one request over the tunnel (a pooled stream of `agent`) and streams the response back. Node's HTTP
- * client does the HTTP/1.1 framing over the stream, so bodies flow in both directions with backpressure and
- * nothing is buffered whole. Fails only before the response has started; after that a broken upstream can only
- * cut the client connection.
+ * Why an attempt can be retried — in every case no byte of the body has been spent:
+ * - "stale connection": a pooled connection turned out closed (only for requests without a body);
+ * - "connection failed": the target could not be reached;
+ * - "stale route": a peer node answered that it no longer has the endpoint.
  */
-export const forwardRequest = (
-  agent: http.Agent,
+export type RetryReason = "stale connection" | "connection failed" | "stale route"
+
+/** Decides whether (and where) to try again; undefined gives up. */
+export type Retry = (reason: RetryReason) => Attempt | undefined
+
+const isStaleRoute = (res: http.IncomingMessage): boolean =>
+  res.statusCode === 503 && res.headers[picoErrorHeader] === "endpoint not found"
+
+/**
+ * Sends a request (retrying as `retry` allows) and streams the response back. Node's HTTP client does the
+ * HTTP/1.1 framing, so bodies flow in both directions with backpressure and nothing is buffered whole. Fails
+ * only before the response has started; after that a broken upstream can only cut the client connection.
+ */
+export const exchange = (
   req: http.IncomingMessage,
   res: http.ServerResponse,
   options: ForwardOptions,
+  first: Attempt,
+  retry: Retry,
 ): Effect.Effect<void, ProxyError> =>
   Effect.async<void, ProxyError>((resume) => {
     let settled = false
@@ -41,14 +65,31 @@ export const forwardRequest = (
       clearTimeout(timer)
       resume(outcome)
     }
-    const headers = upstreamRequestHeaders(req, options.proto, false)
     const bodiless = hasNoBody(req)
+    let bodySpent = false
     // A client that goes away resets the stream, so the upstream stops work on the request too.
     let clientGone = false
 
-    const send = (retriesLeft: number): http.ClientRequest => {
-      const upstreamReq = http.request({ method: req.method, path: req.url, headers, agent })
+    const retryOrFail = (reason: RetryReason, detail: string) => {
+      const next = retry(reason)
+      if (next !== undefined) current = send(next)
+      else if (reason === "stale route") settle(Effect.fail(new ProxyError({ reason: "endpoint not found" })))
+      else settle(Effect.fail(new ProxyError({ reason: "upstream unreachable", detail })))
+    }
+
+    const send = (attempt: Attempt): http.ClientRequest => {
+      const upstreamReq = http.request({
+        method: req.method,
+        path: req.url,
+        headers: attempt.headers as Array<string>,
+        agent: attempt.agent,
+        ...(attempt.target === undefined ? {} : { host: attempt.target.host, port: attempt.target.port }),
+      })
       upstreamReq.on("response", (upstreamRes) => {
+        if (!bodySpent && isStaleRoute(upstreamRes)) {
+          upstreamReq.destroy()
+          return retryOrFail("stale route", "peer no longer has the endpoint")
+        }
         clearTimeout(timer)
         res.writeHead(
           upstreamRes.statusCode ?? 502,
@@ -61,16 +102,23 @@ export const forwardRequest = (
         upstreamRes.pipe(res)
       })
       upstreamReq.on("error", (error) => {
-        if (clientGone || settled) return
+        if (clientGone || settled || current !== upstreamReq) return
         if (res.headersSent) {
           res.destroy()
           settle(Effect.void)
-        } else if (upstreamReq.reusedSocket && retriesLeft > 0 && bodiless) {
-          current = send(retriesLeft - 1)
-        } else settle(Effect.fail(new ProxyError({ reason: "upstream unreachable", detail: error.message })))
+        } else if (bodiless && upstreamReq.reusedSocket) retryOrFail("stale connection", error.message)
+        else if (!bodySpent) retryOrFail("connection failed", error.message)
+        else settle(Effect.fail(new ProxyError({ reason: "upstream unreachable", detail: error.message })))
       })
+      const sendBody = () => {
+        bodySpent = true
+        req.pipe(upstreamReq)
+      }
       if (bodiless) upstreamReq.end()
-      else req.pipe(upstreamReq)
+      else if (attempt.expectContinue) {
+        upstreamReq.on("continue", sendBody)
+        upstreamReq.flushHeaders()
+      } else sendBody()
       return upstreamReq
     }
 
@@ -78,7 +126,7 @@ export const forwardRequest = (
       current.destroy()
       settle(Effect.fail(new ProxyError({ reason: "endpoint timeout" })))
     }, options.gatewayTimeout)
-    let current = send(STALE_STREAM_RETRIES)
+    let current = send(first)
     res.on("close", () => {
       if (res.writableFinished) return
       clientGone = true
@@ -99,9 +147,9 @@ export const forwardUpgrade = (
   req: http.IncomingMessage,
   socket: Duplex,
   head: Buffer,
-  proto: "http" | "https",
+  policy: HeaderPolicy,
 ): void => {
-  stream.write(requestHead(req, upstreamRequestHeaders(req, proto, true)))
+  stream.write(requestHead(req, upstreamRequestHeaders(req, policy)))
   if (head.length > 0) stream.write(head)
   // Either side failing (client gone, stream reset, session lost) ends both; errors must be handled here or
   // they would be thrown as uncaught.

@@ -4,8 +4,13 @@ import type { Duplex } from "node:stream"
 /** Every error Pico answers itself is `{"error": "..."}` with the matching status. */
 export const errorBody = (message: string): Buffer => Buffer.from(JSON.stringify({ error: message }))
 
-export const writeJson = (res: ServerResponse, status: number, body: Buffer): void => {
-  res.writeHead(status, { "content-type": "application/json", "content-length": body.length })
+export const writeJson = (
+  res: ServerResponse,
+  status: number,
+  body: Buffer,
+  headers?: Readonly<Record<string, string>>,
+): void => {
+  res.writeHead(status, { "content-type": "application/json", "content-length": body.length, ...headers })
   res.end(body)
 }
 

@@ -1,7 +1,7 @@
-import type * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { Effect, Schema, type Scope } from "effect"
 import { formatHostPort, type HostPort } from "../Domain/Address.js"
+import type { HttpServer } from "./HttpServer.js"
 
 /** A listener could not bind its address (in use, not permitted, no such interface). */
 export class ListenError extends Schema.TaggedError<ListenError>()("ListenError", {
@@ -11,7 +11,7 @@ export class ListenError extends Schema.TaggedError<ListenError>()("ListenError"
 }) {}
 
 /** Stops accepting new connections; those already open carry on. Safe to call more than once. */
-export const stopAccepting = (server: http.Server): Effect.Effect<void> =>
+export const stopAccepting = (server: HttpServer): Effect.Effect<void> =>
   Effect.sync(() => {
     if (server.listening) server.close()
     server.closeIdleConnections()
@@ -22,7 +22,7 @@ export const stopAccepting = (server: http.Server): Effect.Effect<void> =>
  * On release, every connection still open is cut: the graceful part of shutdown happens before this.
  */
 export const listen = (
-  server: http.Server,
+  server: HttpServer,
   address: HostPort,
   listener: string,
 ): Effect.Effect<AddressInfo, ListenError, Scope.Scope> =>

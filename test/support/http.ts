@@ -1,4 +1,5 @@
 import * as http from "node:http"
+import * as https from "node:https"
 import type { AddressInfo } from "node:net"
 
 export interface Response {
@@ -8,33 +9,38 @@ export interface Response {
   readonly body: string
 }
 
-/** A plain HTTP request from a real client; the body is collected (tests only use small ones). */
+/** A request from a real HTTP(S) client; the body is collected (tests only use small ones). */
 export const request = (
   url: string,
   options: {
     method?: string
     headers?: http.OutgoingHttpHeaders | ReadonlyArray<string>
     body?: string
+    /** For https URLs: the CA to trust, and a client certificate to present. */
+    tls?: { ca: Buffer; cert?: Buffer; key?: Buffer }
   } = {},
 ): Promise<Response> =>
   new Promise((resolve, reject) => {
-    const req = http.request(
-      url,
-      { method: options.method ?? "GET", headers: options.headers as http.OutgoingHttpHeaders, agent: false },
-      (res) => {
-        const chunks: Array<Buffer> = []
-        res.on("data", (chunk: Buffer) => chunks.push(chunk))
-        res.on("end", () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            rawHeaders: res.rawHeaders,
-            body: Buffer.concat(chunks).toString("utf8"),
-          }),
-        )
-        res.on("error", reject)
-      },
-    )
+    const requestOptions = {
+      method: options.method ?? "GET",
+      headers: options.headers as http.OutgoingHttpHeaders,
+      agent: false as const,
+      ...options.tls,
+    }
+    const send = url.startsWith("https:") ? https.request : http.request
+    const req = send(url, requestOptions, (res) => {
+      const chunks: Array<Buffer> = []
+      res.on("data", (chunk: Buffer) => chunks.push(chunk))
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          rawHeaders: res.rawHeaders,
+          body: Buffer.concat(chunks).toString("utf8"),
+        }),
+      )
+      res.on("error", reject)
+    })
     req.on("error", reject)
     req.end(options.body)
   })

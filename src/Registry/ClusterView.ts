@@ -1,0 +1,129 @@
+/** A remote node's routing information, learned through gossip. */
+export interface ClusterNode {
+  readonly id: string
+  readonly status: "active" | "unreachable" | "left"
+  readonly proxyAddr: string
+  readonly adminAddr: string
+  /** Endpoint id → number of upstreams connected to that node. */
+  readonly endpoints: ReadonlyMap<string, number>
+}
+
+/** The gossip events the view needs (a subset of Gossip's, so the view can be tested on its own). */
+export type ClusterEvent =
+  | { readonly _tag: "NodeJoined"; readonly nodeId: string }
+  | { readonly _tag: "KeyUpdated"; readonly nodeId: string; readonly key: string; readonly value: string }
+  | { readonly _tag: "KeyDeleted"; readonly nodeId: string; readonly key: string }
+  | { readonly _tag: "NodeStatusChanged"; readonly nodeId: string; readonly status: ClusterNode["status"] }
+  | { readonly _tag: "NodeRemoved"; readonly nodeId: string }
+
+interface MutableNode {
+  status: ClusterNode["status"]
+  proxyAddr: string | undefined
+  adminAddr: string | undefined
+  readonly endpoints: Map<string, number>
+}
+
+const endpointPrefix = "endpoint:"
+
+/**
+ * Which remote node holds which endpoint, built from gossip events. A node becomes routable only once both of
+ * its addresses are known (before that it is "pending": gossip has told us it exists, not how to reach it).
+ */
+export class ClusterView {
+  private readonly nodes = new Map<string, MutableNode>()
+
+  constructor(private readonly random: () => number = Math.random) {}
+
+  apply(event: ClusterEvent): void {
+    switch (event._tag) {
+      case "NodeJoined":
+        this.nodeFor(event.nodeId)
+        return
+      case "KeyUpdated": {
+        const node = this.nodeFor(event.nodeId)
+        if (event.key === "proxy_addr") node.proxyAddr = event.value
+        else if (event.key === "admin_addr") node.adminAddr = event.value
+        else if (event.key.startsWith(endpointPrefix)) {
+          const count = Number(event.value)
+          // A malformed count is ignored rather than routed to: it can only come from a buggy or hostile peer.
+          if (Number.isInteger(count) && count > 0)
+            node.endpoints.set(event.key.slice(endpointPrefix.length), count)
+          else node.endpoints.delete(event.key.slice(endpointPrefix.length))
+        }
+        return
+      }
+      case "KeyDeleted":
+        if (event.key.startsWith(endpointPrefix)) {
+          this.nodes.get(event.nodeId)?.endpoints.delete(event.key.slice(endpointPrefix.length))
+        }
+        return
+      case "NodeStatusChanged":
+        this.nodeFor(event.nodeId).status = event.status
+        return
+      case "NodeRemoved":
+        this.nodes.delete(event.nodeId)
+        return
+    }
+  }
+
+  /**
+   * An active node holding the endpoint, chosen at random weighted by its upstream count (so load spreads in
+   * proportion to capacity), skipping the nodes in `exclude` (already tried).
+   */
+  pick(endpointId: string, exclude: ReadonlySet<string>): ClusterNode | undefined {
+    let total = 0
+    for (const [id, node] of this.nodes) {
+      if (this.routable(id, node, exclude)) total += node.endpoints.get(endpointId) ?? 0
+    }
+    if (total === 0) return undefined
+    let target = this.random() * total
+    for (const [id, node] of this.nodes) {
+      if (!this.routable(id, node, exclude)) continue
+      target -= node.endpoints.get(endpointId) ?? 0
+      if (target < 0 && node.endpoints.has(endpointId)) return this.snapshot(id, node)
+    }
+    return undefined
+  }
+
+  /** Every node whose addresses are known (pending nodes are left out). */
+  list(): ReadonlyArray<ClusterNode> {
+    const out: Array<ClusterNode> = []
+    for (const [id, node] of this.nodes) {
+      if (node.proxyAddr !== undefined && node.adminAddr !== undefined) out.push(this.snapshot(id, node))
+    }
+    return out
+  }
+
+  get(id: string): ClusterNode | undefined {
+    const node = this.nodes.get(id)
+    return node?.proxyAddr === undefined || node.adminAddr === undefined ? undefined : this.snapshot(id, node)
+  }
+
+  private routable(id: string, node: MutableNode, exclude: ReadonlySet<string>): boolean {
+    return (
+      node.status === "active" &&
+      node.proxyAddr !== undefined &&
+      node.adminAddr !== undefined &&
+      !exclude.has(id)
+    )
+  }
+
+  private nodeFor(id: string): MutableNode {
+    let node = this.nodes.get(id)
+    if (node === undefined) {
+      node = { status: "active", proxyAddr: undefined, adminAddr: undefined, endpoints: new Map() }
+      this.nodes.set(id, node)
+    }
+    return node
+  }
+
+  private snapshot(id: string, node: MutableNode): ClusterNode {
+    return {
+      id,
+      status: node.status,
+      proxyAddr: node.proxyAddr as string,
+      adminAddr: node.adminAddr as string,
+      endpoints: new Map(node.endpoints),
+    }
+  }
+}

@@ -1,0 +1,90 @@
+import { readFile, stat } from "node:fs/promises"
+import * as http from "node:http"
+import * as https from "node:https"
+import { Duration, Effect, Schedule, type Scope } from "effect"
+import { ConfigError } from "../PicoConfig/ConfigError.js"
+import type { TlsFiles } from "../PicoConfig/KeyMaterial.js"
+
+/** A plain or TLS HTTP server: both raise the same events and have the same connection methods. */
+export type HttpServer = http.Server | https.Server
+
+/** How often TLS files are checked for rotation (a Kubernetes secret update, certbot renewal, ...). */
+const RELOAD_CHECK_INTERVAL = Duration.seconds(2)
+
+interface TlsMaterial {
+  readonly cert: Buffer
+  readonly key: Buffer
+  readonly ca: Buffer | undefined
+}
+
+const readTls = (files: TlsFiles) =>
+  Effect.tryPromise({
+    try: async (): Promise<TlsMaterial> => ({
+      cert: await readFile(files.certFile),
+      key: await readFile(files.keyFile),
+      ca: files.clientCaFile === undefined ? undefined : await readFile(files.clientCaFile),
+    }),
+    catch: (cause) => new ConfigError({ message: `TLS: ${(cause as Error).message}` }),
+  })
+
+/** A fingerprint of the files' state; a rotation changes it. */
+const filesVersion = (files: TlsFiles) =>
+  Effect.promise(() =>
+    Promise.all(
+      [files.certFile, files.keyFile, files.clientCaFile].map((path) =>
+        path === undefined
+          ? ""
+          : stat(path).then(
+              (info) => `${info.mtimeMs}:${info.size}:${info.ino}`,
+              () => "missing",
+            ),
+      ),
+    ).then((parts) => parts.join("|")),
+  )
+
+const secureContext = ({ cert, key, ca }: TlsMaterial) => ({ cert, key, ...(ca === undefined ? {} : { ca }) })
+
+/**
+ * Creates the server for a listener: plain HTTP, or TLS when `tls` is given, with client certificates required
+ * when it has a CA. Certificate files are watched for the scope's lifetime and swapped in without a restart; a
+ * rotation that fails to load (a half-written file) keeps the previous certificate and is retried.
+ */
+export const makeHttpServer = (
+  tls: TlsFiles | undefined,
+  options: http.ServerOptions,
+  subsystem: string,
+): Effect.Effect<HttpServer, ConfigError, Scope.Scope> =>
+  Effect.gen(function* () {
+    if (tls === undefined) return http.createServer(options)
+    const material = yield* readTls(tls)
+    const requireClientCert = material.ca !== undefined
+    const server = https.createServer({
+      ...options,
+      ...secureContext(material),
+      requestCert: requireClientCert,
+      rejectUnauthorized: requireClientCert,
+    })
+    let version = yield* filesVersion(tls)
+    const reload = Effect.gen(function* () {
+      const current = yield* filesVersion(tls)
+      if (current === version) return
+      const next = yield* readTls(tls)
+      // setSecureContext throws on a key that does not match its certificate: keep serving the old pair.
+      yield* Effect.try(() => server.setSecureContext(secureContext(next)))
+      version = current
+      yield* Effect.logInfo("reloaded TLS certificate").pipe(Effect.annotateLogs("cert-file", tls.certFile))
+    }).pipe(
+      Effect.catchAll((error) =>
+        Effect.logWarning("TLS certificate reload failed; keeping the previous one").pipe(
+          Effect.annotateLogs("error", String(error)),
+        ),
+      ),
+    )
+    yield* Effect.forkScoped(
+      reload.pipe(
+        Effect.repeat(Schedule.spaced(RELOAD_CHECK_INTERVAL)),
+        Effect.annotateLogs("subsystem", subsystem),
+      ),
+    )
+    return server
+  })

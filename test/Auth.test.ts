@@ -1,0 +1,222 @@
+import { generateKeyPairSync, type KeyObject } from "node:crypto"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Schedule } from "effect"
+import * as jose from "jose"
+import { makeVerifier, type TokenKeys } from "../src/Auth/Token.js"
+import { AuthError, type Guard, tokenGuard } from "../src/Auth.js"
+import { startHttpServer } from "./support/http.js"
+
+const now = () => Math.floor(Date.now() / 1000)
+const secret = "a-long-enough-hmac-secret-for-tests-0123456789"
+
+const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 })
+const otherRsa = generateKeyPairSync("rsa", { modulusLength: 2048 })
+const ec = {
+  ES256: generateKeyPairSync("ec", { namedCurve: "P-256" }),
+  ES384: generateKeyPairSync("ec", { namedCurve: "P-384" }),
+  ES512: generateKeyPairSync("ec", { namedCurve: "P-521" }),
+}
+const pem = (key: KeyObject) => key.export({ type: "spki", format: "pem" }).toString()
+
+const sign = (
+  alg: string,
+  key: KeyObject | Uint8Array,
+  claims: jose.JWTPayload = {},
+  header: Partial<jose.JWTHeaderParameters> = {},
+) => new jose.SignJWT(claims).setProtectedHeader({ alg, ...header }).sign(key)
+
+const guard = (keys: Partial<TokenKeys>): Guard => tokenGuard(makeVerifier({ leeway: 0, ...keys }))
+
+/** The reason a guard refuses with, or "ok". */
+const outcome = (g: Guard, authorization: string | undefined, endpointId?: string) =>
+  g.authorize(authorization, endpointId).pipe(
+    Effect.as("ok"),
+    Effect.catchAll((error: AuthError) => Effect.succeed(error.reason)),
+  )
+
+const bearer = (token: string) => `Bearer ${token}`
+const hmacKey = new TextEncoder().encode(secret)
+
+describe("token verification", () => {
+  it.effect("accepts HS256/384/512 with the HMAC secret", () =>
+    Effect.gen(function* () {
+      const g = guard({ hmacSecret: secret })
+      for (const alg of ["HS256", "HS384", "HS512"]) {
+        const token = yield* Effect.promise(() => sign(alg, hmacKey, { exp: now() + 60 }))
+        expect(yield* outcome(g, bearer(token))).toBe("ok")
+      }
+    }),
+  )
+
+  it.effect("accepts RS256/384/512 with the RSA public key", () =>
+    Effect.gen(function* () {
+      const g = guard({ rsaPublicKeyPem: pem(rsa.publicKey) })
+      for (const alg of ["RS256", "RS384", "RS512"]) {
+        const token = yield* Effect.promise(() => sign(alg, rsa.privateKey))
+        expect(yield* outcome(g, bearer(token))).toBe("ok")
+      }
+    }),
+  )
+
+  it.effect("accepts ES256/384/512 with matching curves", () =>
+    Effect.gen(function* () {
+      for (const [alg, pair] of Object.entries(ec)) {
+        const g = guard({ ecdsaPublicKeyPem: pem(pair.publicKey) })
+        const token = yield* Effect.promise(() => sign(alg, pair.privateKey))
+        expect(yield* outcome(g, bearer(token))).toBe("ok")
+      }
+    }),
+  )
+
+  it.effect("refuses signatures by the wrong key", () =>
+    Effect.gen(function* () {
+      const wrongSecret = yield* Effect.promise(() =>
+        sign("HS256", new TextEncoder().encode("another-secret-0123456789-abcdef")),
+      )
+      expect(yield* outcome(guard({ hmacSecret: secret }), bearer(wrongSecret))).toBe("invalid token")
+      const wrongRsa = yield* Effect.promise(() => sign("RS256", otherRsa.privateKey))
+      expect(yield* outcome(guard({ rsaPublicKeyPem: pem(rsa.publicKey) }), bearer(wrongRsa))).toBe(
+        "invalid token",
+      )
+      const wrongCurve = yield* Effect.promise(() => sign("ES256", ec.ES256.privateKey))
+      expect(yield* outcome(guard({ ecdsaPublicKeyPem: pem(ec.ES384.publicKey) }), bearer(wrongCurve))).toBe(
+        "invalid token",
+      )
+    }),
+  )
+
+  it.effect("refuses algorithm confusion and unsigned tokens", () =>
+    Effect.gen(function* () {
+      const g = guard({ rsaPublicKeyPem: pem(rsa.publicKey) })
+      // The classic attack: HS256 "signed" with the server's RSA public key as the HMAC secret.
+      const confused = yield* Effect.promise(() =>
+        sign("HS256", new TextEncoder().encode(pem(rsa.publicKey))),
+      )
+      expect(yield* outcome(g, bearer(confused))).toBe("invalid token")
+      const unsigned = new jose.UnsecuredJWT({ exp: now() + 60 }).encode()
+      expect(yield* outcome(g, bearer(unsigned))).toBe("invalid token")
+      expect(yield* outcome(guard({ hmacSecret: secret }), bearer(unsigned))).toBe("invalid token")
+      const rsOnlyHmacGuard = yield* Effect.promise(() => sign("RS256", rsa.privateKey))
+      expect(yield* outcome(guard({ hmacSecret: secret }), bearer(rsOnlyHmacGuard))).toBe("invalid token")
+    }),
+  )
+
+  it.effect("accepts every configured family at once, and only those", () =>
+    Effect.gen(function* () {
+      const g = guard({ hmacSecret: secret, rsaPublicKeyPem: pem(rsa.publicKey) })
+      expect(yield* outcome(g, bearer(yield* Effect.promise(() => sign("HS384", hmacKey))))).toBe("ok")
+      expect(yield* outcome(g, bearer(yield* Effect.promise(() => sign("RS512", rsa.privateKey))))).toBe("ok")
+      expect(yield* outcome(g, bearer(yield* Effect.promise(() => sign("ES256", ec.ES256.privateKey))))).toBe(
+        "invalid token",
+      )
+    }),
+  )
+
+  it.effect("checks exp, nbf and iat with the leeway", () =>
+    Effect.gen(function* () {
+      const strict = guard({ hmacSecret: secret })
+      const lenient = guard({ hmacSecret: secret, leeway: 30_000 })
+      const expired = yield* Effect.promise(() => sign("HS256", hmacKey, { exp: now() - 10 }))
+      expect(yield* outcome(strict, bearer(expired))).toBe("expired token")
+      expect(yield* outcome(lenient, bearer(expired))).toBe("ok")
+      const notYet = yield* Effect.promise(() => sign("HS256", hmacKey, { nbf: now() + 10 }))
+      expect(yield* outcome(strict, bearer(notYet))).toBe("invalid token")
+      expect(yield* outcome(lenient, bearer(notYet))).toBe("ok")
+      const fromTheFuture = yield* Effect.promise(() => sign("HS256", hmacKey, { iat: now() + 10 }))
+      expect(yield* outcome(strict, bearer(fromTheFuture))).toBe("invalid token")
+      expect(yield* outcome(lenient, bearer(fromTheFuture))).toBe("ok")
+    }),
+  )
+
+  it.effect("checks aud and iss only when configured", () =>
+    Effect.gen(function* () {
+      const token = yield* Effect.promise(() => sign("HS256", hmacKey, { aud: "bar", iss: "bar" }))
+      expect(yield* outcome(guard({ hmacSecret: secret }), bearer(token))).toBe("ok")
+      expect(yield* outcome(guard({ hmacSecret: secret, audience: "foo" }), bearer(token))).toBe(
+        "invalid token",
+      )
+      expect(yield* outcome(guard({ hmacSecret: secret, issuer: "foo" }), bearer(token))).toBe(
+        "invalid token",
+      )
+      expect(
+        yield* outcome(guard({ hmacSecret: secret, audience: "bar", issuer: "bar" }), bearer(token)),
+      ).toBe("ok")
+      const noAud = yield* Effect.promise(() => sign("HS256", hmacKey))
+      expect(yield* outcome(guard({ hmacSecret: secret, audience: "bar" }), bearer(noAud))).toBe(
+        "invalid token",
+      )
+    }),
+  )
+
+  it.effect("limits endpoints with the pico claim", () =>
+    Effect.gen(function* () {
+      const g = guard({ hmacSecret: secret })
+      const limited = yield* Effect.promise(() => sign("HS256", hmacKey, { pico: { endpoints: ["a", "b"] } }))
+      expect(yield* outcome(g, bearer(limited), "a")).toBe("ok")
+      expect(yield* outcome(g, bearer(limited), "c")).toBe("endpoint not permitted")
+      const empty = yield* Effect.promise(() => sign("HS256", hmacKey, { pico: { endpoints: [] } }))
+      expect(yield* outcome(g, bearer(empty), "anything")).toBe("ok")
+      const malformed = yield* Effect.promise(() => sign("HS256", hmacKey, { pico: { endpoints: "a" } }))
+      expect(yield* outcome(g, bearer(malformed), "a")).toBe("invalid token")
+    }),
+  )
+
+  it.effect("parses the Authorization header", () =>
+    Effect.gen(function* () {
+      const g = guard({ hmacSecret: secret })
+      expect(yield* outcome(g, undefined)).toBe("missing authorization")
+      expect(yield* outcome(g, "")).toBe("missing authorization")
+      expect(yield* outcome(g, "Bearer")).toBe("missing authorization")
+      expect(yield* outcome(g, "Basic dXNlcjpwYXNz")).toBe("unsupported auth type")
+      expect(yield* outcome(g, "bearer abc")).toBe("unsupported auth type")
+      expect(yield* outcome(g, "Bearer not-a-jwt")).toBe("invalid token")
+    }),
+  )
+
+  it.live("fetches keys from a JWKS URL and picks up a rotated key", () =>
+    Effect.gen(function* () {
+      const first = generateKeyPairSync("ec", { namedCurve: "P-256" })
+      const second = generateKeyPairSync("ec", { namedCurve: "P-256" })
+      const jwk = (key: KeyObject, kid: string) => ({
+        ...key.export({ format: "jwk" }),
+        kid,
+        alg: "ES256",
+        use: "sig",
+      })
+      let keys = [jwk(first.publicKey, "one")]
+      const jwks = yield* Effect.promise(() =>
+        startHttpServer((_req, res) => {
+          res.setHeader("content-type", "application/json")
+          res.end(JSON.stringify({ keys }))
+        }),
+      )
+      yield* Effect.addFinalizer(() => Effect.promise(jwks.close))
+      const g = guard({ jwksUrl: `http://127.0.0.1:${jwks.port}/jwks.json`, jwksCacheTtl: 50 })
+      const one = yield* Effect.promise(() => sign("ES256", first.privateKey, {}, { kid: "one" }))
+      expect(yield* outcome(g, bearer(one))).toBe("ok")
+
+      keys = [jwk(second.publicKey, "two")]
+      const two = yield* Effect.promise(() => sign("ES256", second.privateKey, {}, { kid: "two" }))
+      const rotated = yield* outcome(g, bearer(two)).pipe(
+        Effect.filterOrFail((result) => result === "ok"),
+        Effect.retry(Schedule.spaced("20 millis")),
+        Effect.timeout("5 seconds"),
+      )
+      expect(rotated).toBe("ok")
+      // HMAC tokens never verify against a JWKS.
+      expect(yield* outcome(g, bearer(yield* Effect.promise(() => sign("HS256", hmacKey))))).toBe(
+        "invalid token",
+      )
+    }).pipe(Effect.scoped),
+  )
+
+  it("refuses an EC key configured as the RSA key", () => {
+    expect(() => makeVerifier({ leeway: 0, rsaPublicKeyPem: pem(ec.ES256.publicKey) })).toThrow(
+      /expected an RSA public key/,
+    )
+  })
+
+  it("AuthError messages are the client-facing reasons", () => {
+    expect(new AuthError({ reason: "expired token", detail: "exp 123" }).message).toBe("expired token")
+  })
+})

@@ -1,0 +1,187 @@
+import { X509Certificate } from "node:crypto"
+import { readFileSync, writeFileSync } from "node:fs"
+import * as tls from "node:tls"
+import { afterEach, describe, expect, it } from "vitest"
+import WebSocket from "ws"
+import { request, startHttpServer, waitFor } from "../support/http.js"
+import { startAgent, startNode } from "../support/node.js"
+import { makeCertificates } from "../support/tls.js"
+import { hmacSecret, hmacToken } from "../support/tokens.js"
+
+const cleanups: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+const echoHeaders = async () => {
+  const service = await startHttpServer((req, res) => res.end(JSON.stringify(req.headers)))
+  cleanups.push(service.close)
+  return service
+}
+
+/** Status and JSON error of a WebSocket upgrade the server refuses. */
+const refusal = (url: string, headers: Record<string, string>) =>
+  new Promise<{ status: number; error: unknown }>((resolve, reject) => {
+    const ws = new WebSocket(url, { headers })
+    ws.on("open", () => reject(new Error("upgrade was accepted")))
+    ws.on("error", () => {})
+    ws.on("unexpected-response", (_req, res) => {
+      let body = ""
+      res.on("data", (chunk: Buffer) => {
+        body += chunk.toString()
+      })
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, error: JSON.parse(body).error }))
+    })
+  })
+
+describe("upstream authentication", () => {
+  it("refuses bad tokens before upgrading, with a JSON reason", async () => {
+    const node = await startNode({ "auth.token-hmac-secret-key": hmacSecret })
+    cleanups.push(node.close)
+    const url = `ws://127.0.0.1:${node.upstreamPort}/pico/v1/listener/my-endpoint`
+    const cases: Array<[Record<string, string>, string]> = [
+      [{}, "missing authorization"],
+      [{ authorization: "Basic dXNlcjpwYXNz" }, "unsupported auth type"],
+      [{ authorization: "Bearer not.a.token" }, "invalid token"],
+      [{ authorization: `Bearer ${await hmacToken({}, -60)}` }, "expired token"],
+      [
+        { authorization: `Bearer ${await hmacToken({ pico: { endpoints: ["other"] } })}` },
+        "endpoint not permitted",
+      ],
+    ]
+    for (const [headers, error] of cases) expect(await refusal(url, headers)).toEqual({ status: 401, error })
+  })
+
+  it("accepts a valid token, and ends the session when the token expires", async () => {
+    const service = await echoHeaders()
+    const node = await startNode({ "auth.token-hmac-secret-key": hmacSecret, "auth.token-leeway": "0s" })
+    cleanups.push(node.close)
+    const token = await hmacToken({ pico: { endpoints: ["e"] } }, 2)
+    const agent = startAgent(
+      node.upstreamUrl,
+      { e: service.port },
+      { headers: { authorization: `Bearer ${token}` } },
+    )
+    cleanups.push(agent.stop)
+    await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
+    expect((await request(`${node.proxyUrl}/`, { headers: { "x-pico-endpoint": "e" } })).status).toBe(200)
+
+    await waitFor("session ended at expiry", async () => (await node.upstreamCount("e")) === 0, 10_000)
+    // The agent reconnects with its now expired token and gives up with the server's reason.
+    expect((await agent.failure).message).toBe("server refused the connection: expired token")
+  })
+})
+
+describe("proxy client authentication", () => {
+  it("requires a token and keeps the client's own Authorization for the upstream", async () => {
+    const service = await echoHeaders()
+    const node = await startNode({ "proxy.auth.token-hmac-secret-key": hmacSecret })
+    cleanups.push(node.close)
+    const agent = startAgent(node.upstreamUrl, { e: service.port })
+    cleanups.push(agent.stop)
+    await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
+    const url = `${node.proxyUrl}/`
+
+    const missing = await request(url, { headers: { "x-pico-endpoint": "e" } })
+    expect([missing.status, JSON.parse(missing.body)]).toEqual([401, { error: "missing authorization" }])
+
+    const token = await hmacToken({ pico: { endpoints: ["e"] } })
+    const viaPicoHeader = await request(url, {
+      headers: {
+        "x-pico-endpoint": "e",
+        "x-pico-authorization": token,
+        authorization: "Basic upstream-credential",
+      },
+    })
+    expect(viaPicoHeader.status).toBe(200)
+    const seenWithPicoHeader = JSON.parse(viaPicoHeader.body)
+    expect(seenWithPicoHeader.authorization).toBe("Basic upstream-credential")
+    expect(seenWithPicoHeader["x-pico-authorization"]).toBeUndefined()
+
+    const viaAuthorization = await request(url, {
+      headers: { "x-pico-endpoint": "e", authorization: `Bearer ${token}` },
+    })
+    expect(viaAuthorization.status).toBe(200)
+    expect(JSON.parse(viaAuthorization.body).authorization).toBeUndefined()
+
+    const otherEndpoint = await hmacToken({ pico: { endpoints: ["other"] } })
+    const refused = await request(url, {
+      headers: { "x-pico-endpoint": "e", "x-pico-authorization": `Bearer ${otherEndpoint}` },
+    })
+    expect([refused.status, JSON.parse(refused.body)]).toEqual([401, { error: "endpoint not permitted" }])
+  })
+})
+
+describe("admin authentication", () => {
+  it("protects the admin API but leaves the probes open", async () => {
+    const node = await startNode({ "admin.auth.token-hmac-secret-key": hmacSecret })
+    cleanups.push(node.close)
+    expect((await request(`${node.adminUrl}/health`)).status).toBe(200)
+    expect((await request(`${node.adminUrl}/ready`)).status).toBe(200)
+    const anonymous = await request(`${node.adminUrl}/status/cluster/nodes`)
+    expect([anonymous.status, JSON.parse(anonymous.body)]).toEqual([401, { error: "missing authorization" }])
+    const authorized = await request(`${node.adminUrl}/no-such-route`, {
+      headers: { authorization: `Bearer ${await hmacToken()}` },
+    })
+    expect(authorized.status).toBe(404)
+  })
+})
+
+describe("TLS", () => {
+  it("serves the proxy and admin ports over TLS and tells upstreams the client used https", async () => {
+    const certs = makeCertificates()
+    const service = await echoHeaders()
+    const node = await startNode({
+      "proxy.tls.cert-file": certs.serverCert,
+      "proxy.tls.key-file": certs.serverKey,
+      "admin.tls.cert-file": certs.serverCert,
+      "admin.tls.key-file": certs.serverKey,
+    })
+    cleanups.push(node.close)
+    const agent = startAgent(node.upstreamUrl, { e: service.port })
+    cleanups.push(agent.stop)
+    await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
+
+    const response = await request(`https://localhost:${node.proxyPort}/`, {
+      headers: { "x-pico-endpoint": "e" },
+      tls: { ca: certs.ca },
+    })
+    expect(JSON.parse(response.body)["x-forwarded-proto"]).toBe("https")
+    expect(
+      (await request(`https://localhost:${node.adminPort}/ready`, { tls: { ca: certs.ca } })).status,
+    ).toBe(200)
+    await expect(request(`http://127.0.0.1:${node.proxyPort}/`)).rejects.toThrow()
+  })
+
+  it("picks up a rotated certificate without a restart", async () => {
+    const certs = makeCertificates()
+    const certFile = `${certs.dir}/live.crt`
+    const keyFile = `${certs.dir}/live.key`
+    writeFileSync(certFile, readFileSync(certs.serverCert))
+    writeFileSync(keyFile, readFileSync(certs.serverKey))
+    const node = await startNode({ "admin.tls.cert-file": certFile, "admin.tls.key-file": keyFile })
+    cleanups.push(node.close)
+
+    const servedSerial = () =>
+      new Promise<string>((resolve, reject) => {
+        const socket = tls.connect(
+          { port: node.adminPort, host: "127.0.0.1", servername: "localhost", ca: certs.ca },
+          () => {
+            resolve(socket.getPeerCertificate().serialNumber)
+            socket.end()
+          },
+        )
+        socket.on("error", reject)
+      })
+    const serialOf = (file: string) => new X509Certificate(readFileSync(file)).serialNumber
+    expect(await servedSerial()).toBe(serialOf(certs.serverCert))
+
+    writeFileSync(keyFile, readFileSync(certs.otherServerKey))
+    writeFileSync(certFile, readFileSync(certs.otherServerCert))
+    await waitFor(
+      "rotated certificate served",
+      async () => (await servedSerial()) === serialOf(certs.otherServerCert),
+      10_000,
+    )
+  })
+})
