@@ -2,7 +2,7 @@ import { createRequire } from "node:module"
 import { Command } from "@effect/cli"
 import { Console, Effect, Layer, Option } from "effect"
 import { configFileOptions, settingsOptions } from "./PicoConfig/Flags.js"
-import type { SettingsTree } from "./PicoConfig/Setting.js"
+import type { Resolved, SettingsTree } from "./PicoConfig/Setting.js"
 import * as PicoConfig from "./PicoConfig.js"
 import * as PicoLogger from "./PicoLogger.js"
 import { agentProgram } from "./programs/agent.js"
@@ -22,13 +22,21 @@ const commonOptions = (tree: SettingsTree) => ({
   expandEnv: configFileOptions.expandEnv,
 })
 
-const loadConfig = <T extends SettingsTree>(tree: T, flags: CommonFlags) =>
-  PicoConfig.load(tree, {
-    flags: flags.settings,
-    configPath: Option.getOrUndefined(flags.configPath),
-    expandEnv: flags.expandEnv,
-    env: process.env,
-  })
+const loadConfig = <T extends SettingsTree>(
+  tree: T,
+  flags: CommonFlags,
+  check?: (config: Resolved<T>) => string | undefined,
+) =>
+  PicoConfig.load(
+    tree,
+    {
+      flags: flags.settings,
+      configPath: Option.getOrUndefined(flags.configPath),
+      expandEnv: flags.expandEnv,
+      env: process.env,
+    },
+    check,
+  )
 
 /** A bad config is one plain line for a human, whether found while loading or while reading keys and certificates. */
 const reportConfigError = (error: PicoConfig.ConfigError) => Console.error(`invalid config: ${error.message}`)
@@ -53,7 +61,10 @@ const withLogging =
 
 const serverCommand = Command.make("server", commonOptions(PicoConfig.serverSettings), (flags) =>
   Effect.gen(function* () {
-    const config = yield* Effect.tapError(loadConfig(PicoConfig.serverSettings, flags), reportConfigError)
+    const config = yield* Effect.tapError(
+      loadConfig(PicoConfig.serverSettings, flags, PicoConfig.serverConfigProblem),
+      reportConfigError,
+    )
     return yield* Layer.launch(serverLayer(config)).pipe(
       withLogging("server", PicoConfig.serverSettings, config),
     )

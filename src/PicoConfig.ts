@@ -11,7 +11,7 @@ import type { Resolved, SettingsTree } from "./PicoConfig/Setting.js"
 export { type AgentEndpoint, agentSettings } from "./PicoConfig/Agent.js"
 export { ConfigError } from "./PicoConfig/ConfigError.js"
 export { redacted } from "./PicoConfig/Resolve.js"
-export { serverSettings } from "./PicoConfig/Server.js"
+export { serverConfigProblem, serverSettings } from "./PicoConfig/Server.js"
 
 export type ServerConfigShape = Resolved<typeof serverSettings>
 export type AgentConfigShape = Resolved<typeof agentSettings>
@@ -44,10 +44,14 @@ const readConfigFile = (path: string, expand: boolean, env: Readonly<Record<stri
     ),
   )
 
-/** Reads and validates a settings tree from flags > config file > defaults. */
+/**
+ * Reads and validates a settings tree from flags > config file > defaults; `check` catches settings that are
+ * valid alone but not together.
+ */
 export const load = <T extends SettingsTree>(
   tree: T,
   options: LoadOptions,
+  check: (config: Resolved<T>) => string | undefined = () => undefined,
 ): Effect.Effect<Resolved<T>, ConfigError> =>
   Effect.gen(function* () {
     const file =
@@ -65,8 +69,8 @@ export const load = <T extends SettingsTree>(
       tree,
       file === undefined ? { flags: options.flags } : { flags: options.flags, file },
     )
-    return yield* Either.match(resolved, {
-      onLeft: (message) => Effect.fail(new ConfigError({ message })),
-      onRight: (config) => Effect.succeed(config),
-    })
+    if (Either.isLeft(resolved)) return yield* new ConfigError({ message: resolved.left })
+    const problem = check(resolved.right)
+    if (problem !== undefined) return yield* new ConfigError({ message: problem })
+    return resolved.right
   })

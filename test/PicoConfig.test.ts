@@ -6,7 +6,7 @@ import { Effect, Either } from "effect"
 import { parseAgentEndpoint } from "../src/PicoConfig/Agent.js"
 import { formatGoDuration, parseGoDuration } from "../src/PicoConfig/Duration.js"
 import { expandEnv } from "../src/PicoConfig/ExpandEnv.js"
-import { agentSettings, load, serverSettings } from "../src/PicoConfig.js"
+import { agentSettings, load, serverConfigProblem, serverSettings } from "../src/PicoConfig.js"
 
 const writeConfig = (text: string): string => {
   const path = join(mkdtempSync(join(tmpdir(), "pico-config-")), "pico.yaml")
@@ -147,6 +147,27 @@ describe("loading settings", () => {
       expect(addr).toBe(
         '--admin.bind-addr: invalid value "8002": expected an address such as ":8000" or "127.0.0.1:8000"',
       )
+    }),
+  )
+})
+
+describe("cluster settings", () => {
+  it.effect("refuse a node id together with a node id prefix", () =>
+    Effect.gen(function* () {
+      const flags = { "cluster.node-id": "node-1", "cluster.node-id-prefix": "pico-" }
+      const message = yield* failureMessage(load(serverSettings, { flags }, serverConfigProblem))
+      expect(message).toBe("--cluster.node-id and --cluster.node-id-prefix cannot both be set")
+    }),
+  )
+
+  it.effect("take join lists and a boolean given as text", () =>
+    Effect.gen(function* () {
+      const config = yield* load(serverSettings, {
+        flags: { "cluster.join": ["10.0.0.1,pico.ns.svc:8003", "[::1]:8003"], "cluster.abort-if-join-fails": "false" },
+      })
+      expect(config.cluster.join).toEqual(["10.0.0.1", "pico.ns.svc:8003", "[::1]:8003"])
+      expect(config.cluster.abortIfJoinFails).toBe(false)
+      expect(config.gossip.interval).toBe(500)
     }),
   )
 })

@@ -1,3 +1,4 @@
+import { Either } from "effect"
 import { bindAddrProblem } from "../Domain/Address.js"
 import { tlsSettings, tokenSettings } from "./Security.js"
 import * as Setting from "./Setting.js"
@@ -9,6 +10,20 @@ const bindAddr = (what: string, defaultValue: string) =>
     bindAddrProblem,
     "addr",
   )
+
+const advertiseAddr = (port: string) =>
+  Setting.checkedString(
+    `Address other nodes use to reach this node's ${port} port. Empty: the bound address, or this machine's ` +
+      "private IP when listening on every interface.",
+    "",
+    (text) => (text === "" ? undefined : bindAddrProblem(text)),
+    "addr",
+  )
+
+const joinAddress = (item: string) =>
+  /^[A-Za-z0-9.\-_:[\]]+$/.test(item)
+    ? Either.right(item)
+    : Either.left('expected "host", "host:port" or "[v6]:port" (a DNS name may resolve to several nodes)')
 
 export const logSettings = {
   level: Setting.choice("Minimum log level.", ["debug", "info", "warn", "error"] as const, "info"),
@@ -25,6 +40,7 @@ export const serverSettings = {
       "How long to wait for an upstream's response headers before answering 504. A streaming body may take longer.",
       "15s",
     ),
+    advertiseAddr: advertiseAddr("proxy"),
     auth: tokenSettings("proxy client"),
     tls: tlsSettings("proxy"),
   },
@@ -39,6 +55,7 @@ export const serverSettings = {
   },
   admin: {
     bindAddr: bindAddr("the admin API (health, readiness, metrics, status)", ":8002"),
+    advertiseAddr: advertiseAddr("admin"),
     auth: tokenSettings("admin API"),
     tls: tlsSettings("admin"),
   },
@@ -48,6 +65,42 @@ export const serverSettings = {
       "1m",
     ),
   },
+  cluster: {
+    nodeId: Setting.checkedString(
+      "This node's id. Empty: --cluster.node-id-prefix plus 7 random characters, fresh on every start (a " +
+        "restarted process must not reuse a dead node's identity).",
+      "",
+      (text) =>
+        /^[A-Za-z0-9._~-]{0,128}$/.test(text) ? undefined : "use at most 128 of A-Z a-z 0-9 . _ ~ -",
+      "id",
+    ),
+    nodeIdPrefix: Setting.string('Prefix of the generated node id, e.g. "${POD_NAME}-".'),
+    join: Setting.list(
+      "Gossip addresses of nodes to join (port optional, default the gossip port), or DNS names resolving to " +
+        "every node (e.g. a Kubernetes headless service). Membership then spreads, so a subset is enough.",
+      joinAddress,
+      "addr",
+    ),
+    joinTimeout: Setting.duration("How long to keep retrying the join at startup.", "1m"),
+    abortIfJoinFails: Setting.boolean(
+      "Exit 1 when no node in --cluster.join could be reached within --cluster.join-timeout.",
+      true,
+    ),
+  },
+  gossip: {
+    bindAddr: bindAddr("gossip with other nodes (UDP and TCP on the same port)", ":8003"),
+    advertiseAddr: advertiseAddr("gossip"),
+    interval: Setting.duration("How often this node exchanges state with a random peer.", "500ms"),
+    maxPacketSize: Setting.integer("Largest UDP packet gossip sends, in bytes.", 1400, 512, 65_000),
+  },
   auth: tokenSettings("upstream"),
   log: logSettings,
 }
+
+/** Settings that are fine alone but not together; undefined when the whole config is consistent. */
+export const serverConfigProblem = (config: {
+  readonly cluster: { readonly nodeId: string; readonly nodeIdPrefix: string }
+}): string | undefined =>
+  config.cluster.nodeId !== "" && config.cluster.nodeIdPrefix !== ""
+    ? "--cluster.node-id and --cluster.node-id-prefix cannot both be set"
+    : undefined

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest"
 import WebSocket from "ws"
 import { request, startHttpServer, waitFor } from "../support/http.js"
-import { startFailoverBalancer } from "../support/loadBalancer.js"
+import { startLoadBalancer } from "../support/loadBalancer.js"
 import { startAgent, startNode } from "../support/node.js"
 
 const cleanups: Array<() => Promise<void>> = []
@@ -59,7 +59,7 @@ describe("graceful shutdown", () => {
     const nodeA = await startNode()
     const nodeB = await startNode()
     cleanups.push(nodeB.close, nodeA.close)
-    const balancer = await startFailoverBalancer(() => [nodeA.upstreamPort, nodeB.upstreamPort])
+    const balancer = await startLoadBalancer(() => [nodeA.upstreamPort, nodeB.upstreamPort])
     cleanups.push(balancer.close)
     const agent = startAgent(`http://127.0.0.1:${balancer.port}`, { e: service.port })
     cleanups.push(agent.stop)

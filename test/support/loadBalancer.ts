@@ -1,46 +1,15 @@
-import * as net from "node:net"
+import { Effect, Exit, Scope } from "effect"
+import * as LoadBalancer from "../../src/DevCluster/LoadBalancer.js"
 
-/**
- * A minimal TCP load balancer for tests: each connection goes to the first backend that accepts it, so when a
- * draining node stops accepting, new connections (an agent's reconnect) land on the next node.
- */
-export const startFailoverBalancer = async (
+/** The dev cluster's load balancer on an ephemeral port, for tests; `backends` are ports on 127.0.0.1. */
+export const startLoadBalancer = async (
   backends: () => ReadonlyArray<number>,
 ): Promise<{ readonly port: number; readonly close: () => Promise<void> }> => {
-  const sockets = new Set<net.Socket>()
-  const server = net.createServer((client) => {
-    sockets.add(client)
-    client.on("close", () => sockets.delete(client))
-    client.pause()
-    const tryBackend = (index: number) => {
-      const port = backends()[index]
-      if (port === undefined) return client.destroy()
-      const backend = net.connect(port, "127.0.0.1")
-      backend.once("error", () => tryBackend(index + 1))
-      backend.once("connect", () => {
-        sockets.add(backend)
-        backend.removeAllListeners("error")
-        backend.on("error", () => client.destroy())
-        client.on("error", () => backend.destroy())
-        backend.on("close", () => {
-          sockets.delete(backend)
-          client.destroy()
-        })
-        client.on("close", () => backend.destroy())
-        client.pipe(backend)
-        backend.pipe(client)
-        client.resume()
-      })
-    }
-    tryBackend(0)
-  })
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    close: () =>
-      new Promise((resolve) => {
-        for (const socket of sockets) socket.destroy()
-        server.close(() => resolve())
-      }),
-  }
+  const scope = await Effect.runPromise(Scope.make())
+  const bound = await Effect.runPromise(
+    LoadBalancer.make({ host: "127.0.0.1", port: 0 }, () =>
+      backends().map((port) => ({ host: "127.0.0.1", port })),
+    ).pipe(Scope.extend(scope)),
+  )
+  return { port: bound.port, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) }
 }
