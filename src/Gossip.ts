@@ -1,21 +1,63 @@
 import { randomInt } from "node:crypto"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, type Option, type Queue, Schema, type Scope } from "effect"
+import * as Engine from "./Gossip/Engine.js"
+import type { MemoryNetwork } from "./Gossip/MemoryNetwork.js"
+import type { GossipEntry, GossipEvent, GossipNode } from "./Gossip/State.js"
+import { isolated, type Transport } from "./Gossip/Transport.js"
+
+export type { Stats as GossipStats } from "./Gossip/Engine.js"
+export * as MemoryNetwork from "./Gossip/MemoryNetwork.js"
+export type { GossipEntry, GossipEvent, GossipNode, NodeStatus } from "./Gossip/State.js"
+export { type Handler as TransportHandler, type Transport, TransportError } from "./Gossip/Transport.js"
+
+/** A join or leave that reached nobody. */
+export class GossipError extends Schema.TaggedError<GossipError>()("GossipError", {
+  reason: Schema.Literal("join failed", "leave failed"),
+  message: Schema.String,
+}) {}
 
 /**
  * Cluster membership and the anti-entropy of per-node key/value state. Each node owns its entries (`proxy_addr`,
- * `endpoint:<id>` = upstream count, ...) and gossip spreads them to every other node.
+ * `endpoint:<id>` = upstream count, ...) and gossip spreads them to every other node, detects failed nodes and
+ * removes them. Wire format, timing and failure detection: `Gossip/Message.ts`, `Gossip/Engine.ts`,
+ * `Gossip/FailureDetector.ts`.
  */
 export class Gossip extends Context.Tag("pico/Gossip")<
   Gossip,
   {
     /** This node's id, fresh for every process start. */
     readonly nodeId: string
+    /** Upserts a local entry (nothing happens if the value is unchanged). */
     readonly setLocal: (key: string, value: string) => Effect.Effect<void>
+    /** Deletes a local entry (a tombstone, so the deletion spreads). */
     readonly deleteLocal: (key: string) => Effect.Effect<void>
     /** The local node's current entries. */
     readonly localEntries: Effect.Effect<ReadonlyMap<string, string>>
+    /** Every known node, self included (for the status API). */
+    readonly nodes: Effect.Effect<ReadonlyArray<GossipNode>>
+    /** One node's metadata and all its entries (tombstones and internal keys included), if known. */
+    readonly node: (
+      id: string,
+    ) => Effect.Effect<Option.Option<GossipNode & { readonly entries: ReadonlyArray<GossipEntry> }>>
+    /**
+     * Remote-node events from now on, for as long as the scope lives; a new subscriber first receives the current
+     * state replayed as NodeJoined/KeyUpdated/NodeStatusChanged events.
+     */
+    readonly subscribe: Effect.Effect<Queue.Dequeue<GossipEvent>, never, Scope.Scope>
+    /**
+     * Contacts the given gossip addresses (host:port) and exchanges full state; resolves to the node ids reached.
+     * Fails only if none could be reached.
+     */
+    readonly join: (addresses: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, GossipError>
+    /** Announces this node leaving (it is then "left" everywhere); idempotent. */
+    readonly leave: Effect.Effect<void, GossipError>
+    /** Traffic counters since start (for metrics). */
+    readonly stats: Effect.Effect<Engine.Stats>
   }
 >() {}
+
+/** Settings of a node; every field but the id has the documented default. */
+export type GossipOptions = Partial<Engine.Options>
 
 const idAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -26,14 +68,52 @@ export const generateNodeId = (prefix = ""): string => {
   return prefix + suffix
 }
 
-/** A cluster of one: entries are kept locally and go nowhere. */
+/** A node gossiping over the transport for the lifetime of the scope. */
+export const make = (
+  transport: Transport,
+  options: GossipOptions = {},
+): Effect.Effect<Gossip["Type"], never, Scope.Scope> =>
+  Effect.map(Engine.make(transport, { ...options, nodeId: options.nodeId ?? generateNodeId() }), (engine) =>
+    Gossip.of({
+      ...engine,
+      join: (addresses) =>
+        Effect.flatMap(engine.join(addresses), ({ joined, failures }) =>
+          joined.length > 0 || failures.length === 0
+            ? Effect.succeed(joined)
+            : Effect.fail(new GossipError({ reason: "join failed", message: failures.join("; ") })),
+        ),
+      // Nobody to tell is fine: the last node of a cluster leaves alone.
+      leave: Effect.flatMap(engine.leave, ({ notified, peers, failures }) =>
+        notified > 0 || peers === 0
+          ? Effect.void
+          : Effect.fail(new GossipError({ reason: "leave failed", message: failures.join("; ") })),
+      ),
+    }),
+  )
+
+/**
+ * A node gossiping over the transport, which the layer acquires (and releases) with itself: the UDP/TCP transport
+ * in a server, a `MemoryNetwork` endpoint in tests.
+ */
+export const layer = <E, R>(
+  transport: Effect.Effect<Transport, E, R>,
+  options: GossipOptions = {},
+): Layer.Layer<Gossip, E, Exclude<R, Scope.Scope>> =>
+  Layer.scoped(
+    Gossip,
+    Effect.flatMap(transport, (acquired) => make(acquired, options)),
+  )
+
+/** A node on a simulated network, reachable there at `address`. */
+export const layerMemory = (
+  network: MemoryNetwork,
+  options: GossipOptions & { readonly address: string },
+): Layer.Layer<Gossip> =>
+  layer(
+    Effect.sync(() => network.transport(options.address)),
+    options,
+  )
+
+/** A cluster of one: entries are kept locally and go nowhere, and joining fails. */
 export const layerSingleNode = (nodeId: string = generateNodeId()): Layer.Layer<Gossip> =>
-  Layer.sync(Gossip, () => {
-    const entries = new Map<string, string>()
-    return Gossip.of({
-      nodeId,
-      setLocal: (key, value) => Effect.sync(() => void entries.set(key, value)),
-      deleteLocal: (key) => Effect.sync(() => void entries.delete(key)),
-      localEntries: Effect.sync(() => new Map(entries)),
-    })
-  })
+  layer(Effect.succeed(isolated), { nodeId })

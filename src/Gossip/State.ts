@@ -1,0 +1,506 @@
+/**
+ * The cluster as one node sees it: every known node's versioned entries, its liveness, and the death certificates
+ * of removed nodes. Pure and synchronous (time is passed in) so the protocol rules can be tested without a network;
+ * `Engine` owns the only instance of a node and mutates it from effects.
+ */
+import type { FailureDetector } from "./FailureDetector.js"
+import { type DigestRow, EntryFlag, type EntryRow, type NodeDelta, RowState, type Sender } from "./Message.js"
+
+export type NodeStatus = "active" | "unreachable" | "left"
+
+export interface GossipNode {
+  readonly id: string
+  /** The gossip address (host:port). */
+  readonly addr: string
+  /** The highest version of the node's entries known here. */
+  readonly version: number
+  readonly status: NodeStatus
+  /** Epoch ms at which the node will be removed, while it is left or unreachable. */
+  readonly expiresAt: number | undefined
+}
+
+export interface GossipEntry {
+  readonly key: string
+  readonly value: string
+  readonly version: number
+  readonly internal: boolean
+  /** A tombstone: the key was deleted at `version`. */
+  readonly deleted: boolean
+}
+
+/** A change to a remote node, in the order it was learned. */
+export type GossipEvent =
+  | { readonly _tag: "NodeJoined"; readonly nodeId: string }
+  | { readonly _tag: "KeyUpdated"; readonly nodeId: string; readonly key: string; readonly value: string }
+  | { readonly _tag: "KeyDeleted"; readonly nodeId: string; readonly key: string }
+  | { readonly _tag: "NodeStatusChanged"; readonly nodeId: string; readonly status: NodeStatus }
+  | { readonly _tag: "NodeRemoved"; readonly nodeId: string }
+
+/** Written by a node that leaves gracefully (spec §6.1). */
+export const LEFT_KEY = "_internal:left"
+/** Written by compaction: every entry of the node up to this version (the value) is gone (spec §6.5). */
+export const COMPACT_KEY = "_internal:compact"
+
+/**
+ * Death certificates are gossiped and kept for this many node-expiry periods: long after every survivor has removed
+ * the node, and long enough for the sides of a partition to find back (see `probeTargets`).
+ */
+const CERTIFICATE_LIFETIME = 10
+
+/** What a message says about a node: enough to add it, and its liveness counter. */
+export interface Sighting {
+  readonly id: string
+  readonly addr: string
+  readonly heartbeat: number
+  readonly left: boolean
+}
+
+interface NodeRecord {
+  readonly id: string
+  readonly addr: string
+  version: number
+  /** The node's own round counter, the highest seen: when it grows, the node was alive. */
+  heartbeat: number
+  status: NodeStatus
+  expiresAt: number | undefined
+  readonly entries: Map<string, GossipEntry>
+}
+
+/** A removed node: readmitted only by newer evidence from the node itself (see `observe`). */
+interface DeathCertificate {
+  readonly addr: string | undefined
+  /** The node's heartbeat when it was removed: evidence must be newer. */
+  heartbeat: number
+  /** The highest heartbeat third parties have reported since: each probe is a one-off for a node really dead. */
+  probed: number
+  readonly left: boolean
+  readonly removedAt: number
+}
+
+export interface StateOptions {
+  readonly selfId: string
+  readonly selfAddr: string
+  /** Milliseconds left and unreachable nodes are kept before removal. */
+  readonly nodeExpiry: number
+  readonly compactionThreshold: number
+  readonly phiThreshold: number
+  readonly detector: FailureDetector
+  /** Receives every change to a remote node, synchronously. */
+  readonly emit: (event: GossipEvent) => void
+}
+
+const toRow = (entry: GossipEntry): EntryRow => [
+  entry.key,
+  entry.value,
+  entry.version,
+  ((entry.internal ? EntryFlag.internal : 0) | (entry.deleted ? EntryFlag.deleted : 0)) as EntryRow[3],
+]
+
+const fromRow = ([key, value, version, flags]: EntryRow): GossipEntry => ({
+  key,
+  value,
+  version,
+  internal: (flags & EntryFlag.internal) !== 0,
+  deleted: (flags & EntryFlag.deleted) !== 0,
+})
+
+const byVersion = (a: GossipEntry, b: GossipEntry) => a.version - b.version
+
+export class ClusterState {
+  private readonly nodes = new Map<string, NodeRecord>()
+  private readonly removed = new Map<string, DeathCertificate>()
+  private readonly self: NodeRecord
+
+  constructor(private readonly options: StateOptions) {
+    this.self = {
+      id: options.selfId,
+      addr: options.selfAddr,
+      version: 0,
+      heartbeat: 0,
+      status: "active",
+      expiresAt: undefined,
+      entries: new Map(),
+    }
+    this.nodes.set(this.self.id, this.self)
+  }
+
+  // --- The local node (only it writes its entries) ---
+
+  get localVersion(): number {
+    return this.self.version
+  }
+
+  /** Upserts a local entry; false when the value is unchanged. */
+  setLocal(key: string, value: string): boolean {
+    const current = this.self.entries.get(key)
+    if (current !== undefined && !current.deleted && current.value === value) return false
+    this.write(key, value, false, false)
+    return true
+  }
+
+  /** Replaces a local entry by a tombstone; false when there was nothing to delete. */
+  deleteLocal(key: string): boolean {
+    const current = this.self.entries.get(key)
+    if (current === undefined || current.deleted) return false
+    this.write(key, "", current.internal, true)
+    let tombstones = 0
+    for (const entry of this.self.entries.values()) if (entry.deleted) tombstones++
+    if (tombstones >= this.options.compactionThreshold) this.compact()
+    return true
+  }
+
+  /** Marks the local node left (once); false if it already was. */
+  leave(): boolean {
+    if (this.self.status === "left") return false
+    this.self.status = "left"
+    this.write(LEFT_KEY, "", true, false)
+    return true
+  }
+
+  /** Advances the local heartbeat: called once per round. */
+  tick(): void {
+    this.self.heartbeat++
+  }
+
+  localEntries(): ReadonlyMap<string, string> {
+    const entries = new Map<string, string>()
+    for (const entry of this.self.entries.values())
+      if (!entry.internal && !entry.deleted) entries.set(entry.key, entry.value)
+    return entries
+  }
+
+  private write(key: string, value: string, internal: boolean, deleted: boolean): void {
+    this.self.version++
+    this.self.entries.set(key, { key, value, version: this.self.version, internal, deleted })
+  }
+
+  /**
+   * Drops the tombstones by re-versioning the live entries above everything before and announcing the cut with
+   * `_internal:compact`: peers then drop all they hold up to the cut, deleted keys included (spec §6.5).
+   */
+  private compact(): void {
+    const cut = this.self.version
+    const live = [...this.self.entries.values()]
+      .filter((entry) => !entry.deleted && entry.key !== COMPACT_KEY)
+      .sort(byVersion)
+    this.self.entries.clear()
+    for (const entry of live) this.write(entry.key, entry.value, entry.internal, false)
+    this.write(COMPACT_KEY, String(cut), true, false)
+  }
+
+  // --- Outgoing messages ---
+
+  sender(): Sender {
+    return { id: this.self.id, addr: this.self.addr, heartbeat: this.self.heartbeat }
+  }
+
+  /**
+   * A row per known node (self included), then the death certificates of nodes that did not leave: those spread so
+   * that every survivor removes the node, and a joiner never adopts it from a peer that has not removed it yet.
+   */
+  digest(): Array<DigestRow> {
+    const rows: Array<DigestRow> = []
+    for (const node of this.nodes.values()) rows.push(this.row(node))
+    for (const [id, certificate] of this.removed)
+      if (!certificate.left)
+        rows.push([id, certificate.addr ?? "", 0, certificate.heartbeat, RowState.removed])
+    return rows
+  }
+
+  private row(node: NodeRecord): DigestRow {
+    return [
+      node.id,
+      node.addr,
+      node.version,
+      node.heartbeat,
+      node.status === "left" ? RowState.left : RowState.live,
+    ]
+  }
+
+  /**
+   * What a peer with this digest lacks: for each node it lists, the entries newer than its version. With
+   * `includeUnknown` (a joiner's complete digest), also every node it does not list at all, except departed ones.
+   */
+  deltaFor(digest: ReadonlyArray<DigestRow>, includeUnknown: boolean): Array<NodeDelta> {
+    const theirs = new Map<string, number>()
+    for (const [id, , version, , state] of digest) if (state !== RowState.removed) theirs.set(id, version)
+    const deltas: Array<NodeDelta> = []
+    for (const node of this.nodes.values()) {
+      const version = theirs.get(node.id)
+      if (version === undefined) {
+        if (includeUnknown && node.status !== "left") deltas.push(this.delta(node, 0))
+      } else if (node.version > version) deltas.push(this.delta(node, version))
+    }
+    return deltas
+  }
+
+  /** The local node's entries newer than `after`. */
+  localDelta(after: number): NodeDelta {
+    return this.delta(this.self, after)
+  }
+
+  private delta(node: NodeRecord, after: number): NodeDelta {
+    const entries = [...node.entries.values()].filter((entry) => entry.version > after).sort(byVersion)
+    return { id: node.id, addr: node.addr, heartbeat: node.heartbeat, after, entries: entries.map(toRow) }
+  }
+
+  // --- Incoming messages ---
+
+  /** The sender of any message is alive; only learning about unknown nodes needs a row or a delta. */
+  heardFrom(sender: Sender, now: number): void {
+    const node = this.nodes.get(sender.id)
+    if (node !== undefined && node !== this.self) this.heard(node, sender.heartbeat, now)
+  }
+
+  /**
+   * Learns the rows of a peer's digest. Returns the nodes to probe (see `observe`); `reply`, our rows for the nodes
+   * the peer is ahead on (asking it for the difference) or behind on in heartbeat (news of their liveness); and
+   * `refute` when the peer has removed us: we are alive, and our full digest (our own row) is the evidence that
+   * readmits us.
+   */
+  applyDigest(
+    rows: ReadonlyArray<DigestRow>,
+    senderId: string,
+    now: number,
+  ): { readonly probes: Array<string>; readonly reply: Array<DigestRow>; readonly refute: boolean } {
+    const probes: Array<string> = []
+    const reply: Array<DigestRow> = []
+    let refute = false
+    for (const [id, addr, version, heartbeat, state] of rows) {
+      if (state === RowState.removed) {
+        if (id === this.self.id) refute = true
+        else this.learnDeath(id, addr, heartbeat, now)
+        continue
+      }
+      const probe = this.observe({ id, addr, heartbeat, left: state === RowState.left }, senderId, now)
+      if (probe !== undefined) probes.push(probe)
+      const node = this.nodes.get(id)
+      if (node !== undefined && node !== this.self && (node.version < version || node.heartbeat > heartbeat))
+        reply.push(this.row(node))
+    }
+    return { probes, reply, refute }
+  }
+
+  /** Applies deltas; returns the nodes to probe. */
+  applyDeltas(deltas: ReadonlyArray<NodeDelta>, senderId: string, now: number): Array<string> {
+    const probes: Array<string> = []
+    for (const delta of deltas) {
+      const left = delta.entries.some(([key]) => key === LEFT_KEY)
+      const probe = this.observe(
+        { id: delta.id, addr: delta.addr, heartbeat: delta.heartbeat, left },
+        senderId,
+        now,
+      )
+      if (probe !== undefined) probes.push(probe)
+      const node = this.nodes.get(delta.id)
+      if (node === undefined || node === this.self || node.version < delta.after) continue
+      for (const row of delta.entries) {
+        const entry = fromRow(row)
+        if (entry.version <= node.version) continue
+        node.version = entry.version
+        this.applyEntry(node, entry, now)
+      }
+    }
+    return probes
+  }
+
+  /**
+   * Takes note of a node mentioned by `senderId`, adding it if new. Returns an address to probe, when a removed node
+   * is said by a third party to have been alive after we removed it.
+   *
+   * No ghosts: a removed node comes back only on evidence from the node itself (it is the sender) with a heartbeat
+   * newer than any we had. A dead process sends nothing, so stale digests and deltas of nodes that have not removed
+   * it yet cannot resurrect it. A live node that was wrongly removed (a partition longer than the expiry) still
+   * comes back, as soon as it talks to us: we probe it when we hear of it, and it probes us while it holds our
+   * certificate.
+   */
+  private observe(sighting: Sighting, senderId: string, now: number): string | undefined {
+    if (sighting.id === this.self.id) return undefined
+    const node = this.nodes.get(sighting.id)
+    if (node !== undefined) {
+      this.heard(node, sighting.heartbeat, now)
+      return undefined
+    }
+    // A departed node is never rediscovered (spec §6.3).
+    if (sighting.left) return undefined
+    const certificate = this.removed.get(sighting.id)
+    if (certificate === undefined) {
+      this.add(sighting, now)
+      return undefined
+    }
+    if (certificate.left || sighting.heartbeat <= certificate.heartbeat) return undefined
+    if (sighting.id === senderId) {
+      this.removed.delete(sighting.id)
+      this.add(sighting, now)
+      return undefined
+    }
+    if (sighting.heartbeat <= certificate.probed) return undefined
+    certificate.probed = sighting.heartbeat
+    return sighting.addr
+  }
+
+  /** A peer removed the node: follow unless we have heard from it since the peer last did. */
+  private learnDeath(id: string, addr: string, heartbeat: number, now: number): void {
+    const node = this.nodes.get(id)
+    if (node !== undefined) {
+      if (node.heartbeat <= heartbeat) this.remove(node, now)
+      return
+    }
+    const certificate = this.removed.get(id)
+    if (certificate === undefined)
+      this.removed.set(id, {
+        addr: addr === "" ? undefined : addr,
+        heartbeat,
+        probed: heartbeat,
+        left: false,
+        removedAt: now,
+      })
+    else if (heartbeat > certificate.heartbeat) {
+      certificate.heartbeat = heartbeat
+      certificate.probed = Math.max(certificate.probed, heartbeat)
+    }
+  }
+
+  private heard(node: NodeRecord, heartbeat: number, now: number): void {
+    if (heartbeat <= node.heartbeat) return
+    node.heartbeat = heartbeat
+    this.options.detector.heartbeat(node.id, now)
+  }
+
+  private add(sighting: Sighting, now: number): void {
+    this.nodes.set(sighting.id, {
+      id: sighting.id,
+      addr: sighting.addr,
+      version: 0,
+      heartbeat: sighting.heartbeat,
+      status: "active",
+      expiresAt: undefined,
+      entries: new Map(),
+    })
+    this.options.detector.heartbeat(sighting.id, now)
+    this.options.emit({ _tag: "NodeJoined", nodeId: sighting.id })
+  }
+
+  private applyEntry(node: NodeRecord, entry: GossipEntry, now: number): void {
+    const previous = node.entries.get(entry.key)
+    node.entries.set(entry.key, entry)
+    const { emit } = this.options
+    if (entry.internal) {
+      if (entry.key === LEFT_KEY && node.status !== "left") {
+        node.status = "left"
+        node.expiresAt = now + this.options.nodeExpiry
+        emit({ _tag: "NodeStatusChanged", nodeId: node.id, status: "left" })
+      } else if (entry.key === COMPACT_KEY) this.applyCompaction(node, Number(entry.value))
+    } else if (entry.deleted) {
+      if (previous !== undefined && !previous.deleted)
+        emit({ _tag: "KeyDeleted", nodeId: node.id, key: entry.key })
+    } else if (previous === undefined || previous.deleted || previous.value !== entry.value)
+      emit({ _tag: "KeyUpdated", nodeId: node.id, key: entry.key, value: entry.value })
+  }
+
+  private applyCompaction(node: NodeRecord, cut: number): void {
+    if (!Number.isSafeInteger(cut)) return
+    for (const entry of [...node.entries.values()]) {
+      if (entry.version > cut) continue
+      node.entries.delete(entry.key)
+      if (!entry.deleted && !entry.internal)
+        this.options.emit({ _tag: "KeyDeleted", nodeId: node.id, key: entry.key })
+    }
+  }
+
+  // --- Time ---
+
+  /** Marks nodes unreachable when their suspicion crosses the threshold, and active again when it falls back. */
+  checkLiveness(now: number): void {
+    for (const node of this.nodes.values()) {
+      if (node === this.self || node.status === "left") continue
+      const suspected = this.options.detector.phi(node.id, now) > this.options.phiThreshold
+      if (suspected === (node.status === "unreachable")) continue
+      node.status = suspected ? "unreachable" : "active"
+      node.expiresAt = suspected ? now + this.options.nodeExpiry : undefined
+      this.options.emit({ _tag: "NodeStatusChanged", nodeId: node.id, status: node.status })
+    }
+  }
+
+  /** Removes the nodes whose expiry has passed, and forgets old death certificates. */
+  expire(now: number): void {
+    for (const node of this.nodes.values())
+      if (node.expiresAt !== undefined && node.expiresAt <= now) this.remove(node, now)
+    for (const [id, certificate] of this.removed)
+      if (certificate.removedAt + CERTIFICATE_LIFETIME * this.options.nodeExpiry <= now)
+        this.removed.delete(id)
+  }
+
+  private remove(node: NodeRecord, now: number): void {
+    this.nodes.delete(node.id)
+    this.options.detector.remove(node.id)
+    this.removed.set(node.id, {
+      addr: node.addr,
+      heartbeat: node.heartbeat,
+      probed: node.heartbeat,
+      left: node.status === "left",
+      removedAt: now,
+    })
+    this.options.emit({ _tag: "NodeRemoved", nodeId: node.id })
+  }
+
+  // --- Views ---
+
+  /** Addresses of the remote nodes believed alive. */
+  livePeers(): Array<string> {
+    const peers: Array<string> = []
+    for (const node of this.nodes.values())
+      if (node !== this.self && node.status === "active") peers.push(node.addr)
+    return peers
+  }
+
+  /**
+   * Addresses worth a digest although nobody hears from them: unreachable nodes (two nodes that wrongly suspect each
+   * other still talk, spec §6.3), and removed ones that did not leave: after a partition longer than the expiry,
+   * each side has removed the other, and such a digest (which carries the target's certificate) is how they meet
+   * again. A dead node simply does not answer.
+   */
+  probeTargets(): Array<string> {
+    const targets: Array<string> = []
+    for (const node of this.nodes.values()) if (node.status === "unreachable") targets.push(node.addr)
+    for (const certificate of this.removed.values())
+      if (!certificate.left && certificate.addr !== undefined) targets.push(certificate.addr)
+    return targets
+  }
+
+  nodeViews(): Array<GossipNode> {
+    return [...this.nodes.values()].map((node) => this.view(node))
+  }
+
+  nodeView(id: string): (GossipNode & { readonly entries: ReadonlyArray<GossipEntry> }) | undefined {
+    const node = this.nodes.get(id)
+    return node === undefined
+      ? undefined
+      : { ...this.view(node), entries: [...node.entries.values()].sort(byVersion) }
+  }
+
+  private view(node: NodeRecord): GossipNode {
+    return {
+      id: node.id,
+      addr: node.addr,
+      version: node.version,
+      status: node.status,
+      expiresAt: node.expiresAt,
+    }
+  }
+
+  /** The current remote state as the events that would have built it. */
+  replay(): Array<GossipEvent> {
+    const events: Array<GossipEvent> = []
+    for (const node of this.nodes.values()) {
+      if (node === this.self) continue
+      events.push({ _tag: "NodeJoined", nodeId: node.id })
+      for (const entry of [...node.entries.values()].sort(byVersion))
+        if (!entry.internal && !entry.deleted)
+          events.push({ _tag: "KeyUpdated", nodeId: node.id, key: entry.key, value: entry.value })
+      if (node.status !== "active")
+        events.push({ _tag: "NodeStatusChanged", nodeId: node.id, status: node.status })
+    }
+    return events
+  }
+}

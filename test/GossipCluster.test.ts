@@ -1,0 +1,265 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Chunk, Clock, Effect, Exit, Queue, type Scope } from "effect"
+import fc from "fast-check"
+import * as MemoryNetwork from "../src/Gossip/MemoryNetwork.js"
+import { addressOf, converged, type Node, start, visibleEverywhere } from "../src/Gossip/SimulatedCluster.js"
+import * as Simulation from "../src/Gossip/Simulation.js"
+import { GossipError } from "../src/Gossip.js"
+
+/** Runs a test body in simulated time, with a fresh network. */
+const simulate = <A, E>(
+  body: (network: MemoryNetwork.MemoryNetwork) => Effect.Effect<A, E, Scope.Scope>,
+  conditions: Partial<MemoryNetwork.Conditions> = {},
+) => Simulation.run(Effect.scoped(Effect.flatMap(MemoryNetwork.make(conditions), body)))
+
+const statusOf = (observer: Node, id: string) =>
+  Effect.map(observer.nodes, (nodes) => nodes.find((node) => node.id === id)?.status ?? "removed")
+
+const everyone = (nodes: ReadonlyArray<Node>, predicate: (node: Node) => Effect.Effect<boolean>) =>
+  Effect.map(Effect.forEach(nodes, predicate), (results) => results.every(Boolean))
+
+/** Every node holds every other node's current entries, exactly. */
+const agreeOnEntries = (nodes: ReadonlyArray<Node>) =>
+  Effect.forEach(nodes, (owner) =>
+    Effect.gen(function* () {
+      const own = (yield* owner.node(owner.nodeId)).pipe((view) =>
+        view._tag === "Some" ? view.value.entries : [],
+      )
+      for (const other of nodes) {
+        const seen = yield* other.node(owner.nodeId)
+        expect(seen._tag === "Some" ? seen.value.entries : undefined).toEqual(own)
+      }
+    }),
+  )
+
+describe("Gossip cluster (in memory, simulated time)", () => {
+  for (const size of [3, 25, 100])
+    it.effect(`${size} nodes converge`, () =>
+      simulate((network) =>
+        Effect.gen(function* () {
+          const nodes = yield* start(network, size)
+          yield* Effect.forEach(nodes, (node, i) =>
+            Effect.zipRight(
+              node.setLocal("proxy_addr", `10.1.0.${i}:8000`),
+              node.setLocal(`endpoint:e${i % 7}`, "1"),
+            ),
+          )
+          yield* Simulation.waitFor(converged(nodes), "30 seconds", "50 millis")
+          yield* agreeOnEntries(nodes)
+        }),
+      ),
+    )
+
+  it.effect(
+    "an endpoint registered on one node reaches every node's subscribers, and so does its removal",
+    () =>
+      simulate((network) =>
+        Effect.gen(function* () {
+          const nodes = yield* start(network, 25)
+          yield* Simulation.waitFor(converged(nodes), "30 seconds")
+          const queues = yield* Effect.forEach(nodes, (node) => node.subscribe)
+          // Subscribing replays the current state: drain it.
+          yield* Effect.forEach(queues, Queue.takeAll)
+          const owner = nodes[7] as Node
+          yield* owner.setLocal("endpoint:x", "1")
+          yield* Simulation.waitFor(visibleEverywhere(nodes, owner.nodeId, "endpoint:x"), "2 seconds")
+          yield* owner.deleteLocal("endpoint:x")
+          yield* Simulation.waitFor(converged(nodes), "2 seconds")
+          for (const [i, queue] of queues.entries()) {
+            if (i === 7) continue
+            expect(Chunk.toArray(yield* Queue.takeAll(queue))).toEqual([
+              { _tag: "KeyUpdated", nodeId: owner.nodeId, key: "endpoint:x", value: "1" },
+              { _tag: "KeyDeleted", nodeId: owner.nodeId, key: "endpoint:x" },
+            ])
+          }
+          expect((yield* Queue.takeAll(queues[7] as Queue.Dequeue<unknown>)).length).toBe(0)
+        }),
+      ),
+  )
+
+  it.effect("a partition marks the other side unreachable, and healing brings everything back", () =>
+    simulate((network) =>
+      Effect.gen(function* () {
+        const nodes = yield* start(network, 10)
+        yield* Simulation.waitFor(converged(nodes), "30 seconds")
+        const [left, right] = [nodes.slice(0, 5), nodes.slice(5)]
+        yield* network.partition([left.map((_, i) => addressOf(i))])
+        yield* Simulation.waitFor(
+          everyone(left, (node) =>
+            everyone(right, (other) => Effect.map(statusOf(node, other.nodeId), (s) => s === "unreachable")),
+          ),
+          "30 seconds",
+        )
+        yield* (left[0] as Node).setLocal("endpoint:during", "1")
+        yield* (right[0] as Node).setLocal("endpoint:during", "2")
+        yield* network.heal
+        yield* Simulation.waitFor(converged(nodes), "10 seconds")
+        yield* agreeOnEntries(nodes)
+      }),
+    ),
+  )
+
+  it.effect("a partition longer than the expiry heals too: removed but live nodes find back", () =>
+    simulate((network) =>
+      Effect.gen(function* () {
+        const nodes = yield* start(network, 10)
+        yield* Simulation.waitFor(converged(nodes), "30 seconds")
+        yield* network.partition([[0, 1, 2, 3].map(addressOf)])
+        yield* Simulation.waitFor(
+          Effect.map((nodes[0] as Node).nodes, (known) => known.length === 4),
+          "2 minutes",
+        )
+        yield* Effect.sleep("1 minute")
+        yield* network.heal
+        yield* Simulation.waitFor(converged(nodes), "30 seconds")
+      }),
+    ),
+  )
+
+  it.effect(
+    "a node killed without leaving is marked unreachable, then removed everywhere, and stays removed",
+    () =>
+      simulate((network) =>
+        Effect.gen(function* () {
+          const nodes = yield* start(network, 10)
+          yield* Simulation.waitFor(converged(nodes), "30 seconds")
+          const victim = nodes[3] as Node
+          const survivors = nodes.filter((node) => node !== victim)
+          yield* victim.setLocal("endpoint:victim", "1")
+          yield* Simulation.waitFor(visibleEverywhere(nodes, victim.nodeId, "endpoint:victim"), "5 seconds")
+          yield* network.kill(addressOf(3))
+          const killedAt = yield* Clock.currentTimeMillis
+          yield* Simulation.waitFor(
+            everyone(survivors, (node) =>
+              Effect.map(statusOf(node, victim.nodeId), (s) => s === "unreachable"),
+            ),
+            "30 seconds",
+          )
+          yield* Simulation.waitFor(
+            everyone(survivors, (node) => Effect.map(statusOf(node, victim.nodeId), (s) => s === "removed")),
+            "2 minutes",
+          )
+          // Not before it has been unreachable for the expiry somewhere.
+          expect((yield* Clock.currentTimeMillis) - killedAt).toBeGreaterThan(60_000)
+          // Several more expiry periods: no survivor ever sees it again.
+          for (let second = 0; second < 300; second++) {
+            yield* Effect.sleep("1 second")
+            for (const node of survivors) expect(yield* statusOf(node, victim.nodeId)).toBe("removed")
+          }
+          expect(yield* converged(survivors)).toBe(true)
+        }),
+      ),
+  )
+
+  it.effect("converges with 10% packet loss, duplicates and reordering", () =>
+    simulate(
+      (network) =>
+        Effect.gen(function* () {
+          const nodes = yield* start(network, 25)
+          yield* Effect.forEach(nodes, (node, i) => node.setLocal("proxy_addr", `10.1.0.${i}:8000`))
+          yield* Simulation.waitFor(converged(nodes), "30 seconds")
+          yield* (nodes[11] as Node).setLocal("endpoint:lossy", "3")
+          yield* Simulation.waitFor(
+            visibleEverywhere(nodes, (nodes[11] as Node).nodeId, "endpoint:lossy"),
+            "5 seconds",
+          )
+          yield* Simulation.waitFor(converged(nodes), "10 seconds")
+          yield* agreeOnEntries(nodes)
+          // Noisy but alive: nobody was suspected for long enough to be removed.
+          for (const node of nodes) expect((yield* node.nodes).length).toBe(25)
+        }),
+      { dropRate: 0.1, duplicateRate: 0.05, minDelay: "1 millis", maxDelay: "30 millis" },
+    ),
+  )
+
+  it.effect("a node that leaves is shown left everywhere, then removed, and does not come back", () =>
+    simulate((network) =>
+      Effect.gen(function* () {
+        const nodes = yield* start(network, 10)
+        yield* Simulation.waitFor(converged(nodes), "30 seconds")
+        const leaver = nodes[4] as Node
+        const others = nodes.filter((node) => node !== leaver)
+        yield* leaver.leave
+        yield* leaver.leave
+        yield* Simulation.waitFor(
+          everyone(others, (node) => Effect.map(statusOf(node, leaver.nodeId), (s) => s === "left")),
+          "5 seconds",
+        )
+        const gone = yield* Simulation.waitFor(
+          everyone(others, (node) => Effect.map(statusOf(node, leaver.nodeId), (s) => s === "removed")),
+          "70 seconds",
+          "1 second",
+        )
+        expect(gone).toBeGreaterThanOrEqual(59_000)
+        yield* Effect.sleep("3 minutes")
+        for (const node of others) expect(yield* statusOf(node, leaver.nodeId)).toBe("removed")
+        expect(yield* converged(others)).toBe(true)
+      }),
+    ),
+  )
+
+  it.effect("splits digests and sends deltas too large for a datagram over streams", () =>
+    simulate((network) =>
+      Effect.gen(function* () {
+        const nodes = yield* start(network, 10, { maxPacketSize: 300 })
+        yield* Simulation.waitFor(converged(nodes), "30 seconds")
+        const owner = nodes[2] as Node
+        const before = yield* owner.stats
+        yield* owner.setLocal("big", "x".repeat(1000))
+        yield* Simulation.waitFor(converged(nodes), "5 seconds")
+        yield* agreeOnEntries(nodes)
+        const after = yield* owner.stats
+        expect(after.requestsOut).toBeGreaterThan(before.requestsOut)
+        expect(after.bytesOut - before.bytesOut).toBeGreaterThan(3000)
+      }),
+    ),
+  )
+
+  it.effect("counts and drops malformed datagrams and requests without harm", () =>
+    simulate((network) =>
+      Effect.gen(function* () {
+        const nodes = yield* start(network, 3)
+        yield* Simulation.waitFor(converged(nodes), "10 seconds")
+        const target = nodes[0] as Node
+        const before = yield* target.stats
+        const attacker = network.transport("10.9.9.9:8003")
+        const garbage = fc.sample(fc.uint8Array({ maxLength: 1500 }), { numRuns: 300, seed: 7 })
+        for (const bytes of garbage) yield* attacker.send(addressOf(0), bytes)
+        const requests = yield* Effect.forEach(garbage.slice(0, 50), (bytes) =>
+          Effect.exit(attacker.request(addressOf(0), bytes)),
+        )
+        // A well-formed message of the wrong kind is dropped as well.
+        yield* attacker.send(
+          addressOf(0),
+          new Uint8Array([1, ...Buffer.from('{"_tag":"Ack","from":{"id":"x","addr":"y","heartbeat":0}}')]),
+        )
+        yield* Effect.sleep("1 second")
+        expect(requests.every(Exit.isFailure)).toBe(true)
+        const after = yield* target.stats
+        expect(after.malformed - before.malformed).toBe(351)
+        expect(after.packetsIn - before.packetsIn).toBeGreaterThanOrEqual(301)
+        expect(yield* converged(nodes)).toBe(true)
+        yield* agreeOnEntries(nodes)
+      }),
+    ),
+  )
+
+  it.effect("join resolves to the nodes reached and fails only when none was", () =>
+    simulate((network) =>
+      Effect.gen(function* () {
+        const [node, alone] = (yield* start(network, 2)) as [Node, Node]
+        expect(yield* node.join([])).toEqual([])
+        expect(yield* node.join([addressOf(0), addressOf(1), "10.9.9.9:8003"])).toEqual(["node-0", "node-1"])
+        const failure = yield* Effect.flip(node.join(["10.9.9.9:8003"]))
+        expect(failure).toBeInstanceOf(GossipError)
+        expect(failure.reason).toBe("join failed")
+        yield* network.kill(addressOf(0))
+        yield* Simulation.waitFor(
+          Effect.map(alone.nodes, (known) => known.length === 1),
+          "2 minutes",
+        )
+        yield* alone.leave
+      }),
+    ),
+  )
+})

@@ -1,0 +1,336 @@
+import { describe, expect, it } from "@effect/vitest"
+import { FailureDetector } from "../src/Gossip/FailureDetector.js"
+import { type DigestRow, RowState } from "../src/Gossip/Message.js"
+import { ClusterState, COMPACT_KEY, type GossipEvent, LEFT_KEY } from "../src/Gossip/State.js"
+
+const expiry = 60_000
+
+const node = (id: string) => {
+  const events: Array<GossipEvent> = []
+  const state = new ClusterState({
+    selfId: id,
+    selfAddr: `${id}:8003`,
+    nodeExpiry: expiry,
+    compactionThreshold: 100,
+    phiThreshold: 8,
+    detector: new FailureDetector(1000),
+    emit: (event) => events.push(event),
+  })
+  return { id, state, events }
+}
+type Node = ReturnType<typeof node>
+
+/** One complete exchange from `from` to `to`, as the engine runs it: digest, delta back, reply digest, delta. */
+const gossip = (from: Node, to: Node, now = 0) => {
+  const digest = from.state.digest()
+  const { reply } = to.state.applyDigest(digest, from.id, now)
+  from.state.applyDeltas(to.state.deltaFor(digest, false), to.id, now)
+  if (reply.length > 0) {
+    from.state.applyDigest(reply, to.id, now)
+    to.state.applyDeltas(from.state.deltaFor(reply, false), from.id, now)
+  }
+}
+
+/** What a join does: the joiner's state and digest in, everything it lacks back. */
+const join = (joiner: Node, to: Node, now = 0) => {
+  to.state.applyDeltas([joiner.state.localDelta(0)], joiner.id, now)
+  joiner.state.applyDeltas(to.state.deltaFor(joiner.state.digest(), true), to.id, now)
+}
+
+const liveEntries = (of: Node, id: string) =>
+  Object.fromEntries(
+    (of.state.nodeView(id)?.entries ?? [])
+      .filter((e) => !e.deleted && !e.internal)
+      .map((e) => [e.key, e.value]),
+  )
+
+const ids = (of: Node) => of.state.nodeViews().map((view) => view.id)
+
+describe("ClusterState: local entries", () => {
+  it("upserts bump the version only on change; deletes leave tombstones", () => {
+    const { state } = node("a")
+    expect(state.setLocal("k", "1")).toBe(true)
+    expect(state.setLocal("k", "1")).toBe(false)
+    expect(state.localVersion).toBe(1)
+    expect(state.setLocal("k", "2")).toBe(true)
+    expect(state.setLocal("j", "x")).toBe(true)
+    expect(state.localVersion).toBe(3)
+    expect(state.deleteLocal("k")).toBe(true)
+    expect(state.deleteLocal("k")).toBe(false)
+    expect(state.deleteLocal("missing")).toBe(false)
+    expect(state.localVersion).toBe(4)
+    expect([...state.localEntries()]).toEqual([["j", "x"]])
+    expect(state.nodeView("a")?.entries).toEqual([
+      { key: "j", value: "x", version: 3, internal: false, deleted: false },
+      { key: "k", value: "", version: 4, internal: false, deleted: true },
+    ])
+    expect(state.setLocal("k", "3")).toBe(true)
+    expect(state.localEntries().get("k")).toBe("3")
+  })
+
+  it("compacts at 100 tombstones: live entries re-versioned above the cut, tombstones gone", () => {
+    const { state } = node("a")
+    state.setLocal("keep", "yes")
+    for (let i = 0; i < 100; i++) state.setLocal(`k${i}`, "v")
+    for (let i = 0; i < 99; i++) state.deleteLocal(`k${i}`)
+    expect(state.nodeView("a")?.entries.filter((e) => e.deleted)).toHaveLength(99)
+    state.deleteLocal("k99")
+    const entries = state.nodeView("a")?.entries ?? []
+    expect(entries.map((e) => [e.key, e.value, e.version])).toEqual([
+      ["keep", "yes", 202],
+      [COMPACT_KEY, "201", 203],
+    ])
+    expect(state.localVersion).toBe(203)
+  })
+
+  it("leaves once, with an internal entry", () => {
+    const { state } = node("a")
+    expect(state.leave()).toBe(true)
+    expect(state.leave()).toBe(false)
+    expect(state.nodeView("a")).toMatchObject({ status: "left", version: 1 })
+    expect(state.nodeView("a")?.entries).toEqual([
+      { key: LEFT_KEY, value: "", version: 1, internal: true, deleted: false },
+    ])
+    expect(state.localEntries().size).toBe(0)
+  })
+})
+
+describe("ClusterState: digests and deltas", () => {
+  it("a joiner receives every node's own entries, each applied to its node", () => {
+    const [a, b, c, d] = [node("a"), node("b"), node("c"), node("d")]
+    a.state.setLocal("endpoint:a", "1")
+    b.state.setLocal("endpoint:b", "2")
+    b.state.setLocal("proxy_addr", "b:8000")
+    c.state.setLocal("endpoint:c", "3")
+    join(b, a)
+    join(c, a)
+    join(d, a)
+    expect(ids(d).sort()).toEqual(["a", "b", "c", "d"])
+    expect(liveEntries(d, "a")).toEqual({ "endpoint:a": "1" })
+    expect(liveEntries(d, "b")).toEqual({ "endpoint:b": "2", proxy_addr: "b:8000" })
+    expect(liveEntries(d, "c")).toEqual({ "endpoint:c": "3" })
+    expect(d.state.nodeView("b")?.version).toBe(2)
+    expect(d.events.filter((e) => e._tag === "NodeJoined").map((e) => e.nodeId)).toEqual(["a", "b", "c"])
+  })
+
+  it("sends only what is newer than the digest, ascending, and pulls what it lacks", () => {
+    const [a, b] = [node("a"), node("b")]
+    for (const v of ["1", "2", "3"]) a.state.setLocal(`k${v}`, v)
+    join(b, a)
+    a.state.setLocal("k1", "changed")
+    a.state.setLocal("k4", "4")
+    const delta = a.state.deltaFor(b.state.digest(), false)
+    expect(delta).toEqual([
+      {
+        id: "a",
+        addr: "a:8003",
+        heartbeat: 0,
+        after: 3,
+        entries: [
+          ["k1", "changed", 4, 0],
+          ["k4", "4", 5, 0],
+        ],
+      },
+    ])
+    b.state.setLocal("mine", "x")
+    gossip(a, b)
+    expect(liveEntries(b, "a")).toEqual({ k1: "changed", k2: "2", k3: "3", k4: "4" })
+    expect(liveEntries(a, "b")).toEqual({ mine: "x" })
+    expect(a.state.deltaFor(b.state.digest(), false)).toEqual([])
+    expect(b.state.deltaFor(a.state.digest(), false)).toEqual([])
+  })
+
+  it("drops a delta that starts beyond what it holds, rather than skip entries for good", () => {
+    const [a, b] = [node("a"), node("b")]
+    a.state.setLocal("k1", "1")
+    join(b, a)
+    const before = a.state.localVersion
+    a.state.setLocal("k2", "2")
+    const lost = a.state.localDelta(before)
+    a.state.setLocal("k3", "3")
+    const next = a.state.localDelta(lost.entries.length + before)
+    b.state.applyDeltas([next], "a", 0)
+    expect(b.state.nodeView("a")?.version).toBe(1)
+    b.state.applyDeltas([lost, next, next], "a", 0)
+    expect(b.state.nodeView("a")?.version).toBe(3)
+    expect(liveEntries(b, "a")).toEqual({ k1: "1", k2: "2", k3: "3" })
+  })
+
+  it("spreads deletes and compaction, with events only for real changes", () => {
+    const [a, b, late] = [node("a"), node("b"), node("late")]
+    a.state.setLocal("keep", "1")
+    for (let i = 0; i < 100; i++) a.state.setLocal(`k${i}`, "v")
+    join(b, a)
+    a.state.deleteLocal("k0")
+    gossip(a, b)
+    expect(b.events.at(-1)).toEqual({ _tag: "KeyDeleted", nodeId: "a", key: "k0" })
+    for (let i = 1; i < 100; i++) a.state.deleteLocal(`k${i}`)
+    b.events.length = 0
+    gossip(a, b)
+    expect(liveEntries(b, "a")).toEqual({ keep: "1" })
+    expect(b.state.nodeView("a")?.entries.some((e) => e.deleted)).toBe(false)
+    expect(b.events.filter((e) => e._tag === "KeyUpdated")).toEqual([])
+    expect(b.events.filter((e) => e._tag === "KeyDeleted")).toHaveLength(99)
+    join(late, b)
+    expect(liveEntries(late, "a")).toEqual({ keep: "1" })
+  })
+
+  it("replays the remote state as events", () => {
+    const [a, b] = [node("a"), node("b")]
+    a.state.setLocal("x", "1")
+    a.state.setLocal("gone", "1")
+    join(b, a)
+    a.state.deleteLocal("gone")
+    a.state.leave()
+    gossip(a, b)
+    expect(b.state.replay()).toEqual([
+      { _tag: "NodeJoined", nodeId: "a" },
+      { _tag: "KeyUpdated", nodeId: "a", key: "x", value: "1" },
+      { _tag: "NodeStatusChanged", nodeId: "a", status: "left" },
+    ])
+  })
+})
+
+describe("ClusterState: liveness, expiry and ghosts", () => {
+  /** b knows a and c; a's heartbeats reached b at 0 and 1000. */
+  const cluster = () => {
+    const [a, b, c] = [node("a"), node("b"), node("c")]
+    a.state.setLocal("endpoint:e", "1")
+    join(b, a)
+    join(c, a)
+    gossip(c, b)
+    a.state.tick()
+    b.state.heardFrom(a.state.sender(), 1000)
+    return { a, b, c }
+  }
+
+  /** Time passes for b, second by second: the `alive` nodes keep ticking and b hears each tick. */
+  const passTime = (b: Node, alive: ReadonlyArray<Node>, from: number, to: number) => {
+    for (let now = from; now <= to; now += 1000) {
+      for (const other of alive) {
+        other.state.tick()
+        b.state.heardFrom(other.state.sender(), now)
+      }
+      b.state.checkLiveness(now)
+      b.state.expire(now)
+    }
+  }
+
+  it("marks a silent node unreachable, active again when it is heard, and removes it after expiry", () => {
+    const { a, b, c } = cluster()
+    passTime(b, [c], 2000, 19_000)
+    expect(b.state.nodeView("a")?.status).toBe("active")
+    passTime(b, [c], 20_000, 20_000)
+    expect(b.state.nodeView("a")).toMatchObject({ status: "unreachable", expiresAt: 80_000 })
+    expect(b.state.probeTargets()).toEqual(["a:8003"])
+    a.state.tick()
+    b.state.heardFrom(a.state.sender(), 21_000)
+    passTime(b, [c], 21_000, 21_000)
+    expect(b.state.nodeView("a")).toMatchObject({ status: "active", expiresAt: undefined })
+    // The mean interval is now (1 + 1 + 20) / 3 s, so suspicion takes 18.4 × 7.3 s of silence.
+    passTime(b, [c], 22_000, 156_000)
+    expect(b.state.nodeView("a")?.status).toBe("active")
+    passTime(b, [c], 157_000, 216_000)
+    expect(b.state.nodeView("a")).toMatchObject({ status: "unreachable", expiresAt: 217_000 })
+    passTime(b, [c], 217_000, 217_000)
+    expect(ids(b)).toEqual(["b", "c"])
+    expect(b.events.filter((e) => e.nodeId === "a").map((e) => e._tag)).toEqual([
+      "NodeJoined",
+      "KeyUpdated",
+      "NodeStatusChanged",
+      "NodeStatusChanged",
+      "NodeStatusChanged",
+      "NodeRemoved",
+    ])
+  })
+
+  it("does not bring a removed node back from third parties' stale state", () => {
+    const { a, b, c } = cluster()
+    passTime(b, [c], 2000, 80_000)
+    expect(ids(b)).toEqual(["b", "c"])
+    // c still has a (at an older heartbeat): its digest and deltas do not resurrect it.
+    expect(b.state.applyDigest(c.state.digest(), "c", 81_000).probes).toEqual([])
+    b.state.applyDeltas(c.state.deltaFor([], true), "c", 81_000)
+    expect(ids(b)).not.toContain("a")
+    // A third party that heard from a after its removal makes b ask a itself, once, but not re-add it.
+    a.state.tick()
+    a.state.tick()
+    gossip(a, c)
+    expect(b.state.applyDigest(c.state.digest(), "c", 82_000).probes).toEqual(["a:8003"])
+    expect(b.state.applyDigest(c.state.digest(), "c", 82_000).probes).toEqual([])
+    expect(ids(b)).not.toContain("a")
+  })
+
+  it("readmits a removed node only on newer evidence from the node itself", () => {
+    const { a, b, c } = cluster()
+    const delayed = a.state.digest()
+    passTime(b, [c], 2000, 80_000)
+    b.state.applyDigest(delayed, "a", 81_000)
+    expect(ids(b)).not.toContain("a")
+    a.state.tick()
+    expect(b.state.applyDigest(a.state.digest(), "a", 82_000)).toMatchObject({ probes: [] })
+    expect(b.state.nodeView("a")).toMatchObject({ status: "active", version: 0 })
+    gossip(a, b, 82_000)
+    expect(liveEntries(b, "a")).toEqual({ "endpoint:e": "1" })
+  })
+
+  it("spreads a death: peers that have not heard from the node since remove it too", () => {
+    const { a, b, c } = cluster()
+    const fresher = node("d")
+    join(fresher, a)
+    passTime(b, [c], 2000, 80_000)
+    const certificate = b.state.digest().find(([id]) => id === "a")
+    expect(certificate?.[4]).toBe(RowState.removed)
+    c.state.applyDigest(b.state.digest(), "b", 80_500)
+    expect(ids(c)).not.toContain("a")
+    expect(c.events.at(-1)).toEqual({ _tag: "NodeRemoved", nodeId: "a" })
+    // d heard a at a later heartbeat than b did: it keeps a, which is then probed, not adopted, by the others.
+    a.state.tick()
+    a.state.tick()
+    gossip(a, fresher)
+    fresher.state.applyDigest(b.state.digest(), "b", 80_500)
+    expect(ids(fresher)).toContain("a")
+    // A node that never knew a learns the certificate and will not adopt it from a laggard.
+    const joiner = node("e")
+    join(joiner, b)
+    joiner.state.applyDigest(b.state.digest(), "b", 81_000)
+    joiner.state.applyDeltas(a.state.deltaFor([], true), "c", 81_000)
+    expect(ids(joiner)).not.toContain("a")
+  })
+
+  it("asks for refutation when a peer says we are dead", () => {
+    const { a, b, c } = cluster()
+    passTime(b, [c], 2000, 80_000)
+    expect(a.state.applyDigest(b.state.digest(), "b", 80_000).refute).toBe(true)
+    expect(b.state.probeTargets()).toEqual(["a:8003"])
+  })
+
+  it("never rediscovers a node that left", () => {
+    const [a, b, c] = [node("a"), node("b"), node("c")]
+    join(b, a)
+    join(c, a)
+    a.state.leave()
+    gossip(a, b, 1000)
+    expect(b.state.nodeView("a")).toMatchObject({ status: "left", expiresAt: 61_000 })
+    expect(b.events.at(-1)).toEqual({ _tag: "NodeStatusChanged", nodeId: "a", status: "left" })
+    b.state.expire(61_000)
+    expect(b.state.probeTargets()).toEqual([])
+    a.state.tick()
+    b.state.applyDigest(a.state.digest(), "a", 62_000)
+    b.state.applyDeltas([a.state.localDelta(0)], "a", 62_000)
+    const stranger = node("d")
+    stranger.state.applyDigest(a.state.digest(), "a", 62_000)
+    stranger.state.applyDeltas([a.state.localDelta(0)], "a", 62_000)
+    expect(ids(b)).not.toContain("a")
+    expect(ids(stranger)).not.toContain("a")
+  })
+
+  it("lists removed-node rows in the digest until the certificate lapses", () => {
+    const { b, c } = cluster()
+    passTime(b, [c], 2000, 80_000)
+    const removed = (rows: ReadonlyArray<DigestRow>) => rows.filter((row) => row[4] === RowState.removed)
+    expect(removed(b.state.digest())).toEqual([["a", "a:8003", 0, 1, RowState.removed]])
+    b.state.expire(80_000 + 10 * expiry)
+    expect(removed(b.state.digest())).toEqual([])
+  })
+})
