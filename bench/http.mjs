@@ -438,6 +438,8 @@ async function main() {
         `127.0.0.1:${upstreamPort}`,
         "--admin.bind-addr",
         `127.0.0.1:${adminPort}`,
+        "--gossip.bind-addr",
+        "127.0.0.1:0",
         "--log.level",
         "warn",
       ],

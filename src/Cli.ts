@@ -1,6 +1,8 @@
 import { createRequire } from "node:module"
-import { Command } from "@effect/cli"
+import { Command, Options } from "@effect/cli"
 import { Console, Effect, Layer, Option } from "effect"
+import * as DevCluster from "./DevCluster.js"
+import { parseHostPort } from "./Domain/Address.js"
 import { configFileOptions, settingsOptions } from "./PicoConfig/Flags.js"
 import type { Resolved, SettingsTree } from "./PicoConfig/Setting.js"
 import * as PicoConfig from "./PicoConfig.js"
@@ -98,11 +100,62 @@ const agentCommand = Command.make("agent", commonOptions(PicoConfig.agentSetting
   ),
 )
 
+const balancerAddress = (port: string, defaultAddr: string) =>
+  Options.text(`${port}.bind-addr`).pipe(
+    Options.withDescription(`Where the built-in load balancer listens for ${port} traffic.`),
+    Options.withDefault(defaultAddr),
+    Options.filterMap(
+      (text) => Option.fromNullable(parseHostPort(text)),
+      `--${port}.bind-addr: expected an address such as ":8000" or "127.0.0.1:8000"`,
+    ),
+  )
+
+const devClusterCommand = Command.make(
+  "cluster",
+  {
+    nodes: Options.integer("nodes").pipe(
+      Options.withDescription("How many nodes to start."),
+      Options.withDefault(3),
+      Options.filterMap(
+        (count) => (count >= 1 && count <= 50 ? Option.some(count) : Option.none()),
+        "--nodes must be 1 to 50",
+      ),
+    ),
+    proxy: balancerAddress("proxy", ":8000"),
+    upstream: balancerAddress("upstream", ":8001"),
+    admin: balancerAddress("admin", ":8002"),
+    logLevel: Options.choice("log.level", ["debug", "info", "warn", "error"]).pipe(
+      Options.withDescription("Minimum log level."),
+      Options.withDefault("info" as const),
+    ),
+  },
+  (options) =>
+    DevCluster.run(options).pipe(
+      Effect.tapError((error) =>
+        error instanceof PicoConfig.ConfigError
+          ? reportConfigError(error)
+          : Effect.logError(error.message).pipe(Effect.annotateLogs("subsystem", "main")),
+      ),
+      Effect.provide(PicoLogger.layer({ level: options.logLevel, subsystems: [] })),
+    ),
+).pipe(
+  Command.withDescription(
+    "Run a whole cluster on this machine for development: N real nodes gossiping over loopback, behind a " +
+      "built-in load balancer on the usual ports (proxy :8000, upstream :8001, admin :8002). Point an agent " +
+      "and curl at it exactly as at a production cluster. Example: pico dev cluster --nodes 3",
+  ),
+)
+
+const devCommand = Command.make("dev").pipe(
+  Command.withDescription("Tools for developing with Pico on one machine."),
+  Command.withSubcommands([devClusterCommand]),
+)
+
 const pico = Command.make("pico").pipe(
   Command.withDescription(
     "Pico: a reverse-tunnel proxy that serves production traffic from a cluster of nodes.",
   ),
-  Command.withSubcommands([serverCommand, agentCommand]),
+  Command.withSubcommands([serverCommand, agentCommand, devCommand]),
 )
 
 export const cli = Command.run(pico, { name: "pico", version })

@@ -1,5 +1,5 @@
 import type { Agent } from "node:http"
-import { Context, Effect, Layer, type Scope } from "effect"
+import { Context, Effect, Layer, Queue, type Scope } from "effect"
 import { Gossip } from "./Gossip.js"
 import { type ClusterNode, ClusterView } from "./Registry/ClusterView.js"
 import type { TunnelSession } from "./Tunnel.js"
@@ -41,6 +41,8 @@ export class Registry extends Context.Tag("pico/Registry")<
      * already tried). Synchronous: it runs once per forwarded request.
      */
     readonly pickRemote: (endpointId: string, exclude: ReadonlySet<string>) => ClusterNode | undefined
+    /** Every remote node whose addresses are known (for the status API and metrics). */
+    readonly clusterNodes: Effect.Effect<ReadonlyArray<ClusterNode>>
     /** Local endpoints and their upstreams, for the status API. */
     readonly localEndpoints: Effect.Effect<ReadonlyMap<string, ReadonlyArray<Upstream>>>
     /** Asks every upstream to reconnect elsewhere: the node is draining. */
@@ -98,12 +100,21 @@ export const make = Effect.gen(function* () {
     return undefined
   }
 
+  // The cluster view follows gossip for as long as the registry lives.
   const view = new ClusterView()
+  const events = yield* gossip.subscribe
+  yield* Effect.forkScoped(
+    Queue.take(events).pipe(
+      Effect.map((event) => view.apply(event)),
+      Effect.forever,
+    ),
+  )
 
   return Registry.of({
     register: (upstream) => Effect.acquireRelease(add(upstream), () => remove(upstream)),
     pickLocal,
     pickRemote: (endpointId, exclude) => view.pick(endpointId, exclude),
+    clusterNodes: Effect.sync(() => view.list()),
     localEndpoints: Effect.sync(
       () => new Map([...rotations].map(([endpointId, rotation]) => [endpointId, [...rotation.upstreams]])),
     ),
@@ -114,4 +125,4 @@ export const make = Effect.gen(function* () {
   })
 })
 
-export const layer: Layer.Layer<Registry, never, Gossip> = Layer.effect(Registry, make)
+export const layer: Layer.Layer<Registry, never, Gossip> = Layer.scoped(Registry, make)

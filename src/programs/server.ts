@@ -1,7 +1,10 @@
-import { Effect, Layer } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import * as Admin from "../Admin.js"
 import * as Auth from "../Auth.js"
 import { parseHostPort } from "../Domain/Address.js"
+import { advertiseAddress } from "../Domain/Advertise.js"
+import { joinOnStartup } from "../Gossip/Join.js"
+import * as NetTransport from "../Gossip/NetTransport.js"
 import * as Gossip from "../Gossip.js"
 import type { ListenError } from "../internal/Listen.js"
 import { loadTokenKeys, tlsFiles } from "../PicoConfig/KeyMaterial.js"
@@ -24,6 +27,7 @@ const drainOnShutdown = (gracePeriod: number) =>
     Effect.gen(function* () {
       const shutdown = yield* Shutdown.Shutdown
       const registry = yield* Registry.Registry
+      const gossip = yield* Gossip.Gossip
       yield* shutdown.onDrain(registry.goAwayAll)
       yield* Effect.addFinalizer(() =>
         Effect.gen(function* () {
@@ -33,10 +37,77 @@ const drainOnShutdown = (gracePeriod: number) =>
             yield* Effect.logWarning("grace period over; cutting requests").pipe(
               Effect.annotateLogs("in_flight", abandoned),
             )
+          // Peers learn at once that this node left, instead of suspecting it for seconds and then expiring it.
+          yield* gossip.leave.pipe(
+            Effect.timeout("5 seconds"),
+            Effect.tap(() => Effect.logInfo("left cluster")),
+            Effect.catchAll((error) =>
+              Effect.logWarning("failed to leave the cluster gracefully").pipe(
+                Effect.annotateLogs("error", String(error)),
+              ),
+            ),
+          )
           yield* Effect.logInfo("shutdown complete")
         }).pipe(Effect.annotateLogs("subsystem", "server")),
       )
     }),
+  )
+
+/**
+ * Tells the cluster how to reach this node, then joins it (retrying up to --cluster.join-timeout). With
+ * --cluster.abort-if-join-fails a node that reached nobody fails to start, rather than serving as a split-off
+ * cluster of one.
+ */
+const joinCluster = (config: ServerConfigShape) =>
+  Layer.effectDiscard(
+    Effect.gen(function* () {
+      const gossip = yield* Gossip.Gossip
+      const proxyServer = yield* Proxy.ProxyServer
+      const adminServer = yield* Admin.AdminServer
+      yield* gossip.setLocal("proxy_addr", advertiseAddress(config.proxy.advertiseAddr, proxyServer.address))
+      yield* gossip.setLocal("admin_addr", advertiseAddress(config.admin.advertiseAddr, adminServer.address))
+      const self = (yield* gossip.nodes).find((node) => node.id === gossip.nodeId)?.addr
+      const outcome = yield* joinOnStartup(gossip.join, {
+        entries: config.cluster.join,
+        defaultPort: address(config.gossip.bindAddr).port,
+        self: new Set(self === undefined ? [] : [self]),
+        timeout: Duration.millis(config.cluster.joinTimeout),
+      })
+      switch (outcome._tag) {
+        case "Joined":
+          return yield* Effect.logInfo("joined cluster").pipe(
+            Effect.annotateLogs({ "node-id": gossip.nodeId, "joined-node-ids": outcome.nodeIds.join(",") }),
+          )
+        case "Alone":
+          return yield* Effect.logInfo("no other node to join yet")
+        case "Failed":
+          if (config.cluster.abortIfJoinFails) {
+            return yield* new Gossip.GossipError({
+              reason: "join failed",
+              message: `join failed: ${outcome.reason}`,
+            })
+          }
+          return yield* Effect.logWarning("join failed; running alone until a peer reaches this node").pipe(
+            Effect.annotateLogs("reason", outcome.reason),
+          )
+      }
+    }).pipe(Effect.annotateLogs("subsystem", "cluster")),
+  )
+
+/** Gossip over UDP and TCP on --gossip.bind-addr. */
+export const gossipLayer = (config: ServerConfigShape): Layer.Layer<Gossip.Gossip, ListenError> =>
+  Gossip.layer(
+    NetTransport.make(address(config.gossip.bindAddr), (bound) =>
+      advertiseAddress(config.gossip.advertiseAddr, bound),
+    ),
+    {
+      nodeId:
+        config.cluster.nodeId === ""
+          ? Gossip.generateNodeId(config.cluster.nodeIdPrefix)
+          : config.cluster.nodeId,
+      interval: Duration.millis(config.gossip.interval),
+      maxPacketSize: config.gossip.maxPacketSize,
+    },
   )
 
 /** Key material and TLS files, read and checked before anything listens. */
@@ -55,14 +126,14 @@ const loadSecurity = (config: ServerConfigShape) =>
   })
 
 /**
- * A whole node: the proxy, upstream and admin listeners over the shared registry, tunnel and auth services.
- * `gossip` is the cluster transport (a single node until clustering is configured; tests pass an in-memory one).
+ * A whole node: the proxy, upstream and admin listeners over the shared registry, tunnel and auth services, in
+ * the cluster that `gossip` connects it to (UDP/TCP by default; tests pass an in-memory one).
  * Fails with ConfigError when key material or certificates are unusable.
  */
 export const serverLayer = (
   config: ServerConfigShape,
-  gossip: Layer.Layer<Gossip.Gossip> = Gossip.layerSingleNode(),
-): Layer.Layer<ServerServices, ConfigError | ListenError> =>
+  gossip: Layer.Layer<Gossip.Gossip, ListenError> = gossipLayer(config),
+): Layer.Layer<ServerServices, ConfigError | ListenError | Gossip.GossipError> =>
   Layer.unwrapEffect(
     loadSecurity(config).pipe(
       Effect.map(({ auth, tls }) => {
@@ -81,6 +152,7 @@ export const serverLayer = (
           Admin.layerServer(address(config.admin.bindAddr), tls.admin),
         ).pipe(Layer.provide(Proxy.layer({ gatewayTimeout: config.proxy.gatewayTimeout })))
         return drainOnShutdown(config.server.gracefulShutdownTimeout).pipe(
+          Layer.provideMerge(joinCluster(config)),
           Layer.provideMerge(listeners),
           Layer.provideMerge(core),
         )

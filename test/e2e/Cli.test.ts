@@ -17,16 +17,17 @@ const pico = (args: ReadonlyArray<string>) => {
   return started
 }
 
-const loopbackServer = () =>
-  pico([
-    "server",
-    "--proxy.bind-addr",
-    "127.0.0.1:0",
-    "--upstream.bind-addr",
-    "127.0.0.1:0",
-    "--admin.bind-addr",
-    "127.0.0.1:0",
-  ])
+/** Every listener but the proxy on an ephemeral loopback port, so tests never collide. */
+const loopbackPorts = [
+  "--upstream.bind-addr",
+  "127.0.0.1:0",
+  "--admin.bind-addr",
+  "127.0.0.1:0",
+  "--gossip.bind-addr",
+  "127.0.0.1:0",
+]
+
+const loopbackServer = () => pico(["server", "--proxy.bind-addr", "127.0.0.1:0", ...loopbackPorts])
 
 const MiB = 1024 * 1024
 const transferSize = 256 * MiB
@@ -143,15 +144,7 @@ describe("pico server and pico agent as processes", () => {
   it("server exits 1 when its port is taken", async () => {
     const taken = await startHttpServer((_req, res) => res.end())
     cleanups.push(taken.close)
-    const server = pico([
-      "server",
-      "--proxy.bind-addr",
-      `127.0.0.1:${taken.port}`,
-      "--upstream.bind-addr",
-      "127.0.0.1:0",
-      "--admin.bind-addr",
-      "127.0.0.1:0",
-    ])
+    const server = pico(["server", "--proxy.bind-addr", `127.0.0.1:${taken.port}`, ...loopbackPorts])
     expect(await server.exited).toBe(1)
     await waitFor("error logged", () => server.logs.some((log) => log.level === "error"))
     expect(String(server.logs.find((log) => log.level === "error")?.msg)).toContain("EADDRINUSE")

@@ -1,6 +1,7 @@
 import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { AdminServer } from "../../src/Admin.js"
 import * as Agent from "../../src/Agent.js"
+import * as Gossip from "../../src/Gossip.js"
 import { load, serverSettings } from "../../src/PicoConfig.js"
 import * as PicoLogger from "../../src/PicoLogger.js"
 import { ProxyServer } from "../../src/Proxy.js"
@@ -22,6 +23,11 @@ export interface TestNode {
   readonly proxyUrl: string
   readonly upstreamUrl: string
   readonly adminUrl: string
+  /** Where other nodes reach this one's gossip (host:port). */
+  readonly gossipAddr: string
+  readonly nodeId: string
+  /** Whether this node can route the endpoint to another node. */
+  readonly routesRemotely: (endpointId: string) => boolean
   /** How many upstreams are registered locally for the endpoint. */
   readonly upstreamCount: (endpointId: string) => Promise<number>
   /** Graceful shutdown, as on SIGTERM: resolves once the node has drained and closed. */
@@ -36,6 +42,7 @@ export const startNode = async (flags: Record<string, unknown> = {}): Promise<Te
         "proxy.bind-addr": "127.0.0.1:0",
         "upstream.bind-addr": "127.0.0.1:0",
         "admin.bind-addr": "127.0.0.1:0",
+        "gossip.bind-addr": "127.0.0.1:0",
         ...flags,
       },
     }),
@@ -48,6 +55,8 @@ export const startNode = async (flags: Record<string, unknown> = {}): Promise<Te
   const upstreamPort = Context.get(context, UpstreamServer).address.port
   const adminPort = Context.get(context, AdminServer).address.port
   const registry = Context.get(context, Registry)
+  const gossip = Context.get(context, Gossip.Gossip)
+  const self = (await Effect.runPromise(gossip.nodes)).find((node) => node.id === gossip.nodeId)
   let closed: Promise<void> | undefined
   return {
     proxyPort,
@@ -56,6 +65,9 @@ export const startNode = async (flags: Record<string, unknown> = {}): Promise<Te
     proxyUrl: `http://127.0.0.1:${proxyPort}`,
     upstreamUrl: `http://127.0.0.1:${upstreamPort}`,
     adminUrl: `http://127.0.0.1:${adminPort}`,
+    gossipAddr: self?.addr ?? "",
+    nodeId: gossip.nodeId,
+    routesRemotely: (endpointId) => registry.pickRemote(endpointId, new Set()) !== undefined,
     upstreamCount: async (endpointId) =>
       (await Effect.runPromise(registry.localEndpoints)).get(endpointId)?.length ?? 0,
     close: () => {

@@ -1,0 +1,178 @@
+import * as dgram from "node:dgram"
+import * as net from "node:net"
+import { Duration, Effect, Option, Runtime, type Scope } from "effect"
+import { formatHostPort, type HostPort, parseHostPort } from "../Domain/Address.js"
+import { ListenError } from "../internal/Listen.js"
+import { type Handler, type Transport, TransportError } from "./Transport.js"
+
+/** Request streams are length-prefixed; a peer announcing more than this is broken or hostile. */
+const MAX_STREAM_PAYLOAD = 16 * 1024 * 1024
+const LENGTH_PREFIX = 4
+
+const frame = (payload: Uint8Array): Array<Buffer> => {
+  const length = Buffer.allocUnsafe(LENGTH_PREFIX)
+  length.writeUInt32BE(payload.length, 0)
+  return [length, Buffer.from(payload.buffer, payload.byteOffset, payload.length)]
+}
+
+/**
+ * Reads exactly one length-prefixed frame from a socket, then stops listening. Resolves undefined when the
+ * socket ends first or the announced length is out of bounds.
+ */
+const readFrame = (socket: net.Socket, onFrame: (payload: Buffer | undefined) => void): void => {
+  const chunks: Array<Buffer> = []
+  let received = 0
+  let done = false
+  const finish = (payload: Buffer | undefined) => {
+    if (done) return
+    done = true
+    socket.off("data", onData)
+    socket.off("end", onEnd)
+    onFrame(payload)
+  }
+  const onData = (chunk: Buffer) => {
+    chunks.push(chunk)
+    received += chunk.length
+    if (received < LENGTH_PREFIX) return
+    const buffered = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)
+    const length = buffered.readUInt32BE(0)
+    if (length > MAX_STREAM_PAYLOAD) return finish(undefined)
+    if (received >= LENGTH_PREFIX + length) finish(buffered.subarray(LENGTH_PREFIX, LENGTH_PREFIX + length))
+  }
+  const onEnd = () => finish(undefined)
+  socket.on("data", onData)
+  socket.on("end", onEnd)
+}
+
+const bindTcp = (address: HostPort) =>
+  Effect.acquireRelease(
+    Effect.async<net.Server, ListenError>((resume) => {
+      const server = net.createServer()
+      server.once("error", (error) =>
+        resume(
+          Effect.fail(
+            new ListenError({ listener: "gossip", address: formatHostPort(address), message: error.message }),
+          ),
+        ),
+      )
+      server.listen(address.port, address.host === "" ? undefined : address.host, () =>
+        resume(Effect.succeed(server)),
+      )
+    }),
+    (server) => Effect.async<void>((resume) => void server.close(() => resume(Effect.void))),
+  )
+
+const bindUdp = (address: HostPort) =>
+  Effect.acquireRelease(
+    Effect.async<dgram.Socket, ListenError>((resume) => {
+      const socket = dgram.createSocket({
+        type: net.isIPv6(address.host) || address.host === "" ? "udp6" : "udp4",
+      })
+      socket.once("error", (error) =>
+        resume(
+          Effect.fail(
+            new ListenError({ listener: "gossip", address: formatHostPort(address), message: error.message }),
+          ),
+        ),
+      )
+      socket.bind(address.port, address.host === "" ? undefined : address.host, () =>
+        resume(Effect.succeed(socket)),
+      )
+    }),
+    (socket) => Effect.sync(() => socket.close()),
+  )
+
+/**
+ * Gossip's real network: UDP datagrams for digests and deltas, and TCP request streams (one length-prefixed
+ * request, one length-prefixed answer) for joins, leaves and deltas too large for a datagram — both on the same
+ * port. `advertise` is the address peers are told to use; empty means the bound one.
+ */
+export const make = (
+  bind: HostPort,
+  advertise: (bound: net.AddressInfo) => string,
+  requestTimeout: Duration.DurationInput = Duration.seconds(10),
+): Effect.Effect<Transport, ListenError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const tcp = yield* bindTcp(bind)
+    const bound = tcp.address() as net.AddressInfo
+    // UDP takes exactly the port TCP got, which matters when the configured port is 0.
+    const udp = yield* bindUdp({ host: bind.host, port: bound.port })
+    const connections = new Set<net.Socket>()
+    yield* Effect.addFinalizer(() => Effect.sync(() => connections.forEach((socket) => socket.destroy())))
+
+    const send = (address: string, packet: Uint8Array) =>
+      Effect.sync(() => {
+        const target = parseHostPort(address)
+        // A datagram is best effort: an unknown host or a full buffer is a lost packet, like any other.
+        if (target !== undefined) udp.send(packet, target.port, target.host, () => {})
+      })
+
+    const request = (address: string, payload: Uint8Array) =>
+      Effect.async<Uint8Array, TransportError>((resume) => {
+        const target = parseHostPort(address)
+        if (target === undefined)
+          return resume(Effect.fail(new TransportError({ reason: "unreachable", address })))
+        const socket = net.connect(target.port, target.host)
+        connections.add(socket)
+        socket.once("close", () => connections.delete(socket))
+        socket.once("error", () =>
+          resume(Effect.fail(new TransportError({ reason: "unreachable", address }))),
+        )
+        socket.once("connect", () => {
+          for (const part of frame(payload)) socket.write(part)
+          readFrame(socket, (answer) => {
+            socket.end()
+            resume(
+              answer === undefined
+                ? Effect.fail(new TransportError({ reason: "closed", address }))
+                : Effect.succeed(answer),
+            )
+          })
+        })
+        return Effect.sync(() => socket.destroy())
+      }).pipe(
+        Effect.timeoutFail({
+          duration: requestTimeout,
+          onTimeout: () => new TransportError({ reason: "timeout", address }),
+        }),
+      )
+
+    const serve = (handler: Handler) =>
+      Effect.gen(function* () {
+        const run = Runtime.runFork(yield* Effect.runtime<never>())
+        const onMessage = (packet: Buffer) => run(handler.packet(packet))
+        const onConnection = (socket: net.Socket) => {
+          connections.add(socket)
+          socket.once("close", () => connections.delete(socket))
+          socket.on("error", () => socket.destroy())
+          socket.setTimeout(Duration.toMillis(requestTimeout), () => socket.destroy())
+          readFrame(socket, (payload) => {
+            if (payload === undefined) return socket.destroy()
+            run(
+              handler.request(payload).pipe(
+                Effect.map(
+                  Option.match({
+                    onNone: () => socket.end(),
+                    onSome: (answer) => {
+                      const [length, body] = frame(answer)
+                      socket.write(length as Buffer)
+                      socket.end(body)
+                    },
+                  }),
+                ),
+              ),
+            )
+          })
+        }
+        udp.on("message", onMessage)
+        tcp.on("connection", onConnection)
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            udp.off("message", onMessage)
+            tcp.off("connection", onConnection)
+          }),
+        )
+      })
+
+    return { address: advertise(bound), send, request, serve }
+  })

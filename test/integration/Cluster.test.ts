@@ -1,0 +1,70 @@
+import { afterEach, describe, expect, it } from "vitest"
+import { request, startHttpServer, waitFor } from "../support/http.js"
+import { startAgent, startNode, type TestNode } from "../support/node.js"
+
+const cleanups: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+const fastGossip = { "gossip.interval": "50ms" }
+
+/** Three in-process nodes gossiping over real UDP/TCP on loopback, the later ones joining the first. */
+const startCluster = async (): Promise<ReadonlyArray<TestNode>> => {
+  const first = await startNode(fastGossip)
+  cleanups.push(first.close)
+  const others = await Promise.all(
+    [1, 2].map(async () => {
+      const node = await startNode({ ...fastGossip, "cluster.join": [first.gossipAddr] })
+      cleanups.push(node.close)
+      return node
+    }),
+  )
+  return [first, ...others]
+}
+
+describe("a cluster of nodes", () => {
+  it("routes a request from any node to the node holding the endpoint, streaming bodies across the hop", async () => {
+    const nodes = await startCluster()
+    const service = await startHttpServer((req, res) => {
+      let body = ""
+      req.on("data", (chunk: Buffer) => {
+        body += chunk.toString()
+      })
+      req.on("end", () => res.end(`${req.method} ${req.url} ${body} via ${req.headers["x-forwarded-for"]}`))
+    })
+    cleanups.push(service.close)
+    const [first, second, third] = nodes as [TestNode, TestNode, TestNode]
+    const agent = startAgent(first.upstreamUrl, { e: service.port })
+    cleanups.push(agent.stop)
+    await waitFor(
+      "endpoint known cluster-wide",
+      () => second.routesRemotely("e") && third.routesRemotely("e"),
+    )
+
+    for (const node of [second, third]) {
+      const get = await request(`${node.proxyUrl}/hello`, { headers: { "x-pico-endpoint": "e" } })
+      expect(get.status).toBe(200)
+      // The client's address survives the hop between nodes.
+      expect(get.body).toBe("GET /hello  via 127.0.0.1")
+      const post = await request(`${node.proxyUrl}/upload`, {
+        method: "POST",
+        headers: { "x-pico-endpoint": "e" },
+        body: "across the cluster",
+      })
+      expect(post.body).toBe("POST /upload across the cluster via 127.0.0.1")
+    }
+  })
+
+  it("answers 503 everywhere for an endpoint nobody holds, and never forwards twice", async () => {
+    const nodes = await startCluster()
+    for (const node of nodes) {
+      const response = await request(`${node.proxyUrl}/`, { headers: { "x-pico-endpoint": "nobody" } })
+      expect([response.status, response.headers["x-pico-error"]]).toEqual([503, "endpoint not found"])
+    }
+    const forwarded = await request(`${nodes[0]?.proxyUrl}/`, {
+      headers: { "x-pico-endpoint": "nobody", "x-pico-forward": "true" },
+    })
+    expect(forwarded.status).toBe(503)
+  })
+})
