@@ -98,7 +98,11 @@ export const make = (
     // UDP takes exactly the port TCP got, which matters when the configured port is 0.
     const udp = yield* bindUdp({ host: bind.host, port: bound.port })
     const connections = new Set<net.Socket>()
-    yield* Effect.addFinalizer(() => Effect.sync(() => connections.forEach((socket) => socket.destroy())))
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        for (const socket of connections) socket.destroy()
+      }),
+    )
 
     const send = (address: string, packet: Uint8Array) =>
       Effect.sync(() => {
