@@ -67,6 +67,9 @@ const joinCluster = (config: ServerConfigShape) =>
       yield* gossip.setLocal("proxy_addr", advertiseAddress(config.proxy.advertiseAddr, proxyServer.address))
       yield* gossip.setLocal("admin_addr", advertiseAddress(config.admin.advertiseAddr, adminServer.address))
       const self = (yield* gossip.nodes).find((node) => node.id === gossip.nodeId)?.addr
+      yield* Effect.logInfo("gossip listening").pipe(
+        Effect.annotateLogs({ "node-id": gossip.nodeId, addr: self ?? "" }),
+      )
       const outcome = yield* joinOnStartup(gossip.join, {
         entries: config.cluster.join,
         defaultPort: address(config.gossip.bindAddr).port,
