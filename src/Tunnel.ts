@@ -1,6 +1,10 @@
+import type { IncomingMessage } from "node:http"
+import type { Duplex } from "node:stream"
 import { Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
 import WebSocket from "ws"
+import { serveWebSocket } from "./Tunnel/ServerWebSocket.js"
 import type { CloseReason, Session } from "./Tunnel/Session.js"
+import { acceptWebSocket } from "./Tunnel/WebSocketHandshake.js"
 import { attachWebSocket } from "./Tunnel/WebSocketTransport.js"
 
 export type { CloseReason, Session as TunnelSession, TunnelStream } from "./Tunnel/Session.js"
@@ -9,6 +13,11 @@ export type { CloseReason, Session as TunnelSession, TunnelStream } from "./Tunn
 export class TunnelConnectError extends Schema.TaggedError<TunnelConnectError>()("TunnelConnectError", {
   /** The HTTP status the server answered the upgrade with; absent when no HTTP answer came at all. */
   status: Schema.optional(Schema.Number),
+  message: Schema.String,
+}) {}
+
+/** An upgrade request was not a valid WebSocket handshake; it has been answered with a 400. */
+export class TunnelHandshakeError extends Schema.TaggedError<TunnelHandshakeError>()("TunnelHandshakeError", {
   message: Schema.String,
 }) {}
 
@@ -26,8 +35,15 @@ export interface HeartbeatSettings {
 export class Tunnel extends Context.Tag("pico/Tunnel")<
   Tunnel,
   {
-    /** Runs the server side of a session over an accepted WebSocket until the scope closes. */
-    readonly serve: (ws: WebSocket) => Effect.Effect<Session, never, Scope.Scope>
+    /**
+     * Completes the WebSocket handshake of an upgrade request (Node's `upgrade` event: request, socket and the
+     * bytes read past the request) and runs the server side of a session over it until the scope closes.
+     */
+    readonly serve: (
+      req: IncomingMessage,
+      socket: Duplex,
+      head: Buffer,
+    ) => Effect.Effect<Session, TunnelHandshakeError, Scope.Scope>
     /** Opens the client side of a session; the session lives until the scope closes. */
     readonly connect: (
       url: string,
@@ -126,7 +142,13 @@ const openWebSocket = (url: string, headers: Readonly<Record<string, string>>) =
 
 export const make = (settings: HeartbeatSettings) =>
   Tunnel.of({
-    serve: (ws) => runSession(attachWebSocket(ws, { role: "server" }), settings),
+    serve: (req, socket, head) =>
+      Effect.suspend(() => {
+        const refused = acceptWebSocket(req, socket)
+        return refused === undefined
+          ? runSession(serveWebSocket(socket, head, { role: "server" }), settings)
+          : Effect.fail(new TunnelHandshakeError({ message: refused }))
+      }),
     connect: (url, headers) =>
       Effect.acquireRelease(openWebSocket(url, headers), (ws) => Effect.sync(() => ws.terminate())).pipe(
         Effect.flatMap((ws) => runSession(attachWebSocket(ws, { role: "client" }), settings)),

@@ -2,7 +2,6 @@ import * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import type { Duplex } from "node:stream"
 import { Context, Duration, Effect, FiberSet, Layer } from "effect"
-import { type WebSocket, WebSocketServer } from "ws"
 import { Auth } from "./Auth.js"
 import type { HostPort } from "./Domain/Address.js"
 import { endpointIdRule, isValidEndpointId } from "./Domain/EndpointId.js"
@@ -53,18 +52,11 @@ export const layerServer = (address: HostPort) =>
       const registry = yield* Registry
       const shutdown = yield* Shutdown
       const run = yield* FiberSet.makeRuntime<never>()
-      const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false })
-
-      const acceptUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) =>
-        Effect.async<WebSocket>((resume) => {
-          wss.handleUpgrade(req, socket, head, (ws) => resume(Effect.succeed(ws)))
-        })
 
       const serveUpstream = (req: http.IncomingMessage, socket: Duplex, head: Buffer, endpointId: string) =>
         Effect.gen(function* () {
-          const grant = yield* auth.verifyUpstream(req.headers.authorization, endpointId)
-          const ws = yield* acceptUpgrade(req, socket, head)
-          const session = yield* tunnel.serve(ws)
+          const grant = yield* auth.upstream.authorize(req.headers.authorization, endpointId)
+          const session = yield* tunnel.serve(req, socket, head)
           const remoteAddr = remoteAddress(req)
           const httpAgent = new TunnelAgent(session)
           yield* Effect.addFinalizer(() => Effect.sync(() => httpAgent.destroy()))
@@ -88,6 +80,10 @@ export const layerServer = (address: HostPort) =>
               Effect.zipRight(Effect.sync(() => writeJsonToSocket(socket, 401, errorBody(error.reason)))),
             ),
           ),
+          // Already answered with a 400.
+          Effect.catchTag("TunnelHandshakeError", (error) =>
+            Effect.logWarning("upstream refused").pipe(Effect.annotateLogs("reason", error.message)),
+          ),
           Effect.annotateLogs({ subsystem: "upstream", "endpoint-id": endpointId }),
         )
 
@@ -104,7 +100,6 @@ export const layerServer = (address: HostPort) =>
         else writeJsonToSocket(socket, target.status, target.body)
       })
       server.on("clientError", (_error, socket: Duplex) => socket.destroy())
-      yield* Effect.addFinalizer(() => Effect.sync(() => wss.close()))
       const bound = yield* listen(server, address, "upstream")
       yield* shutdown.onDrain(stopAccepting(server))
       yield* Effect.logInfo("upstream listening").pipe(

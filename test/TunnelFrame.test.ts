@@ -10,23 +10,41 @@ import {
   HEADER_SIZE,
   writeHeader,
 } from "../src/Tunnel/Frame.js"
+import { isViewOf, split } from "./support/chunks.js"
 
 interface Frame {
   readonly header: FrameHeader
   readonly payload: Buffer | undefined
 }
 
+interface Piece {
+  readonly header: FrameHeader
+  readonly piece: Buffer
+  readonly first: boolean
+  readonly last: boolean
+}
+
+/** Decodes into whole frames (Data pieces joined) and records every Data piece as handed out. */
 const decoder = (maxPayload?: number) => {
   const frames: Array<Frame> = []
+  const pieces: Array<Piece> = []
   const errors: Array<string> = []
+  let payload: Array<Buffer> = []
   const decoder = new FrameDecoder(
     {
-      onFrame: (header, payload) => frames.push({ header, payload: payload && Buffer.from(payload) }),
+      onFrame: (header) => frames.push({ header, payload: undefined }),
+      onData: (header, piece, first, last) => {
+        pieces.push({ header, piece, first, last })
+        payload.push(Buffer.from(piece))
+        if (!last) return
+        frames.push({ header, payload: Buffer.concat(payload) })
+        payload = []
+      },
       onError: (reason) => errors.push(reason),
     },
     maxPayload,
   )
-  return { decoder, frames, errors }
+  return { decoder, frames, pieces, errors }
 }
 
 const encodeFrame = (frame: Frame): Buffer => {
@@ -62,17 +80,10 @@ const arbitraryFrame: fc.Arbitrary<Frame> = fc.oneof(
   })),
 )
 
-/** Cuts `bytes` at the given (sorted, deduplicated) offsets. */
-const split = (bytes: Buffer, cuts: ReadonlyArray<number>): Array<Buffer> => {
-  const offsets = [...new Set(cuts.map((cut) => cut % (bytes.length + 1)))].sort((a, b) => a - b)
-  const chunks: Array<Buffer> = []
-  let start = 0
-  for (const offset of [...offsets, bytes.length]) {
-    chunks.push(bytes.subarray(start, offset))
-    start = offset
-  }
-  return chunks
-}
+const frameOf = (type: FrameType, streamId: number, payload: Buffer): Frame => ({
+  header: { type, flags: 0, streamId, length: payload.length },
+  payload,
+})
 
 describe("frame header", () => {
   it("encodes the documented example", () => {
@@ -110,25 +121,68 @@ describe("FrameDecoder", () => {
   })
 
   it("hands out payloads that lie inside one chunk as views, without copying", () => {
-    const payloads: Array<Buffer> = []
-    const d = new FrameDecoder({
-      onFrame: (_, payload) => payload && payloads.push(payload),
-      onError: () => {},
-    })
+    const { decoder: d, pieces } = decoder()
     const chunk = Buffer.concat([encodeHeader(FrameType.Data, 0, 1, 3), Buffer.from("abc")])
     d.push(chunk)
-    expect(payloads[0]?.toString()).toBe("abc")
-    expect(payloads[0]?.buffer).toBe(chunk.buffer)
+    expect(pieces.map(({ piece, first, last }) => [piece.toString(), first, last])).toEqual([
+      ["abc", true, true],
+    ])
+    expect(isViewOf(pieces[0]?.piece as Buffer, chunk)).toBe(true)
   })
 
-  it("joins a payload that straddles chunks", () => {
-    const { decoder: d, frames } = decoder()
-    const bytes = Buffer.concat([encodeHeader(FrameType.Data, 0, 7, 6), Buffer.from("abcdef")])
-    d.push(bytes.subarray(0, 5))
-    d.push(bytes.subarray(5, 14))
-    expect(frames).toEqual([])
-    d.push(bytes.subarray(14))
-    expect(frames.map((frame) => frame.payload?.toString())).toEqual(["abcdef"])
+  it("hands out a payload that straddles chunks in pieces, as views, without joining them", () => {
+    const { decoder: d, pieces } = decoder()
+    const bytes = Buffer.concat([encodeHeader(FrameType.Data, Flag.FIN, 7, 6), Buffer.from("abcdef")])
+    const chunks = [bytes.subarray(0, 5), bytes.subarray(5, 14), bytes.subarray(14)].map((c) =>
+      Buffer.from(c),
+    )
+    d.push(chunks[0] as Buffer)
+    expect(pieces).toEqual([])
+    d.push(chunks[1] as Buffer)
+    d.push(chunks[2] as Buffer)
+    expect(pieces.map(({ piece, first, last }) => [piece.toString(), first, last])).toEqual([
+      ["ab", true, false],
+      ["cdef", false, true],
+    ])
+    expect(isViewOf(pieces[0]?.piece as Buffer, chunks[1] as Buffer)).toBe(true)
+    expect(isViewOf(pieces[1]?.piece as Buffer, chunks[2] as Buffer)).toBe(true)
+    expect(pieces.every(({ header }) => header.streamId === 7 && header.flags === Flag.FIN)).toBe(true)
+  })
+
+  it("delivers the same bytes per stream however Data frames are chunked, each piece a view of a chunk", () => {
+    const dataFrame = fc
+      .record({ streamId: fc.integer({ min: 1, max: 4 }), payload: fc.uint8Array({ maxLength: 200 }) })
+      .map(({ streamId, payload }) => frameOf(FrameType.Data, streamId, Buffer.from(payload)))
+    fc.assert(
+      fc.property(
+        fc.array(dataFrame, { maxLength: 20 }),
+        fc.array(fc.nat(), { maxLength: 60 }),
+        (frames, cuts) => {
+          const bytes = Buffer.concat(frames.map(encodeFrame))
+          const chunks = split(bytes, cuts)
+          const { decoder: d, pieces, errors } = decoder()
+          for (const chunk of chunks) d.push(chunk)
+          expect(errors).toEqual([])
+          const received = new Map<number, Array<Buffer>>()
+          let open: FrameHeader | undefined
+          for (const { header, piece, first, last } of pieces) {
+            // A frame's pieces come in one run: first ... last, nothing in between.
+            expect(first).toBe(open === undefined)
+            if (first) open = header
+            expect(header).toBe(open)
+            if (last) open = undefined
+            expect(piece.length > 0 || (first && last)).toBe(true)
+            expect(piece.length === 0 || chunks.some((chunk) => isViewOf(piece, chunk))).toBe(true)
+            received.set(header.streamId, [...(received.get(header.streamId) ?? []), piece])
+          }
+          expect(open).toBeUndefined()
+          for (const streamId of [1, 2, 3, 4]) {
+            const sent = frames.filter((f) => f.header.streamId === streamId).map((f) => f.payload as Buffer)
+            expect(Buffer.concat(received.get(streamId) ?? [])).toEqual(Buffer.concat(sent))
+          }
+        },
+      ),
+    )
   })
 
   it("never throws on garbage and stops at the first error", () => {
@@ -139,6 +193,9 @@ describe("FrameDecoder", () => {
         const d = new FrameDecoder(
           {
             onFrame: () => {
+              if (errors.length > 0) framesAfterError++
+            },
+            onData: () => {
               if (errors.length > 0) framesAfterError++
             },
             onError: (reason) => errors.push(reason),

@@ -1,11 +1,9 @@
 import { createHash, randomBytes } from "node:crypto"
 import { once } from "node:events"
 import * as http from "node:http"
-import type { Duplex } from "node:stream"
 import { setImmediate as nextImmediate, setTimeout as sleep } from "node:timers/promises"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import WebSocket, { WebSocketServer } from "ws"
 import {
   DEFAULT_WINDOW,
   encodeHeader,
@@ -24,7 +22,7 @@ import {
   type Transport,
   type TunnelStream,
 } from "../src/Tunnel/Session.js"
-import { attachWebSocket } from "../src/Tunnel/WebSocketTransport.js"
+import { startWebSocketServer } from "./support/webSocketServer.js"
 
 // ---------------------------------------------------------------------------------------------
 // Harnesses
@@ -108,46 +106,6 @@ const memoryPair = (client: Partial<SessionOptions> = {}, server: Partial<Sessio
   return pair
 }
 
-/** A real WebSocket server on 127.0.0.1; each connect() yields the two ends of one session. */
-const startWebSocketServer = async () => {
-  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 })
-  await once(wss, "listening")
-  const address = wss.address()
-  if (address === null || typeof address === "string") throw new Error("expected a TCP address")
-  const url = `ws://127.0.0.1:${address.port}`
-  interface Accepted {
-    readonly session: Session
-    readonly socket: Duplex
-  }
-  const accepted: Array<Accepted> = []
-  const waiting: Array<(accepted: Accepted) => void> = []
-  wss.on("connection", (ws, request) => {
-    const connection = { session: attachWebSocket(ws, { role: "server" }), socket: request.socket }
-    const waiter = waiting.shift()
-    if (waiter === undefined) accepted.push(connection)
-    else waiter(connection)
-  })
-  const nextAccepted = (): Promise<Accepted> => {
-    const connection = accepted.shift()
-    return connection === undefined
-      ? new Promise((resolve) => waiting.push(resolve))
-      : Promise.resolve(connection)
-  }
-  const connect = async () => {
-    const ws = new WebSocket(url)
-    const server = nextAccepted()
-    await once(ws, "open")
-    const client = attachWebSocket(ws, { role: "client" })
-    const { session, socket } = await server
-    return { client, server: session, ws, serverSocket: socket }
-  }
-  const stop = async () => {
-    for (const ws of wss.clients) ws.terminate()
-    await new Promise((resolve) => wss.close(resolve))
-  }
-  return { connect, stop }
-}
-
 /** A session under test whose peer is the test itself, speaking raw frames. */
 const rawPeer = (options: SessionOptions) => {
   const written: Array<Buffer> = []
@@ -169,6 +127,7 @@ const rawPeer = (options: SessionOptions) => {
     const headers: Array<FrameHeader> = []
     new FrameDecoder({
       onFrame: (header) => headers.push(header),
+      onData: (header, _piece, first) => first && headers.push(header),
       onError: (reason) => {
         throw new Error(`the session wrote an invalid frame: ${reason}`)
       },
@@ -252,10 +211,17 @@ const transports: Array<{
     setup: async () => ({ pair: async () => memoryPair(), teardown: async () => {} }),
   },
   {
-    name: "WebSocket transport",
+    name: "WebSocket (ws client with zero masks, as Pico's agent; Pico's server endpoint)",
     setup: async () => {
       const server = await startWebSocketServer()
-      return { pair: server.connect, teardown: server.stop }
+      return { pair: () => server.connect("zero"), teardown: server.stop }
+    },
+  },
+  {
+    name: "WebSocket (ws client with random masks)",
+    setup: async () => {
+      const server = await startWebSocketServer()
+      return { pair: () => server.connect("random"), teardown: server.stop }
     },
   },
 ]
@@ -747,6 +713,24 @@ describe("Session protocol errors", () => {
     )
   })
 
+  it("on a Data frame beyond the receive window, before taking any of its payload", async () => {
+    let received = 0
+    await expectProtocolError(
+      { role: "server" },
+      (peer) => {
+        peer.session.onStream((stream) =>
+          ignoreErrors(stream).on("data", (chunk: Buffer) => (received += chunk.length)),
+        )
+        peer.send(FrameType.WindowUpdate, Flag.SYN, 1, 0)
+        peer.session.receive(
+          Buffer.concat([encodeHeader(FrameType.Data, 0, 1, DEFAULT_WINDOW + 1), Buffer.alloc(1)]),
+        )
+      },
+      /stream 1 received 262145 bytes with only 262144 left in its window/,
+    )
+    expect(received).toBe(0)
+  })
+
   it("on a SYN with the wrong parity", async () => {
     await expectProtocolError(
       { role: "server" },
@@ -825,6 +809,77 @@ describe("Session protocol errors", () => {
     expect(peer.frames()).toEqual([
       { type: FrameType.Ping, flags: Flag.ACK, streamId: 0, length: 0xdead_beef },
     ])
+  })
+})
+
+describe("Session Data frames arriving in pieces", () => {
+  it("passes each piece on as it comes, with SYN on the first and FIN after the last", async () => {
+    const peer = rawPeer({ role: "server" })
+    const chunks: Array<string> = []
+    let ended = false
+    const accepted = new Promise<TunnelStream>((resolve) => peer.session.onStream(resolve))
+    const bytes = frame(1, Buffer.from("hello world"), Flag.SYN | Flag.FIN)
+    peer.session.receive(bytes.subarray(0, 14))
+    const stream = await accepted
+    stream.on("data", (chunk: Buffer) => chunks.push(chunk.toString()))
+    stream.on("end", () => {
+      ended = true
+    })
+    await nextImmediate()
+    expect(chunks).toEqual(["he"])
+    peer.session.receive(bytes.subarray(14, 20))
+    await nextImmediate()
+    expect(chunks).toEqual(["he", "llo wo"])
+    expect(ended).toBe(false)
+    peer.session.receive(bytes.subarray(20))
+    await once(stream, "end")
+    expect(chunks).toEqual(["he", "llo wo", "rld"])
+    expect(peer.frames()[0]).toEqual({
+      type: FrameType.WindowUpdate,
+      flags: Flag.ACK,
+      streamId: 1,
+      length: 0,
+    })
+  })
+
+  it("drops the rest of a frame for a stream destroyed half way, without a protocol error", async () => {
+    const peer = rawPeer({ role: "server" })
+    peer.session.onStream((stream) => stream.once("data", () => stream.destroy()))
+    const bytes = Buffer.concat([
+      frame(1, Buffer.alloc(1000), Flag.SYN),
+      encodeHeader(FrameType.Ping, Flag.SYN, 0, 7),
+    ])
+    for (let offset = 0; offset < bytes.length; offset += 100) {
+      peer.session.receive(bytes.subarray(offset, offset + 100))
+      await nextImmediate()
+    }
+    expect(peer.session.closed).toBe(false)
+    expect(peer.frames()).toEqual([
+      { type: FrameType.WindowUpdate, flags: Flag.ACK, streamId: 1, length: 0 },
+      { type: FrameType.WindowUpdate, flags: Flag.RST, streamId: 1, length: 0 },
+      { type: FrameType.Ping, flags: Flag.ACK, streamId: 0, length: 7 },
+    ])
+  })
+
+  it("credits the window per byte consumed, including within a frame still arriving", async () => {
+    const peer = rawPeer({ role: "server" })
+    peer.session.onStream((stream) => stream.resume())
+    // A full window in one frame, consumed as it arrives: credit goes back before the frame is complete.
+    const bytes = frame(1, Buffer.alloc(DEFAULT_WINDOW), Flag.SYN)
+    peer.session.receive(bytes.subarray(0, 12 + DEFAULT_WINDOW / 2))
+    await nextImmediate()
+    await nextImmediate()
+    expect(peer.frames().at(-1)).toEqual({
+      type: FrameType.WindowUpdate,
+      flags: 0,
+      streamId: 1,
+      length: DEFAULT_WINDOW / 2,
+    })
+    peer.session.receive(bytes.subarray(12 + DEFAULT_WINDOW / 2))
+    // The window is whole again: half was charged back already, half is in this next frame.
+    peer.send(FrameType.Data, 0, 1, 0, Buffer.alloc(DEFAULT_WINDOW / 2))
+    await nextImmediate()
+    expect(peer.session.closed).toBe(false)
   })
 })
 

@@ -79,25 +79,34 @@ const frameTypes: ReadonlyArray<FrameType | undefined> = [
 const EMPTY = Buffer.alloc(0)
 
 export interface FrameHandlers {
-  /** `payload` is defined exactly for Data frames (possibly empty). It may be a view into a pushed chunk. */
-  readonly onFrame: (header: FrameHeader, payload: Buffer | undefined) => void
+  /** Every frame but Data. */
+  readonly onFrame: (header: FrameHeader) => void
+  /**
+   * A Data frame's payload, piece by piece as it arrives: each piece is a view into a pushed chunk, never a
+   * copy. `first` and `last` mark the frame's first and last piece; an empty payload comes as one empty piece
+   * with both set. Pieces of one frame are delivered in order, with no other frame in between.
+   */
+  readonly onData: (header: FrameHeader, piece: Buffer, first: boolean, last: boolean) => void
   /** Called once with a human-readable reason; the decoder ignores all input afterwards. */
   readonly onError: (reason: string) => void
 }
 
 /**
- * Incremental decoder: feed it arbitrary chunks of the byte stream. Payloads that lie inside one
- * chunk are handed out as views (no copy); only a header or payload straddling chunks is copied,
- * once, when it completes. Pushed chunks must not be mutated afterwards.
+ * Incremental decoder: feed it arbitrary chunks of the byte stream. Payloads are handed out as views into the
+ * chunks, in pieces when they straddle chunks: joining them would copy every byte of a large frame once more
+ * (and allocate a buffer for it). Only a header straddling chunks is copied, into a 12-byte scratch buffer.
+ * Pushed chunks must not be mutated afterwards.
  */
 export class FrameDecoder {
   private readonly handlers: FrameHandlers
   private readonly maxPayload: number
-  /** Header of a Data frame whose payload is still incomplete. */
+  /** Header of the Data frame whose payload is being delivered. */
   private header: FrameHeader | undefined
-  /** Pieces of the incomplete header (when `header` is undefined) or payload. */
-  private parts: Array<Buffer> = []
-  private partsLength = 0
+  /** Payload bytes of `header` still to come. */
+  private remaining = 0
+  /** The start of a header that straddles chunks. */
+  private readonly partial = Buffer.allocUnsafe(HEADER_SIZE)
+  private partialLength = 0
   private halted = false
 
   constructor(handlers: FrameHandlers, maxPayload: number = MAX_DECODE_PAYLOAD) {
@@ -109,56 +118,40 @@ export class FrameDecoder {
     return this.halted
   }
 
-  /** Stop decoding; later pushes are ignored and buffered bytes are dropped. */
+  /** Stop decoding; later pushes are ignored and a partial frame is dropped. */
   stop(): void {
     this.halted = true
-    this.parts = []
-    this.partsLength = 0
     this.header = undefined
+    this.partialLength = 0
   }
 
-  /** Not re-entrant: onFrame must not push into the same decoder. */
+  /** Not re-entrant: handlers must not push into the same decoder. */
   push(chunk: Buffer): void {
     const end = chunk.length
     let offset = 0
     while (offset < end && !this.halted) {
       const header = this.header
-      if (header === undefined) {
-        if (this.partsLength === 0 && end - offset >= HEADER_SIZE) {
-          this.parseHeader(chunk, offset)
-          offset += HEADER_SIZE
-        } else {
-          offset += this.collect(chunk, offset, HEADER_SIZE)
-          if (this.partsLength < HEADER_SIZE) return
-          this.parseHeader(this.takeParts(HEADER_SIZE), 0)
-        }
-      } else if (this.partsLength === 0 && end - offset >= header.length) {
-        this.header = undefined
-        this.handlers.onFrame(header, chunk.subarray(offset, offset + header.length))
-        offset += header.length
+      if (header !== undefined) {
+        const take = Math.min(this.remaining, end - offset)
+        const first = this.remaining === header.length
+        this.remaining -= take
+        const last = this.remaining === 0
+        if (last) this.header = undefined
+        this.handlers.onData(header, chunk.subarray(offset, offset + take), first, last)
+        offset += take
+      } else if (this.partialLength === 0 && end - offset >= HEADER_SIZE) {
+        this.parseHeader(chunk, offset)
+        offset += HEADER_SIZE
       } else {
-        offset += this.collect(chunk, offset, header.length)
-        if (this.partsLength < header.length) return
-        this.header = undefined
-        this.handlers.onFrame(header, this.takeParts(header.length))
+        const take = Math.min(HEADER_SIZE - this.partialLength, end - offset)
+        chunk.copy(this.partial, this.partialLength, offset, offset + take)
+        this.partialLength += take
+        offset += take
+        if (this.partialLength < HEADER_SIZE) return
+        this.partialLength = 0
+        this.parseHeader(this.partial, 0)
       }
     }
-  }
-
-  /** Buffers up to `need - partsLength` bytes of `chunk` from `offset`; returns how many were taken. */
-  private collect(chunk: Buffer, offset: number, need: number): number {
-    const take = Math.min(need - this.partsLength, chunk.length - offset)
-    this.parts.push(chunk.subarray(offset, offset + take))
-    this.partsLength += take
-    return take
-  }
-
-  private takeParts(length: number): Buffer {
-    const parts = this.parts
-    const joined = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, length)
-    this.parts = []
-    this.partsLength = 0
-    return joined
   }
 
   private parseHeader(source: Buffer, offset: number): void {
@@ -182,9 +175,12 @@ export class FrameDecoder {
       return
     }
     const header: FrameHeader = { type, flags, streamId, length }
-    if (type !== FrameType.Data) this.handlers.onFrame(header, undefined)
-    else if (length === 0) this.handlers.onFrame(header, EMPTY)
-    else this.header = header
+    if (type !== FrameType.Data) this.handlers.onFrame(header)
+    else if (length === 0) this.handlers.onData(header, EMPTY, true, true)
+    else {
+      this.header = header
+      this.remaining = length
+    }
   }
 
   private invalidFrame(type: FrameType, streamId: number, length: number): string | undefined {

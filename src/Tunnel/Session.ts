@@ -265,20 +265,26 @@ export class TunnelStream extends Duplex {
     return this
   }
 
-  /** @internal Returns a protocol error message if the peer broke the rules. */
-  receiveData(payload: Buffer): string | undefined {
-    const length = payload.length
+  /**
+   * @internal A Data frame announcing `length` payload bytes starts; returns a protocol error message if the
+   * peer broke the rules. The whole frame is charged to the window here, before its pieces arrive.
+   */
+  beginData(length: number): string | undefined {
     if (this.finReceived) return `Data on stream ${this.id} after its FIN`
     if (length > this.recvWindow) {
       return `stream ${this.id} received ${length} bytes with only ${this.recvWindow} left in its window`
     }
     this.recvWindow -= length
-    this.pushed += length
-    this.push(payload)
+    return undefined
+  }
+
+  /** @internal A piece of the payload announced with beginData. */
+  receiveData(piece: Buffer): void {
+    this.pushed += piece.length
+    this.push(piece)
     // In flowing mode push() may hand the chunk straight to 'data' listeners without read(); Node
     // follows up with a read(0) later, but crediting here does not depend on that.
     this.returnCredit()
-    return undefined
   }
 
   /** @internal */
@@ -348,6 +354,8 @@ export class Session {
   private readonly goAwayHandlers: Array<(code: number) => void> = []
   private readonly closeHandlers: Array<(reason: CloseReason) => void> = []
   private streamHandler: ((stream: TunnelStream) => void) | undefined
+  /** Where the pieces of the Data frame being decoded go (undefined: dropped). */
+  private dataStream: TunnelStream | undefined
   private nextStreamId: number
   private lastRemoteId = 0
   /** Open streams the peer initiated (bounded by acceptBacklog). */
@@ -380,7 +388,8 @@ export class Session {
     this.localParity = options.role === "client" ? 1 : 0
     this.nextStreamId = options.role === "client" ? 1 : 2
     this.decoder = new FrameDecoder({
-      onFrame: (header, payload) => this.onFrame(header, payload),
+      onFrame: (header) => this.onFrame(header),
+      onData: (header, piece, first, last) => this.onData(header, piece, first, last),
       onError: (reason) => this.protocolError(reason),
     })
     this.encoder = new FrameEncoder((batch, release) => {
@@ -546,11 +555,10 @@ export class Session {
     for (const stream of waiters) stream.pump()
   }
 
-  private onFrame(header: FrameHeader, payload: Buffer | undefined): void {
+  private onFrame(header: FrameHeader): void {
     switch (header.type) {
-      case FrameType.Data:
       case FrameType.WindowUpdate:
-        this.onStreamFrame(header, payload)
+        this.onWindowUpdate(header)
         break
       case FrameType.Ping:
         this.onPing(header)
@@ -561,21 +569,39 @@ export class Session {
     }
   }
 
-  private onStreamFrame(header: FrameHeader, payload: Buffer | undefined): void {
+  private onWindowUpdate(header: FrameHeader): void {
     const stream = this.streamFor(header)
     if (stream === undefined) return
-    if (header.type === FrameType.WindowUpdate) {
-      if (header.length > 0) stream.receiveWindowUpdate(header.length)
-    } else if (payload !== undefined && payload.length > 0) {
-      const invalid = stream.receiveData(payload)
-      if (invalid !== undefined) {
-        this.protocolError(invalid)
-        return
-      }
-    }
+    if (header.length > 0) stream.receiveWindowUpdate(header.length)
     // Handlers run above may have destroyed the stream or closed the session.
     if ((header.flags & Flag.FIN) !== 0 && !stream.isReleased) stream.receiveFin()
     if ((header.flags & Flag.RST) !== 0 && !stream.isReleased) stream.receiveReset()
+  }
+
+  /** A Data frame arrives in pieces: SYN/RST and the window are dealt with on the first, FIN after the last. */
+  private onData(header: FrameHeader, piece: Buffer, first: boolean, last: boolean): void {
+    if (first) this.dataStream = this.beginData(header)
+    const stream = this.dataStream
+    if (stream === undefined) return
+    // Handlers run on earlier pieces may have destroyed the stream; the rest of the frame is then dropped.
+    if (piece.length > 0 && !stream.isReleased) stream.receiveData(piece)
+    if (!last) return
+    this.dataStream = undefined
+    if ((header.flags & Flag.FIN) !== 0 && !stream.isReleased) stream.receiveFin()
+  }
+
+  /** The stream a Data frame's pieces go to; undefined to drop them. */
+  private beginData(header: FrameHeader): TunnelStream | undefined {
+    const stream = this.streamFor(header)
+    if (stream === undefined) return undefined
+    // The payload of an aborted stream has nowhere to go.
+    if ((header.flags & Flag.RST) !== 0) {
+      stream.receiveReset()
+      return undefined
+    }
+    if (header.length === 0) return stream
+    const invalid = stream.beginData(header.length)
+    return invalid === undefined ? stream : this.fail(invalid)
   }
 
   /** The open stream a Data/WindowUpdate frame is for (accepting a SYN); undefined to drop the frame. */

@@ -1,0 +1,183 @@
+import { isUtf8 } from "node:buffer"
+import { Socket } from "node:net"
+import type { Duplex } from "node:stream"
+import { Session, type SessionOptions, type Transport } from "./Session.js"
+import { Opcode, WebSocketReader } from "./WebSocketReader.js"
+
+/** How long a closing connection may take to finish the close handshake before it is cut. */
+const CLOSE_GRACE_MS = 2_000
+
+const CloseCode = { Normal: 1000, ProtocolError: 1002 } as const
+
+/** Codes a peer may send in a close frame (RFC 6455 §7.4); the rest are reserved or for local use only. */
+const isValidCloseCode = (code: number): boolean =>
+  (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999)
+
+/** What is wrong with a close frame's payload (RFC 6455 §5.5.1), if anything. */
+const invalidClose = (payload: Buffer): string | undefined => {
+  if (payload.length === 0) return undefined
+  if (payload.length === 1) return "websocket close frame with a 1-byte payload"
+  const code = payload.readUInt16BE(0)
+  if (!isValidCloseCode(code)) return `websocket close code ${code} is not allowed`
+  if (!isUtf8(payload.subarray(2))) return "websocket close reason is not valid UTF-8"
+  return undefined
+}
+
+/** Header of an unmasked, final frame (servers never mask). */
+const frameHeader = (opcode: number, length: number): Buffer => {
+  if (length < 126) return Buffer.from([0x80 | opcode, length])
+  if (length < 0x1_0000) {
+    const header = Buffer.allocUnsafe(4)
+    header[0] = 0x80 | opcode
+    header[1] = 126
+    header.writeUInt16BE(length, 2)
+    return header
+  }
+  const header = Buffer.allocUnsafe(10)
+  header[0] = 0x80 | opcode
+  header[1] = 127
+  header.writeUInt32BE(Math.floor(length / 0x1_0000_0000), 2)
+  header.writeUInt32BE(length >>> 0, 6)
+  return header
+}
+
+const controlFrame = (opcode: number, payload: Buffer): Buffer =>
+  Buffer.concat([frameHeader(opcode, payload.length), payload])
+
+const closeFrame = (code: number): Buffer => {
+  const payload = Buffer.allocUnsafe(2)
+  payload.writeUInt16BE(code, 0)
+  return controlFrame(Opcode.Close, payload)
+}
+
+/** The sending half: each transport write becomes one binary frame on the socket. */
+class ServerWebSocketTransport implements Transport {
+  private readonly socket: Duplex
+  /** Set once our close frame (or FIN) is on its way: nothing may be written after it. */
+  private closing = false
+  private timer: NodeJS.Timeout | undefined
+  /** What close() sends: normal, or protocol error once the peer broke the WebSocket rules. */
+  closeCode: number = CloseCode.Normal
+
+  constructor(socket: Duplex) {
+    this.socket = socket
+  }
+
+  write(chunk: Buffer, onWritten?: () => void): boolean {
+    const socket = this.socket
+    if (this.closing || !socket.writable) return true // the close event is on its way
+    // The header goes out as its own small buffer rather than copying the batch behind it; corked, both
+    // leave in one writev. The batch is released once the socket is done with it.
+    socket.cork()
+    socket.write(frameHeader(Opcode.Binary, chunk.length))
+    const belowHighWater = socket.write(chunk, onWritten)
+    socket.uncork()
+    return belowHighWater
+  }
+
+  onDrain(listener: () => void): void {
+    this.socket.on("drain", listener)
+  }
+
+  /**
+   * A close frame and FIN rather than destroy(): frames queued just before it (notably the GoAway explaining a
+   * protocol error) reach the peer, where an abrupt close with unread input would make the kernel send RST
+   * and discard them.
+   */
+  close(): void {
+    this.shutdown(closeFrame(this.closeCode))
+  }
+
+  sendControl(opcode: number, payload: Buffer): void {
+    if (!this.closing && this.socket.writable) this.socket.write(controlFrame(opcode, payload))
+  }
+
+  /** Ends the socket after `last`; a peer that does not finish closing within the grace period is cut off. */
+  shutdown(last: Buffer | undefined): void {
+    if (this.closing) return
+    this.closing = true
+    const socket = this.socket
+    if (socket.destroyed) return
+    if (last === undefined) socket.end()
+    else socket.end(last)
+    this.timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS)
+    this.timer.unref()
+  }
+
+  socketClosed(): void {
+    this.closing = true
+    clearTimeout(this.timer)
+  }
+}
+
+/**
+ * Runs the server side of a yamux session over an upgraded connection whose handshake has been answered
+ * (see WebSocketHandshake), instead of going through `ws`: received binary payload reaches the session as
+ * views into the socket's own read buffers, unmasked in place, with no copy and no per-message work.
+ * `head` is what Node read past the upgrade request.
+ */
+export const serveWebSocket = (socket: Duplex, head: Buffer, options: SessionOptions): Session => {
+  const transport = new ServerWebSocketTransport(socket)
+  const session = new Session(transport, options)
+  const reader = new WebSocketReader({
+    onBinary: (piece) => session.receive(piece),
+    onControl: (opcode, payload) => {
+      if (opcode === Opcode.Ping) transport.sendControl(Opcode.Pong, payload)
+      else if (opcode === Opcode.Close) onCloseFrame(payload)
+    },
+    onError: protocolError,
+  })
+
+  function protocolError(reason: string): void {
+    reader.stop()
+    transport.closeCode = CloseCode.ProtocolError
+    session.protocolError(reason)
+  }
+
+  // The peer is done: answer with its code (RFC 6455 §5.5.1) and hang up.
+  function onCloseFrame(payload: Buffer): void {
+    const invalid = invalidClose(payload)
+    if (invalid !== undefined) {
+      protocolError(invalid)
+      return
+    }
+    reader.stop()
+    transport.shutdown(controlFrame(Opcode.Close, payload.subarray(0, 2)))
+    session.transportClosed()
+  }
+
+  if (socket instanceof Socket) {
+    // An idle timeout from the HTTP phase must not cut a quiet tunnel: yamux pings check liveness.
+    socket.setTimeout(0)
+    // Frames are already batched per tick; Nagle could only hold back the last one.
+    socket.setNoDelay(true)
+  }
+  if (head.length > 0) reader.push(head)
+  // What one I/O poll phase reads (libuv makes up to 32 reads of 64 KiB per readiness) is decoded together
+  // from setImmediate rather than read by read: streams then get their pieces, and return their credit, in one
+  // go per loop iteration, so the writes they cause coalesce (client writes, window updates). Measured with
+  // 1 MiB responses: about 10% less server CPU than decoding in the 'data' callback.
+  let received: Array<Buffer> = []
+  const decodeReceived = (): void => {
+    const chunks = received
+    received = []
+    for (const chunk of chunks) reader.push(chunk)
+  }
+  socket.on("data", (chunk: Buffer) => {
+    if (received.length === 0) setImmediate(decodeReceived)
+    received.push(chunk)
+  })
+  // A FIN without a close frame: the peer sends nothing more; finish our side too.
+  socket.on("end", () => {
+    decodeReceived()
+    session.transportClosed()
+    transport.shutdown(undefined)
+  })
+  socket.on("error", () => session.transportClosed())
+  socket.on("close", () => {
+    transport.socketClosed()
+    session.transportClosed()
+  })
+  if (socket.destroyed) session.transportClosed()
+  return session
+}
