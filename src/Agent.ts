@@ -1,7 +1,14 @@
 import { Effect, ExecutionStrategy, Exit, FiberSet, Layer, Schema, Scope } from "effect"
 import { Backoff } from "./Agent/Backoff.js"
 import { type ForwardTarget, makeForwarder } from "./Agent/Forwarder.js"
-import { awaitClose, awaitGoAway, describeClose, Tunnel, type TunnelConnectError } from "./Tunnel.js"
+import {
+  awaitClose,
+  awaitGoAway,
+  type ClientTls,
+  describeClose,
+  Tunnel,
+  type TunnelConnectError,
+} from "./Tunnel.js"
 
 /** The agent cannot go on: the server refused its credentials, so retrying would only hammer it. */
 export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
@@ -20,6 +27,8 @@ export interface AgentOptions {
   readonly serverUrl: string
   /** Headers sent with every connect, e.g. Authorization. */
   readonly headers?: Readonly<Record<string, string>>
+  /** For https/wss server URLs: a CA to trust (a private one) and a client certificate to present (mTLS). */
+  readonly tls?: ClientTls
   /** Milliseconds to wait when connecting to a local service. */
   readonly forwardTimeout: number
   /** A session that lived this long (ms) counts as healthy, so the reconnect backoff starts over. */
@@ -59,7 +68,7 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
       if (delay > 0) yield* Effect.sleep(delay)
       const sessionScope = yield* Scope.fork(endpointScope, ExecutionStrategy.sequential)
       const connected = yield* tunnel
-        .connect(url, options.headers ?? {})
+        .connect(url, options.headers ?? {}, options.tls)
         .pipe(Scope.extend(sessionScope), Effect.either)
       if (connected._tag === "Left") {
         yield* Scope.close(sessionScope, Exit.void)

@@ -48,6 +48,7 @@ export class Tunnel extends Context.Tag("pico/Tunnel")<
     readonly connect: (
       url: string,
       headers: Readonly<Record<string, string>>,
+      tls?: ClientTls,
     ) => Effect.Effect<Session, TunnelConnectError, Scope.Scope>
   }
 >() {}
@@ -120,9 +121,17 @@ const refusalMessage = (status: number, body: string): string => {
   return body.trim() === "" ? `HTTP ${status}` : body.trim()
 }
 
-const openWebSocket = (url: string, headers: Readonly<Record<string, string>>) =>
+/** TLS for wss:// connections: a CA to trust (PEM) and a client certificate to present (mTLS). */
+export interface ClientTls {
+  readonly ca?: Buffer
+  readonly cert?: Buffer
+  readonly key?: Buffer
+}
+
+const openWebSocket = (url: string, headers: Readonly<Record<string, string>>, tls: ClientTls = {}) =>
   Effect.async<WebSocket, TunnelConnectError>((resume) => {
     const ws = new WebSocket(url, {
+      ...tls,
       headers: { ...headers },
       perMessageDeflate: false,
       handshakeTimeout: 30_000,
@@ -149,8 +158,8 @@ export const make = (settings: HeartbeatSettings) =>
           ? runSession(serveWebSocket(socket, head, { role: "server" }), settings)
           : Effect.fail(new TunnelHandshakeError({ message: refused }))
       }),
-    connect: (url, headers) =>
-      Effect.acquireRelease(openWebSocket(url, headers), (ws) => Effect.sync(() => ws.terminate())).pipe(
+    connect: (url, headers, tls) =>
+      Effect.acquireRelease(openWebSocket(url, headers, tls), (ws) => Effect.sync(() => ws.terminate())).pipe(
         Effect.flatMap((ws) => runSession(attachWebSocket(ws, { role: "client" }), settings)),
       ),
   })

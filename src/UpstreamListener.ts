@@ -1,12 +1,14 @@
-import * as http from "node:http"
+import type * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import type { Duplex } from "node:stream"
 import { Context, Duration, Effect, FiberSet, Layer } from "effect"
 import { Auth } from "./Auth.js"
 import type { HostPort } from "./Domain/Address.js"
 import { endpointIdRule, isValidEndpointId } from "./Domain/EndpointId.js"
+import { makeHttpServer } from "./internal/HttpServer.js"
 import { errorBody, writeJson, writeJsonToSocket } from "./internal/JsonResponse.js"
 import { formatAddressInfo, listen, stopAccepting } from "./internal/Listen.js"
+import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
 import { TunnelAgent } from "./Proxy/TunnelAgent.js"
 import { Registry } from "./Registry.js"
 import { Shutdown } from "./Shutdown.js"
@@ -43,7 +45,7 @@ const remoteAddress = (req: http.IncomingMessage): string => {
  * Accepts upstream tunnels: authenticates the upgrade request, runs the session and registers it for its
  * endpoint until it closes (or its token expires).
  */
-export const layerServer = (address: HostPort) =>
+export const layerServer = (address: HostPort, tls?: TlsFiles) =>
   Layer.scoped(
     UpstreamServer,
     Effect.gen(function* () {
@@ -66,6 +68,8 @@ export const layerServer = (address: HostPort) =>
             grant.expiresAt === undefined
               ? Effect.never
               : Effect.sleep(Duration.millis(Math.max(0, grant.expiresAt - Date.now()))).pipe(
+                  // GoAway first, so the agent learns why before the session closes under it.
+                  Effect.zipRight(Effect.sync(() => session.goAway())),
                   Effect.as("token expired"),
                 )
           const ended = yield* Effect.race(awaitClose(session).pipe(Effect.map(describeClose)), expiry)
@@ -87,7 +91,7 @@ export const layerServer = (address: HostPort) =>
           Effect.annotateLogs({ subsystem: "upstream", "endpoint-id": endpointId }),
         )
 
-      const server = http.createServer()
+      const server = yield* makeHttpServer(tls, {}, "upstream")
       server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
         const target = route(req)
         if ("endpointId" in target) writeJson(res, 426, errorBody("expected a websocket upgrade"))

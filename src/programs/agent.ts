@@ -1,15 +1,49 @@
+import { readFile } from "node:fs/promises"
 import { Effect } from "effect"
 import * as Agent from "../Agent.js"
-import type { AgentConfigShape } from "../PicoConfig.js"
+import { readSecretValue } from "../PicoConfig/KeyMaterial.js"
+import { type AgentConfigShape, ConfigError } from "../PicoConfig.js"
 import * as Tunnel from "../Tunnel.js"
+
+const readPem = (path: string, flag: string) =>
+  path === ""
+    ? Effect.succeed(undefined)
+    : Effect.tryPromise({
+        try: () => readFile(path),
+        catch: (cause) =>
+          new ConfigError({ message: `--${flag}: cannot read ${path}: ${(cause as Error).message}` }),
+      })
+
+/** The agent's TLS files, read once at start (the server side is the one that rotates certificates live). */
+const clientTls = (config: AgentConfigShape) =>
+  Effect.gen(function* () {
+    const { caFile, certFile, keyFile } = config.server.tls
+    if ((certFile === "") !== (keyFile === "")) {
+      return yield* new ConfigError({
+        message: "--server.tls.cert-file and --server.tls.key-file go together",
+      })
+    }
+    const ca = yield* readPem(caFile, "server.tls.ca-file")
+    const cert = yield* readPem(certFile, "server.tls.cert-file")
+    const key = yield* readPem(keyFile, "server.tls.key-file")
+    return {
+      ...(ca === undefined ? {} : { ca }),
+      ...(cert === undefined || key === undefined ? {} : { cert, key }),
+    }
+  })
 
 /** `pico agent`: one tunnel per configured endpoint, until interrupted or refused by the server. */
 export const agentProgram = (config: AgentConfigShape) =>
-  Agent.run({
-    endpoints: config.endpoints,
-    serverUrl: config.server.url,
-    forwardTimeout: config.forwarder.timeout,
-    healthyAfter: config.server.heartbeatInterval,
+  Effect.gen(function* () {
+    const apiKey = yield* readSecretValue(config.auth.apiKey, "auth.api-key")
+    return yield* Agent.run({
+      endpoints: config.endpoints,
+      serverUrl: config.server.url,
+      forwardTimeout: config.forwarder.timeout,
+      healthyAfter: config.server.heartbeatInterval,
+      headers: apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` },
+      tls: yield* clientTls(config),
+    })
   }).pipe(
     Effect.provide(
       Tunnel.layer({ interval: config.server.heartbeatInterval, timeout: config.server.heartbeatTimeout }),

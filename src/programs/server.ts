@@ -151,7 +151,7 @@ export const serverLayer = (
         ).pipe(Layer.provideMerge(gossip))
         const listeners = Layer.mergeAll(
           Proxy.layerServer(address(config.proxy.bindAddr), tls.proxy),
-          UpstreamListener.layerServer(address(config.upstream.bindAddr)),
+          UpstreamListener.layerServer(address(config.upstream.bindAddr), tls.upstream),
           Admin.layerServer(address(config.admin.bindAddr), tls.admin),
         ).pipe(Layer.provide(Proxy.layer({ gatewayTimeout: config.proxy.gatewayTimeout })))
         return drainOnShutdown(config.server.gracefulShutdownTimeout).pipe(

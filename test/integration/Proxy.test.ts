@@ -32,24 +32,21 @@ beforeAll(async () => {
         rawHeaders: req.rawHeaders,
         body,
       })
-      const delay = Number(new URL(req.url ?? "/", "http://x").searchParams.get("delay") ?? "0")
-      setTimeout(() => {
-        res.writeHead(200, [
-          "Content-Type",
-          "text/plain",
-          "Set-Cookie",
-          "a=1",
-          "Set-Cookie",
-          "b=2",
-          "Connection",
-          "keep-alive, X-Hop",
-          "X-Hop",
-          "secret",
-          "Keep-Alive",
-          "timeout=99",
-        ])
-        res.end(`${req.method} ${req.url} ${body}`)
-      }, delay)
+      res.writeHead(200, [
+        "Content-Type",
+        "text/plain",
+        "Set-Cookie",
+        "a=1",
+        "Set-Cookie",
+        "b=2",
+        "Connection",
+        "keep-alive, X-Hop",
+        "X-Hop",
+        "secret",
+        "Keep-Alive",
+        "timeout=99",
+      ])
+      res.end(`${req.method} ${req.url} ${body}`)
     })
   })
   node = await startNode()
@@ -130,23 +127,27 @@ describe("proxying through a tunnel", () => {
   })
 
   it("interleaves 100 concurrent requests whose responses complete out of order", async () => {
-    const order: Array<number> = []
-    const responses = await Promise.all(
-      Array.from({ length: 100 }, (_, i) =>
-        request(`${node.proxyUrl}/r${i}?delay=${(100 - i) * 3}`, {
-          headers: { "x-pico-endpoint": "my-endpoint" },
-        }).then((response) => {
-          order.push(i)
-          return response
-        }),
-      ),
-    )
-    responses.forEach((response, i) => {
-      expect(response.status).toBe(200)
-      expect(response.body).toBe(`GET /r${i}?delay=${(100 - i) * 3} `)
+    // The service holds the first request until the test has received all 99 others through the same tunnel.
+    let releaseFirst: () => void = () => {}
+    const held = new Promise<void>((resolve) => {
+      releaseFirst = resolve
     })
-    // The slowest request was sent first: completion order must differ from send order.
-    expect(order.indexOf(99)).toBeLessThan(order.indexOf(0))
+    const service = await startHttpServer((req, res) => {
+      if (req.url === "/r0") void held.then(() => res.end("r0"))
+      else res.end(req.url?.slice(1))
+    })
+    cleanups.push(service.close)
+    const outOfOrder = startAgent(node.upstreamUrl, { ordered: service.port })
+    cleanups.push(outOfOrder.stop)
+    await waitFor("agent registered", async () => (await node.upstreamCount("ordered")) === 1)
+
+    const send = (i: number) =>
+      request(`${node.proxyUrl}/r${i}`, { headers: { "x-pico-endpoint": "ordered" } })
+    const first = send(0)
+    const rest = await Promise.all(Array.from({ length: 99 }, (_, i) => send(i + 1)))
+    expect(rest.map((response) => response.body)).toEqual(Array.from({ length: 99 }, (_, i) => `r${i + 1}`))
+    releaseFirst()
+    expect((await first).body).toBe("r0")
   })
 
   it("keeps connections to the service alive across requests, and recovers when the service closes one", async () => {

@@ -185,3 +185,35 @@ describe("TLS", () => {
     )
   })
 })
+
+describe("upstream TLS", () => {
+  it("requires a client certificate signed by the configured CA (mTLS)", async () => {
+    const certs = makeCertificates()
+    const service = await echoHeaders()
+    const node = await startNode({
+      "upstream.tls.cert-file": certs.serverCert,
+      "upstream.tls.key-file": certs.serverKey,
+      "upstream.tls.client-ca-file": certs.caFile,
+    })
+    cleanups.push(node.close)
+    const url = `https://localhost:${node.upstreamPort}`
+
+    // Without a client certificate the TLS handshake fails: the agent never gets as far as HTTP.
+    const anonymous = new WebSocket(`wss://localhost:${node.upstreamPort}/pico/v1/listener/e`, {
+      ca: certs.ca,
+    })
+    await new Promise<void>((resolve) => anonymous.once("error", () => resolve()))
+    expect(await node.upstreamCount("e")).toBe(0)
+
+    const agent = startAgent(
+      url,
+      { e: service.port },
+      {
+        tls: { ca: certs.ca, cert: readFileSync(certs.clientCert), key: readFileSync(certs.clientKey) },
+      },
+    )
+    cleanups.push(agent.stop)
+    await waitFor("agent registered over mTLS", async () => (await node.upstreamCount("e")) === 1)
+    expect((await request(`${node.proxyUrl}/`, { headers: { "x-pico-endpoint": "e" } })).status).toBe(200)
+  })
+})

@@ -1,0 +1,92 @@
+import { generateKeyPairSync } from "node:crypto"
+import { writeFileSync } from "node:fs"
+import { join } from "node:path"
+import * as jose from "jose"
+import { afterEach, describe, expect, it } from "vitest"
+import { request, startHttpServer } from "../support/http.js"
+import { listeningPort, type PicoProcess, spawnPico } from "../support/process.js"
+import { makeCertificates } from "../support/tls.js"
+
+const processes: Array<PicoProcess> = []
+const cleanups: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const pico of processes.splice(0)) await pico.stop()
+  for (const cleanup of cleanups.splice(0)) await cleanup()
+})
+
+const pico = (args: ReadonlyArray<string>) => {
+  const started = spawnPico(args)
+  processes.push(started)
+  return started
+}
+
+describe("pico server and agent with TLS and an RS256 token", () => {
+  it("connect over wss with keys from files, and never log the secrets", async () => {
+    const certs = makeCertificates()
+    const keys = generateKeyPairSync("rsa", { modulusLength: 2048 })
+    const publicKeyFile = join(certs.dir, "upstream-public.pem")
+    writeFileSync(publicKeyFile, keys.publicKey.export({ type: "spki", format: "pem" }))
+    const token = await new jose.SignJWT({ pico: { endpoints: ["secure"] } })
+      .setProtectedHeader({ alg: "RS256" })
+      .setIssuedAt()
+      .setExpirationTime("1h")
+      .sign(keys.privateKey)
+    const tokenFile = join(certs.dir, "token")
+    writeFileSync(tokenFile, `${token}\n`)
+    const service = await startHttpServer((req, res) => res.end(`secure ${req.url}`))
+    cleanups.push(service.close)
+
+    const server = pico([
+      "server",
+      ...["--proxy.bind-addr", "127.0.0.1:0", "--upstream.bind-addr", "127.0.0.1:0"],
+      ...["--admin.bind-addr", "127.0.0.1:0", "--gossip.bind-addr", "127.0.0.1:0"],
+      ...["--upstream.tls.cert-file", certs.serverCert, "--upstream.tls.key-file", certs.serverKey],
+      ...["--auth.token-rsa-public-key", `file:${publicKeyFile}`],
+    ])
+    const proxyPort = await listeningPort(server, "proxy")
+    const upstreamPort = await listeningPort(server, "upstream")
+    const agent = pico([
+      "agent",
+      ...["--endpoints", `secure/127.0.0.1:${service.port}`],
+      ...["--server.url", `https://localhost:${upstreamPort}`, "--server.tls.ca-file", certs.caFile],
+      ...["--auth.api-key", `file:${tokenFile}`],
+    ])
+    await agent.waitForLog("connected")
+    await server.waitForLog("upstream connected")
+    const response = await request(`http://127.0.0.1:${proxyPort}/hi`, {
+      headers: { "x-pico-endpoint": "secure" },
+    })
+    expect(response.body).toBe("secure /hi")
+
+    // A token for another endpoint is refused, and the agent exits with the server's reason.
+    const otherToken = join(certs.dir, "other-token")
+    writeFileSync(otherToken, token)
+    const refused = pico([
+      "agent",
+      ...["--endpoints", `other/127.0.0.1:${service.port}`],
+      ...["--server.url", `https://localhost:${upstreamPort}`, "--server.tls.ca-file", certs.caFile],
+      ...["--auth.api-key", `file:${otherToken}`],
+    ])
+    expect(await refused.exited).toBe(1)
+    expect(
+      refused.logs.some((log) => log.msg === "server refused the connection: endpoint not permitted"),
+    ).toBe(true)
+
+    await server.stop()
+    await agent.stop()
+    for (const output of [server, agent, refused]) {
+      expect(JSON.stringify(output.logs) + output.text()).not.toContain(token)
+    }
+  })
+
+  it("shows no secret in --help and names the flag of an unreadable key file", async () => {
+    const help = pico(["server", "--help"])
+    await help.exited
+    expect(help.text()).toContain("--auth.token-hmac-secret-key")
+    const broken = pico(["server", "--auth.token-rsa-public-key", "file:/nonexistent/key.pem"])
+    expect(await broken.exited).toBe(1)
+    expect(broken.text()).toContain(
+      "invalid config: --auth.token-rsa-public-key: cannot read /nonexistent/key.pem",
+    )
+  })
+})
