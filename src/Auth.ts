@@ -1,5 +1,6 @@
 import { Context, Effect, Layer, Schema } from "effect"
 import { makeVerifier, type TokenKeys, type TokenVerifier } from "./Auth/Token.js"
+import { countAuthFailure } from "./Metrics.js"
 
 export { parsePublicKey, type TokenKeys, type VerifiedToken } from "./Auth/Token.js"
 
@@ -101,15 +102,27 @@ export interface AuthKeys {
   readonly admin?: TokenKeys | undefined
 }
 
-const guardFor = (keys: TokenKeys | undefined): Guard | undefined =>
-  keys === undefined ? undefined : tokenGuard(makeVerifier(keys))
+type Port = keyof AuthKeys
+
+/** Counts the guard's refusals in the metrics, by port and reason. */
+const counted = (port: Port, guard: Guard): Guard => ({
+  authorize: (authorization, endpointId) =>
+    Effect.tapError(guard.authorize(authorization, endpointId), (error) =>
+      countAuthFailure(port, error.reason),
+    ),
+})
+
+const guardFor = (port: Port, keys: AuthKeys): Guard | undefined => {
+  const portKeys = keys[port]
+  return portKeys === undefined ? undefined : counted(port, tokenGuard(makeVerifier(portKeys)))
+}
 
 /** JWT verification (jose) on the ports that have keys. Throws on unusable key material: validate it first. */
 export const layer = (keys: AuthKeys): Layer.Layer<Auth> =>
   Layer.sync(Auth, () =>
     Auth.of({
-      upstream: guardFor(keys.upstream) ?? allowAll,
-      proxy: guardFor(keys.proxy),
-      admin: guardFor(keys.admin),
+      upstream: guardFor("upstream", keys) ?? allowAll,
+      proxy: guardFor("proxy", keys),
+      admin: guardFor("admin", keys),
     }),
   )

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net"
 import type { Duplex } from "node:stream"
 import { Context, Effect, FiberSet, Layer } from "effect"
 import { Auth, type AuthError } from "./Auth.js"
-import { type HostPort, parseHostPort } from "./Domain/Address.js"
+import { dialAddress, type HostPort } from "./Domain/Address.js"
 import { makeHttpServer } from "./internal/HttpServer.js"
 import { formatAddressInfo, listen, stopAccepting } from "./internal/Listen.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
@@ -11,6 +11,7 @@ import { endpointIdFromHeaders } from "./Proxy/EndpointId.js"
 import { ProxyError, writeError, writeErrorToSocket } from "./Proxy/Errors.js"
 import { type Attempt, exchange, forwardUpgrade, hasNoBody } from "./Proxy/Forward.js"
 import { upstreamRequestHeaders } from "./Proxy/Headers.js"
+import * as ProxyMetrics from "./Proxy/Metrics.js"
 import { type ClusterNode, Registry, type Upstream } from "./Registry.js"
 import { Shutdown } from "./Shutdown.js"
 import type { TunnelStream } from "./Tunnel.js"
@@ -86,6 +87,7 @@ export const make = (options: ProxyOptions) =>
     const registry = yield* Registry
     const shutdown = yield* Shutdown
     const guard = (yield* Auth).proxy
+    const metrics = yield* ProxyMetrics.make
     const forwardOptions = { gatewayTimeout: options.gatewayTimeout, closeConnection: shutdown.isDraining }
     // Keep-alive connections to peer nodes, shared by all forwarded requests.
     const peerAgent = new http.Agent({ keepAlive: true, scheduling: "lifo" })
@@ -98,14 +100,18 @@ export const make = (options: ProxyOptions) =>
       return Effect.as(guard.authorize(header, endpointId), stripAuthorization)
     }
 
-    /** Opens a stream to a local upstream, skipping any whose session closed since it was picked. */
+    /**
+     * Opens a stream to a local upstream (a local forward), skipping any whose session closed since it was picked.
+     */
     const openLocalStream = (endpointId: string): Effect.Effect<TunnelStream, ProxyError> =>
       Effect.suspend(() => {
         for (;;) {
           const upstream = registry.pickLocal(endpointId)
           if (upstream === undefined) return Effect.fail(new ProxyError({ reason: "endpoint not found" }))
           try {
-            return Effect.succeed(upstream.tunnel.openStream())
+            const stream = upstream.tunnel.openStream()
+            metrics.forwardedLocal()
+            return Effect.succeed(stream)
           } catch {
             // Closed between pick and open: pickLocal will not offer it again.
           }
@@ -155,7 +161,8 @@ export const make = (options: ProxyOptions) =>
       const attemptOn = (node: ClusterNode | undefined): Attempt | undefined => {
         if (node === undefined) return undefined
         tried.add(node.id)
-        return { agent: peerAgent, target: nodeAddress(node.proxyAddr), headers, expectContinue }
+        metrics.forwardedRemote(node.id)
+        return { agent: peerAgent, target: dialAddress(node.proxyAddr), headers, expectContinue }
       }
       const first = attemptOn(registry.pickRemote(endpointId, tried))
       if (first === undefined) return Effect.fail(new ProxyError({ reason: "endpoint not found" }))
@@ -172,6 +179,7 @@ export const make = (options: ProxyOptions) =>
         if (upstream !== undefined) {
           const credentials = stripAuthorization ? "strip authorization" : "strip"
           const headers = upstreamRequestHeaders(req, { keepUpgrade: false, credentials, fromPeer })
+          metrics.forwardedLocal()
           return forwardLocal(req, res, endpointId, upstream, headers)
         }
         // A forwarded request is never forwarded again: one hop, no loops.
@@ -180,9 +188,14 @@ export const make = (options: ProxyOptions) =>
       }
 
     // The hot path: one fiber, no per-request log annotations (added only on failure), no auth work when the
-    // port is open.
+    // port is open, metrics updated without allocating.
     const handle = (req: http.IncomingMessage, res: http.ServerResponse): Effect.Effect<void> => {
-      res.once("close", shutdown.begin())
+      const started = performance.now()
+      const done = shutdown.begin()
+      res.once("close", () => {
+        done()
+        metrics.requestEnded(res, started)
+      })
       const endpointId = endpointIdFromHeaders(req.headers)
       if (endpointId === undefined) {
         return answerFailure(new ProxyError({ reason: "missing pico endpoint id" }), endpointId, res)
@@ -229,9 +242,6 @@ export const make = (options: ProxyOptions) =>
 
     return Proxy.of({ handle, handleUpgrade, hasLocalUpstream })
   })
-
-/** A gossiped "host:port" address; a malformed one (a buggy peer) fails that attempt like an unreachable node. */
-const nodeAddress = (addr: string): HostPort => parseHostPort(addr) ?? { host: addr, port: 0 }
 
 const keepAuthorization = Effect.succeed(false)
 

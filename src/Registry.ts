@@ -1,6 +1,7 @@
 import type { Agent } from "node:http"
-import { Context, Effect, Layer, Queue, type Scope } from "effect"
+import { Context, Effect, Layer, Metric, Queue, type Scope } from "effect"
 import { Gossip } from "./Gossip.js"
+import * as Metrics from "./Metrics.js"
 import { type ClusterNode, ClusterView } from "./Registry/ClusterView.js"
 import type { TunnelSession } from "./Tunnel.js"
 
@@ -111,7 +112,12 @@ export const make = Effect.gen(function* () {
   )
 
   return Registry.of({
-    register: (upstream) => Effect.acquireRelease(add(upstream), () => remove(upstream)),
+    // Counted here, so connections minus disconnects is always the connected-upstreams gauge.
+    register: (upstream) =>
+      Effect.acquireRelease(
+        Effect.zipRight(add(upstream), Metric.increment(Metrics.upstreamConnections)),
+        () => Effect.zipRight(remove(upstream), Metric.increment(Metrics.upstreamDisconnects)),
+      ),
     pickLocal,
     pickRemote: (endpointId, exclude) => view.pick(endpointId, exclude),
     clusterNodes: Effect.sync(() => view.list()),

@@ -25,6 +25,9 @@ export const parseHostPort = (text: string): HostPort | undefined => {
   return { host, port: Number(port) }
 }
 
+/** A gossiped "host:port" to dial; a malformed one (a buggy peer) fails to connect, like an unreachable node. */
+export const dialAddress = (addr: string): HostPort => parseHostPort(addr) ?? { host: addr, port: 0 }
+
 /** Formats an address the way it is written in flags and status output ("[::1]:8000", "10.0.0.1:8000"). */
 export const formatHostPort = ({ host, port }: HostPort): string =>
   host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`

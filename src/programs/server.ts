@@ -7,6 +7,7 @@ import { joinOnStartup } from "../Gossip/Join.js"
 import * as NetTransport from "../Gossip/NetTransport.js"
 import * as Gossip from "../Gossip.js"
 import type { ListenError } from "../internal/Listen.js"
+import * as Metrics from "../Metrics.js"
 import { loadTokenKeys, tlsFiles } from "../PicoConfig/KeyMaterial.js"
 import type { ConfigError, ServerConfigShape } from "../PicoConfig.js"
 import * as Proxy from "../Proxy.js"
@@ -130,8 +131,9 @@ const loadSecurity = (config: ServerConfigShape) =>
 
 /**
  * A whole node: the proxy, upstream and admin listeners over the shared registry, tunnel and auth services, in
- * the cluster that `gossip` connects it to (UDP/TCP by default; tests pass an in-memory one).
- * Fails with ConfigError when key material or certificates are unusable.
+ * the cluster that `gossip` connects it to (UDP/TCP by default; tests pass an in-memory one). Its metrics are its
+ * own even when other nodes share the process. Fails with ConfigError when key material or certificates are
+ * unusable.
  */
 export const serverLayer = (
   config: ServerConfigShape,
@@ -161,7 +163,7 @@ export const serverLayer = (
         )
       }),
     ),
-  )
+  ).pipe(Metrics.isolate)
 
 /** What a running node provides, for tests and embedders that want its bound addresses or registry. */
 export type ServerServices =
