@@ -1,11 +1,15 @@
 import type * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { Context, Effect, FiberSet, Layer } from "effect"
+import { makeForward } from "./Admin/Forward.js"
+import { makeMetricsRoute } from "./Admin/Metrics.js"
+import { makeStatusRoutes } from "./Admin/Status.js"
 import { Auth, type AuthError } from "./Auth.js"
 import type { HostPort } from "./Domain/Address.js"
+import { Gossip } from "./Gossip.js"
 import { makeHttpServer } from "./internal/HttpServer.js"
-import { errorBody, writeJson } from "./internal/JsonResponse.js"
 import { formatAddressInfo, listen } from "./internal/Listen.js"
+import { type Handler, json, jsonError, makeRouter, write } from "./internal/Router.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
 import { Shutdown } from "./Shutdown.js"
 
@@ -15,26 +19,14 @@ export class AdminServer extends Context.Tag("pico/AdminServer")<
   { readonly address: AddressInfo }
 >() {}
 
-interface AdminResponse {
-  readonly status: number
-  readonly body: Buffer
-}
-
-type Route = (req: http.IncomingMessage) => Effect.Effect<AdminResponse>
-
-const json = (status: number, value: unknown): AdminResponse => ({
-  status,
-  body: Buffer.from(JSON.stringify(value)),
-})
 const ok = json(200, { status: "ok" })
-const notFound: AdminResponse = { status: 404, body: errorBody("not found") }
-const draining: AdminResponse = { status: 503, body: errorBody("shutting down") }
+const draining = jsonError(503, "shutting down")
 
 /**
  * Health (the process is up) and readiness (it wants traffic): readiness turns 503 as soon as shutdown starts,
  * so a load balancer stops sending new work while in-flight requests finish.
  */
-const routes = (shutdown: Shutdown["Type"]): Record<string, Route> => ({
+const probeRoutes = (shutdown: Shutdown["Type"]): Record<string, Handler> => ({
   "/health": () => Effect.succeed(ok),
   "/ready": () => Effect.sync(() => (shutdown.isDraining() ? draining : ok)),
 })
@@ -42,14 +34,31 @@ const routes = (shutdown: Shutdown["Type"]): Record<string, Route> => ({
 /** Probes must work without credentials, whatever the admin port requires. */
 const openPaths = new Set(["/health", "/ready"])
 
-/** Serves the admin API on `address` until the scope closes. */
+/** The path and the `forward` query parameter of a request target ("/status/cluster/nodes?forward=pico-2"). */
+const parseTarget = (url: string): { readonly path: string; readonly forward: string | null } => {
+  const query = url.indexOf("?")
+  return query < 0
+    ? { path: url, forward: null }
+    : { path: url.slice(0, query), forward: new URLSearchParams(url.slice(query + 1)).get("forward") }
+}
+
+/**
+ * Serves the admin API on `address` until the scope closes: probes, `/metrics`, the status routes, and
+ * `?forward=<node id>` on any of them to run it on another node.
+ */
 export const layerServer = (address: HostPort, tls?: TlsFiles) =>
   Layer.scoped(
     AdminServer,
     Effect.gen(function* () {
       const shutdown = yield* Shutdown
+      const gossip = yield* Gossip
       const guard = (yield* Auth).admin
-      const table = routes(shutdown)
+      const route = makeRouter({
+        ...probeRoutes(shutdown),
+        ...(yield* makeStatusRoutes),
+        "/metrics": yield* makeMetricsRoute,
+      })
+      const forward = yield* makeForward(tls !== undefined)
       const run = yield* FiberSet.makeRuntime<never>()
 
       const authorized = (req: http.IncomingMessage, path: string): Effect.Effect<void, AuthError> =>
@@ -59,17 +68,16 @@ export const layerServer = (address: HostPort, tls?: TlsFiles) =>
 
       const server = yield* makeHttpServer(tls, {}, "admin")
       server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
-        const path = (req.url ?? "/").split("?", 1)[0] as string
-        const route = req.method === "GET" || req.method === "HEAD" ? table[path] : undefined
-        // Credentials come before routing, so an unauthenticated caller cannot map which routes exist.
+        const { path, forward: nodeId } = parseTarget(req.url ?? "/")
+        const local = nodeId === null || nodeId === "" || nodeId === gossip.nodeId
+        // Credentials come before routing, so an unauthenticated caller cannot map which routes (or nodes) exist.
         run(
           authorized(req, path).pipe(
-            Effect.zipRight(route === undefined ? Effect.succeed(notFound) : route(req)),
-            Effect.map((response) => writeJson(res, response.status, response.body)),
+            Effect.zipRight(local ? route(req, res, path) : forward(req, res, nodeId)),
             Effect.catchTag("AuthError", (error) =>
               Effect.logWarning("admin request unauthorized").pipe(
                 Effect.annotateLogs({ subsystem: "admin", reason: error.reason }),
-                Effect.zipRight(Effect.sync(() => writeJson(res, 401, errorBody(error.reason)))),
+                Effect.zipRight(Effect.sync(() => write(res, jsonError(401, error.reason)))),
               ),
             ),
           ),

@@ -23,6 +23,8 @@ export interface Attempt {
   readonly agent: http.Agent
   /** The peer node to send to; undefined for a tunnel, whose agent already knows where its streams go. */
   readonly target?: HostPort
+  /** The target speaks TLS (then `agent` is an https.Agent). */
+  readonly tls?: boolean
   readonly headers: ReadonlyArray<string>
   /**
    * Send `Expect: 100-continue` and hold the body until the target agrees: a peer node that no longer has the
@@ -84,6 +86,7 @@ export const exchange = (
         headers: attempt.headers as Array<string>,
         agent: attempt.agent,
         ...(attempt.target === undefined ? {} : { host: attempt.target.host, port: attempt.target.port }),
+        ...(attempt.tls === true ? { protocol: "https:" } : {}),
       })
       upstreamReq.on("response", (upstreamRes) => {
         if (!bodySpent && isStaleRoute(upstreamRes)) {

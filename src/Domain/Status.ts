@@ -1,0 +1,63 @@
+import { Schema } from "effect"
+
+/**
+ * The JSON bodies of the admin status API, shared by the server that writes them and `pico status` that reads
+ * them. Field order is the order `pico status` prints.
+ */
+
+export const NodeStatus = Schema.Literal("active", "unreachable", "left")
+
+/** One node in `/status/cluster/nodes`. */
+export const NodeSummary = Schema.Struct({
+  id: Schema.String,
+  status: NodeStatus,
+  proxy_addr: Schema.String,
+  admin_addr: Schema.String,
+  /** How many distinct endpoints have upstreams on the node. */
+  endpoints: Schema.Int,
+  /** How many upstreams are connected to the node, all endpoints together. */
+  upstreams: Schema.Int,
+})
+export type NodeSummary = typeof NodeSummary.Type
+
+/** `/status/cluster/nodes/<id>`: one node with its upstream count per endpoint. */
+export const NodeDetail = Schema.Struct({
+  id: Schema.String,
+  status: NodeStatus,
+  proxy_addr: Schema.String,
+  admin_addr: Schema.String,
+  endpoints: Schema.Record({ key: Schema.String, value: Schema.Int }),
+})
+export type NodeDetail = typeof NodeDetail.Type
+
+/** One node in `/status/gossip/nodes`, as gossip knows it. */
+export const GossipNodeSummary = Schema.Struct({
+  id: Schema.String,
+  /** The node's gossip address. */
+  addr: Schema.String,
+  status: NodeStatus,
+  /** The highest version of the node's entries known here. */
+  version: Schema.Int,
+  /** When a left or unreachable node will be forgotten (RFC 3339); absent for an active node. */
+  expiry: Schema.optional(Schema.String),
+})
+export type GossipNodeSummary = typeof GossipNodeSummary.Type
+
+export const GossipEntry = Schema.Struct({
+  key: Schema.String,
+  value: Schema.String,
+  version: Schema.Int,
+  internal: Schema.Boolean,
+  deleted: Schema.Boolean,
+})
+
+/** `/status/gossip/nodes/<id>`: the node and all its entries, tombstones and internal keys included. */
+export const GossipNodeDetail = Schema.Struct({
+  ...GossipNodeSummary.fields,
+  entries: Schema.Array(GossipEntry),
+})
+export type GossipNodeDetail = typeof GossipNodeDetail.Type
+
+/** `/status/proxy/endpoints`: each local endpoint and the remote addresses of its upstreams. */
+export const ProxyEndpoints = Schema.Record({ key: Schema.String, value: Schema.Array(Schema.String) })
+export type ProxyEndpoints = typeof ProxyEndpoints.Type
