@@ -163,7 +163,10 @@ describe("cluster settings", () => {
   it.effect("take join lists and a boolean given as text", () =>
     Effect.gen(function* () {
       const config = yield* load(serverSettings, {
-        flags: { "cluster.join": ["10.0.0.1,pico.ns.svc:8003", "[::1]:8003"], "cluster.abort-if-join-fails": "false" },
+        flags: {
+          "cluster.join": ["10.0.0.1,pico.ns.svc:8003", "[::1]:8003"],
+          "cluster.abort-if-join-fails": "false",
+        },
       })
       expect(config.cluster.join).toEqual(["10.0.0.1", "pico.ns.svc:8003", "[::1]:8003"])
       expect(config.cluster.abortIfJoinFails).toBe(false)
