@@ -257,7 +257,9 @@ export const layerServer = (address: HostPort, tls?: TlsFiles) =>
       const shutdown = yield* Shutdown
       const run = yield* FiberSet.makeRuntime<never>()
       // No request timeout: a proxied download may legitimately stream for hours.
-      const server = yield* makeHttpServer(tls, { requestTimeout: 0 }, "proxy")
+      // A 256 KiB socket buffer lets a response body leave in a few large writes instead of one per 16 KiB:
+      // on the proxy port, write syscalls are what limits throughput.
+      const server = yield* makeHttpServer(tls, { requestTimeout: 0, highWaterMark: 256 * 1024 }, "proxy")
       server.on("request", (req, res) => run(proxy.handle(req, res)))
       // Answering Expect: 100-continue ourselves lets a peer's stale route be refused before its body is sent.
       server.on("checkContinue", (req, res) => {
