@@ -9,6 +9,7 @@ import * as PicoConfig from "./PicoConfig.js"
 import * as PicoLogger from "./PicoLogger.js"
 import { agentProgram } from "./programs/agent.js"
 import { serverLayer } from "./programs/server.js"
+import { status } from "./StatusCli.js"
 
 const { version } = createRequire(import.meta.url)("../package.json") as { version: string }
 
@@ -155,7 +156,7 @@ const pico = Command.make("pico").pipe(
   Command.withDescription(
     "Pico: a reverse-tunnel proxy that serves production traffic from a cluster of nodes.",
   ),
-  Command.withSubcommands([serverCommand, agentCommand, devCommand]),
+  Command.withSubcommands([serverCommand, agentCommand, status, devCommand]),
 )
 
 export const cli = Command.run(pico, { name: "pico", version })

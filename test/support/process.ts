@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { waitFor } from "./http.js"
@@ -65,3 +65,19 @@ export const listeningPort = async (pico: PicoProcess, name: string): Promise<nu
   const log = await pico.waitForLog(`${name} listening`)
   return Number(String(log.addr).split(":").pop())
 }
+
+export interface PicoRun {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs a short-lived `pico` command (e.g. `pico status ...`) to completion, keeping stdout and stderr apart. */
+export const runPico = (args: ReadonlyArray<string>): Promise<PicoRun> =>
+  new Promise((resolve, reject) => {
+    execFile(process.execPath, [picoBin, ...args], { timeout: 30_000 }, (error, stdout, stderr) => {
+      const code = error === null ? 0 : typeof error.code === "number" ? error.code : null
+      if (code === null) reject(error)
+      else resolve({ code, stdout, stderr })
+    })
+  })
