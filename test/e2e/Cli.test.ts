@@ -2,20 +2,9 @@ import * as http from "node:http"
 import { pipeline } from "node:stream/promises"
 import { afterEach, describe, expect, it } from "vitest"
 import { request, startHttpServer, waitFor } from "../support/http.js"
-import { listeningPort, type PicoProcess, spawnPico } from "../support/process.js"
+import { listeningPort, picoPerTest } from "../support/process.js"
 
-const processes: Array<PicoProcess> = []
-const cleanups: Array<() => Promise<void>> = []
-afterEach(async () => {
-  for (const pico of processes.splice(0)) await pico.stop()
-  for (const cleanup of cleanups.splice(0)) await cleanup()
-})
-
-const pico = (args: ReadonlyArray<string>) => {
-  const started = spawnPico(args)
-  processes.push(started)
-  return started
-}
+const { pico, cleanups } = picoPerTest(afterEach)
 
 /** Every listener but the proxy on an ephemeral loopback port, so tests never collide. */
 const loopbackPorts = [

@@ -1,13 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest"
 import { request, startHttpServer, waitFor } from "../support/http.js"
-import { listeningPort, type PicoProcess, spawnPico } from "../support/process.js"
+import { listeningPort, type PicoProcess, picoPerTest } from "../support/process.js"
 
-const processes: Array<PicoProcess> = []
-const cleanups: Array<() => Promise<void>> = []
-afterEach(async () => {
-  for (const pico of processes.splice(0)) await pico.stop()
-  for (const cleanup of cleanups.splice(0)) await cleanup()
-})
+const { pico, cleanups } = picoPerTest(afterEach)
 
 interface ServerProcess {
   readonly process: PicoProcess
@@ -19,7 +14,7 @@ interface ServerProcess {
 
 /** A real `pico server` on loopback ephemeral ports, gossiping fast, joining `join`. */
 const startServer = async (join: ReadonlyArray<string>): Promise<ServerProcess> => {
-  const pico = spawnPico([
+  const server = pico([
     "server",
     ...["--proxy.bind-addr", "127.0.0.1:0", "--upstream.bind-addr", "127.0.0.1:0"],
     ...[
@@ -32,28 +27,24 @@ const startServer = async (join: ReadonlyArray<string>): Promise<ServerProcess> 
     ],
     ...join.flatMap((address) => ["--cluster.join", address]),
   ])
-  processes.push(pico)
-  const gossip = await pico.waitForLog("gossip listening")
+  const gossip = await server.waitForLog("gossip listening")
   return {
-    process: pico,
+    process: server,
     nodeId: String(gossip["node-id"]),
     gossipAddr: String(gossip.addr),
-    proxyPort: await listeningPort(pico, "proxy"),
-    upstreamPort: await listeningPort(pico, "upstream"),
+    proxyPort: await listeningPort(server, "proxy"),
+    upstreamPort: await listeningPort(server, "upstream"),
   }
 }
 
-const startAgent = (upstreamPort: number, servicePort: number) => {
-  const agent = spawnPico([
+const startAgent = (upstreamPort: number, servicePort: number) =>
+  pico([
     "agent",
     "--endpoints",
     `e/127.0.0.1:${servicePort}`,
     "--server.url",
     `http://127.0.0.1:${upstreamPort}`,
   ])
-  processes.push(agent)
-  return agent
-}
 
 /** Polls until the node answers the endpoint with the service's body. */
 const servedBy = (server: ServerProcess) =>

@@ -4,21 +4,10 @@ import { join } from "node:path"
 import * as jose from "jose"
 import { afterEach, describe, expect, it } from "vitest"
 import { request, startHttpServer } from "../support/http.js"
-import { listeningPort, type PicoProcess, spawnPico } from "../support/process.js"
+import { listeningPort, picoPerTest } from "../support/process.js"
 import { makeCertificates } from "../support/tls.js"
 
-const processes: Array<PicoProcess> = []
-const cleanups: Array<() => Promise<void>> = []
-afterEach(async () => {
-  for (const pico of processes.splice(0)) await pico.stop()
-  for (const cleanup of cleanups.splice(0)) await cleanup()
-})
-
-const pico = (args: ReadonlyArray<string>) => {
-  const started = spawnPico(args)
-  processes.push(started)
-  return started
-}
+const { pico, cleanups } = picoPerTest(afterEach)
 
 describe("pico server and agent with TLS and an RS256 token", () => {
   it("connect over wss with keys from files, and never log the secrets", async () => {

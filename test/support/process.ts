@@ -81,3 +81,22 @@ export const runPico = (args: ReadonlyArray<string>): Promise<PicoRun> =>
       else resolve({ code, stdout, stderr })
     })
   })
+
+/**
+ * Processes and cleanups that end with each test: `pico(args)` spawns the CLI and stops it after the test,
+ * `cleanups` take anything else to undo.
+ */
+export const picoPerTest = (afterEach: (fn: () => Promise<void>) => void) => {
+  const processes: Array<PicoProcess> = []
+  const cleanups: Array<() => Promise<void>> = []
+  afterEach(async () => {
+    for (const started of processes.splice(0)) await started.stop()
+    for (const cleanup of cleanups.splice(0)) await cleanup()
+  })
+  const pico = (args: ReadonlyArray<string>): PicoProcess => {
+    const started = spawnPico(args)
+    processes.push(started)
+    return started
+  }
+  return { pico, cleanups }
+}
