@@ -2,19 +2,26 @@
 # Build: compile TypeScript with the dev dependencies, then keep only what runs.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
-COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+# Dependencies first, so a source change reuses this layer. No install scripts: the only native addon
+# (bufferutil) loads its prebuilt binary, or falls back to JavaScript where there is none (e.g. arm64),
+# and there is no compiler in this image to build one.
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts
+COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npm ci --no-audit --no-fund && npm prune --omit=dev
+RUN npm run build && npm prune --omit=dev --ignore-scripts
 
-# Run: Node, the compiled code and production dependencies only, as a non-root user.
+# Run: Node, the compiled code and production dependencies only, as a non-root user (uid 1000).
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# `pico` on the PATH, so `docker exec <container> pico status cluster nodes` works too.
+RUN chmod +x dist/bin/pico.js && ln -s /app/dist/bin/pico.js /usr/local/bin/pico
 USER node
 # proxy, upstream, admin, gossip (TCP and UDP)
 EXPOSE 8000 8001 8002 8003 8003/udp
-ENTRYPOINT ["node", "/app/dist/bin/pico.js"]
+ENTRYPOINT ["pico"]
 CMD ["server"]
