@@ -1,6 +1,7 @@
 import { Effect, ExecutionStrategy, Exit, FiberSet, Layer, Schema, Scope } from "effect"
 import { Backoff } from "./Agent/Backoff.js"
 import { type ForwardTarget, makeForwarder } from "./Agent/Forwarder.js"
+import { forwardMetrics } from "./Metrics/Agent.js"
 import {
   awaitClose,
   awaitGoAway,
@@ -60,8 +61,12 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
     const backoff = new Backoff()
     let delay = 0
 
-    const forward = makeForwarder(endpoint, options.forwardTimeout, (failure, detail) =>
-      log(Effect.logWarning("forward failed").pipe(Effect.annotateLogs({ reason: failure, detail }))),
+    const forward = makeForwarder(
+      endpoint,
+      options.forwardTimeout,
+      (failure, detail) =>
+        log(Effect.logWarning("forward failed").pipe(Effect.annotateLogs({ reason: failure, detail }))),
+      forwardMetrics(endpoint.id),
     )
 
     for (;;) {

@@ -1,5 +1,6 @@
 import type * as http from "node:http"
 import * as net from "node:net"
+import type { ForwardMetrics } from "../Metrics/Agent.js"
 import type { TunnelStream } from "../Tunnel.js"
 
 /** A local service reached over TCP. */
@@ -50,17 +51,26 @@ export const makeForwarder = (
   target: ForwardTarget,
   connectTimeout: number,
   onFailure: (failure: ForwardFailure, detail: string) => void,
+  metrics: ForwardMetrics,
 ): Forwarder => {
-  if ("server" in target) return (stream) => target.server.emit("connection", stream)
+  if ("server" in target) {
+    return (stream) => {
+      metrics.forwarded()
+      target.server.emit("connection", stream)
+    }
+  }
   const readBuffer = Buffer.allocUnsafeSlow(64 * 1024)
 
   return (stream) => {
+    const started = metrics.forwarded()
     let connected = false
+    let responded = false
     const fail = (failure: ForwardFailure, detail: string) => {
       clearTimeout(timer)
       socket.destroy()
       if (stream.destroyed) return
       answerWithError(stream, failure)
+      metrics.failed(failure)
       onFailure(failure, detail)
     }
     /**
@@ -68,6 +78,10 @@ export const makeForwarder = (
      * read rarely has to be copied aside), or until it has taken the part it could not.
      */
     const forwardRead = (length: number): boolean => {
+      if (!responded) {
+        responded = true
+        metrics.responded(started)
+      }
       const taken = stream.writeNow(readBuffer, 0, length)
       if (taken < length) {
         stream.write(Buffer.from(readBuffer.subarray(taken, length)), () => socket.resume())

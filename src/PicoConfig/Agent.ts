@@ -1,5 +1,5 @@
 import { Either } from "effect"
-import { parseHostPort } from "../Domain/Address.js"
+import { bindAddrProblem, parseHostPort } from "../Domain/Address.js"
 import { endpointIdRule, isValidEndpointId } from "../Domain/EndpointId.js"
 import { logSettings } from "./Server.js"
 import * as Setting from "./Setting.js"
@@ -75,6 +75,15 @@ export const agentSettings = {
   auth: {
     apiKey: Setting.secret(
       'Token (JWT) sent as "Authorization: Bearer <key>" when connecting. "file:PATH" reads it from a file.',
+    ),
+  },
+  admin: {
+    bindAddr: Setting.checkedString(
+      "Address for the agent's /health and /metrics, e.g. :9000. Empty: off, so several agents on one host " +
+        "never clash.",
+      "",
+      (text) => (text === "" ? undefined : bindAddrProblem(text)),
+      "addr",
     ),
   },
   forwarder: {

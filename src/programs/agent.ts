@@ -1,6 +1,9 @@
 import { readFile } from "node:fs/promises"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import * as Agent from "../Agent.js"
+import * as AgentAdmin from "../AgentAdmin.js"
+import { parseHostPort } from "../Domain/Address.js"
+import type { ListenError } from "../internal/Listen.js"
 import { readSecretValue } from "../PicoConfig/KeyMaterial.js"
 import { type AgentConfigShape, ConfigError } from "../PicoConfig.js"
 import * as Tunnel from "../Tunnel.js"
@@ -48,4 +51,11 @@ export const agentProgram = (config: AgentConfigShape) =>
     Effect.provide(
       Tunnel.layer({ interval: config.server.heartbeatInterval, timeout: config.server.heartbeatTimeout }),
     ),
+    Effect.provide(adminLayer(config.admin.bindAddr)),
   )
+
+/** The agent's /health and /metrics, when --admin.bind-addr asks for them. */
+const adminLayer = (bindAddr: string): Layer.Layer<never, ListenError> => {
+  const address = parseHostPort(bindAddr)
+  return address === undefined ? Layer.empty : Layer.discard(AgentAdmin.layerServer(address))
+}

@@ -52,9 +52,12 @@ describe("pico server and pico agent as processes", () => {
       `big/127.0.0.1:${service.port}`,
       "--server.url",
       `http://127.0.0.1:${upstreamPort}`,
+      "--admin.bind-addr",
+      "127.0.0.1:0",
     ])
     await agent.waitForLog("connected")
     await server.waitForLog("upstream connected")
+    const agentAdminPort = await listeningPort(agent, "admin")
 
     const small = await request(`http://127.0.0.1:${proxyPort}/hello`, {
       method: "POST",
@@ -77,6 +80,11 @@ describe("pico server and pico agent as processes", () => {
       void pipeline(generate(transferSize), req).catch(reject)
     })
     expect(Number(uploaded)).toBe(transferSize)
+
+    // The agent's own admin port counts what it forwarded, per endpoint.
+    expect((await request(`http://127.0.0.1:${agentAdminPort}/health`)).status).toBe(200)
+    const agentMetrics = (await request(`http://127.0.0.1:${agentAdminPort}/metrics`)).body
+    expect(agentMetrics).toMatch(/^pico_agent_forwards_total\{endpoint_id="big"\} [1-9]/m)
 
     const downloaded = await new Promise<number>((resolve, reject) => {
       http
