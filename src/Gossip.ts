@@ -1,8 +1,7 @@
 import { randomInt } from "node:crypto"
-import { Context, Effect, Layer, type Option, type Queue, Schema, type Scope } from "effect"
+import { Context, Effect, Layer, Schema, type Scope } from "effect"
 import * as Engine from "./Gossip/Engine.js"
 import type { MemoryNetwork } from "./Gossip/MemoryNetwork.js"
-import type { GossipEntry, GossipEvent, GossipNode } from "./Gossip/State.js"
 import { isolated, type Transport } from "./Gossip/Transport.js"
 
 export type { Stats as GossipStats } from "./Gossip/Engine.js"
@@ -24,26 +23,7 @@ export class GossipError extends Schema.TaggedError<GossipError>()("GossipError"
  */
 export class Gossip extends Context.Tag("pico/Gossip")<
   Gossip,
-  {
-    /** This node's id, fresh for every process start. */
-    readonly nodeId: string
-    /** Upserts a local entry (nothing happens if the value is unchanged). */
-    readonly setLocal: (key: string, value: string) => Effect.Effect<void>
-    /** Deletes a local entry (a tombstone, so the deletion spreads). */
-    readonly deleteLocal: (key: string) => Effect.Effect<void>
-    /** The local node's current entries. */
-    readonly localEntries: Effect.Effect<ReadonlyMap<string, string>>
-    /** Every known node, self included (for the status API). */
-    readonly nodes: Effect.Effect<ReadonlyArray<GossipNode>>
-    /** One node's metadata and all its entries (tombstones and internal keys included), if known. */
-    readonly node: (
-      id: string,
-    ) => Effect.Effect<Option.Option<GossipNode & { readonly entries: ReadonlyArray<GossipEntry> }>>
-    /**
-     * Remote-node events from now on, for as long as the scope lives; a new subscriber first receives the current
-     * state replayed as NodeJoined/KeyUpdated/NodeStatusChanged events.
-     */
-    readonly subscribe: Effect.Effect<Queue.Dequeue<GossipEvent>, never, Scope.Scope>
+  Omit<Engine.Engine, "join" | "leave"> & {
     /**
      * Contacts the given gossip addresses (host:port) and exchanges full state; resolves to the node ids reached.
      * Fails only if none could be reached.
@@ -51,8 +31,6 @@ export class Gossip extends Context.Tag("pico/Gossip")<
     readonly join: (addresses: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, GossipError>
     /** Announces this node leaving (it is then "left" everywhere); idempotent. */
     readonly leave: Effect.Effect<void, GossipError>
-    /** Traffic counters since start (for metrics). */
-    readonly stats: Effect.Effect<Engine.Stats>
   }
 >() {}
 

@@ -48,14 +48,24 @@ export interface Stats {
 }
 
 export interface Engine {
+  /** This node's id, fresh for every process start. */
   readonly nodeId: string
+  /** Upserts a local entry (nothing happens if the value is unchanged). */
   readonly setLocal: (key: string, value: string) => Effect.Effect<void>
+  /** Deletes a local entry (a tombstone, so the deletion spreads). */
   readonly deleteLocal: (key: string) => Effect.Effect<void>
+  /** The local node's current entries. */
   readonly localEntries: Effect.Effect<ReadonlyMap<string, string>>
+  /** Every known node, self included (for the status API). */
   readonly nodes: Effect.Effect<ReadonlyArray<GossipNode>>
+  /** One node's metadata and all its entries (tombstones and internal keys included), if known. */
   readonly node: (
     id: string,
   ) => Effect.Effect<Option.Option<GossipNode & { readonly entries: ReadonlyArray<GossipEntry> }>>
+  /**
+   * Remote-node events from now on, for as long as the scope lives; a new subscriber first receives the current
+   * state replayed as NodeJoined/KeyUpdated/NodeStatusChanged events.
+   */
   readonly subscribe: Effect.Effect<Queue.Dequeue<GossipEvent>, never, Scope.Scope>
   /** Joins through each address; the ids reached, and why the others failed. */
   readonly join: (
@@ -67,6 +77,7 @@ export interface Engine {
     readonly peers: number
     readonly failures: ReadonlyArray<string>
   }>
+  /** Traffic counters since start (for metrics). */
   readonly stats: Effect.Effect<Stats>
 }
 
