@@ -19,11 +19,15 @@ export class StatusError extends Schema.TaggedError<StatusError>()("StatusError"
 /** As long as a node waits for a forwarded request: a slower answer is not coming. */
 const TIMEOUT = "15 seconds"
 
-const urlFor = (target: StatusTarget, path: string): URL => {
-  const url = new URL(target.serverUrl)
+const urlFor = (target: StatusTarget, path: string): Effect.Effect<URL, StatusError> => {
+  const url = URL.parse(target.serverUrl)
+  if (url === null || (url.protocol !== "http:" && url.protocol !== "https:"))
+    return new StatusError({
+      message: `--server.url: expected an http(s) URL such as http://localhost:8002, not "${target.serverUrl}"`,
+    })
   url.pathname = `${url.pathname.replace(/\/+$/, "")}${path}`
   url.search = target.forward === undefined ? "" : new URLSearchParams({ forward: target.forward }).toString()
-  return url
+  return Effect.succeed(url)
 }
 
 const ErrorBody = Schema.parseJson(Schema.Struct({ error: Schema.String }))
@@ -50,7 +54,7 @@ export const fetchStatus = <A, I>(
   schema: Schema.Schema<A, I>,
 ): Effect.Effect<A, StatusError, HttpClient.HttpClient> =>
   Effect.gen(function* () {
-    const url = urlFor(target, path)
+    const url = yield* urlFor(target, path)
     const request =
       target.token === undefined
         ? HttpClientRequest.get(url)

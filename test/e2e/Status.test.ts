@@ -117,10 +117,11 @@ describe("pico status", () => {
 
   it("prints one line and exits 1 when the node is unknown or the server cannot be reached", async () => {
     const port = await closedPort()
-    const [unknownNode, unknownForward, down] = await Promise.all([
+    const [unknownNode, unknownForward, down, badUrl] = await Promise.all([
       status(second, "cluster", "node", "nobody"),
       status(second, "cluster", "nodes", "--forward", "nobody"),
       runPico(["status", "cluster", "nodes", "--server.url", `http://127.0.0.1:${port}`]),
+      runPico(["status", "gossip", "nodes", "--server.url", "localhost:8002"]),
     ])
     expect(unknownNode).toEqual({
       code: 1,
@@ -133,6 +134,10 @@ describe("pico status", () => {
       stdout: "",
       stderr: `failed to get cluster nodes: cannot reach 127.0.0.1:${port}: connect ECONNREFUSED 127.0.0.1:${port}\n`,
     })
+    expect([badUrl.code, badUrl.stderr]).toEqual([
+      1,
+      'failed to get gossip nodes: --server.url: expected an http(s) URL such as http://localhost:8002, not "localhost:8002"\n',
+    ])
   })
 
   it("sends --auth.token (or a file: token) to an admin port that requires one", async () => {
