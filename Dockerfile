@@ -6,7 +6,8 @@ WORKDIR /app
 # (bufferutil) loads its prebuilt binary, or falls back to JavaScript where there is none (e.g. arm64),
 # and there is no compiler in this image to build one.
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund --ignore-scripts
+# npm install, not npm ci: the lock may lack other platforms' optional binaries (see .ci/run).
+RUN npm install --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev --ignore-scripts
