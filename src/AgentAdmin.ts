@@ -7,8 +7,6 @@ import { json, makeRouter } from "./internal/Router.js"
 import { makeMetricsRoute } from "./Metrics/Route.js"
 import * as Metrics from "./Metrics.js"
 
-export { type ForwardMetrics, forwardMetrics } from "./Metrics/Agent.js"
-
 /** The agent's admin listener, once bound. */
 export class AgentAdminServer extends Context.Tag("pico/AgentAdminServer")<
   AgentAdminServer,

@@ -1,6 +1,7 @@
 import { Context, Effect, Exit, Layer, Scope } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as AgentAdmin from "../src/AgentAdmin.js"
+import { forwardMetrics } from "../src/Metrics/Agent.js"
 import { agentFamilies, processFamilies } from "../src/Metrics.js"
 import { request } from "./support/http.js"
 import { testLogger } from "./support/node.js"
@@ -29,12 +30,12 @@ describe("the agent's admin port", () => {
   })
 
   it("exposes per-endpoint forwarding counters and latency, and the process metrics", async () => {
-    const orders = AgentAdmin.forwardMetrics("agent-admin-orders")
+    const orders = forwardMetrics("agent-admin-orders")
     const started = orders.forwarded()
     orders.responded(started)
     orders.forwarded()
     orders.failed("upstream unreachable")
-    AgentAdmin.forwardMetrics("agent-admin-users").forwarded()
+    forwardMetrics("agent-admin-users").forwarded()
 
     const text = (await request(`${adminUrl}/metrics`)).body
     expect(checkWithPromtool(text)).toBe("")
