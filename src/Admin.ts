@@ -2,7 +2,7 @@ import type * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import { Context, Effect, FiberSet, Layer } from "effect"
 import { makeForward } from "./Admin/Forward.js"
-import { makeMetricsRoute } from "./Admin/Metrics.js"
+import { makeNodeMetricsRoute } from "./Admin/Metrics.js"
 import { makeStatusRoutes } from "./Admin/Status.js"
 import { Auth, type AuthError } from "./Auth.js"
 import type { HostPort } from "./Domain/Address.js"
@@ -56,7 +56,7 @@ export const layerServer = (address: HostPort, tls?: TlsFiles) =>
       const route = makeRouter({
         ...probeRoutes(shutdown),
         ...(yield* makeStatusRoutes),
-        "/metrics": yield* makeMetricsRoute,
+        "/metrics": yield* makeNodeMetricsRoute,
       })
       const forward = yield* makeForward(tls !== undefined)
       const run = yield* FiberSet.makeRuntime<never>()

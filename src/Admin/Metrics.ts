@@ -2,7 +2,7 @@ import { Effect, type Scope } from "effect"
 import { Gossip } from "../Gossip.js"
 import type { Handler } from "../internal/Router.js"
 import type { Sample } from "../Metrics/Exposition.js"
-import { makeMetricsRoute as makePage } from "../Metrics/Route.js"
+import { makeMetricsRoute } from "../Metrics/Route.js"
 import * as Metrics from "../Metrics.js"
 import { Registry } from "../Registry.js"
 
@@ -74,8 +74,8 @@ const makeStateSamples = Effect.gen(function* () {
 })
 
 /** `/metrics` of a server node: its own series (see Metrics.isolate), its state, and the process's. */
-export const makeMetricsRoute: Effect.Effect<Handler, never, Registry | Gossip | Scope.Scope> = Effect.gen(
-  function* () {
+export const makeNodeMetricsRoute: Effect.Effect<Handler, never, Registry | Gossip | Scope.Scope> =
+  Effect.gen(function* () {
     const labels = yield* Metrics.currentLabels
     // Series without labels of their own read 0 before their first event, rather than being absent.
     for (const metric of [
@@ -85,6 +85,5 @@ export const makeMetricsRoute: Effect.Effect<Handler, never, Registry | Gossip |
       Metrics.upstreamDisconnects,
     ])
       metric.unsafeValue(labels)
-    return yield* makePage(Metrics.serverFamilies, [yield* makeStateSamples])
-  },
-)
+    return yield* makeMetricsRoute(Metrics.serverFamilies, [yield* makeStateSamples])
+  })

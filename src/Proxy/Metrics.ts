@@ -16,6 +16,7 @@ export interface ProxyMetrics {
 /** The proxy metrics of the current node (its instance label comes from the fiber building the proxy). */
 export const make: Effect.Effect<ProxyMetrics> = Effect.map(Metrics.currentLabels, (node) => {
   const byStatus = Metrics.labelCache(node, "status", (status: number) => String(status))
+  // One entry per peer node id, as in the registry: ids are fresh per restart, so both grow slowly with restarts.
   const byTarget = Metrics.labelCache(node, "node_id", (nodeId: string) => nodeId)
   return {
     requestEnded: (res, started) => {
