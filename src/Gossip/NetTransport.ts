@@ -30,14 +30,19 @@ const readFrame = (socket: net.Socket, onFrame: (payload: Buffer | undefined) =>
     socket.off("end", onEnd)
     onFrame(payload)
   }
+  // The announced length, once its 4 bytes are in; the payload is joined once, when all of it has arrived.
+  let length: number | undefined
   const onData = (chunk: Buffer) => {
     chunks.push(chunk)
     received += chunk.length
     if (received < LENGTH_PREFIX) return
-    const buffered = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)
-    const length = buffered.readUInt32BE(0)
-    if (length > MAX_STREAM_PAYLOAD) return finish(undefined)
-    if (received >= LENGTH_PREFIX + length) finish(buffered.subarray(LENGTH_PREFIX, LENGTH_PREFIX + length))
+    if (length === undefined) {
+      length = Buffer.concat(chunks).readUInt32BE(0)
+      if (length > MAX_STREAM_PAYLOAD) return finish(undefined)
+    }
+    if (received < LENGTH_PREFIX + length) return
+    const buffered = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received)
+    finish(buffered.subarray(LENGTH_PREFIX, LENGTH_PREFIX + length))
   }
   const onEnd = () => finish(undefined)
   socket.on("data", onData)
