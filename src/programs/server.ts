@@ -1,6 +1,7 @@
 import { Duration, Effect, Layer } from "effect"
 import * as Admin from "../Admin.js"
 import * as Auth from "../Auth.js"
+import * as ClusterKeys from "../ClusterKeys.js"
 import { parseHostPort } from "../Domain/Address.js"
 import { advertiseAddress } from "../Domain/Advertise.js"
 import { joinOnStartup } from "../Gossip/Join.js"
@@ -150,6 +151,7 @@ export const serverLayer = (
             timeout: config.upstream.heartbeatTimeout,
           }),
           Auth.layer(auth),
+          ClusterKeys.layer(undefined),
         ).pipe(Layer.provideMerge(gossip))
         const listeners = Layer.mergeAll(
           Proxy.layerServer(address(config.proxy.bindAddr), tls.proxy),
@@ -174,4 +176,5 @@ export type ServerServices =
   | Shutdown.Shutdown
   | Tunnel.Tunnel
   | Auth.Auth
+  | ClusterKeys.ClusterKeys
   | Gossip.Gossip
