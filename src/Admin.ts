@@ -7,8 +7,7 @@ import { makeStatusRoutes } from "./Admin/Status.js"
 import { Auth, type AuthError } from "./Auth.js"
 import type { HostPort } from "./Domain/Address.js"
 import { Gossip } from "./Gossip.js"
-import { makeHttpServer } from "./internal/HttpServer.js"
-import { formatAddressInfo, listen } from "./internal/Listen.js"
+import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
 import { type Handler, json, jsonError, makeRouter, write } from "./internal/Router.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
 import { Shutdown } from "./Shutdown.js"
@@ -42,11 +41,17 @@ const parseTarget = (url: string): { readonly path: string; readonly forward: st
     : { path: url.slice(0, query), forward: new URLSearchParams(url.slice(query + 1)).get("forward") }
 }
 
+export interface AdminOptions {
+  readonly limits?: ClientLimits
+  /** Milliseconds a `?forward=` request waits for the other node's response headers; default 15 s. */
+  readonly forwardTimeout?: number
+}
+
 /**
  * Serves the admin API on `address` until the scope closes: probes, `/metrics`, the status routes, and
  * `?forward=<node id>` on any of them to run it on another node.
  */
-export const layerServer = (address: HostPort, tls?: TlsFiles) =>
+export const layerServer = (address: HostPort, tls?: TlsFiles, options: AdminOptions = {}) =>
   Layer.scoped(
     AdminServer,
     Effect.gen(function* () {
@@ -58,7 +63,11 @@ export const layerServer = (address: HostPort, tls?: TlsFiles) =>
         ...(yield* makeStatusRoutes),
         "/metrics": yield* makeNodeMetricsRoute,
       })
-      const forward = yield* makeForward(tls !== undefined)
+      const forward = yield* makeForward({
+        tls: tls !== undefined,
+        timeout: options.forwardTimeout ?? 15_000,
+        requiresToken: guard !== undefined,
+      })
       const run = yield* FiberSet.makeRuntime<never>()
 
       const authorized = (req: http.IncomingMessage, path: string): Effect.Effect<void, AuthError> =>
@@ -66,8 +75,13 @@ export const layerServer = (address: HostPort, tls?: TlsFiles) =>
           ? Effect.void
           : Effect.asVoid(guard.authorize(req.headers.authorization))
 
-      const server = yield* makeHttpServer(tls, {}, "admin")
-      server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const listener = yield* makeListener({
+        name: "admin",
+        address,
+        tls,
+        limits: options.limits ?? { ...defaultClientLimits, maxConnections: 1024 },
+      })
+      listener.server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
         const { path, forward: nodeId } = parseTarget(req.url ?? "/")
         const local = nodeId === null || nodeId === "" || nodeId === gossip.nodeId
         // Credentials come before routing, so an unauthenticated caller cannot map which routes (or nodes) exist.
@@ -83,10 +97,6 @@ export const layerServer = (address: HostPort, tls?: TlsFiles) =>
           ),
         )
       })
-      const bound = yield* listen(server, address, "admin")
-      yield* Effect.logInfo("admin listening").pipe(
-        Effect.annotateLogs({ subsystem: "admin", addr: formatAddressInfo(bound) }),
-      )
-      return AdminServer.of({ address: bound })
+      return AdminServer.of({ address: listener.address })
     }),
   )

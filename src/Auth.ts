@@ -25,7 +25,7 @@ export class AuthError extends Schema.TaggedError<AuthError>()("AuthError", {
 
 /** What a verified caller may do, and until when. */
 export interface Grant {
-  /** Epoch millis at which the token expires (an upstream's session is then ended); undefined: never. */
+  /** Epoch millis from which the token is refused (an upstream's session is then ended); undefined: never. */
   readonly expiresAt: number | undefined
 }
 
@@ -55,14 +55,14 @@ const unlimited: Grant = { expiresAt: undefined }
 /** Lets everyone in: Pico's behaviour for a port without keys. */
 export const allowAll: Guard = { authorize: () => Effect.succeed(unlimited) }
 
-/** "Bearer <token>" (the scheme is case-sensitive, as Pico has always been). */
+/** "Bearer <token>"; the scheme is case-insensitive, as every HTTP auth scheme is (RFC 9110 §11.1). */
 const bearerToken = (authorization: string | undefined): Effect.Effect<string, AuthError> => {
   if (authorization === undefined || authorization === "") {
     return Effect.fail(new AuthError({ reason: "missing authorization" }))
   }
   const space = authorization.indexOf(" ")
   if (space < 0) return Effect.fail(new AuthError({ reason: "missing authorization" }))
-  if (authorization.slice(0, space) !== "Bearer")
+  if (authorization.slice(0, space).toLowerCase() !== "bearer")
     return Effect.fail(new AuthError({ reason: "unsupported auth type" }))
   return Effect.succeed(authorization.slice(space + 1).trim())
 }

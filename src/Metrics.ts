@@ -129,6 +129,12 @@ export const authFailures = server.counter(
   "Requests refused for their credentials, by port (upstream, proxy, admin) and reason.",
 )
 
+export const connectionsOverLimit = server.counter(
+  "pico_connections_over_limit_total",
+  "Connections closed because a port was at its --<port>.max-connections cap, by port and action " +
+    "(closed_idle: the longest-idle connection made room; refused: every connection was busy).",
+)
+
 export const serverFamilies = server.families
 
 // --- Agent ---
@@ -259,6 +265,15 @@ export const labelCache = <K>(
     return labels
   }
 }
+
+/** `base` plus the given labels, for a series updated synchronously (build it once, not per update). */
+export const withLabels = (
+  base: ReadonlyArray<MetricLabel.MetricLabel>,
+  labels: Readonly<Record<string, string>>,
+): ReadonlyArray<MetricLabel.MetricLabel> => [
+  ...base,
+  ...Object.entries(labels).map(([key, value]) => MetricLabel.make(key, value)),
+]
 
 /** Counts a refused credential on a port; runs in the refused request's fiber, so it counts for its node. */
 export const countAuthFailure = (port: "upstream" | "proxy" | "admin", reason: string): Effect.Effect<void> =>

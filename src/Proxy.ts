@@ -1,26 +1,31 @@
 import * as http from "node:http"
-import type { AddressInfo } from "node:net"
+import * as https from "node:https"
+import type { AddressInfo, Socket } from "node:net"
 import type { Duplex } from "node:stream"
-import { Context, Effect, FiberSet, Layer } from "effect"
+import { Context, Effect, FiberSet, Layer, Option } from "effect"
 import { Auth, type AuthError } from "./Auth.js"
+import { ClusterKeys } from "./ClusterKeys.js"
 import { dialAddress, type HostPort } from "./Domain/Address.js"
-import { makeHttpServer } from "./internal/HttpServer.js"
-import { formatAddressInfo, listen, stopAccepting } from "./internal/Listen.js"
+import { errorBody, writeJsonToSocket } from "./internal/JsonResponse.js"
+import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
 import { endpointIdFromHeaders } from "./Proxy/EndpointId.js"
-import { ProxyError, writeError, writeErrorToSocket } from "./Proxy/Errors.js"
-import { type Attempt, exchange, forwardUpgrade, hasNoBody } from "./Proxy/Forward.js"
-import { upstreamRequestHeaders } from "./Proxy/Headers.js"
+import { ProxyError, writeError } from "./Proxy/Errors.js"
+import { type Attempt, type AttemptOutcome, attempt, type Exchange, hasNoBody } from "./Proxy/Forward.js"
+import { type HeaderPolicy, upstreamRequestHeaders } from "./Proxy/Headers.js"
 import * as ProxyMetrics from "./Proxy/Metrics.js"
-import { type ClusterNode, Registry, type Upstream } from "./Registry.js"
+import * as PassThrough from "./Proxy/PassThrough.js"
+import * as PeerProof from "./Proxy/PeerProof.js"
+import { normalizeTarget } from "./Proxy/RequestTarget.js"
+import { type ClusterNode, Registry } from "./Registry.js"
 import { Shutdown } from "./Shutdown.js"
-import type { TunnelStream } from "./Tunnel.js"
 
 export { ProxyError, type ProxyFailure } from "./Proxy/Errors.js"
 
 /**
  * Routes proxy-client requests to upstreams: resolves the endpoint id, picks an upstream and streams the exchange
- * through its tunnel. Failures are answered with a JSON `{"error": ...}` body, never thrown.
+ * through its tunnel, or through the node that holds it. Failures are answered with a JSON `{"error": ...}` body,
+ * never thrown.
  */
 export class Proxy extends Context.Tag("pico/Proxy")<
   Proxy,
@@ -29,18 +34,35 @@ export class Proxy extends Context.Tag("pico/Proxy")<
     readonly handleUpgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => Effect.Effect<void>
     /** False for a request forwarded by a peer that this node can no longer serve (a stale route). */
     readonly hasLocalUpstream: (req: http.IncomingMessage) => boolean
+    /** Upgraded connections (WebSockets) piped through this node, which a drain ends last. */
+    readonly passThroughs: PassThrough.PassThroughs
   }
 >() {}
 
 export interface ProxyOptions {
-  /** Milliseconds to wait for an upstream's response headers before answering 504. */
+  /** Milliseconds to wait for response headers once the request body has been sent; also bounds route waits. */
   readonly gatewayTimeout: number
+  /** Milliseconds a request body may pause between two reads; default 60 s. */
+  readonly idleTimeout?: number
+  /** TLS to peer nodes, whose proxy ports serve TLS: a CA to verify them, and a certificate to present. */
+  readonly peerTls?: PeerTls | undefined
+}
+
+/** How a node connects to its peers' TLS proxy ports. */
+export interface PeerTls {
+  readonly ca: Buffer | undefined
+  readonly cert: Buffer
+  readonly key: Buffer
 }
 
 /** The proxy port's listener, once bound. */
 export class ProxyServer extends Context.Tag("pico/ProxyServer")<
   ProxyServer,
-  { readonly address: AddressInfo }
+  {
+    readonly address: AddressInfo
+    /** Stops taking new connections (the end of a drain); requests under way carry on. */
+    readonly stopAccepting: Effect.Effect<void>
+  }
 >() {}
 
 const logFailure = (error: ProxyError | AuthError, endpointId: string | undefined) =>
@@ -74,23 +96,45 @@ const proxyCredential = (
   return { header: req.headers.authorization, stripAuthorization: true }
 }
 
-/** Marks a request one node forwards to another, which must not forward it again (one hop at most). */
-const forwardedHeader = "x-pico-forward"
-
-const isFromPeer = (req: http.IncomingMessage): boolean => req.headers[forwardedHeader] === "true"
+/** The upgrade protocols Pico passes through: a pipe to anything else would be a tunnel nobody asked for. */
+const isSupportedUpgrade = (req: http.IncomingMessage): boolean =>
+  req.headers.upgrade?.toLowerCase() === "websocket"
 
 /** How many other local upstreams (or pooled streams) a request without a spent body may try. */
 const LOCAL_RETRIES = 2
+
+const keepAuthorization = Effect.succeed(false)
+
+/** Why the last attempt failed decides the answer when no route is left: stale routes only mean "not found". */
+const failureFor = (last: AttemptOutcome | undefined): ProxyError =>
+  last?._tag === "Retry" && last.reason !== "stale route"
+    ? new ProxyError({ reason: "upstream unreachable", detail: last.detail })
+    : new ProxyError({ reason: "endpoint not found" })
 
 export const make = (options: ProxyOptions) =>
   Effect.gen(function* () {
     const registry = yield* Registry
     const shutdown = yield* Shutdown
     const guard = (yield* Auth).proxy
+    // Optional, so a library user composing a node without a cluster key need not provide one.
+    const keys = yield* Effect.serviceOption(ClusterKeys)
+    const proof = PeerProof.make(Option.isSome(keys) ? keys.value.keyring : undefined)
     const metrics = yield* ProxyMetrics.make
-    const forwardOptions = { gatewayTimeout: options.gatewayTimeout, closeConnection: shutdown.isDraining }
+    const passThroughs = PassThrough.make()
+    const peerTls = options.peerTls
     // Keep-alive connections to peer nodes, shared by all forwarded requests.
-    const peerAgent = new http.Agent({ keepAlive: true, scheduling: "lifo" })
+    const peerAgent =
+      peerTls === undefined
+        ? new http.Agent({ keepAlive: true, scheduling: "lifo" })
+        : new https.Agent({
+            keepAlive: true,
+            scheduling: "lifo",
+            ...(peerTls.ca === undefined ? {} : { ca: peerTls.ca }),
+            // Nodes present their own proxy certificate, so a proxy port that requires client certificates
+            // (mTLS) takes its peers' forwarded requests.
+            cert: peerTls.cert,
+            key: peerTls.key,
+          })
     yield* Effect.addFinalizer(() => Effect.sync(() => peerAgent.destroy()))
 
     /** Checks the Pico credential when the proxy port requires one; says whether Authorization carried it. */
@@ -100,92 +144,145 @@ export const make = (options: ProxyOptions) =>
       return Effect.as(guard.authorize(header, endpointId), stripAuthorization)
     }
 
-    /**
-     * Opens a stream to a local upstream (a local forward), skipping any whose session closed since it was picked.
-     */
-    const openLocalStream = (endpointId: string): Effect.Effect<TunnelStream, ProxyError> =>
-      Effect.suspend(() => {
-        for (;;) {
-          const upstream = registry.pickLocal(endpointId)
-          if (upstream === undefined) return Effect.fail(new ProxyError({ reason: "endpoint not found" }))
-          try {
-            const stream = upstream.tunnel.openStream()
-            metrics.forwardedLocal()
-            return Effect.succeed(stream)
-          } catch {
-            // Closed between pick and open: pickLocal will not offer it again.
-          }
-        }
-      })
-
     const answerFailure = (
       error: ProxyError | AuthError,
       endpointId: string | undefined,
       res: http.ServerResponse,
     ) => logFailure(error, endpointId).pipe(Effect.zipRight(Effect.sync(() => writeError(res, error))))
 
-    /** To a local upstream, through its tunnel; a retry goes to the next local upstream. */
-    const forwardLocal = (
-      req: http.IncomingMessage,
-      res: http.ServerResponse,
-      endpointId: string,
-      upstream: Upstream,
-      headers: ReadonlyArray<string>,
-    ) => {
-      let retries = LOCAL_RETRIES
-      const attempt = (target: Upstream): Attempt => ({
-        agent: target.httpAgent,
+    /** The request as sent to a peer node: the client described, Pico's credentials kept, the hop proved. */
+    const peerAttempt = (exchange: Exchange, node: ClusterNode, headers: Array<string>): Attempt => {
+      metrics.forwardedRemote(node.id)
+      return {
+        agent: peerAgent,
+        target: dialAddress(node.proxyAddr),
+        tls: peerTls !== undefined,
         headers,
-        expectContinue: false,
-      })
-      return exchange(req, res, forwardOptions, attempt(upstream), () => {
-        const next = retries-- > 0 ? registry.pickLocal(endpointId) : undefined
-        return next === undefined ? undefined : attempt(next)
-      })
+        expectContinue: !hasNoBody(exchange.req),
+      }
     }
 
-    /**
-     * To a peer node that holds the endpoint, chosen by upstream count. A peer that cannot be reached or no
-     * longer has the endpoint (a stale route) is skipped for the next one: the request never reached an upstream.
-     */
-    const forwardRemote = (req: http.IncomingMessage, res: http.ServerResponse, endpointId: string) => {
-      const tried = new Set<string>()
+    const peerHeaders = (exchange: Exchange): Array<string> | undefined => {
+      const { req } = exchange
       const headers = upstreamRequestHeaders(req, {
-        keepUpgrade: false,
+        keepUpgrade: exchange.upgrade !== undefined,
         credentials: "forward",
         fromPeer: false,
       })
-      headers.push(forwardedHeader, "true")
-      const expectContinue = !hasNoBody(req)
-      if (expectContinue) headers.push("Expect", "100-continue")
-      const attemptOn = (node: ClusterNode | undefined): Attempt | undefined => {
-        if (node === undefined) return undefined
-        tried.add(node.id)
-        metrics.forwardedRemote(node.id)
-        return { agent: peerAgent, target: dialAddress(node.proxyAddr), headers, expectContinue }
-      }
-      const first = attemptOn(registry.pickRemote(endpointId, tried))
-      if (first === undefined) return Effect.fail(new ProxyError({ reason: "endpoint not found" }))
-      return exchange(req, res, forwardOptions, first, () =>
-        attemptOn(registry.pickRemote(endpointId, tried)),
-      )
+      if (headers === undefined) return undefined
+      headers.push(PeerProof.forwardHeader, proof.sign(req.method ?? "", req.url ?? "", headers))
+      if (!hasNoBody(req)) headers.push("Expect", "100-continue")
+      return headers
     }
 
-    const route =
-      (req: http.IncomingMessage, res: http.ServerResponse, endpointId: string) =>
-      (stripAuthorization: boolean): Effect.Effect<void, ProxyError> => {
-        const fromPeer = isFromPeer(req)
-        const upstream = registry.pickLocal(endpointId)
-        if (upstream !== undefined) {
-          const credentials = stripAuthorization ? "strip authorization" : "strip"
-          const headers = upstreamRequestHeaders(req, { keepUpgrade: false, credentials, fromPeer })
-          metrics.forwardedLocal()
-          return forwardLocal(req, res, endpointId, upstream, headers)
+    /**
+     * Tries local upstreams, then (unless a peer sent the request: one hop at most) the nodes holding the
+     * endpoint, skipping each that turns out stale or unreachable. With no route left and none of the body spent,
+     * an entry node waits for the cluster to converge (an agent moving, a node draining), up to the route
+     * deadline; a peer is told at once, since it does the waiting.
+     */
+    const retry = (
+      exchange: Exchange,
+      endpointId: string,
+      localHeaders: ReadonlyArray<string>,
+      fromPeer: boolean,
+      first: AttemptOutcome | undefined,
+    ) =>
+      Effect.gen(function* () {
+        const tried = new Set<string>()
+        let remoteHeaders: Array<string> | undefined
+        let localRetries = LOCAL_RETRIES
+        let last = first
+        for (;;) {
+          const upstream = localRetries > 0 ? registry.pickLocal(endpointId) : undefined
+          const node =
+            upstream === undefined && !fromPeer ? registry.pickRemote(endpointId, tried) : undefined
+          if (upstream !== undefined) {
+            localRetries--
+            metrics.forwardedLocal()
+            last = yield* attempt(exchange, {
+              agent: upstream.httpAgent,
+              headers: localHeaders,
+              expectContinue: false,
+            })
+          } else if (node !== undefined) {
+            remoteHeaders ??= peerHeaders(exchange)
+            if (remoteHeaders === undefined) return yield* new ProxyError({ reason: "duplicate host header" })
+            tried.add(node.id)
+            last = yield* attempt(exchange, peerAttempt(exchange, node, remoteHeaders))
+          } else {
+            const remaining = exchange.routeDeadline - Date.now()
+            const mayWait =
+              !fromPeer &&
+              !exchange.bodySpent &&
+              remaining > 0 &&
+              (last !== undefined || registry.recentlyLost(endpointId))
+            if (!mayWait) return yield* failureFor(last)
+            const changed = yield* registry.routeChanged.pipe(Effect.timeoutOption(remaining))
+            if (Option.isNone(changed)) return yield* failureFor(last)
+            localRetries = LOCAL_RETRIES
+            continue
+          }
+          if (last._tag === "Done") return
         }
-        // A forwarded request is never forwarded again: one hop, no loops.
-        if (fromPeer) return Effect.fail(new ProxyError({ reason: "endpoint not found" }))
-        return forwardRemote(req, res, endpointId)
+      })
+
+    const route = (exchange: Exchange, endpointId: string) => (stripAuthorization: boolean) =>
+      Effect.suspend((): Effect.Effect<void, ProxyError> => {
+        const { req } = exchange
+        // Anyone may ask a node not to forward (the header's presence); only a proven peer is trusted.
+        const fromPeer = req.headers[PeerProof.forwardHeader] !== undefined
+        const policy: HeaderPolicy = {
+          keepUpgrade: exchange.upgrade !== undefined,
+          credentials: stripAuthorization ? "strip authorization" : "strip",
+          fromPeer: fromPeer && proof.verify(req),
+        }
+        const localHeaders = upstreamRequestHeaders(req, policy)
+        if (localHeaders === undefined)
+          return Effect.fail(new ProxyError({ reason: "duplicate host header" }))
+        // The hot path: one local attempt, no generator, no waiting.
+        const upstream = registry.pickLocal(endpointId)
+        if (upstream === undefined) return retry(exchange, endpointId, localHeaders, fromPeer, undefined)
+        metrics.forwardedLocal()
+        return Effect.flatMap(
+          attempt(exchange, { agent: upstream.httpAgent, headers: localHeaders, expectContinue: false }),
+          (outcome) =>
+            outcome._tag === "Done"
+              ? Effect.void
+              : retry(exchange, endpointId, localHeaders, fromPeer, outcome),
+        )
+      })
+
+    const serve = (
+      req: http.IncomingMessage,
+      res: http.ServerResponse,
+      upgrade: Exchange["upgrade"],
+    ): Effect.Effect<void> => {
+      if (!normalizeTarget(req))
+        return answerFailure(new ProxyError({ reason: "invalid request target" }), undefined, res)
+      const endpointId = endpointIdFromHeaders(req.headers)
+      if (endpointId === undefined)
+        return answerFailure(new ProxyError({ reason: "missing pico endpoint id" }), endpointId, res)
+      if (upgrade !== undefined && !isSupportedUpgrade(req)) {
+        const detail = `upgrade to ${req.headers.upgrade ?? ""}`
+        return answerFailure(new ProxyError({ reason: "unsupported upgrade", detail }), endpointId, res)
       }
+      const exchange: Exchange = {
+        req,
+        res,
+        upgrade,
+        gatewayTimeout: options.gatewayTimeout,
+        routeDeadline: Date.now() + options.gatewayTimeout,
+        idleTimeout: options.idleTimeout ?? defaultClientLimits.idleTimeout,
+        closeConnection: shutdown.isDraining,
+        bodySpent: false,
+      }
+      const forwarded =
+        guard === undefined
+          ? route(exchange, endpointId)(false)
+          : Effect.flatMap(authorize(req, endpointId), route(exchange, endpointId))
+      return Effect.catchAll(forwarded, (error) => answerFailure(error, endpointId, res))
+    }
 
     // The hot path: one fiber, no per-request log annotations (added only on failure), no auth work when the
     // port is open, metrics updated without allocating.
@@ -196,70 +293,75 @@ export const make = (options: ProxyOptions) =>
         done()
         metrics.requestEnded(res, started)
       })
-      const endpointId = endpointIdFromHeaders(req.headers)
-      if (endpointId === undefined) {
-        return answerFailure(new ProxyError({ reason: "missing pico endpoint id" }), endpointId, res)
+      return serve(req, res, undefined)
+    }
+
+    /**
+     * An upgrade request is forwarded as a request; it becomes a pass-through pipe only if the upstream answers
+     * 101. Until then it is answered like any request, on a response bound to the raw connection, which closes
+     * after that answer: bytes the client sent behind it are never parsed as another request.
+     */
+    const handleUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): Effect.Effect<void> => {
+      const started = performance.now()
+      const done = shutdown.begin()
+      const res = new http.ServerResponse(req)
+      res.shouldKeepAlive = false
+      res.assignSocket(socket as Socket)
+      socket.on("error", () => socket.destroy())
+      const ended = () => {
+        done()
+        metrics.requestEnded(res, started)
       }
-      const forwarded =
-        guard === undefined
-          ? route(req, res, endpointId)(false)
-          : Effect.flatMap(authorize(req, endpointId), route(req, res, endpointId))
-      return Effect.catchAll(forwarded, (error) => answerFailure(error, endpointId, res))
+      res.once("finish", () => {
+        res.detachSocket(socket as Socket)
+        socket.end()
+        ended()
+      })
+      res.once("close", ended)
+      const switched = (client: Duplex, upstream: Duplex) => {
+        res.statusCode = 101
+        passThroughs.open(client, upstream, true)
+        ended()
+      }
+      return serve(req, res, { socket, head, switched })
     }
 
     /** A peer that asks first (Expect: 100-continue) learns at once, before sending a body, if the route is stale. */
     const hasLocalUpstream = (req: http.IncomingMessage): boolean => {
       const endpointId = endpointIdFromHeaders(req.headers)
-      return !isFromPeer(req) || (endpointId !== undefined && registry.pickLocal(endpointId) !== undefined)
-    }
-
-    const handleUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-      const endpointId = endpointIdFromHeaders(req.headers)
-      const forwarded: Effect.Effect<void, ProxyError | AuthError> =
-        endpointId === undefined
-          ? Effect.fail(new ProxyError({ reason: "missing pico endpoint id" }))
-          : authorize(req, endpointId).pipe(
-              Effect.flatMap((stripAuthorization) =>
-                openLocalStream(endpointId).pipe(
-                  Effect.map((stream) =>
-                    forwardUpgrade(stream, req, socket, head, {
-                      keepUpgrade: true,
-                      credentials: stripAuthorization ? "strip authorization" : "strip",
-                      fromPeer: isFromPeer(req),
-                    }),
-                  ),
-                ),
-              ),
-            )
-      return forwarded.pipe(
-        Effect.catchAll((error) =>
-          logFailure(error, endpointId).pipe(
-            Effect.zipRight(Effect.sync(() => writeErrorToSocket(socket, error))),
-          ),
-        ),
+      return (
+        req.headers[PeerProof.forwardHeader] === undefined ||
+        (endpointId !== undefined && registry.pickLocal(endpointId) !== undefined)
       )
     }
 
-    return Proxy.of({ handle, handleUpgrade, hasLocalUpstream })
+    return Proxy.of({ handle, handleUpgrade, hasLocalUpstream, passThroughs })
   })
-
-const keepAuthorization = Effect.succeed(false)
 
 export const layer = (options: ProxyOptions): Layer.Layer<Proxy, never, Registry | Shutdown | Auth> =>
   Layer.scoped(Proxy, make(options))
 
-/** Serves the proxy on `address` until the scope closes; stops accepting connections when the node drains. */
-export const layerServer = (address: HostPort, tls?: TlsFiles) =>
+/** Answers CONNECT (a forward proxy's tunnel request), which a reverse proxy does not offer. */
+const refuseConnect = (_req: http.IncomingMessage, socket: Duplex) =>
+  writeJsonToSocket(socket, 405, errorBody("CONNECT is not supported"))
+
+/** Serves the proxy on `address` until the scope closes. */
+export const layerServer = (address: HostPort, tls?: TlsFiles, limits: ClientLimits = defaultClientLimits) =>
   Layer.scoped(
     ProxyServer,
     Effect.gen(function* () {
       const proxy = yield* Proxy
-      const shutdown = yield* Shutdown
       const run = yield* FiberSet.makeRuntime<never>()
-      // No request timeout: a proxied download may legitimately stream for hours.
-      // A 256 KiB socket buffer lets a response body leave in a few large writes instead of one per 16 KiB:
-      // on the proxy port, write syscalls are what limits throughput.
-      const server = yield* makeHttpServer(tls, { requestTimeout: 0, highWaterMark: 256 * 1024 }, "proxy")
+      const listener = yield* makeListener({
+        name: "proxy",
+        address,
+        tls,
+        limits,
+        // A 256 KiB socket buffer lets a response body leave in a few large writes instead of one per 16 KiB:
+        // on the proxy port, write syscalls are what limits throughput.
+        server: { highWaterMark: 256 * 1024 },
+      })
+      const { server } = listener
       server.on("request", (req, res) => run(proxy.handle(req, res)))
       // Answering Expect: 100-continue ourselves lets a peer's stale route be refused before its body is sent.
       server.on("checkContinue", (req, res) => {
@@ -267,12 +369,7 @@ export const layerServer = (address: HostPort, tls?: TlsFiles) =>
         run(proxy.handle(req, res))
       })
       server.on("upgrade", (req, socket: Duplex, head: Buffer) => run(proxy.handleUpgrade(req, socket, head)))
-      server.on("clientError", (_error, socket: Duplex) => socket.destroy())
-      const bound = yield* listen(server, address, "proxy")
-      yield* shutdown.onDrain(stopAccepting(server))
-      yield* Effect.logInfo("proxy listening").pipe(
-        Effect.annotateLogs({ subsystem: "proxy", addr: formatAddressInfo(bound) }),
-      )
-      return ProxyServer.of({ address: bound })
+      server.on("connect", refuseConnect)
+      return ProxyServer.of({ address: listener.address, stopAccepting: listener.stopAccepting })
     }),
   )

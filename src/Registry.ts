@@ -48,18 +48,61 @@ export class Registry extends Context.Tag("pico/Registry")<
     readonly localEndpoints: Effect.Effect<ReadonlyMap<string, ReadonlyArray<Upstream>>>
     /** Asks every upstream to reconnect elsewhere: the node is draining. */
     readonly goAwayAll: Effect.Effect<void>
+    /**
+     * Stops advertising this node's endpoints to the cluster (draining): peers stop routing here, while the
+     * local upstreams keep serving whatever still arrives.
+     */
+    readonly withdraw: Effect.Effect<void>
+    /** Completes at the next change of any route, local or remote: a request waiting for one looks again. */
+    readonly routeChanged: Effect.Effect<void>
+    /**
+     * Whether the endpoint lost a route (local or remote) in the last minute: a request for it then waits for the
+     * cluster to converge instead of failing at once, while one for an endpoint nobody has held fails at once.
+     */
+    readonly recentlyLost: (endpointId: string) => boolean
   }
 >() {}
+
+/** How long an endpoint that lost its route counts as coming back (an agent moving, a node restarting). */
+const RECENTLY_LOST_MS = 60_000
+/** Past this many remembered endpoints, the old memories are dropped. */
+const LOST_MEMORY = 10_000
 
 export const endpointKey = (endpointId: string): string => `endpoint:${endpointId}`
 
 export const make = Effect.gen(function* () {
   const gossip = yield* Gossip
   const rotations = new Map<string, Rotation>()
+  let withdrawn = false
+
+  // --- Route changes ---
+
+  // Kept closed: opening it for an instant releases everyone waiting for the next change.
+  const changes = Effect.unsafeMakeLatch(false)
+  const notifyRouteChange = () => {
+    changes.unsafeOpen()
+    changes.unsafeClose()
+  }
+
+  const lostAt = new Map<string, number>()
+  const lost = (endpointId: string) => {
+    const now = Date.now()
+    if (lostAt.size >= LOST_MEMORY) {
+      for (const [id, at] of lostAt) if (now - at >= RECENTLY_LOST_MS) lostAt.delete(id)
+    }
+    lostAt.delete(endpointId)
+    lostAt.set(endpointId, now)
+  }
+  const recentlyLost = (endpointId: string) => {
+    const at = lostAt.get(endpointId)
+    return at !== undefined && Date.now() - at < RECENTLY_LOST_MS
+  }
+
+  // --- Local upstreams ---
 
   const publishCount = (endpointId: string) => {
     const count = rotations.get(endpointId)?.upstreams.length ?? 0
-    return count === 0
+    return count === 0 || withdrawn
       ? gossip.deleteLocal(endpointKey(endpointId))
       : gossip.setLocal(endpointKey(endpointId), String(count))
   }
@@ -69,6 +112,7 @@ export const make = Effect.gen(function* () {
       const rotation = rotations.get(upstream.endpointId)
       if (rotation === undefined) rotations.set(upstream.endpointId, { upstreams: [upstream], next: 0 })
       else rotation.upstreams.push(upstream)
+      notifyRouteChange()
       return publishCount(upstream.endpointId)
     })
 
@@ -79,8 +123,10 @@ export const make = Effect.gen(function* () {
       const index = rotation.upstreams.indexOf(upstream)
       if (index < 0) return Effect.void
       rotation.upstreams.splice(index, 1)
-      if (rotation.upstreams.length === 0) rotations.delete(upstream.endpointId)
-      else {
+      if (rotation.upstreams.length === 0) {
+        rotations.delete(upstream.endpointId)
+        lost(upstream.endpointId)
+      } else {
         // Keep the rotation fair: the upstream after the removed one is still next.
         if (index < rotation.next) rotation.next--
         rotation.next %= rotation.upstreams.length
@@ -106,7 +152,12 @@ export const make = Effect.gen(function* () {
   const events = yield* gossip.subscribe
   yield* Effect.forkScoped(
     Queue.take(events).pipe(
-      Effect.map((event) => view.apply(event)),
+      Effect.tap((event) =>
+        Effect.sync(() => {
+          for (const endpointId of view.apply(event)) lost(endpointId)
+          notifyRouteChange()
+        }),
+      ),
       Effect.forever,
     ),
   )
@@ -128,6 +179,14 @@ export const make = Effect.gen(function* () {
       for (const rotation of rotations.values())
         for (const upstream of rotation.upstreams) upstream.tunnel.goAway()
     }),
+    withdraw: Effect.suspend(() => {
+      withdrawn = true
+      return Effect.forEach(rotations.keys(), (endpointId) => gossip.deleteLocal(endpointKey(endpointId)), {
+        discard: true,
+      })
+    }),
+    routeChanged: changes.await,
+    recentlyLost,
   })
 })
 

@@ -5,19 +5,21 @@ import { Context, Duration, Effect, FiberSet, Layer } from "effect"
 import { Auth } from "./Auth.js"
 import type { HostPort } from "./Domain/Address.js"
 import { endpointIdRule, isValidEndpointId } from "./Domain/EndpointId.js"
-import { makeHttpServer } from "./internal/HttpServer.js"
 import { errorBody, writeJson, writeJsonToSocket } from "./internal/JsonResponse.js"
-import { formatAddressInfo, listen, stopAccepting } from "./internal/Listen.js"
+import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
 import { TunnelAgent } from "./Proxy/TunnelAgent.js"
 import { Registry } from "./Registry.js"
-import { Shutdown } from "./Shutdown.js"
 import { awaitClose, describeClose, Tunnel } from "./Tunnel.js"
 
 /** The upstream port's listener, once bound. */
 export class UpstreamServer extends Context.Tag("pico/UpstreamServer")<
   UpstreamServer,
-  { readonly address: AddressInfo }
+  {
+    readonly address: AddressInfo
+    /** Stops taking new tunnels (a drain: agents then connect to another node); open sessions carry on. */
+    readonly stopAccepting: Effect.Effect<void>
+  }
 >() {}
 
 const listenerPrefix = "/pico/v1/listener/"
@@ -45,14 +47,17 @@ const remoteAddress = (req: http.IncomingMessage): string => {
  * Accepts upstream tunnels: authenticates the upgrade request, runs the session and registers it for its
  * endpoint until it closes (or its token expires).
  */
-export const layerServer = (address: HostPort, tls?: TlsFiles) =>
+export const layerServer = (
+  address: HostPort,
+  tls?: TlsFiles,
+  limits: ClientLimits = { ...defaultClientLimits, maxConnections: 16_384 },
+) =>
   Layer.scoped(
     UpstreamServer,
     Effect.gen(function* () {
       const auth = yield* Auth
       const tunnel = yield* Tunnel
       const registry = yield* Registry
-      const shutdown = yield* Shutdown
       const run = yield* FiberSet.makeRuntime<never>()
 
       const serveUpstream = (req: http.IncomingMessage, socket: Duplex, head: Buffer, endpointId: string) =>
@@ -91,7 +96,8 @@ export const layerServer = (address: HostPort, tls?: TlsFiles) =>
           Effect.annotateLogs({ subsystem: "upstream", "endpoint-id": endpointId }),
         )
 
-      const server = yield* makeHttpServer(tls, {}, "upstream")
+      const listener = yield* makeListener({ name: "upstream", address, tls, limits })
+      const { server } = listener
       server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
         const target = route(req)
         if ("endpointId" in target) writeJson(res, 426, errorBody("expected a websocket upgrade"))
@@ -103,12 +109,6 @@ export const layerServer = (address: HostPort, tls?: TlsFiles) =>
         if ("endpointId" in target) run(serveUpstream(req, socket, head, target.endpointId))
         else writeJsonToSocket(socket, target.status, target.body)
       })
-      server.on("clientError", (_error, socket: Duplex) => socket.destroy())
-      const bound = yield* listen(server, address, "upstream")
-      yield* shutdown.onDrain(stopAccepting(server))
-      yield* Effect.logInfo("upstream listening").pipe(
-        Effect.annotateLogs({ subsystem: "upstream", addr: formatAddressInfo(bound) }),
-      )
-      return UpstreamServer.of({ address: bound })
+      return UpstreamServer.of({ address: listener.address, stopAccepting: listener.stopAccepting })
     }),
   )

@@ -168,7 +168,8 @@ describe("token verification", () => {
       expect(yield* outcome(g, "")).toBe("missing authorization")
       expect(yield* outcome(g, "Bearer")).toBe("missing authorization")
       expect(yield* outcome(g, "Basic dXNlcjpwYXNz")).toBe("unsupported auth type")
-      expect(yield* outcome(g, "bearer abc")).toBe("unsupported auth type")
+      // Auth schemes are case-insensitive (RFC 9110 §11.1): "bearer" is Bearer, and "abc" no token.
+      expect(yield* outcome(g, "bearer abc")).toBe("invalid token")
       expect(yield* outcome(g, "Bearer not-a-jwt")).toBe("invalid token")
     }),
   )

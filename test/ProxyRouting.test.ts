@@ -32,6 +32,9 @@ const startProxy = async (peers: ReadonlyArray<ClusterNode>) => {
       clusterNodes: Effect.succeed(peers),
       localEndpoints: Effect.succeed(new Map()),
       goAwayAll: Effect.void,
+      withdraw: Effect.void,
+      routeChanged: Effect.never,
+      recentlyLost: () => false,
     }),
   )
   const scope = await Effect.runPromise(Scope.make())

@@ -6,7 +6,10 @@ import * as jose from "jose"
 export interface VerifiedToken {
   /** Endpoint ids from the `pico.endpoints` claim; undefined (claim absent or empty) means every endpoint. */
   readonly endpoints: ReadonlyArray<string> | undefined
-  /** Epoch milliseconds of `exp`, if the token has one. */
+  /**
+   * Epoch milliseconds at which the token stops being accepted: `exp` plus the leeway, the same instant the
+   * signature check refuses it from, so a session accepted near `exp` is not cut at once and reconnected.
+   */
   readonly expiresAt: number | undefined
 }
 
@@ -129,7 +132,7 @@ export const makeVerifier = (keys: TokenKeys): TokenVerifier => {
           if (endpoints === "malformed") return Effect.fail(failure("invalid token", "malformed pico claim"))
           return Effect.succeed({
             endpoints,
-            expiresAt: typeof payload.exp === "number" ? payload.exp * 1000 : undefined,
+            expiresAt: typeof payload.exp === "number" ? payload.exp * 1000 + keys.leeway : undefined,
           })
         }),
       ),

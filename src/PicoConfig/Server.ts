@@ -25,6 +25,27 @@ const joinAddress = (item: string) =>
     ? Either.right(item)
     : Either.left('expected "host", "host:port" or "[v6]:port" (a DNS name may resolve to several nodes)')
 
+/** The limits every HTTP port puts on its clients (see internal/Listener.ts). */
+const clientLimits = (port: string, maxConnections: number) => ({
+  readHeaderTimeout: Setting.duration(
+    `How long a ${port} client may take to send a complete request head (counted from its connection, or from ` +
+      "its previous request). Slower and silent connections are answered 408 and closed.",
+    "10s",
+  ),
+  idleTimeout: Setting.duration(
+    `How long a ${port} connection may stay open with no request in flight (keep-alive), and the longest pause ` +
+      "between two reads of a request body.",
+    "60s",
+  ),
+  maxConnections: Setting.integer(
+    `Most ${port} connections open at once. At the cap a new connection closes the longest-idle one; if every ` +
+      "connection is busy, it is refused. Both are logged and counted in pico_connections_over_limit_total.",
+    maxConnections,
+    1,
+    1_000_000,
+  ),
+})
+
 export const logSettings = {
   level: Setting.choice("Minimum log level.", ["debug", "info", "warn", "error"] as const, "info"),
   subsystems: Setting.stringList(
@@ -37,12 +58,21 @@ export const serverSettings = {
   proxy: {
     bindAddr: bindAddr("proxy clients (HTTP requests to route to upstreams)", ":8000"),
     gatewayTimeout: Setting.duration(
-      "How long to wait for an upstream's response headers before answering 504. A streaming body may take longer.",
+      "How long to wait for an upstream's response headers once the request body has been sent, before " +
+        "answering 504; it also bounds waiting for a route while the cluster converges. A slow upload is bounded " +
+        "by --proxy.idle-timeout between reads instead, and a streaming response body may take longer.",
       "15s",
     ),
     advertiseAddr: advertiseAddr("proxy"),
+    ...clientLimits("proxy", 10_000),
     auth: tokenSettings("proxy client"),
-    tls: tlsSettings("proxy"),
+    tls: {
+      ...tlsSettings("proxy"),
+      peerCaFile: Setting.string(
+        "PEM CA bundle that verifies other nodes' proxy certificates when a request is forwarded to them over " +
+          "TLS (default: the system's CAs). Each node presents its own proxy certificate to its peers.",
+      ),
+    },
   },
   upstream: {
     bindAddr: bindAddr("upstream connections (agents open WebSockets here)", ":8001"),
@@ -51,11 +81,17 @@ export const serverSettings = {
       "How long a ping may go unanswered before the upstream session is closed.",
       "10s",
     ),
+    ...clientLimits("upstream", 16_384),
     tls: tlsSettings("upstream"),
   },
   admin: {
     bindAddr: bindAddr("the admin API (health, readiness, metrics, status)", ":8002"),
     advertiseAddr: advertiseAddr("admin"),
+    forwardTimeout: Setting.duration(
+      "How long a ?forward=<node id> request may wait for the other node's response headers before 504.",
+      "15s",
+    ),
+    ...clientLimits("admin", 1024),
     auth: tokenSettings("admin API"),
     tls: tlsSettings("admin"),
   },

@@ -10,6 +10,10 @@ export const picoErrorHeader = "x-pico-error"
 /** Why the proxy answered a request itself instead of with an upstream's response. */
 export const ProxyFailure = Schema.Literal(
   "missing pico endpoint id",
+  "invalid request target",
+  "duplicate host header",
+  "unsupported upgrade",
+  "request body timeout",
   "endpoint not found",
   "upstream unreachable",
   "endpoint timeout",
@@ -31,6 +35,10 @@ interface ErrorResponse {
 
 const statuses: Record<ProxyFailure, number> = {
   "missing pico endpoint id": 400,
+  "invalid request target": 400,
+  "duplicate host header": 400,
+  "unsupported upgrade": 400,
+  "request body timeout": 408,
   "endpoint not found": 503,
   "upstream unreachable": 502,
   "endpoint timeout": 504,

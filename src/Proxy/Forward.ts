@@ -1,22 +1,19 @@
 import * as http from "node:http"
+import * as https from "node:https"
+import type { Socket } from "node:net"
 import type { Duplex } from "node:stream"
 import { Effect } from "effect"
 import type { HostPort } from "../Domain/Address.js"
-import type { TunnelStream } from "../Tunnel.js"
 import { ProxyError, picoErrorHeader } from "./Errors.js"
-import { clientResponseHeaders, type HeaderPolicy, requestHead, upstreamRequestHeaders } from "./Headers.js"
-
-export interface ForwardOptions {
-  /** Milliseconds to wait for the response headers. */
-  readonly gatewayTimeout: number
-  /** Whether the response should close the client connection (the node is draining). */
-  readonly closeConnection: () => boolean
-}
+import { clientResponseHeaders, responseHead } from "./Headers.js"
 
 /** A request without a body can be sent again when a kept-alive stream turns out to be closed already. */
 export const hasNoBody = (req: http.IncomingMessage): boolean =>
   req.headers["transfer-encoding"] === undefined &&
   (req.headers["content-length"] === undefined || req.headers["content-length"] === "0")
+
+/** How long connecting to a peer node may take before the next node is tried: nodes share a network. */
+const PEER_CONNECT_TIMEOUT_MS = 3_000
 
 /** One try at sending the request: through which pool of connections, with which headers. */
 export interface Attempt {
@@ -41,125 +38,196 @@ export interface Attempt {
  */
 export type RetryReason = "stale connection" | "connection failed" | "stale route"
 
-/** Decides whether (and where) to try again; undefined gives up. */
-export type Retry = (reason: RetryReason) => Attempt | undefined
+export type AttemptOutcome =
+  | { readonly _tag: "Done" }
+  | { readonly _tag: "Retry"; readonly reason: RetryReason; readonly detail: string }
+
+const done: AttemptOutcome = { _tag: "Done" }
+
+/** The client's side of an upgrade request: its raw connection and what should happen once the upstream agrees. */
+export interface UpgradeTarget {
+  readonly socket: Duplex
+  /** Bytes the client sent past its request head. */
+  readonly head: Buffer
+  /** Called with the upstream connection once both sides have switched protocols. */
+  readonly switched: (client: Duplex, upstream: Duplex) => void
+}
+
+/** One client request being forwarded, across however many attempts it takes. */
+export interface Exchange {
+  readonly req: http.IncomingMessage
+  readonly res: http.ServerResponse
+  readonly upgrade: UpgradeTarget | undefined
+  /** Milliseconds to wait for response headers once the body has been sent. */
+  readonly gatewayTimeout: number
+  /** Epoch ms after which no further attempt starts and none may still be connecting. */
+  readonly routeDeadline: number
+  /** Milliseconds a request body may pause between two reads before the exchange gives up. */
+  readonly idleTimeout: number
+  /** Whether the response should close the client connection (the node is draining). */
+  readonly closeConnection: () => boolean
+  /** Set once a byte of the body has gone to a target: from then on it cannot be retried elsewhere. */
+  bodySpent: boolean
+}
 
 const isStaleRoute = (res: http.IncomingMessage): boolean =>
   res.statusCode === 503 && res.headers[picoErrorHeader] === "endpoint not found"
 
 /**
- * Sends a request (retrying as `retry` allows) and streams the response back. Node's HTTP client does the
- * HTTP/1.1 framing, so bodies flow in both directions with backpressure and nothing is buffered whole. Fails
- * only before the response has started; after that a broken upstream can only cut the client connection.
+ * Sends the request once and streams the response back. Node's HTTP client does the HTTP/1.1 framing, so bodies
+ * flow in both directions with backpressure and nothing is buffered whole. An upgrade request becomes a byte
+ * pipe only when the upstream answers 101; any other answer is relayed and the client connection then closed,
+ * so nothing the client sends after it is ever read as a new request. Fails only before the response has
+ * started; after that a broken upstream can only cut the client connection.
  */
-export const exchange = (
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
-  options: ForwardOptions,
-  first: Attempt,
-  retry: Retry,
-): Effect.Effect<void, ProxyError> =>
-  Effect.async<void, ProxyError>((resume) => {
+export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<AttemptOutcome, ProxyError> =>
+  Effect.async<AttemptOutcome, ProxyError>((resume) => {
+    const { req, res, upgrade } = exchange
     let settled = false
-    const settle = (outcome: Effect.Effect<void, ProxyError>) => {
+    let timer: NodeJS.Timeout | undefined
+    const settle = (outcome: Effect.Effect<AttemptOutcome, ProxyError>) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
       resume(outcome)
     }
+    const fail = (reason: ProxyError["reason"], detail?: string) =>
+      settle(Effect.fail(new ProxyError(detail === undefined ? { reason } : { reason, detail })))
     const bodiless = hasNoBody(req)
-    let bodySpent = false
-    // A client that goes away resets the stream, so the upstream stops work on the request too.
-    let clientGone = false
 
-    const retryOrFail = (reason: RetryReason, detail: string) => {
-      const next = retry(reason)
-      if (next !== undefined) current = send(next)
-      else if (reason === "stale route") settle(Effect.fail(new ProxyError({ reason: "endpoint not found" })))
-      else settle(Effect.fail(new ProxyError({ reason: "upstream unreachable", detail })))
-    }
-
-    const send = (attempt: Attempt): http.ClientRequest => {
-      const upstreamReq = http.request({
-        method: req.method,
-        path: req.url,
-        headers: attempt.headers as Array<string>,
-        agent: attempt.agent,
-        ...(attempt.target === undefined ? {} : { host: attempt.target.host, port: attempt.target.port }),
-        ...(attempt.tls === true ? { protocol: "https:" } : {}),
-      })
-      upstreamReq.on("response", (upstreamRes) => {
-        if (!bodySpent && isStaleRoute(upstreamRes)) {
-          upstreamReq.destroy()
-          return retryOrFail("stale route", "peer no longer has the endpoint")
-        }
-        clearTimeout(timer)
-        res.writeHead(
-          upstreamRes.statusCode ?? 502,
-          upstreamRes.statusMessage,
-          clientResponseHeaders(upstreamRes, options.closeConnection()),
-        )
-        // Cut mid-body (the session died): the client must see a broken connection, not a short "complete" body.
-        upstreamRes.on("error", () => res.destroy())
-        upstreamRes.on("aborted", () => res.destroy())
-        upstreamRes.pipe(res)
-      })
-      upstreamReq.on("error", (error) => {
-        if (clientGone || settled || current !== upstreamReq) return
-        if (res.headersSent) {
-          res.destroy()
-          settle(Effect.void)
-        } else if (bodiless && upstreamReq.reusedSocket) retryOrFail("stale connection", error.message)
-        else if (!bodySpent) retryOrFail("connection failed", error.message)
-        else settle(Effect.fail(new ProxyError({ reason: "upstream unreachable", detail: error.message })))
-      })
-      const sendBody = () => {
-        bodySpent = true
-        req.pipe(upstreamReq)
-      }
-      if (bodiless) upstreamReq.end()
-      else if (attempt.expectContinue) {
-        upstreamReq.on("continue", sendBody)
-        upstreamReq.flushHeaders()
-      } else sendBody()
-      return upstreamReq
-    }
-
-    const timer = setTimeout(() => {
-      current.destroy()
-      settle(Effect.fail(new ProxyError({ reason: "endpoint timeout" })))
-    }, options.gatewayTimeout)
-    let current = send(first)
-    res.on("close", () => {
-      if (res.writableFinished) return
-      clientGone = true
-      current.destroy()
-      settle(Effect.void)
+    const upstreamReq = (target.tls === true ? https.request : http.request)({
+      method: req.method,
+      path: req.url,
+      headers: target.headers as Array<string>,
+      agent: target.agent,
+      ...(target.target === undefined ? {} : { host: target.target.host, port: target.target.port }),
     })
-    res.on("finish", () => settle(Effect.void))
-    req.on("error", () => current.destroy())
+    const retryOrFail = (reason: RetryReason, detail: string) => {
+      upstreamReq.destroy()
+      if (exchange.bodySpent) fail("upstream unreachable", detail)
+      else settle(Effect.succeed({ _tag: "Retry", reason, detail }))
+    }
+
+    // Until the body has been sent, the route deadline bounds connecting and waiting for a peer's 100 Continue.
+    const untilDeadline = exchange.routeDeadline - Date.now()
+    timer = setTimeout(
+      () => fail("endpoint timeout", "no route answered in time"),
+      Math.max(0, untilDeadline),
+    )
+    upstreamReq.once("socket", (socket: Socket) => {
+      if (target.target === undefined || !socket.connecting) return
+      const connectTimer = setTimeout(
+        () => retryOrFail("connection failed", "connect timed out"),
+        Math.min(PEER_CONNECT_TIMEOUT_MS, Math.max(0, untilDeadline)),
+      )
+      socket.once("connect", () => clearTimeout(connectTimer))
+      socket.once("close", () => clearTimeout(connectTimer))
+    })
+    // The gateway timeout counts from the moment the whole request has been sent, not from its first byte.
+    upstreamReq.once("finish", () => {
+      if (settled) return
+      clearTimeout(timer)
+      timer = setTimeout(() => {
+        upstreamReq.destroy()
+        fail("endpoint timeout")
+      }, exchange.gatewayTimeout)
+    })
+
+    upstreamReq.on("response", (upstreamRes) => {
+      if (target.target !== undefined && !exchange.bodySpent && isStaleRoute(upstreamRes))
+        return retryOrFail("stale route", "peer no longer has the endpoint")
+      clearTimeout(timer)
+      // Answered before the client finished sending: the rest of its body must not be read as a next request.
+      const close = exchange.closeConnection() || upgrade !== undefined || !req.complete
+      res.writeHead(
+        upstreamRes.statusCode ?? 502,
+        upstreamRes.statusMessage,
+        clientResponseHeaders(upstreamRes, close),
+      )
+      // Cut mid-body (the session died): the client must see a broken connection, not a short "complete" body.
+      upstreamRes.on("error", () => res.destroy())
+      upstreamRes.on("aborted", () => res.destroy())
+      upstreamRes.pipe(res)
+    })
+    if (upgrade !== undefined) {
+      upstreamReq.on(
+        "upgrade",
+        (upstreamRes: http.IncomingMessage, upstream: Duplex, upstreamHead: Buffer) => {
+          clearTimeout(timer)
+          res.detachSocket(upgrade.socket as Socket)
+          upgrade.socket.write(responseHead(upstreamRes))
+          if (upstreamHead.length > 0) upgrade.socket.write(upstreamHead)
+          if (upgrade.head.length > 0) upstream.write(upgrade.head)
+          upgrade.switched(upgrade.socket, upstream)
+          settle(Effect.succeed(done))
+        },
+      )
+    }
+    upstreamReq.on("error", (error) => {
+      if (settled) return
+      if (res.headersSent) {
+        res.destroy()
+        settle(Effect.succeed(done))
+      } else if (bodiless && upstreamReq.reusedSocket) retryOrFail("stale connection", error.message)
+      else if (!exchange.bodySpent) retryOrFail("connection failed", error.message)
+      else fail("upstream unreachable", error.message)
+    })
+
+    const sendBody = () => {
+      // From here the upload is bounded by the pause between reads (watchBodyIdle), then by the gateway timeout.
+      clearTimeout(timer)
+      exchange.bodySpent = true
+      watchBodyIdle(
+        exchange,
+        upstreamReq,
+        () => fail("request body timeout"),
+        () => fail("endpoint timeout"),
+      )
+      req.pipe(upstreamReq)
+    }
+    if (bodiless) upstreamReq.end()
+    else if (target.expectContinue) {
+      upstreamReq.once("continue", sendBody)
+      upstreamReq.flushHeaders()
+    } else {
+      // Only once a connection is assigned: a tunnel that closed in between fails before any body is read.
+      upstreamReq.once("socket", sendBody)
+    }
+
+    // A client that goes away resets the upstream stream, so the upstream stops work on the request too.
+    res.on("close", () => {
+      if (!res.writableFinished) upstreamReq.destroy()
+      settle(Effect.succeed(done))
+    })
+    res.on("finish", () => settle(Effect.succeed(done)))
+    req.on("error", () => upstreamReq.destroy())
     return Effect.sync(() => {
       clearTimeout(timer)
-      current.destroy()
+      upstreamReq.destroy()
     })
   })
 
-/** Pipes an upgrade request (e.g. a WebSocket handshake) and everything after it through a tunnel stream. */
-export const forwardUpgrade = (
-  stream: TunnelStream,
-  req: http.IncomingMessage,
-  socket: Duplex,
-  head: Buffer,
-  policy: HeaderPolicy,
-): void => {
-  stream.write(requestHead(req, upstreamRequestHeaders(req, policy)))
-  if (head.length > 0) stream.write(head)
-  // Either side failing (client gone, stream reset, session lost) ends both; errors must be handled here or
-  // they would be thrown as uncaught.
-  socket.on("error", () => stream.destroy())
-  stream.on("error", () => socket.destroy())
-  socket.on("close", () => stream.destroy())
-  stream.on("close", () => socket.destroy())
-  socket.pipe(stream)
-  stream.pipe(socket)
+/**
+ * Bounds a body by the gap between two reads, not by its total time. When the gap runs out, whoever stalled is
+ * blamed: the client (408) if we were waiting to read, the upstream (504) if it had stopped taking bytes.
+ */
+const watchBodyIdle = (
+  exchange: Exchange,
+  upstreamReq: http.ClientRequest,
+  clientStalled: () => void,
+  upstreamStalled: () => void,
+) => {
+  const { req } = exchange
+  if (req.complete) return
+  const idle = setTimeout(() => {
+    upstreamReq.destroy()
+    if (upstreamReq.writableNeedDrain) upstreamStalled()
+    else clientStalled()
+    // The rest of the body will never be read: this connection carries no further request.
+    exchange.res.once("finish", () => req.socket.destroy())
+  }, exchange.idleTimeout)
+  const stop = () => clearTimeout(idle)
+  req.on("data", () => idle.refresh())
+  req.once("end", stop)
+  req.once("close", stop)
 }

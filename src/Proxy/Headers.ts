@@ -29,7 +29,10 @@ const clientIp = (req: http.IncomingMessage): string => {
 
 /** How the request headers are rewritten for the next hop. Use the constants below: they are shared, not rebuilt. */
 export interface HeaderPolicy {
-  /** Keep Connection and Upgrade: a WebSocket handshake needs them to reach the upstream. */
+  /**
+   * An upgrade request (a WebSocket handshake): `Upgrade` and `Connection: Upgrade` reach the upstream, the other
+   * hop-by-hop headers do not.
+   */
   readonly keepUpgrade: boolean
   /**
    * Pico's own credentials: "strip" removes `x-pico-authorization`; "strip authorization" also removes
@@ -37,23 +40,32 @@ export interface HeaderPolicy {
    * checks them again.
    */
   readonly credentials: "strip" | "strip authorization" | "forward"
-  /** The request came from a peer node: its X-Forwarded-* headers already describe the real client. */
+  /**
+   * The request came from a peer node that proved it (see PeerProof): its X-Forwarded-* headers already describe
+   * the real client and are kept. From anyone else they are appended to (For) or replaced (Proto, Host).
+   */
   readonly fromPeer: boolean
 }
 
 /**
  * The request headers for the next hop, as a flat raw list so repeated headers stay separate and their case and
  * order are kept. Hop-by-hop headers are dropped (see HeaderPolicy for what else), and X-Forwarded-For/-Proto/-Host
- * describe the client.
+ * describe the client. Undefined when the request has two Host headers: which one names the endpoint would be a
+ * guess that an attacker could exploit (RFC 9112 §3.2: 400).
  */
-export const upstreamRequestHeaders = (req: http.IncomingMessage, hop: HeaderPolicy): Array<string> => {
+export const upstreamRequestHeaders = (
+  req: http.IncomingMessage,
+  hop: HeaderPolicy,
+): Array<string> | undefined => {
   const raw = req.rawHeaders
-  const listed = hop.keepUpgrade ? undefined : connectionListed(req.headers.connection)
+  const listed = connectionListed(req.headers.connection)
   const out: Array<string> = []
   let forwardedFor: string | undefined
+  let hosts = 0
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const lower = name.toLowerCase()
+    if (lower === "host" && ++hosts > 1) return undefined
     if (!hop.fromPeer) {
       if (lower === "x-forwarded-for") {
         forwardedFor = forwardedFor === undefined ? (raw[i + 1] as string) : `${forwardedFor}, ${raw[i + 1]}`
@@ -66,9 +78,13 @@ export const upstreamRequestHeaders = (req: http.IncomingMessage, hop: HeaderPol
       if (hop.credentials === "strip authorization" && lower === "authorization") continue
     }
     if (lower === "x-pico-forward") continue
-    if (!hop.keepUpgrade && (hopByHop.has(lower) || listed?.has(lower) === true)) continue
+    if (hopByHop.has(lower) || listed?.has(lower) === true) {
+      if (hop.keepUpgrade && lower === "upgrade") out.push(name, raw[i + 1] as string)
+      continue
+    }
     out.push(name, raw[i + 1] as string)
   }
+  if (hop.keepUpgrade) out.push("Connection", "Upgrade")
   if (!hop.fromPeer) {
     const ip = clientIp(req)
     out.push("X-Forwarded-For", forwardedFor === undefined ? ip : `${forwardedFor}, ${ip}`)
@@ -94,9 +110,10 @@ export const clientResponseHeaders = (res: http.IncomingMessage, closeConnection
   return out
 }
 
-/** Serialises a request head for a raw stream (WebSocket upgrades are piped as bytes after it). */
-export const requestHead = (req: http.IncomingMessage, headers: ReadonlyArray<string>): string => {
-  let head = `${req.method} ${req.url} HTTP/1.1\r\n`
-  for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`
+/** Serialises a response head for a raw connection: the upstream's 101, whose headers all belong to the switch. */
+export const responseHead = (res: http.IncomingMessage): string => {
+  const raw = res.rawHeaders
+  let head = `HTTP/1.1 ${res.statusCode} ${res.statusMessage}\r\n`
+  for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`
   return `${head}\r\n`
 }

@@ -25,6 +25,8 @@ interface MutableNode {
 
 const endpointPrefix = "endpoint:"
 
+const none: ReadonlyArray<string> = []
+
 /**
  * Which remote node holds which endpoint, built from gossip events. A node becomes routable only once both of
  * its addresses are known (before that it is "pending": gossip has told us it exists, not how to reach it).
@@ -34,35 +36,44 @@ export class ClusterView {
 
   constructor(private readonly random: () => number = Math.random) {}
 
-  apply(event: ClusterEvent): void {
+  /**
+   * Takes in one gossip event. Returns the endpoints that event took a route away from (the node holding it
+   * withdrew it, went silent, left or was removed), so the registry knows which endpoints may come back.
+   */
+  apply(event: ClusterEvent): ReadonlyArray<string> {
     switch (event._tag) {
       case "NodeJoined":
         this.nodeFor(event.nodeId)
-        return
+        return none
       case "KeyUpdated": {
         const node = this.nodeFor(event.nodeId)
         if (event.key === "proxy_addr") node.proxyAddr = event.value
         else if (event.key === "admin_addr") node.adminAddr = event.value
         else if (event.key.startsWith(endpointPrefix)) {
+          const endpointId = event.key.slice(endpointPrefix.length)
           const count = Number(event.value)
           // A malformed count is ignored rather than routed to: it can only come from a buggy or hostile peer.
-          if (Number.isInteger(count) && count > 0)
-            node.endpoints.set(event.key.slice(endpointPrefix.length), count)
-          else node.endpoints.delete(event.key.slice(endpointPrefix.length))
+          if (Number.isInteger(count) && count > 0) node.endpoints.set(endpointId, count)
+          else if (node.endpoints.delete(endpointId)) return [endpointId]
         }
-        return
+        return none
       }
-      case "KeyDeleted":
-        if (event.key.startsWith(endpointPrefix)) {
-          this.nodes.get(event.nodeId)?.endpoints.delete(event.key.slice(endpointPrefix.length))
-        }
-        return
-      case "NodeStatusChanged":
-        this.nodeFor(event.nodeId).status = event.status
-        return
-      case "NodeRemoved":
+      case "KeyDeleted": {
+        if (!event.key.startsWith(endpointPrefix)) return none
+        const endpointId = event.key.slice(endpointPrefix.length)
+        return this.nodes.get(event.nodeId)?.endpoints.delete(endpointId) === true ? [endpointId] : none
+      }
+      case "NodeStatusChanged": {
+        const node = this.nodeFor(event.nodeId)
+        const wasActive = node.status === "active"
+        node.status = event.status
+        return wasActive && event.status !== "active" ? [...node.endpoints.keys()] : none
+      }
+      case "NodeRemoved": {
+        const node = this.nodes.get(event.nodeId)
         this.nodes.delete(event.nodeId)
-        return
+        return node === undefined ? none : [...node.endpoints.keys()]
+      }
     }
   }
 

@@ -1,16 +1,19 @@
+import { readFile } from "node:fs/promises"
 import { Duration, Effect, Layer } from "effect"
 import * as Admin from "../Admin.js"
 import * as Auth from "../Auth.js"
 import * as ClusterKeys from "../ClusterKeys.js"
 import { parseHostPort } from "../Domain/Address.js"
 import { advertiseAddress } from "../Domain/Advertise.js"
+import * as Drain from "../Drain.js"
 import { joinOnStartup } from "../Gossip/Join.js"
 import * as NetTransport from "../Gossip/NetTransport.js"
 import * as Gossip from "../Gossip.js"
 import type { ListenError } from "../internal/Listen.js"
+import type { ClientLimits } from "../internal/Listener.js"
 import * as Metrics from "../Metrics.js"
-import { loadTokenKeys, tlsFiles } from "../PicoConfig/KeyMaterial.js"
-import type { ConfigError, ServerConfigShape } from "../PicoConfig.js"
+import { loadTokenKeys, type TlsFiles, tlsFiles } from "../PicoConfig/KeyMaterial.js"
+import { ConfigError, type ServerConfigShape } from "../PicoConfig.js"
 import * as Proxy from "../Proxy.js"
 import * as Registry from "../Registry.js"
 import * as Shutdown from "../Shutdown.js"
@@ -20,40 +23,15 @@ import * as UpstreamListener from "../UpstreamListener.js"
 // Bind addresses were validated when the config was loaded.
 const address = (text: string) => parseHostPort(text) as NonNullable<ReturnType<typeof parseHostPort>>
 
-/**
- * Drains before anything closes: this layer is built last, so its finalizer runs first. /ready turns 503, the
- * listeners stop accepting, every upstream gets GoAway, and in-flight requests get up to the grace period.
- */
-const drainOnShutdown = (gracePeriod: number) =>
-  Layer.scopedDiscard(
-    Effect.gen(function* () {
-      const shutdown = yield* Shutdown.Shutdown
-      const registry = yield* Registry.Registry
-      const gossip = yield* Gossip.Gossip
-      yield* shutdown.onDrain(registry.goAwayAll)
-      yield* Effect.addFinalizer(() =>
-        Effect.gen(function* () {
-          yield* Effect.logInfo("shutting down: draining")
-          const { abandoned } = yield* shutdown.drain(gracePeriod)
-          if (abandoned > 0)
-            yield* Effect.logWarning("grace period over; cutting requests").pipe(
-              Effect.annotateLogs("in_flight", abandoned),
-            )
-          // Peers learn at once that this node left, instead of suspecting it for seconds and then expiring it.
-          yield* gossip.leave.pipe(
-            Effect.timeout("5 seconds"),
-            Effect.tap(() => Effect.logInfo("left cluster")),
-            Effect.catchAll((error) =>
-              Effect.logWarning("failed to leave the cluster gracefully").pipe(
-                Effect.annotateLogs("error", String(error)),
-              ),
-            ),
-          )
-          yield* Effect.logInfo("shutdown complete")
-        }).pipe(Effect.annotateLogs("subsystem", "server")),
-      )
-    }),
-  )
+const clientLimits = (port: {
+  readonly readHeaderTimeout: number
+  readonly idleTimeout: number
+  readonly maxConnections: number
+}): ClientLimits => ({
+  readHeaderTimeout: port.readHeaderTimeout,
+  idleTimeout: port.idleTimeout,
+  maxConnections: port.maxConnections,
+})
 
 /**
  * Tells the cluster how to reach this node, then joins it (retrying up to --cluster.join-timeout). With
@@ -115,6 +93,22 @@ export const gossipLayer = (config: ServerConfigShape): Layer.Layer<Gossip.Gossi
     },
   )
 
+/**
+ * How this node reaches its peers' proxy ports when they serve TLS: verifying them with --proxy.tls.peer-ca-file
+ * (or the system's CAs) and presenting its own proxy certificate, for peers that require client certificates.
+ */
+const loadPeerTls = (config: ServerConfigShape, files: TlsFiles | undefined) =>
+  files === undefined
+    ? Effect.succeed(undefined)
+    : Effect.tryPromise({
+        try: async (): Promise<Proxy.PeerTls> => ({
+          ca: config.proxy.tls.peerCaFile === "" ? undefined : await readFile(config.proxy.tls.peerCaFile),
+          cert: await readFile(files.certFile),
+          key: await readFile(files.keyFile),
+        }),
+        catch: (cause) => new ConfigError({ message: `--proxy.tls.*: ${(cause as Error).message}` }),
+      })
+
 /** Key material and TLS files, read and checked before anything listens. */
 const loadSecurity = (config: ServerConfigShape) =>
   Effect.all({
@@ -142,7 +136,9 @@ export const serverLayer = (
 ): Layer.Layer<ServerServices, ConfigError | ListenError | Gossip.GossipError> =>
   Layer.unwrapEffect(
     loadSecurity(config).pipe(
-      Effect.map(({ auth, tls }) => {
+      Effect.bindTo("security"),
+      Effect.bind("peerTls", ({ security }) => loadPeerTls(config, security.tls.proxy)),
+      Effect.map(({ security: { auth, tls }, peerTls }) => {
         const core = Layer.mergeAll(
           Registry.layer,
           Shutdown.layer,
@@ -154,11 +150,29 @@ export const serverLayer = (
           ClusterKeys.layer(undefined),
         ).pipe(Layer.provideMerge(gossip))
         const listeners = Layer.mergeAll(
-          Proxy.layerServer(address(config.proxy.bindAddr), tls.proxy),
-          UpstreamListener.layerServer(address(config.upstream.bindAddr), tls.upstream),
-          Admin.layerServer(address(config.admin.bindAddr), tls.admin),
-        ).pipe(Layer.provide(Proxy.layer({ gatewayTimeout: config.proxy.gatewayTimeout })))
-        return drainOnShutdown(config.server.gracefulShutdownTimeout).pipe(
+          Proxy.layerServer(address(config.proxy.bindAddr), tls.proxy, clientLimits(config.proxy)),
+          UpstreamListener.layerServer(
+            address(config.upstream.bindAddr),
+            tls.upstream,
+            clientLimits(config.upstream),
+          ),
+          Admin.layerServer(address(config.admin.bindAddr), tls.admin, {
+            limits: clientLimits(config.admin),
+            forwardTimeout: config.admin.forwardTimeout,
+          }),
+        ).pipe(
+          Layer.provideMerge(
+            Proxy.layer({
+              gatewayTimeout: config.proxy.gatewayTimeout,
+              idleTimeout: config.proxy.idleTimeout,
+              peerTls,
+            }),
+          ),
+        )
+        return Drain.layer({
+          gracePeriod: config.server.gracefulShutdownTimeout,
+          propagation: 4 * config.gossip.interval,
+        }).pipe(
           Layer.provideMerge(joinCluster(config)),
           Layer.provideMerge(listeners),
           Layer.provideMerge(core),

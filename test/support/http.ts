@@ -1,5 +1,6 @@
 import * as http from "node:http"
 import * as https from "node:https"
+import * as net from "node:net"
 import type { AddressInfo } from "node:net"
 
 export interface Response {
@@ -82,3 +83,23 @@ export const closedPort = async (): Promise<number> => {
   await close()
   return port
 }
+
+/**
+ * Writes raw bytes to a port and collects everything the server sends until it closes the connection: for
+ * requests no well-behaved client would send. Fails if the server keeps the connection open past `timeoutMs`.
+ */
+export const rawExchange = (port: number, bytes: string | Buffer, timeoutMs = 10_000): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1", () => socket.write(bytes))
+    const chunks: Array<Buffer> = []
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error(`connection still open after ${timeoutMs}ms; received ${Buffer.concat(chunks)}`))
+    }, timeoutMs)
+    socket.on("data", (chunk: Buffer) => chunks.push(chunk))
+    socket.on("error", () => {})
+    socket.on("close", () => {
+      clearTimeout(timer)
+      resolve(Buffer.concat(chunks).toString("latin1"))
+    })
+  })

@@ -1,0 +1,106 @@
+import { Clock, Duration, Effect, Layer, Option } from "effect"
+import { Gossip } from "./Gossip.js"
+import { Proxy, ProxyServer } from "./Proxy.js"
+import { Registry } from "./Registry.js"
+import { Shutdown } from "./Shutdown.js"
+import { UpstreamServer } from "./UpstreamListener.js"
+
+export interface DrainOptions {
+  /** Milliseconds the whole drain may take (--server.graceful-shutdown-timeout). */
+  readonly gracePeriod: number
+  /** Milliseconds for a withdrawn route to reach the other nodes (a few gossip intervals). */
+  readonly propagation: number
+}
+
+/**
+ * Make-before-break across the cluster: a node that is going away keeps serving until the cluster no longer
+ * needs it, so a rolling restart loses no request. In order, within the grace period:
+ *
+ * 1. readiness turns 503, responses ask clients to reconnect elsewhere, the upstream port stops taking tunnels,
+ *    and every agent gets GoAway: it connects a new session (through the balancer, to another node) and leaves
+ *    the old one open;
+ * 2. once every endpoint held here is also held by another active node, this node withdraws its routes from
+ *    gossip and gives them time to spread, serving locally all the while whatever still arrives;
+ * 3. the proxy port stops accepting, and the requests under way finish;
+ * 4. the node leaves the cluster;
+ * 5. pass-through WebSockets stay open to the end of the grace period and are then closed with 1001.
+ *
+ * A node with no peer skips straight to 3: there is nowhere else to send anything.
+ */
+export const drain = (options: DrainOptions) =>
+  Effect.gen(function* () {
+    const shutdown = yield* Shutdown
+    const registry = yield* Registry
+    const gossip = yield* Gossip
+    const proxy = yield* Proxy
+    const proxyServer = yield* ProxyServer
+    const upstreamServer = yield* UpstreamServer
+    const deadline = (yield* Clock.currentTimeMillis) + options.gracePeriod
+    const untilDeadline = <A>(effect: Effect.Effect<A>) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) =>
+        effect.pipe(Effect.timeoutOption(Duration.millis(Math.max(0, deadline - now)))),
+      )
+    const hasPeers = Effect.map(registry.clusterNodes, (nodes) =>
+      nodes.some((node) => node.status === "active"),
+    )
+
+    yield* Effect.logInfo("shutting down: draining").pipe(
+      Effect.annotateLogs("grace-period", Duration.format(Duration.millis(options.gracePeriod))),
+    )
+    yield* shutdown.startDraining
+    yield* upstreamServer.stopAccepting
+    yield* registry.goAwayAll
+
+    if (yield* hasPeers) {
+      /** Endpoints held here that no other active node holds yet. */
+      const notYetMoved = Effect.map(registry.localEndpoints, (local) =>
+        [...local.keys()].filter((endpointId) => registry.pickRemote(endpointId, new Set()) === undefined),
+      )
+      const moved = yield* untilDeadline(
+        Effect.gen(function* () {
+          while ((yield* notYetMoved).length > 0) yield* registry.routeChanged
+        }),
+      )
+      if (Option.isNone(moved))
+        yield* Effect.logWarning("endpoints not picked up by another node in time").pipe(
+          Effect.annotateLogs("endpoints", (yield* notYetMoved).join(",")),
+        )
+      yield* registry.withdraw
+      yield* untilDeadline(Effect.sleep(Duration.millis(options.propagation)))
+    }
+
+    yield* proxyServer.stopAccepting
+    if (Option.isNone(yield* untilDeadline(shutdown.awaitIdle)))
+      yield* Effect.logWarning("grace period over; cutting requests").pipe(
+        Effect.annotateLogs("in_flight", shutdown.inFlight()),
+      )
+
+    // Peers learn at once that this node left, instead of suspecting it for seconds and then expiring it.
+    yield* gossip.leave.pipe(
+      Effect.timeout("5 seconds"),
+      Effect.tap(() => Effect.logInfo("left cluster")),
+      Effect.catchAll((error) =>
+        Effect.logWarning("failed to leave the cluster gracefully").pipe(
+          Effect.annotateLogs("error", String(error)),
+        ),
+      ),
+    )
+
+    if (proxy.passThroughs.count() > 0) {
+      yield* Effect.logInfo("waiting for pass-through connections").pipe(
+        Effect.annotateLogs("open", proxy.passThroughs.count()),
+      )
+      yield* untilDeadline(proxy.passThroughs.awaitNone)
+      yield* proxy.passThroughs.closeAll
+    }
+    yield* Effect.logInfo("shutdown complete")
+  }).pipe(Effect.annotateLogs("subsystem", "server"))
+
+/** Runs the drain when the node's scope closes; built last, so its finalizer runs before any other. */
+export const layer = (options: DrainOptions) =>
+  Layer.scopedDiscard(
+    Effect.flatMap(
+      Effect.context<Shutdown | Registry | Gossip | Proxy | ProxyServer | UpstreamServer>(),
+      (context) => Effect.addFinalizer(() => drain(options).pipe(Effect.provide(context))),
+    ),
+  )

@@ -1,0 +1,114 @@
+import type * as http from "node:http"
+import type { Socket } from "node:net"
+import type { Duplex } from "node:stream"
+import { Effect, FiberSet, type Scope } from "effect"
+import * as Metrics from "../Metrics.js"
+import type { HttpServer } from "./HttpServer.js"
+
+/** How often a listener says it is shedding connections; the ones in between are counted into the next line. */
+const LOG_INTERVAL_MS = 10_000
+
+type Shed = "closed idle" | "refused"
+
+/**
+ * Caps a listener's open connections. At the cap a new connection closes the connection that has been idle
+ * longest (no request in flight: a keep-alive, or one that never sent anything), so a flood of silent sockets
+ * cannot lock out real clients; only when every connection is busy is the newcomer refused. Each is counted in
+ * `pico_connections_over_limit_total` and logged at most every ten seconds.
+ */
+export interface ConnectionGuard {
+  /** Connections open right now. */
+  readonly open: () => number
+}
+
+/** A TLS socket's TCP socket, which is what the server counted; a plain socket is its own. */
+const tcpSocketOf = (socket: Duplex): Duplex => (socket as Duplex & { _parent?: Duplex })._parent ?? socket
+
+export const make = (
+  server: HttpServer,
+  port: "proxy" | "upstream" | "admin",
+  maxConnections: number,
+): Effect.Effect<ConnectionGuard, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const run = yield* FiberSet.makeRuntime<never>()
+    const labels = yield* Metrics.currentLabels
+    const shedLabels = {
+      "closed idle": Metrics.withLabels(labels, { port, action: "closed_idle" }),
+      refused: Metrics.withLabels(labels, { port, action: "refused" }),
+    }
+    // Oldest idle first: a Set iterates in insertion order, and a connection going idle is re-inserted.
+    const idle = new Set<Duplex>()
+    let open = 0
+    const unlogged: Record<Shed, number> = { "closed idle": 0, refused: 0 }
+    let logTimer: NodeJS.Timeout | undefined
+
+    const flushLog = () => {
+      logTimer = undefined
+      const closedIdle = unlogged["closed idle"]
+      const refused = unlogged.refused
+      unlogged["closed idle"] = 0
+      unlogged.refused = 0
+      run(
+        Effect.logWarning("connection limit reached").pipe(
+          Effect.annotateLogs({
+            subsystem: port,
+            "max-connections": maxConnections,
+            "closed-idle": closedIdle,
+            refused,
+          }),
+        ),
+      )
+    }
+    const shed = (socket: Duplex, action: Shed) => {
+      socket.destroy()
+      Metrics.connectionsOverLimit.unsafeUpdate(1, shedLabels[action])
+      unlogged[action]++
+      if (logTimer === undefined) {
+        flushLog()
+        logTimer = setTimeout(flushLog, LOG_INTERVAL_MS).unref()
+      }
+    }
+
+    const onConnection = (socket: Socket) => {
+      if (open >= maxConnections) {
+        const oldest = idle.values().next()
+        if (oldest.done === true) return shed(socket, "refused")
+        idle.delete(oldest.value)
+        shed(oldest.value, "closed idle")
+      }
+      open++
+      idle.add(socket)
+      socket.once("close", () => {
+        open--
+        idle.delete(socket)
+      })
+    }
+    // One shared listener (no closure per request): `this` is the finished response.
+    function onResponseClose(this: http.ServerResponse) {
+      const socket = tcpSocketOf(this.req.socket)
+      // Re-inserted, so it counts as the most recently idle.
+      idle.delete(socket)
+      if (!socket.destroyed) idle.add(socket)
+    }
+    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      idle.delete(tcpSocketOf(req.socket))
+      res.once("close", onResponseClose)
+    }
+    // An upgraded connection is a byte pipe from now on: never idle again.
+    const onUpgrade = (_req: http.IncomingMessage, socket: Duplex) => void idle.delete(tcpSocketOf(socket))
+
+    server.on("connection", onConnection)
+    server.prependListener("request", onRequest)
+    server.prependListener("checkContinue", onRequest)
+    server.prependListener("upgrade", onUpgrade)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        server.off("connection", onConnection)
+        server.off("request", onRequest)
+        server.off("checkContinue", onRequest)
+        server.off("upgrade", onUpgrade)
+        clearTimeout(logTimer)
+      }),
+    )
+    return { open: () => open }
+  })

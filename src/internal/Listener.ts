@@ -1,0 +1,118 @@
+import type * as http from "node:http"
+import type { AddressInfo, Socket } from "node:net"
+import type { Duplex } from "node:stream"
+import { Effect, type Scope } from "effect"
+import type { HostPort } from "../Domain/Address.js"
+import type { ConfigError } from "../PicoConfig/ConfigError.js"
+import type { TlsFiles } from "../PicoConfig/KeyMaterial.js"
+import * as ConnectionGuard from "./ConnectionGuard.js"
+import { type HttpServer, makeHttpServer } from "./HttpServer.js"
+import { errorBody, writeJsonToSocket } from "./JsonResponse.js"
+import { formatAddressInfo, type ListenError, listen } from "./Listen.js"
+
+/** How long clients may take and how many may connect: the limits every listener puts on its clients. */
+export interface ClientLimits {
+  /** Milliseconds to receive a complete request head, counted from the connection or the previous request. */
+  readonly readHeaderTimeout: number
+  /** Milliseconds a connection may sit with no request in flight (keep-alive, or silent), and between reads of a body. */
+  readonly idleTimeout: number
+  /** Open connections at most; past it the oldest idle one is closed to make room, or the newcomer refused. */
+  readonly maxConnections: number
+}
+
+/** The documented defaults of --<port>.read-header-timeout, --<port>.idle-timeout and a proxy's connection cap. */
+export const defaultClientLimits: ClientLimits = {
+  readHeaderTimeout: 10_000,
+  idleTimeout: 60_000,
+  maxConnections: 10_000,
+}
+
+export interface ListenerOptions {
+  /** The port's name in logs, metrics and errors: "proxy", "upstream" or "admin". */
+  readonly name: "proxy" | "upstream" | "admin"
+  readonly address: HostPort
+  readonly tls: TlsFiles | undefined
+  readonly limits: ClientLimits
+  /** Extra Node server options (e.g. socket buffer sizes). */
+  readonly server?: http.ServerOptions
+}
+
+/** A bound HTTP listener with its client limits in force. */
+export interface Listener {
+  readonly server: HttpServer
+  readonly address: AddressInfo
+  readonly guard: ConnectionGuard.ConnectionGuard
+  /** Stops accepting new connections and closes idle keep-alive ones; open exchanges carry on. */
+  readonly stopAccepting: Effect.Effect<void>
+}
+
+/** The checks Node runs for header timeouts are this often; a tenth of the timeout keeps enforcement close. */
+const checkingInterval = (readHeaderTimeout: number): number =>
+  Math.max(100, Math.min(1000, Math.floor(readHeaderTimeout / 10)))
+
+/** What a request that Node's parser refused gets, by the parser's error code. */
+const refusal = (error: NodeJS.ErrnoException): { readonly status: number; readonly message: string } => {
+  switch (error.code) {
+    case "HPE_HEADER_OVERFLOW":
+      return { status: 431, message: "request header fields too large" }
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return { status: 408, message: "request header timeout" }
+    default:
+      return { status: 400, message: `malformed request: ${error.message.replace(/^Parse Error: /, "")}` }
+  }
+}
+
+/**
+ * Answers what Node's parser refused (bad framing, invalid characters, oversized or late headers) with a JSON
+ * error before closing, as nginx would, instead of hanging up without a word.
+ */
+const answerClientError = (error: NodeJS.ErrnoException, socket: Duplex): void => {
+  const inResponse = (socket as Socket & { _httpMessage?: http.ServerResponse })._httpMessage
+  if (
+    error.code !== "ECONNRESET" &&
+    socket.writable &&
+    (inResponse === undefined || !inResponse.headersSent)
+  ) {
+    const { status, message } = refusal(error)
+    writeJsonToSocket(socket, status, errorBody(message))
+  }
+  socket.destroy()
+}
+
+/**
+ * The skeleton every HTTP port shares: plain or TLS (hot-reloaded certificates), bound for the scope's lifetime,
+ * with a header timeout, an idle timeout and a connection cap, and malformed requests answered with JSON.
+ */
+export const makeListener = (
+  options: ListenerOptions,
+): Effect.Effect<Listener, ConfigError | ListenError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { limits } = options
+    const server = yield* makeHttpServer(
+      options.tls,
+      {
+        ...options.server,
+        // No total request time: a proxied download may stream for hours. The head and idle gaps are bounded.
+        requestTimeout: 0,
+        headersTimeout: limits.readHeaderTimeout,
+        keepAliveTimeout: limits.idleTimeout,
+        connectionsCheckingInterval: checkingInterval(limits.readHeaderTimeout),
+      },
+      options.name,
+    )
+    const guard = yield* ConnectionGuard.make(server, options.name, limits.maxConnections)
+    server.on("clientError", answerClientError)
+    const address = yield* listen(server, options.address, options.name)
+    yield* Effect.logInfo(`${options.name} listening`).pipe(
+      Effect.annotateLogs({ subsystem: options.name, addr: formatAddressInfo(address) }),
+    )
+    return {
+      server,
+      address,
+      guard,
+      stopAccepting: Effect.sync(() => {
+        if (server.listening) server.close()
+        server.closeIdleConnections()
+      }),
+    }
+  })

@@ -1,0 +1,234 @@
+import * as http from "node:http"
+import * as net from "node:net"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { rawExchange, request, startHttpServer, waitFor } from "../support/http.js"
+import { startAgent, startNode, type TestAgent, type TestNode } from "../support/node.js"
+
+interface Seen {
+  readonly url: string
+  readonly headers: http.IncomingHttpHeaders
+}
+
+let node: TestNode
+let agent: TestAgent
+let service: Awaited<ReturnType<typeof startHttpServer>>
+const seen: Array<Seen> = []
+/** Requests whose connection to the service closed before their body was complete. */
+const aborted: Array<string> = []
+
+beforeAll(async () => {
+  service = await startHttpServer((req, res) => {
+    seen.push({ url: req.url ?? "", headers: req.headers })
+    req.on("aborted", () => aborted.push(req.url ?? ""))
+    req.resume()
+    req.on("end", () => {
+      if (req.url === "/upgrade-refused") res.writeHead(404).end("no upgrade here")
+      else res.end(`${req.url} ok`)
+    })
+  })
+  node = await startNode({
+    "proxy.read-header-timeout": "500ms",
+    "proxy.idle-timeout": "700ms",
+    "proxy.gateway-timeout": "1s",
+  })
+  agent = startAgent(node.upstreamUrl, { e: service.port })
+  await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
+})
+
+afterAll(async () => {
+  await agent.stop()
+  await node.close()
+  await service.close()
+})
+
+const statusOf = (response: string): number => Number(response.slice(9, 12))
+const jsonErrorOf = (response: string): string =>
+  (JSON.parse(response.slice(response.indexOf("\r\n\r\n") + 4)) as { error: string }).error
+
+const urlsSeen = () => seen.map((request) => request.url)
+
+describe("requests Node's parser refuses get a status and a JSON error, not a silent close", () => {
+  const head = "Host: e.example.com\r\n"
+  it.each([
+    [
+      "Content-Length and Transfer-Encoding together",
+      `POST /cl-te HTTP/1.1\r\n${head}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+      400,
+    ],
+    [
+      "two different Content-Lengths",
+      `POST /two-cl HTTP/1.1\r\n${head}Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello`,
+      400,
+    ],
+    ["a NUL byte in a header", `GET /nul HTTP/1.1\r\n${head}X-A: a\u0000b\r\n\r\n`, 400],
+    ["100 KB of headers", `GET /big HTTP/1.1\r\n${head}X-Big: ${"a".repeat(100_000)}\r\n\r\n`, 431],
+  ])("%s", async (_case, bytes, status) => {
+    const response = await rawExchange(node.proxyPort, bytes)
+    expect(statusOf(response)).toBe(status)
+    expect(jsonErrorOf(response)).toMatch(status === 431 ? /too large/ : /malformed request/)
+    expect(urlsSeen()).not.toContain(bytes.slice(bytes.indexOf(" ") + 1, bytes.indexOf(" HTTP")))
+  })
+})
+
+describe("request targets and Host", () => {
+  it("answers a duplicate Host with 400 instead of routing on one of them", async () => {
+    const response = await rawExchange(
+      node.proxyPort,
+      "GET /dup HTTP/1.1\r\nHost: e.example.com\r\nHost: other.example.com\r\nConnection: close\r\n\r\n",
+    )
+    expect([statusOf(response), jsonErrorOf(response)]).toEqual([400, "duplicate host header"])
+    expect(urlsSeen()).not.toContain("/dup")
+  })
+
+  it("rewrites an absolute-form target to origin-form, its authority taking the place of Host", async () => {
+    const response = await rawExchange(
+      node.proxyPort,
+      "GET http://e.example.com/absolute?q=1 HTTP/1.1\r\nHost: elsewhere.example.com\r\nConnection: close\r\n\r\n",
+    )
+    expect(statusOf(response)).toBe(200)
+    const forwarded = seen.find((request) => request.url === "/absolute?q=1")
+    expect(forwarded?.headers.host).toBe("e.example.com")
+  })
+
+  it("routes by Host whatever its case: DNS names are not case-sensitive", async () => {
+    const response = await request(`${node.proxyUrl}/upper`, { headers: { host: "E.Example.COM" } })
+    expect([response.status, response.body]).toEqual([200, "/upper ok"])
+  })
+
+  it("refuses CONNECT: a reverse proxy opens no tunnels on request", async () => {
+    const response = await rawExchange(
+      node.proxyPort,
+      "CONNECT e.example.com:443 HTTP/1.1\r\nHost: e.example.com:443\r\n\r\n",
+    )
+    expect([statusOf(response), jsonErrorOf(response)]).toEqual([405, "CONNECT is not supported"])
+  })
+})
+
+describe("forwarding headers from outside", () => {
+  it("treats a client's x-pico-forward like any client's request: X-Forwarded-* appended to or replaced", async () => {
+    const response = await request(`${node.proxyUrl}/claims-peer`, {
+      headers: {
+        "x-pico-endpoint": "e",
+        "x-pico-forward": "true",
+        "x-forwarded-for": "6.6.6.6",
+        "x-forwarded-proto": "https",
+        "x-forwarded-host": "victim.example.com",
+      },
+    })
+    expect(response.status).toBe(200)
+    const forwarded = seen.find((request) => request.url === "/claims-peer")
+    expect(forwarded?.headers["x-forwarded-for"]).toBe("6.6.6.6, 127.0.0.1")
+    expect(forwarded?.headers["x-forwarded-proto"]).toBe("http")
+    expect(forwarded?.headers["x-forwarded-host"]).toBe(`127.0.0.1:${node.proxyPort}`)
+    expect(forwarded?.headers["x-pico-forward"]).toBeUndefined()
+  })
+})
+
+describe("upgrades", () => {
+  it("relays an upstream's refusal and closes, so a request smuggled behind the upgrade never arrives", async () => {
+    const response = await rawExchange(
+      node.proxyPort,
+      "GET /upgrade-refused HTTP/1.1\r\nHost: e.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n" +
+        "GET /smuggled HTTP/1.1\r\nHost: e.example.com\r\nX-Pico-Authorization: stolen\r\n\r\n",
+    )
+    expect(statusOf(response)).toBe(404)
+    expect(response).toContain("no upgrade here")
+    expect(response.match(/HTTP\/1\.1/g)).toHaveLength(1)
+    expect(urlsSeen()).toContain("/upgrade-refused")
+    expect(urlsSeen()).not.toContain("/smuggled")
+  })
+
+  it("answers an upgrade to a protocol Pico does not pass through with 400", async () => {
+    const response = await rawExchange(
+      node.proxyPort,
+      "GET /h2c HTTP/1.1\r\nHost: e.example.com\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n" +
+        "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )
+    expect([statusOf(response), jsonErrorOf(response)]).toEqual([400, "unsupported upgrade"])
+    expect(urlsSeen()).not.toContain("/h2c")
+  })
+})
+
+/** Opens a connection that sends `bytes` and then nothing; resolves with what came back and after how long. */
+const closedAfter = (bytes: string) =>
+  new Promise<{ readonly response: string; readonly ms: number }>((resolve) => {
+    const started = Date.now()
+    const socket = net.connect(node.proxyPort, "127.0.0.1", () => socket.write(bytes))
+    let response = ""
+    socket.on("data", (chunk: Buffer) => {
+      response += chunk.toString()
+    })
+    socket.on("error", () => {})
+    socket.on("close", () => resolve({ response, ms: Date.now() - started }))
+  })
+
+describe("client timeouts", () => {
+  it("answers 408 and closes a connection that sends nothing within --proxy.read-header-timeout", async () => {
+    const { response, ms } = await closedAfter("")
+    expect(statusOf(response)).toBe(408)
+    expect(jsonErrorOf(response)).toBe("request header timeout")
+    expect(ms).toBeGreaterThanOrEqual(450)
+  })
+
+  it("closes a request head that trickles in slower than --proxy.read-header-timeout", async () => {
+    const started = Date.now()
+    const socket = net.connect(node.proxyPort, "127.0.0.1")
+    const trickle = setInterval(() => socket.write("X-Slow: 1\r\n"), 100)
+    socket.write("GET /trickle HTTP/1.1\r\nHost: e.example.com\r\n")
+    const closed = await new Promise<number>((resolve) => {
+      socket.on("error", () => {})
+      socket.on("close", () => resolve(Date.now() - started))
+    })
+    clearInterval(trickle)
+    expect(closed).toBeGreaterThanOrEqual(450)
+    expect(closed).toBeLessThan(5_000)
+    expect(urlsSeen()).not.toContain("/trickle")
+  })
+
+  it("closes a kept-alive connection idle for --proxy.idle-timeout", async () => {
+    const { response, ms } = await closedAfter("GET /keep-alive HTTP/1.1\r\nHost: e.example.com\r\n\r\n")
+    expect(statusOf(response)).toBe(200)
+    expect(ms).toBeGreaterThanOrEqual(650)
+  })
+
+  it("answers 408 when a request body pauses longer than --proxy.idle-timeout", async () => {
+    const { response } = await closedAfter(
+      "POST /stalled-body HTTP/1.1\r\nHost: e.example.com\r\nContent-Length: 10\r\n\r\nhello",
+    )
+    expect([statusOf(response), jsonErrorOf(response)]).toEqual([408, "request body timeout"])
+  })
+
+  it("counts the gateway timeout from the end of the upload, not its start", async () => {
+    // Ten pieces 250 ms apart take 2.5 s; the service answers as soon as the body ends. Gateway timeout: 1 s.
+    const response = await new Promise<number>((resolve, reject) => {
+      const req = http.request(
+        `${node.proxyUrl}/slow-upload`,
+        { method: "POST", headers: { "x-pico-endpoint": "e" }, agent: false },
+        (res) => {
+          res.resume()
+          resolve(res.statusCode ?? 0)
+        },
+      )
+      req.on("error", reject)
+      let pieces = 0
+      const next = () => {
+        if (pieces++ === 10) return req.end()
+        req.write("x".repeat(1024))
+        setTimeout(next, 250)
+      }
+      next()
+    })
+    expect(response).toBe(200)
+  })
+
+  it("releases the upstream stream when a client aborts its upload", async () => {
+    const socket = net.connect(node.proxyPort, "127.0.0.1")
+    socket.on("error", () => {})
+    socket.write("POST /aborted-upload HTTP/1.1\r\nHost: e.example.com\r\nContent-Length: 1000000\r\n\r\n")
+    socket.write("x".repeat(100_000))
+    await waitFor("request reached the service", () => urlsSeen().includes("/aborted-upload"))
+    socket.destroy()
+    await waitFor("the service's side closed too", () => aborted.includes("/aborted-upload"))
+  })
+})
