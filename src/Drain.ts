@@ -96,11 +96,16 @@ export const drain = (options: DrainOptions) =>
     yield* Effect.logInfo("shutdown complete")
   }).pipe(Effect.annotateLogs("subsystem", "server"))
 
-/** Runs the drain when the node's scope closes; built last, so its finalizer runs before any other. */
+/**
+ * Runs the drain when the node's scope closes; built last, so its finalizer runs before any other. Finalizers
+ * run uninterruptibly, where a timeout waits for what it times to finish anyway: the drain is made
+ * interruptible, so each of its waits really ends at its deadline.
+ */
 export const layer = (options: DrainOptions) =>
   Layer.scopedDiscard(
     Effect.flatMap(
       Effect.context<Shutdown | Registry | Gossip | Proxy | ProxyServer | UpstreamServer>(),
-      (context) => Effect.addFinalizer(() => drain(options).pipe(Effect.provide(context))),
+      (context) =>
+        Effect.addFinalizer(() => drain(options).pipe(Effect.provide(context), Effect.interruptible)),
     ),
   )

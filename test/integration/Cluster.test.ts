@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest"
+import WebSocket, { WebSocketServer } from "ws"
 import { request, startHttpServer, waitFor } from "../support/http.js"
 import { startAgent, startNode, type TestNode } from "../support/node.js"
 
@@ -53,6 +54,42 @@ describe("a cluster of nodes", () => {
         body: "across the cluster",
       })
       expect(post.body).toBe("POST /upload across the cluster via 127.0.0.1")
+    }
+  })
+
+  it("carries WebSockets across the hop: a client on node 2 or 3 talks to an upstream on node 1", async () => {
+    const nodes = await startCluster()
+    const service = await startHttpServer((_req, res) => res.end())
+    cleanups.push(service.close)
+    const wss = new WebSocketServer({ server: service.server })
+    wss.on("connection", (socket, req) => {
+      socket.send(`hello ${req.url} from ${req.headers["x-forwarded-for"]}`)
+      socket.on("message", (data, isBinary) => socket.send(data, { binary: isBinary }))
+    })
+    cleanups.push(async () => wss.close())
+    const [first, second, third] = nodes as [TestNode, TestNode, TestNode]
+    const agent = startAgent(first.upstreamUrl, { ws: service.port })
+    cleanups.push(agent.stop)
+    await waitFor(
+      "endpoint known cluster-wide",
+      () => second.routesRemotely("ws") && third.routesRemotely("ws"),
+    )
+
+    for (const node of [second, third]) {
+      const client = new WebSocket(`ws://127.0.0.1:${node.proxyPort}/chat`, {
+        headers: { host: "ws.example.com" },
+      })
+      const received: Array<string> = []
+      await new Promise<void>((resolve, reject) => {
+        client.on("message", (data) => {
+          received.push(data.toString())
+          if (received.length === 1) client.send("echo across nodes")
+          else resolve()
+        })
+        client.on("error", reject)
+      })
+      client.close()
+      expect(received).toEqual(["hello /chat from 127.0.0.1", "echo across nodes"])
     }
   })
 

@@ -70,6 +70,28 @@ describe("upstream authentication", () => {
     // The agent reconnects with its now expired token and gives up with the server's reason.
     expect((await agent.failure).message).toBe("server refused the connection: expired token")
   })
+
+  it("accepts and disconnects by one instant, exp plus leeway, so an expiring agent does not flap", async () => {
+    const service = await echoHeaders()
+    const node = await startNode({ "auth.token-hmac-secret-key": hmacSecret, "auth.token-leeway": "3s" })
+    cleanups.push(node.close)
+    // Already past exp, still within the leeway: accepted, and held until exp + 3 s, not cut at once.
+    const token = await hmacToken({}, -1)
+    const connected = Date.now()
+    const agent = startAgent(
+      node.upstreamUrl,
+      { e: service.port },
+      { headers: { authorization: `Bearer ${token}` } },
+    )
+    cleanups.push(agent.stop)
+    await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
+    expect((await request(`${node.proxyUrl}/`, { headers: { "x-pico-endpoint": "e" } })).status).toBe(200)
+    expect((await agent.failure).message).toBe("server refused the connection: expired token")
+    // One session, ended at exp + leeway (about 2 s after connecting), then refused at the handshake.
+    expect(Date.now() - connected).toBeGreaterThanOrEqual(1500)
+    const metrics = (await request(`${node.adminUrl}/metrics`)).body
+    expect(metrics).toMatch(/^pico_upstream_connections_total 1$/m)
+  })
 })
 
 describe("proxy client authentication", () => {

@@ -1,7 +1,7 @@
 import * as http from "node:http"
 import * as https from "node:https"
-import * as net from "node:net"
 import type { AddressInfo } from "node:net"
+import * as net from "node:net"
 
 export interface Response {
   readonly status: number

@@ -28,6 +28,8 @@ export interface TestNode {
   readonly nodeId: string
   /** Whether this node can route the endpoint to another node. */
   readonly routesRemotely: (endpointId: string) => boolean
+  /** Whether this node sees the other node as an active member with known addresses. */
+  readonly knows: (nodeId: string) => Promise<boolean>
   /** How many upstreams are registered locally for the endpoint. */
   readonly upstreamCount: (endpointId: string) => Promise<number>
   /** Graceful shutdown, as on SIGTERM: resolves once the node has drained and closed. */
@@ -68,6 +70,10 @@ export const startNode = async (flags: Record<string, unknown> = {}): Promise<Te
     gossipAddr: self?.addr ?? "",
     nodeId: gossip.nodeId,
     routesRemotely: (endpointId) => registry.pickRemote(endpointId, new Set()) !== undefined,
+    knows: async (nodeId) =>
+      (await Effect.runPromise(registry.clusterNodes)).some(
+        (node) => node.id === nodeId && node.status === "active",
+      ),
     upstreamCount: async (endpointId) =>
       (await Effect.runPromise(registry.localEndpoints)).get(endpointId)?.length ?? 0,
     close: () => {
