@@ -12,12 +12,12 @@
  * binds the answer to its request, so a recorded answer cannot stand in for a new one.
  *
  * Replay protection survives restarts without storing anything: a message is accepted only if its timestamp is
- * within `window` of this node's clock (the nodes' clocks must agree within it; NTP does) and not before this node
+ * within 30 s of this node's clock (the nodes' clocks must agree that well; NTP does) and not before this node
  * started, and its nonce has not been seen; nonces are remembered for as long as their timestamps are in the window.
  * A node without keys sends and accepts plain messages only, and drops sealed ones.
  */
 import { createCipheriv, createDecipheriv, randomFillSync } from "node:crypto"
-import { Clock, Duration, Effect, Either, Option } from "effect"
+import { Clock, Effect, Either, Option } from "effect"
 import { type Handler, type Transport, TransportError } from "./Transport.js"
 
 export const SEALED = 0x81
@@ -47,7 +47,8 @@ export const seal = (
 ): Uint8Array => {
   const header = Buffer.allocUnsafe(HEADER_BYTES)
   header[0] = SEALED
-  header.writeBigUInt64BE(BigInt(now), 1)
+  // Whole milliseconds: a clock may report fractions (the TestClock does).
+  header.writeBigUInt64BE(BigInt(Math.floor(now)), 1)
   randomFillSync(header, 1 + TIMESTAMP_BYTES, NONCE_BYTES)
   const cipher = createCipheriv("aes-256-gcm", key, header.subarray(1 + TIMESTAMP_BYTES))
   cipher.setAAD(additionalData(kind, header, request))
@@ -118,6 +119,13 @@ export const replayGuard = (window: number, capacity: number, startedAt: number)
 
 // --- The wrapper ---
 
+/** How far a message's timestamp may be from this node's clock, in ms. */
+const WINDOW = 30_000
+/** How many nonces are remembered at most: far more than a node receives in a window. */
+const REPLAY_CAPACITY = 16_384
+/** At most one warning per reason this often (ms); the ones held back are counted in the next. */
+const WARN_EVERY = 10_000
+
 /** Why an incoming message was dropped; the `reason` label of pico_gossip_rejected_messages_total. */
 export const rejectReasons = ["unauthenticated", "no_key", "bad_seal", "replay", "stale"] as const
 export type RejectReason = (typeof rejectReasons)[number]
@@ -128,7 +136,7 @@ const refusalDetail: Record<RejectReason, string> = {
   no_key: "the peer has no --gossip.secret-key",
   bad_seal: "the peer has none of this node's keys (compare --gossip.secret-key)",
   replay: "the peer had seen this request before",
-  stale: "the peer's clock and this node's differ too much (or the peer restarted)",
+  stale: `the peer's clock and this node's differ by more than ${WINDOW / 1000}s`,
 }
 
 const isRejectReason = (text: string): text is RejectReason =>
@@ -137,15 +145,6 @@ const isRejectReason = (text: string): text is RejectReason =>
 const refusal = (reason: RejectReason): Uint8Array =>
   Buffer.concat([Buffer.of(REFUSED), Buffer.from(reason, "ascii")])
 
-export interface Options {
-  /** How far a message's timestamp may be from this node's clock. Default 30 s. */
-  readonly window?: Duration.DurationInput
-  /** How many nonces are remembered at most. Default 16384. */
-  readonly replayCapacity?: number
-  /** At most one warning per reason this often; the others are counted in the next. Default 10 s. */
-  readonly warnEvery?: Duration.DurationInput
-}
-
 export interface Sealed {
   /** The wrapped transport: what the gossip engine sends and receives through, in plain messages. */
   readonly transport: Transport
@@ -153,16 +152,13 @@ export interface Sealed {
   readonly rejected: Effect.Effect<Readonly<Record<RejectReason, number>>>
 }
 
-/** Seals and opens everything on `transport` with `keys` (the first sends); plain messages only when undefined. */
-export const make = (
-  transport: Transport,
-  keys: ReadonlyArray<Buffer> | undefined,
-  options: Options = {},
-): Effect.Effect<Sealed> =>
+/**
+ * Seals and opens everything on `transport` with `keys` (the first sends); plain messages only when undefined.
+ * What is dropped is counted by reason and logged, at most one warning per reason every 10 s.
+ */
+export const make = (transport: Transport, keys: ReadonlyArray<Buffer> | undefined): Effect.Effect<Sealed> =>
   Effect.gen(function* () {
-    const window = Duration.toMillis(options.window ?? "30 seconds")
-    const warnEvery = Duration.toMillis(options.warnEvery ?? "10 seconds")
-    const fresh = replayGuard(window, options.replayCapacity ?? 16_384, yield* Clock.currentTimeMillis)
+    const fresh = replayGuard(WINDOW, REPLAY_CAPACITY, yield* Clock.currentTimeMillis)
     const primary = keys?.[0]
     const rejected = Object.fromEntries(rejectReasons.map((reason) => [reason, 0])) as Record<
       RejectReason,
@@ -174,7 +170,7 @@ export const make = (
       Effect.flatMap(Clock.currentTimeMillis, (now) => {
         rejected[reason]++
         const last = warned.get(reason)
-        if (last !== undefined && now - last.at < warnEvery) {
+        if (last !== undefined && now - last.at < WARN_EVERY) {
           last.suppressed++
           return Effect.void
         }
