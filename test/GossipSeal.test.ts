@@ -1,65 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Logger, Option, TestClock } from "effect"
-import { makeKeyring } from "../src/ClusterKeys.js"
+import { Context, Effect, Exit, Layer, Logger, Option, TestClock } from "effect"
+import { type Keyring, makeKeyring } from "../src/ClusterKeys.js"
+import * as Message from "../src/Gossip/Message.js"
 import * as Seal from "../src/Gossip/Seal.js"
-import { type Handler, type Transport, TransportError } from "../src/Gossip/Transport.js"
+import * as Gossip from "../src/Gossip.js"
+import { sealedEndpoint as endpoint } from "./support/sealedEndpoint.js"
 
+const ringA = makeKeyring(["a".repeat(32)])
+const ringB = makeKeyring(["b".repeat(32)])
 const [keyA, keyB] = makeKeyring(["a".repeat(32), "b".repeat(32)]).subkeys("gossip") as [Buffer, Buffer]
 const text = (bytes: Uint8Array) => Buffer.from(bytes).toString()
 const bytes = (value: string) => Buffer.from(value)
 /** Any time after the epoch; the tests start each node at it. */
 const start = 1_700_000_000_000
-
-/**
- * One node's side of the wire: the sealing wrapper over a transport the test drives by hand. What reaches the
- * gossip engine is recorded; requests are answered with "re: <request>".
- */
-const endpoint = (
-  keys: ReadonlyArray<Buffer> | undefined,
-  rawRequest: Transport["request"] = (address) =>
-    Effect.fail(new TransportError({ reason: "unreachable", address })),
-  options?: Seal.Options,
-) =>
-  Effect.gen(function* () {
-    let served: Handler | undefined
-    const sent: Array<Uint8Array> = []
-    const received: Array<string> = []
-    const sealed = yield* Seal.make(
-      {
-        address: "10.0.0.1:8003",
-        send: (_address, packet) => Effect.sync(() => void sent.push(packet)),
-        request: rawRequest,
-        serve: (handler) =>
-          Effect.sync(() => {
-            served = handler
-          }),
-      },
-      keys,
-      options,
-    )
-    yield* sealed.transport.serve({
-      packet: (packet) => Effect.sync(() => void received.push(text(packet))),
-      request: (payload) => Effect.succeed(Option.some(bytes(`re: ${text(payload)}`))),
-    })
-    const handler = served as Handler
-    return {
-      sealed,
-      sent,
-      received,
-      /** A datagram arriving from the network. */
-      deliver: (packet: Uint8Array) => handler.packet(packet, "10.0.0.9:8003"),
-      /** A request arriving from the network, and the raw answer written back. */
-      answer: (payload: Uint8Array) => handler.request(payload, "10.0.0.9:8003"),
-      /** Reaches this endpoint's request handler, as a stream would. */
-      asPeer: (_address: string, payload: Uint8Array) =>
-        Effect.flatMap(handler.request(payload, "10.0.0.2:8003"), (answer) =>
-          Option.isSome(answer)
-            ? Effect.succeed(answer.value)
-            : Effect.fail(new TransportError({ reason: "closed", address: "10.0.0.1:8003" })),
-        ),
-      rejected: sealed.rejected,
-    }
-  })
 
 const sealedAt = (key: Buffer, kind: Seal.Kind, message: string, now = start) =>
   Seal.seal(key, kind, bytes(message), now)
@@ -291,6 +244,94 @@ describe("the sealing transport", () => {
         expect(Exit.isSuccess(yield* Effect.exit(node.deliver(packet)))).toBe(true)
         expect(Exit.isSuccess(yield* Effect.exit(node.answer(packet)))).toBe(true)
       }
+    }),
+  )
+})
+
+describe("keyed clusters on the in-memory network", () => {
+  /** A node at `n<i>:8003`; `sizes` records the length of every datagram it sends. */
+  const node = (
+    network: Gossip.MemoryNetwork.MemoryNetwork,
+    i: number,
+    keyring: Keyring | undefined,
+    sizes: Array<number> = [],
+  ) =>
+    Effect.map(
+      Layer.build(
+        Gossip.layer(
+          Effect.sync(() => {
+            const transport = network.transport(`n${i}:8003`)
+            return {
+              ...transport,
+              send: (address: string, packet: Uint8Array) => {
+                sizes.push(packet.length)
+                return transport.send(address, packet)
+              },
+            }
+          }),
+          { nodeId: `n${i}`, keyring, maxPacketSize: 512 },
+        ),
+      ),
+      Context.get(Gossip.Gossip),
+    )
+
+  const ids = (of: Gossip.Gossip["Type"]) => Effect.map(of.nodes, (nodes) => nodes.map((n) => n.id).sort())
+
+  it.scoped("converge sealed, within the datagram limit, and ignore a forged delta", () =>
+    Effect.gen(function* () {
+      const network = yield* Gossip.MemoryNetwork.make()
+      const sizes: Array<number> = []
+      const nodes = yield* Effect.forEach(
+        Array.from({ length: 25 }, (_, i) => i),
+        (i) => node(network, i, ringA, sizes),
+      )
+      const [a, b] = nodes as [Gossip.Gossip["Type"], Gossip.Gossip["Type"]]
+      yield* Effect.forEach(nodes.slice(1), (joiner) => joiner.join(["n0:8003"]))
+      yield* TestClock.adjust("5 seconds")
+      for (const each of nodes) expect(yield* ids(each)).toHaveLength(25)
+      // Twenty-five nodes' digests fill several datagrams each, every one within the limit once sealed.
+      expect(Math.max(...sizes)).toBeGreaterThan(512 - Seal.overhead)
+      expect(Math.max(...sizes)).toBeLessThanOrEqual(512)
+
+      const forged = Message.encode({
+        _tag: "Delta",
+        from: { id: "evil-node", addr: "evil:8003", heartbeat: 1 },
+        nodes: [
+          {
+            id: "evil-node",
+            addr: "evil:8003",
+            heartbeat: 1,
+            after: 0,
+            entries: [["endpoint:pay-ep", "1000000", 1, 0]],
+          },
+        ],
+      })
+      const attacker = network.transport("evil:8003")
+      const now = yield* TestClock.currentTimeMillis
+      yield* attacker.send("n0:8003", forged)
+      yield* attacker.send("n0:8003", Seal.seal(keyB, "datagram", forged, now))
+      yield* TestClock.adjust("1 second")
+      for (const each of [a, b]) expect((yield* ids(each)).includes("evil-node")).toBe(false)
+      expect((yield* a.stats).rejected).toMatchObject({ unauthenticated: 1, bad_seal: 1 })
+      expect(a.keys).toBe(1)
+    }),
+  )
+
+  it.scoped("refuse to join a node with another key, or none", () =>
+    Effect.gen(function* () {
+      const network = yield* Gossip.MemoryNetwork.make()
+      yield* node(network, 0, ringA)
+      const wrong = yield* node(network, 1, ringB)
+      const unkeyed = yield* node(network, 2, undefined)
+      expect((yield* Effect.flip(wrong.join(["n0:8003"]))).message).toBe(
+        "n0:8003: refused: the peer has none of this node's keys (compare --gossip.secret-key)",
+      )
+      expect((yield* Effect.flip(unkeyed.join(["n0:8003"]))).message).toBe(
+        "n0:8003: refused: the peer requires --gossip.secret-key and this node sent an unsealed message",
+      )
+      yield* TestClock.adjust("3 seconds")
+      for (const joiner of [wrong, unkeyed])
+        expect(yield* ids(joiner)).toEqual([`n${joiner === wrong ? 1 : 2}`])
     }),
   )
 })
