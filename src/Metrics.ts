@@ -93,7 +93,7 @@ export const gossipRejected = server.scraped(
   "pico_gossip_rejected_messages_total",
   "Gossip packets and streams dropped because they failed authentication, by reason: unauthenticated (not " +
     "sealed, and this node has a key), no_key (sealed, and this node has none), bad_seal (wrong key or " +
-    "tampered), replay, stale (timestamp outside the window).",
+    "tampered), replay, stale (timestamp outside the window). The other gossip counters leave them out.",
   "counter",
 )
 export const proxyConnectedUpstreams = server.scraped(
