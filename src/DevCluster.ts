@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto"
 import { Context, Effect, Layer } from "effect"
 import { AdminServer } from "./Admin.js"
 import * as LoadBalancer from "./DevCluster/LoadBalancer.js"
@@ -27,8 +28,16 @@ interface RunningNode {
 
 const loopback = (port: number): HostPort => ({ host: "127.0.0.1", port })
 
-/** Starts one node on ephemeral loopback ports, joining `join` (the first node's gossip address). */
-const startNode = (index: number, join: ReadonlyArray<string>, logLevel: DevClusterOptions["logLevel"]) =>
+/**
+ * Starts one node on ephemeral loopback ports, joining `join` (the first node's gossip address), with the
+ * cluster's gossip key.
+ */
+const startNode = (
+  index: number,
+  join: ReadonlyArray<string>,
+  gossipKey: string,
+  logLevel: DevClusterOptions["logLevel"],
+) =>
   Effect.gen(function* () {
     const config = yield* load(serverSettings, {
       flags: {
@@ -38,6 +47,7 @@ const startNode = (index: number, join: ReadonlyArray<string>, logLevel: DevClus
         "gossip.bind-addr": "127.0.0.1:0",
         "cluster.node-id-prefix": `pico-${index + 1}-`,
         "cluster.join": join,
+        "gossip.secret-key": [gossipKey],
         "log.level": logLevel,
       },
     })
@@ -60,11 +70,13 @@ const startNode = (index: number, join: ReadonlyArray<string>, logLevel: DevClus
 export const run = (options: DevClusterOptions) =>
   Effect.gen(function* () {
     const nodes: Array<RunningNode> = []
+    // A fresh key per run: the nodes share it in memory, and nothing else on the machine can join or forge gossip.
+    const gossipKey = randomBytes(32).toString("base64")
     for (let index = 0; index < options.nodes; index++) {
       const join = nodes[0] === undefined ? [] : [nodes[0].gossip]
       // Every log line says which node wrote it (fibers forked while a node starts inherit the annotation).
       nodes.push(
-        yield* startNode(index, join, options.logLevel).pipe(
+        yield* startNode(index, join, gossipKey, options.logLevel).pipe(
           Effect.annotateLogs("node", `pico-${index + 1}`),
         ),
       )

@@ -89,6 +89,13 @@ export const gossipMalformed = server.scraped(
   "Gossip packets and streams dropped because they did not decode.",
   "counter",
 )
+export const gossipRejected = server.scraped(
+  "pico_gossip_rejected_messages_total",
+  "Gossip packets and streams dropped because they failed authentication, by reason: unauthenticated (not " +
+    "sealed, and this node has a key), no_key (sealed, and this node has none), bad_seal (wrong key or " +
+    "tampered), replay, stale (timestamp outside the window). The other gossip counters leave them out.",
+  "counter",
+)
 export const proxyConnectedUpstreams = server.scraped(
   "pico_proxy_connected_upstreams",
   "Upstream tunnels connected to this node.",

@@ -80,9 +80,25 @@ describe("deploy/kubernetes", () => {
       expect(config.cluster.nodeIdPrefix).toBe("pico-0-")
       expect(config.cluster.join).toEqual(["pico"])
       expect(config.server.gracefulShutdownTimeout).toBe(60_000)
+      expect(config.gossip.secretKey).toEqual(["file:/etc/pico-gossip/gossip-keys"])
     } finally {
       rmSync(directory, { recursive: true, force: true })
     }
+  })
+
+  it("gives every node the gossip key from a Secret generated out of an uncommitted file, where the config reads it", () => {
+    const kustomization = manifests.find((manifest) => manifest.kind === "Kustomization") as {
+      secretGenerator?: ReadonlyArray<{ name: string; files: ReadonlyArray<string> }>
+    }
+    expect(kustomization.secretGenerator).toEqual([{ name: "pico-gossip", files: ["gossip-keys"] }])
+    expect(read(".gitignore").split("\n")).toContain("deploy/kubernetes/gossip-keys")
+    const pod = find("StatefulSet", "pico").spec.template.spec
+    expect(pod.volumes).toContainEqual({ name: "gossip-key", secret: { secretName: "pico-gossip" } })
+    expect(pod.containers[0].volumeMounts).toContainEqual({
+      name: "gossip-key",
+      mountPath: "/etc/pico-gossip",
+      readOnly: true,
+    })
   })
 
   it("runs three replicas with probes, and more grace than the graceful shutdown timeout", () => {
@@ -177,6 +193,33 @@ describe("deploy/grafana", () => {
       volume.startsWith("../../deploy/grafana:"),
     )
     expect(mounted?.split(":")[1]).toBe(provisioning.providers[0].options.path)
+  })
+})
+
+// --- docs/demo ---
+
+describe("docs/demo", () => {
+  it("gives every node a gossip key made on the first start, where pico.yaml reads it", async () => {
+    const compose = YAML.parse(read("docs/demo/docker-compose.yaml"), { merge: true })
+    const picos = Object.entries(compose.services as Record<string, Record<string, unknown>>).filter(
+      ([name]) => name.startsWith("pico-"),
+    )
+    expect(picos).toHaveLength(3)
+    for (const [, service] of picos) {
+      expect(service.volumes).toContain("gossip-key:/etc/pico-gossip:ro")
+      expect(service.depends_on).toEqual({ "gossip-key": { condition: "service_completed_successfully" } })
+    }
+    expect(compose.services["gossip-key"].volumes).toEqual(["gossip-key:/keys"])
+    expect(compose.services["gossip-key"].command.join(" ")).toContain("> /keys/gossip-keys")
+    const config = await Effect.runPromise(
+      load(serverSettings, {
+        flags: {},
+        configPath: new URL("docs/demo/pico.yaml", root).pathname,
+        expandEnv: true,
+        env: { HOSTNAME: "pico-1" },
+      }),
+    )
+    expect(config.gossip.secretKey).toEqual(["file:/etc/pico-gossip/gossip-keys"])
   })
 })
 

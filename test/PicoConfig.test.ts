@@ -3,10 +3,12 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
+import { makeKeyring } from "../src/ClusterKeys.js"
 import { parseAgentEndpoint } from "../src/PicoConfig/Agent.js"
 import { formatGoDuration, parseGoDuration } from "../src/PicoConfig/Duration.js"
 import { expandEnv } from "../src/PicoConfig/ExpandEnv.js"
-import { agentSettings, load, serverConfigProblem, serverSettings } from "../src/PicoConfig.js"
+import { loadClusterKeys } from "../src/PicoConfig/KeyMaterial.js"
+import { agentSettings, load, redacted, serverConfigProblem, serverSettings } from "../src/PicoConfig.js"
 
 const writeConfig = (text: string): string => {
   const path = join(mkdtempSync(join(tmpdir(), "pico-config-")), "pico.yaml")
@@ -171,6 +173,92 @@ describe("cluster settings", () => {
       expect(config.cluster.join).toEqual(["10.0.0.1", "pico.ns.svc:8003", "[::1]:8003"])
       expect(config.cluster.abortIfJoinFails).toBe(false)
       expect(config.gossip.interval).toBe(500)
+    }),
+  )
+})
+
+describe("gossip keys", () => {
+  const keyA = "a".repeat(32)
+  const keyB = "b".repeat(40)
+  const short = "too-short-secret"
+
+  it.effect("take comma-separated and repeated flags, YAML sequences and env-expanded scalars", () =>
+    Effect.gen(function* () {
+      const flags = yield* load(serverSettings, {
+        flags: { "gossip.secret-key": [`${keyA},${keyB}`, "file:/etc/pico/keys"] },
+      })
+      expect(flags.gossip.secretKey).toEqual([keyA, keyB, "file:/etc/pico/keys"])
+      const sequence = writeConfig(`gossip:\n  secret_key:\n    - ${keyA}\n    - file:/k\n`)
+      expect((yield* load(serverSettings, { flags: {}, configPath: sequence })).gossip.secretKey).toEqual([
+        keyA,
+        "file:/k",
+      ])
+      const expanded = writeConfig("gossip:\n  secret_key: ${PICO_GOSSIP_KEYS}\n")
+      const config = yield* load(serverSettings, {
+        flags: {},
+        configPath: expanded,
+        expandEnv: true,
+        env: { PICO_GOSSIP_KEYS: `${keyB},${keyA}` },
+      })
+      expect(config.gossip.secretKey).toEqual([keyB, keyA])
+      expect((yield* load(serverSettings, { flags: {} })).gossip.secretKey).toEqual([])
+    }),
+  )
+
+  it.effect("name the flag or key and the item's position, never the value", () =>
+    Effect.gen(function* () {
+      const flag = yield* failureMessage(
+        load(serverSettings, { flags: { "gossip.secret-key": [`${keyA},${short}`] } }),
+      )
+      expect(flag).toBe(
+        "--gossip.secret-key: invalid value (redacted): item 2: must be at least 32 characters (make one with: openssl rand -base64 32)",
+      )
+      const path = writeConfig(`gossip:\n  secret_key: [${short}]\n`)
+      const file = yield* failureMessage(load(serverSettings, { flags: {}, configPath: path }))
+      expect(file).toContain(`gossip.secret_key in ${path}: invalid value (redacted): item 1:`)
+      const noPath = yield* failureMessage(load(serverSettings, { flags: { "gossip.secret-key": "file:" } }))
+      expect(noPath).toBe("--gossip.secret-key: invalid value (redacted): item 1: file: needs a path")
+      for (const message of [flag, file]) expect(message).not.toContain(short)
+    }),
+  )
+
+  it.effect("are redacted key by key in the printed config, and an empty list stays empty", () =>
+    Effect.gen(function* () {
+      const keyed = yield* load(serverSettings, { flags: { "gossip.secret-key": [keyA, keyB] } })
+      const printed = redacted(serverSettings, keyed)
+      expect(printed.gossip).toMatchObject({ secret_key: ["(redacted)", "(redacted)"] })
+      expect(JSON.stringify(printed)).not.toContain(keyA)
+      const unkeyed = redacted(serverSettings, yield* load(serverSettings, { flags: {} }))
+      expect(unkeyed.gossip).toMatchObject({ secret_key: [] })
+      expect(unkeyed.auth).toMatchObject({ token_hmac_secret_key: "" })
+    }),
+  )
+
+  it.effect("load from files, one key per line, into a keyring with the first key first", () =>
+    Effect.gen(function* () {
+      const dir = mkdtempSync(join(tmpdir(), "pico-keys-"))
+      const keys = join(dir, "keys")
+      writeFileSync(keys, `${keyB}\n\n${keyA}\r\n`)
+      const keyring = yield* loadClusterKeys([keyA, `file:${keys}`], "gossip.secret-key")
+      expect(keyring?.size).toBe(3)
+      // Subkeys in the order given: the inline key, then the file's, line by line.
+      const [subkeyA, subkeyB] = makeKeyring([keyA, keyB]).subkeys("gossip")
+      expect(keyring?.subkeys("gossip")).toEqual([subkeyA, subkeyB, subkeyA])
+      expect(yield* loadClusterKeys([], "gossip.secret-key")).toBeUndefined()
+
+      const bad = join(dir, "bad")
+      writeFileSync(bad, `${keyA}\n${short}\n`)
+      const badLine = yield* failureMessage(loadClusterKeys([`file:${bad}`], "gossip.secret-key"))
+      expect(badLine).toBe(
+        `--gossip.secret-key: ${bad} line 2: must be at least 32 characters (make one with: openssl rand -base64 32)`,
+      )
+      const empty = join(dir, "empty")
+      writeFileSync(empty, "\n")
+      expect(yield* failureMessage(loadClusterKeys([`file:${empty}`], "gossip.secret-key"))).toBe(
+        `--gossip.secret-key: ${empty} holds no key`,
+      )
+      const missing = yield* failureMessage(loadClusterKeys([`file:${dir}/nope`], "gossip.secret-key"))
+      expect(missing).toContain(`--gossip.secret-key: cannot read ${dir}/nope`)
     }),
   )
 })

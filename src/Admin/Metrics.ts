@@ -63,6 +63,10 @@ const makeStateSamples = Effect.gen(function* () {
     single(Metrics.gossipBytesInbound, stats.bytesIn)
     single(Metrics.gossipBytesOutbound, stats.bytesOut)
     single(Metrics.gossipMalformed, stats.malformed)
+    samples.set(
+      Metrics.gossipRejected.name,
+      Object.entries(stats.rejected).map(([reason, value]) => ({ labels: [["reason", reason]], value })),
+    )
 
     const endpoints = yield* registry.localEndpoints
     let upstreams = 0

@@ -71,6 +71,13 @@ export const makeStatusRoutes = Effect.gen(function* () {
         })
 
   const routes: Record<string, Handler> = {
+    "/status": () =>
+      Effect.succeed(
+        json(200, {
+          id: gossip.nodeId,
+          gossip: { authenticated: gossip.keys > 0, keys: gossip.keys },
+        } satisfies Status.Summary),
+      ),
     "/status/cluster/nodes": () =>
       Effect.gen(function* () {
         const local = yield* localDetail

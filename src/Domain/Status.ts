@@ -7,6 +7,18 @@ import { Schema } from "effect"
 
 export const NodeStatus = Schema.Literal("active", "unreachable", "left")
 
+/** `/status`: this node, and how its gossip is secured. */
+export const Summary = Schema.Struct({
+  id: Schema.String,
+  gossip: Schema.Struct({
+    /** Whether gossip is sealed with cluster keys; false: anyone who reaches the gossip port is believed. */
+    authenticated: Schema.Boolean,
+    /** How many cluster keys the node accepts (two while a rotation is under way). */
+    keys: Schema.Int,
+  }),
+})
+export type Summary = typeof Summary.Type
+
 /** One node in `/status/cluster/nodes`. */
 export const NodeSummary = Schema.Struct({
   id: Schema.String,

@@ -81,6 +81,9 @@ export interface Engine {
   readonly stats: Effect.Effect<Stats>
 }
 
+/** The largest datagram when none is configured. */
+export const defaultMaxPacketSize = 1400
+
 /** Peers told reliably of a leave; anti-entropy takes it to the rest (spec §6.7). */
 const LEAVE_ACKS = 3
 
@@ -88,7 +91,7 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
   Effect.gen(function* () {
     const interval = Duration.toMillis(options.interval ?? "500 millis")
     const nodeExpiry = Duration.toMillis(options.nodeExpiry ?? "1 minute")
-    const maxPacketSize = options.maxPacketSize ?? 1400
+    const maxPacketSize = options.maxPacketSize ?? defaultMaxPacketSize
     const pushFanout = options.pushFanout ?? 3
     const requestTimeout = options.requestTimeout ?? "10 seconds"
 

@@ -62,7 +62,7 @@ export const make = (initial: Partial<Conditions> = {}): Effect.Effect<MemoryNet
         Effect.suspend(() =>
           Option.match(handlerFor(from, to), {
             onNone: () => Effect.void,
-            onSome: (handler) => handler.packet(packet.slice()),
+            onSome: (handler) => handler.packet(packet.slice(), from),
           }),
         ),
       )
@@ -79,7 +79,7 @@ export const make = (initial: Partial<Conditions> = {}): Effect.Effect<MemoryNet
         yield* delay
         const handler = handlerFor(from, to)
         if (Option.isNone(handler)) return yield* new TransportError({ reason: "unreachable", address: to })
-        const answer = yield* handler.value.request(payload.slice())
+        const answer = yield* handler.value.request(payload.slice(), from)
         yield* delay
         if (Option.isNone(answer) || !reachable(from, to))
           return yield* new TransportError({ reason: "closed", address: to })

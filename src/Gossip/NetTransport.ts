@@ -149,16 +149,18 @@ export const make = (
     const serve = (handler: Handler) =>
       Effect.gen(function* () {
         const run = Runtime.runFork(yield* Effect.runtime<never>())
-        const onMessage = (packet: Buffer) => run(handler.packet(packet))
+        const onMessage = (packet: Buffer, peer: dgram.RemoteInfo) =>
+          run(handler.packet(packet, formatHostPort({ host: peer.address, port: peer.port })))
         const onConnection = (socket: net.Socket) => {
           connections.add(socket)
           socket.once("close", () => connections.delete(socket))
           socket.on("error", () => socket.destroy())
           socket.setTimeout(Duration.toMillis(requestTimeout), () => socket.destroy())
+          const peer = formatHostPort({ host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 })
           readFrame(socket, (payload) => {
             if (payload === undefined) return socket.destroy()
             run(
-              handler.request(payload).pipe(
+              handler.request(payload, peer).pipe(
                 Effect.map(
                   Option.match({
                     onNone: () => socket.end(),

@@ -5,21 +5,26 @@
  */
 import { Effect, type Option, Schema, type Scope } from "effect"
 
-/** A reliable exchange did not complete. */
+/**
+ * A reliable exchange did not complete. "refused": the peer dropped the request as unauthentic (`detail` says
+ * why); "unauthenticated": its answer did not authenticate here.
+ */
 export class TransportError extends Schema.TaggedError<TransportError>()("TransportError", {
-  reason: Schema.Literal("unreachable", "closed", "timeout"),
+  reason: Schema.Literal("unreachable", "closed", "timeout", "refused", "unauthenticated"),
   address: Schema.String,
+  detail: Schema.optional(Schema.String),
 }) {
   override get message(): string {
-    return `${this.address}: ${this.reason}`
+    return `${this.address}: ${this.reason}${this.detail === undefined ? "" : `: ${this.detail}`}`
   }
 }
 
+/** `from` is where a datagram or stream came from (host:port), for logs: nothing proves it. */
 export interface Handler {
   /** One incoming datagram. */
-  readonly packet: (bytes: Uint8Array) => Effect.Effect<void>
+  readonly packet: (bytes: Uint8Array, from: string) => Effect.Effect<void>
   /** One incoming request stream: the answer to write back, or none to close the stream without one. */
-  readonly request: (bytes: Uint8Array) => Effect.Effect<Option.Option<Uint8Array>>
+  readonly request: (bytes: Uint8Array, from: string) => Effect.Effect<Option.Option<Uint8Array>>
 }
 
 export interface Transport {

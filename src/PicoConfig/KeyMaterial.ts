@@ -1,10 +1,11 @@
 import { readFile } from "node:fs/promises"
 import { Effect } from "effect"
 import { parsePublicKey, type TokenKeys } from "../Auth/Token.js"
+import { type Keyring, makeKeyring, secretProblem } from "../ClusterKeys.js"
 import { ConfigError } from "./ConfigError.js"
 import type { TlsSettings, TokenSettings } from "./Security.js"
 
-const filePrefix = "file:"
+export const filePrefix = "file:"
 
 /**
  * A setting's value, or the contents of the file it names with "file:PATH" (so keys and tokens need not sit on
@@ -74,6 +75,36 @@ export const loadTokenKeys = (
       issuer: settings.tokenIssuer === "" ? undefined : settings.tokenIssuer,
       leeway: settings.tokenLeeway,
     }
+  })
+
+/**
+ * The cluster keyring from the configured keys (inline values were checked when the config was loaded), with
+ * each "file:PATH" replaced by the keys it holds, one per line; undefined when none are configured. Errors name
+ * the flag and the file's line, never a key.
+ */
+export const loadClusterKeys = (
+  values: ReadonlyArray<string>,
+  flag: string,
+): Effect.Effect<Keyring | undefined, ConfigError> =>
+  Effect.gen(function* () {
+    const secrets: Array<string> = []
+    for (const value of values) {
+      if (!value.startsWith(filePrefix)) {
+        secrets.push(value)
+        continue
+      }
+      const path = value.slice(filePrefix.length)
+      const lines = ((yield* readSecretValue(value, flag)) ?? "").split(/\r?\n/).map((line) => line.trim())
+      const keys = lines.filter((line) => line !== "")
+      if (keys.length === 0) return yield* new ConfigError({ message: `--${flag}: ${path} holds no key` })
+      for (const [i, line] of lines.entries()) {
+        const problem = line === "" ? undefined : secretProblem(line)
+        if (problem !== undefined)
+          return yield* new ConfigError({ message: `--${flag}: ${path} line ${i + 1}: ${problem}` })
+      }
+      secrets.push(...keys)
+    }
+    return secrets.length === 0 ? undefined : makeKeyring(secrets)
   })
 
 /** The files a TLS listener serves, once checked to come as a pair. */

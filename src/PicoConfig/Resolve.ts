@@ -104,16 +104,20 @@ export const resolve = <T extends SettingsTree>(
   return Either.right(result as Resolved<T>)
 }
 
+/** A secret's value as printed: each item of a list replaced (so the count still shows), unset left as it is. */
+const redactSecret = (value: unknown): unknown =>
+  Array.isArray(value)
+    ? value.map(() => "(redacted)")
+    : value === "" || value === undefined
+      ? value
+      : "(redacted)"
+
 /** The configuration as a plain object for the startup log, with secrets replaced. */
 export const redacted = (tree: SettingsTree, config: unknown): Record<string, unknown> => {
   const out: Record<string, unknown> = {}
   for (const [key, node] of Object.entries(tree)) {
     const value = isRecord(config) ? config[key] : undefined
-    out[yamlKey(key)] = isSetting(node)
-      ? node.secret && value !== "" && value !== undefined
-        ? "(redacted)"
-        : value
-      : redacted(node, value)
+    out[yamlKey(key)] = isSetting(node) ? (node.secret ? redactSecret(value) : value) : redacted(node, value)
   }
   return out
 }

@@ -1,5 +1,7 @@
 import { Either } from "effect"
+import { secretProblem } from "../ClusterKeys.js"
 import { bindAddrProblem } from "../Domain/Address.js"
+import { filePrefix } from "./KeyMaterial.js"
 import { tlsSettings, tokenSettings } from "./Security.js"
 import * as Setting from "./Setting.js"
 
@@ -128,6 +130,18 @@ export const serverSettings = {
     advertiseAddr: advertiseAddr("gossip"),
     interval: Setting.duration("How often this node exchanges state with a random peer.", "500ms"),
     maxPacketSize: Setting.integer("Largest UDP packet gossip sends, in bytes.", 1400, 512, 65_000),
+    secretKey: Setting.secretList(
+      "Cluster keys (at least 32 characters each) that authenticate and encrypt gossip; the same on every " +
+        'node. The first one sends, any one is accepted, so keys rotate without downtime. "file:PATH" reads ' +
+        "keys from a file, one per line. Empty: gossip is unauthenticated (anyone who reaches the gossip port " +
+        "can change routes).",
+      (item) =>
+        item.startsWith(filePrefix)
+          ? item.length > filePrefix.length
+            ? undefined
+            : "file: needs a path"
+          : secretProblem(item),
+    ),
   },
   auth: tokenSettings("upstream"),
   log: logSettings,

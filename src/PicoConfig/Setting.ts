@@ -142,14 +142,11 @@ export const choice = <const L extends string>(
         : Either.left(`expected one of ${values.join(", ")}`),
   })
 
-/**
- * A list: a YAML sequence, or flags given as a comma-separated list and/or repeated. Each item goes through
- * `decodeItem`.
- */
-export const list = <A>(
+const listOf = <A>(
   description: string,
   decodeItem: (item: string) => Either.Either<A, string>,
-  valueName = "list",
+  valueName: string,
+  secret: boolean,
 ) =>
   make<ReadonlyArray<A>>({
     description,
@@ -157,6 +154,7 @@ export const list = <A>(
     defaultText: "",
     valueName,
     repeated: true,
+    secret,
     decode: (raw) => {
       const items = Array.isArray(raw) ? raw : [raw]
       const texts: Array<string> = []
@@ -166,14 +164,38 @@ export const list = <A>(
         for (const part of text.split(",")) if (part.trim() !== "") texts.push(part.trim())
       }
       const decoded: Array<A> = []
-      for (const text of texts) {
+      for (const [i, text] of texts.entries()) {
         const result = decodeItem(text)
-        if (Either.isLeft(result)) return Either.left(`"${text}": ${result.left}`)
+        // A secret is named by its position, never quoted.
+        if (Either.isLeft(result))
+          return Either.left(`${secret ? `item ${i + 1}` : `"${text}"`}: ${result.left}`)
         decoded.push(result.right)
       }
       return Either.right(decoded)
     },
   })
+
+/**
+ * A list: a YAML sequence, or flags given as a comma-separated list and/or repeated. Each item goes through
+ * `decodeItem`.
+ */
+export const list = <A>(
+  description: string,
+  decodeItem: (item: string) => Either.Either<A, string>,
+  valueName = "list",
+) => listOf(description, decodeItem, valueName, false)
+
+/** A list of secrets (redacted wherever printed); `check` returns what is wrong with an item, or undefined. */
+export const secretList = (description: string, check: (item: string) => string | undefined) =>
+  listOf(
+    description,
+    (item) => {
+      const problem = check(item)
+      return problem === undefined ? Either.right(item) : Either.left(problem)
+    },
+    "key",
+    true,
+  )
 
 export const stringList = (description: string) => list(description, (item) => Either.right(item))
 

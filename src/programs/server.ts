@@ -12,7 +12,7 @@ import * as Gossip from "../Gossip.js"
 import type { ListenError } from "../internal/Listen.js"
 import type { ClientLimits } from "../internal/Listener.js"
 import * as Metrics from "../Metrics.js"
-import { loadTokenKeys, type TlsFiles, tlsFiles } from "../PicoConfig/KeyMaterial.js"
+import { loadClusterKeys, loadTokenKeys, type TlsFiles, tlsFiles } from "../PicoConfig/KeyMaterial.js"
 import { ConfigError, type ServerConfigShape } from "../PicoConfig.js"
 import * as Proxy from "../Proxy.js"
 import * as Registry from "../Registry.js"
@@ -48,8 +48,13 @@ const joinCluster = (config: ServerConfigShape) =>
       yield* gossip.setLocal("admin_addr", advertiseAddress(config.admin.advertiseAddr, adminServer.address))
       const self = (yield* gossip.nodes).find((node) => node.id === gossip.nodeId)?.addr
       yield* Effect.logInfo("gossip listening").pipe(
-        Effect.annotateLogs({ "node-id": gossip.nodeId, addr: self ?? "" }),
+        Effect.annotateLogs({ "node-id": gossip.nodeId, addr: self ?? "", keys: gossip.keys }),
       )
+      if (gossip.keys === 0)
+        yield* Effect.logWarning(
+          "gossip is unauthenticated: anyone who can reach the gossip port can change this cluster's routes; " +
+            "set --gossip.secret-key on every node (docs/security.md)",
+        )
       const outcome = yield* joinOnStartup(gossip.join, {
         entries: config.cluster.join,
         defaultPort: address(config.gossip.bindAddr).port,
@@ -77,20 +82,27 @@ const joinCluster = (config: ServerConfigShape) =>
     }).pipe(Effect.annotateLogs("subsystem", "cluster")),
   )
 
-/** Gossip over UDP and TCP on --gossip.bind-addr. */
-export const gossipLayer = (config: ServerConfigShape): Layer.Layer<Gossip.Gossip, ListenError> =>
-  Gossip.layer(
-    NetTransport.make(address(config.gossip.bindAddr), (bound) =>
-      advertiseAddress(config.gossip.advertiseAddr, bound),
+/** Gossip over UDP and TCP on --gossip.bind-addr, sealed with the cluster keys when there are any. */
+export const gossipLayer = (
+  config: ServerConfigShape,
+): Layer.Layer<Gossip.Gossip, ListenError, ClusterKeys.ClusterKeys> =>
+  Layer.unwrapEffect(
+    Effect.map(ClusterKeys.ClusterKeys, ({ keyring }) =>
+      Gossip.layer(
+        NetTransport.make(address(config.gossip.bindAddr), (bound) =>
+          advertiseAddress(config.gossip.advertiseAddr, bound),
+        ),
+        {
+          nodeId:
+            config.cluster.nodeId === ""
+              ? Gossip.generateNodeId(config.cluster.nodeIdPrefix)
+              : config.cluster.nodeId,
+          interval: Duration.millis(config.gossip.interval),
+          maxPacketSize: config.gossip.maxPacketSize,
+          keyring,
+        },
+      ),
     ),
-    {
-      nodeId:
-        config.cluster.nodeId === ""
-          ? Gossip.generateNodeId(config.cluster.nodeIdPrefix)
-          : config.cluster.nodeId,
-      interval: Duration.millis(config.gossip.interval),
-      maxPacketSize: config.gossip.maxPacketSize,
-    },
   )
 
 /**
@@ -112,6 +124,7 @@ const loadPeerTls = (config: ServerConfigShape, files: TlsFiles | undefined) =>
 /** Key material and TLS files, read and checked before anything listens. */
 const loadSecurity = (config: ServerConfigShape) =>
   Effect.all({
+    keyring: loadClusterKeys(config.gossip.secretKey, "gossip.secret-key"),
     auth: Effect.all({
       upstream: loadTokenKeys(config.auth, "auth"),
       proxy: loadTokenKeys(config.proxy.auth, "proxy.auth"),
@@ -132,13 +145,13 @@ const loadSecurity = (config: ServerConfigShape) =>
  */
 export const serverLayer = (
   config: ServerConfigShape,
-  gossip: Layer.Layer<Gossip.Gossip, ListenError> = gossipLayer(config),
+  gossip: Layer.Layer<Gossip.Gossip, ListenError, ClusterKeys.ClusterKeys> = gossipLayer(config),
 ): Layer.Layer<ServerServices, ConfigError | ListenError | Gossip.GossipError> =>
   Layer.unwrapEffect(
     loadSecurity(config).pipe(
       Effect.bindTo("security"),
       Effect.bind("peerTls", ({ security }) => loadPeerTls(config, security.tls.proxy)),
-      Effect.map(({ security: { auth, tls }, peerTls }) => {
+      Effect.map(({ security: { keyring, auth, tls }, peerTls }) => {
         const core = Layer.mergeAll(
           Registry.layer,
           Shutdown.layer,
@@ -147,8 +160,7 @@ export const serverLayer = (
             timeout: config.upstream.heartbeatTimeout,
           }),
           Auth.layer(auth),
-          ClusterKeys.layer(undefined),
-        ).pipe(Layer.provideMerge(gossip))
+        ).pipe(Layer.provideMerge(gossip), Layer.provideMerge(ClusterKeys.layer(keyring)))
         const listeners = Layer.mergeAll(
           Proxy.layerServer(address(config.proxy.bindAddr), tls.proxy, clientLimits(config.proxy)),
           UpstreamListener.layerServer(

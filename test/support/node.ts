@@ -51,7 +51,10 @@ export const startNode = async (flags: Record<string, unknown> = {}): Promise<Te
   )
   const scope = await Effect.runPromise(Scope.make())
   const context = await Effect.runPromise(
-    Layer.buildWithScope(serverLayer(config).pipe(Layer.provide(testLogger)), scope),
+    Layer.buildWithScope(serverLayer(config).pipe(Layer.provide(testLogger)), scope).pipe(
+      // A node that fails to start releases what it had bound.
+      Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))),
+    ),
   )
   const proxyPort = Context.get(context, ProxyServer).address.port
   const upstreamPort = Context.get(context, UpstreamServer).address.port
