@@ -1,4 +1,4 @@
-import { Clock, Duration, Effect, Layer, Option } from "effect"
+import { Clock, Duration, Effect, Fiber, Layer, Option } from "effect"
 import { Gossip } from "./Gossip.js"
 import { Proxy, ProxyServer } from "./Proxy.js"
 import { Registry } from "./Registry.js"
@@ -97,15 +97,23 @@ export const drain = (options: DrainOptions) =>
   }).pipe(Effect.annotateLogs("subsystem", "server"))
 
 /**
- * Runs the drain when the node's scope closes; built last, so its finalizer runs before any other. Finalizers
- * run uninterruptibly, where a timeout waits for what it times to finish anyway: the drain is made
- * interruptible, so each of its waits really ends at its deadline.
+ * Runs the drain when the node's scope closes; built last, so its finalizer runs before any other. A finalizer
+ * runs uninterruptibly, where a timeout waits for what it times to finish anyway, and often on a fiber already
+ * interrupted (by SIGTERM), where an interruptible region would end at once. So the drain runs on a fiber of its
+ * own, interruptibly, and the finalizer waits for it.
  */
 export const layer = (options: DrainOptions) =>
   Layer.scopedDiscard(
     Effect.flatMap(
       Effect.context<Shutdown | Registry | Gossip | Proxy | ProxyServer | UpstreamServer>(),
       (context) =>
-        Effect.addFinalizer(() => drain(options).pipe(Effect.provide(context), Effect.interruptible)),
+        Effect.addFinalizer(() =>
+          drain(options).pipe(
+            Effect.provide(context),
+            Effect.interruptible,
+            Effect.forkDaemon,
+            Effect.flatMap(Fiber.join),
+          ),
+        ),
     ),
   )

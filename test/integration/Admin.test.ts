@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { request, startHttpServer, waitFor } from "../support/http.js"
 import { startAgent, startNode, type TestAgent, type TestNode } from "../support/node.js"
-import { hmacSecret, hmacToken } from "../support/tokens.js"
+import { hmacSecret, hmacToken, newClusterKey } from "../support/tokens.js"
 
 const cleanups: Array<() => Promise<void>> = []
 afterAll(async () => {
@@ -165,8 +165,12 @@ describe("?forward= to a node that is gone", () => {
 })
 
 describe("?forward= with admin authentication", () => {
-  it("checks the caller's token here and passes it on to the target", async () => {
-    const secured = { "gossip.interval": "50ms", "admin.auth.token-hmac-secret-key": hmacSecret }
+  const startSecuredPair = async (clusterKey: ReadonlyArray<string>) => {
+    const secured = {
+      "gossip.interval": "50ms",
+      "admin.auth.token-hmac-secret-key": hmacSecret,
+      "gossip.secret-key": clusterKey,
+    }
     const first = await startNode({ ...secured, "cluster.node-id": "auth-a" })
     cleanups.push(first.close)
     const second = await startNode({
@@ -181,9 +185,20 @@ describe("?forward= with admin authentication", () => {
       async () =>
         (await getJson(`${first.adminUrl}/status/cluster/nodes`, { authorization })).body.length === 2,
     )
-    const url = `${first.adminUrl}/status/cluster/nodes/local?forward=auth-b`
+    return { url: `${first.adminUrl}/status/cluster/nodes/local?forward=auth-b`, authorization }
+  }
+
+  it("checks the caller's token here and passes it on to the target", async () => {
+    const { url, authorization } = await startSecuredPair([newClusterKey()])
     expect((await getJson(url)).status).toBe(401)
     const forwarded = await getJson(url, { authorization })
     expect([forwarded.status, forwarded.body.id]).toEqual([200, "auth-b"])
+  })
+
+  it("sends the caller's token to no node that unauthenticated gossip may have made up", async () => {
+    const { url, authorization } = await startSecuredPair([])
+    const refused = await getJson(url, { authorization })
+    expect(refused.status).toBe(403)
+    expect(refused.body.error).toMatch(/--gossip.secret-key/)
   })
 })

@@ -2,16 +2,17 @@ import { afterEach, describe, expect, it } from "vitest"
 import WebSocket, { WebSocketServer } from "ws"
 import { request, startHttpServer, waitFor } from "../support/http.js"
 import { startAgent, startNode, type TestNode } from "../support/node.js"
+import { newClusterKey } from "../support/tokens.js"
 
 const cleanups: Array<() => Promise<void>> = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-const fastGossip = { "gossip.interval": "50ms" }
-
 /** Three in-process nodes gossiping over real UDP/TCP on loopback, the later ones joining the first. */
 const startCluster = async (): Promise<ReadonlyArray<TestNode>> => {
+  // A cluster key: nodes then prove the requests they forward, so the client's X-Forwarded-* survive the hop.
+  const fastGossip = { "gossip.interval": "50ms", "gossip.secret-key": [newClusterKey()] }
   const first = await startNode(fastGossip)
   cleanups.push(first.close)
   const others = await Promise.all(

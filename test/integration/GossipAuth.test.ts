@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto"
 import * as dgram from "node:dgram"
 import * as net from "node:net"
 import { afterEach, describe, expect, it } from "vitest"
@@ -10,13 +9,13 @@ import { request, startHttpServer, waitFor } from "../support/http.js"
 import { startLoadBalancer } from "../support/loadBalancer.js"
 import { startAgent, startNode, type TestNode } from "../support/node.js"
 import { readMetrics, valueOf } from "../support/prometheus.js"
+import { newClusterKey } from "../support/tokens.js"
 
 const cleanups: Array<() => Promise<void>> = []
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-const newKey = () => randomBytes(32).toString("base64")
 const fast = { "gossip.interval": "50ms" }
 
 const started = async (flags: Record<string, unknown>) => {
@@ -118,11 +117,11 @@ const startPayCluster = async (flags: Record<string, unknown>) => {
 
 describe("authenticated gossip", () => {
   it("ignores forged gossip on a keyed cluster: no new node, no new route, no rewritten address", async () => {
-    const clusterKey = newKey()
+    const clusterKey = newClusterKey()
     const { a, b } = await startPayCluster({ "gossip.secret-key": [clusterKey] })
     const attacker = "127.0.0.1:40999"
     const forged = forgedDelta(attacker, b)
-    const [wrongKey] = makeKeyring([newKey()]).subkeys("gossip") as [Buffer]
+    const [wrongKey] = makeKeyring([newClusterKey()]).subkeys("gossip") as [Buffer]
     const now = Date.now()
     await sendDatagrams(a.gossipAddr, [
       forged,
@@ -167,9 +166,9 @@ describe("authenticated gossip", () => {
   })
 
   it("keeps out a node with the wrong key: its join is refused, and it runs alone or not at all", async () => {
-    const a = await started({ "gossip.secret-key": [newKey()] })
+    const a = await started({ "gossip.secret-key": [newClusterKey()] })
     const joining = { "cluster.join": [a.gossipAddr], "cluster.join-timeout": "1s" }
-    await expect(startNode({ ...fast, ...joining, "gossip.secret-key": [newKey()] })).rejects.toThrow(
+    await expect(startNode({ ...fast, ...joining, "gossip.secret-key": [newClusterKey()] })).rejects.toThrow(
       /join failed: 127\.0\.0\.1:\d+: refused: the peer has none of this node's keys/,
     )
     await expect(startNode({ ...fast, ...joining })).rejects.toThrow(
@@ -177,7 +176,7 @@ describe("authenticated gossip", () => {
     )
     const loner = await started({
       ...joining,
-      "gossip.secret-key": [newKey()],
+      "gossip.secret-key": [newClusterKey()],
       "cluster.abort-if-join-fails": "false",
     })
     await waitFor("a drops the loner's gossip", async () => (await rejected(a, "bad_seal")) > 1)
@@ -186,7 +185,7 @@ describe("authenticated gossip", () => {
   })
 
   it("rotates from key A to key B with rolling restarts, the cluster whole, routing and dropping nothing", async () => {
-    const [keyA, keyB] = [newKey(), newKey()]
+    const [keyA, keyB] = [newClusterKey(), newClusterKey()]
     const service = await startHttpServer((_req, res) => res.end("ok"))
     cleanups.push(service.close)
     const nodes: Array<TestNode> = []
