@@ -87,3 +87,27 @@ export const startDemoBalancer = async (
   )
   return nginx
 }
+
+/**
+ * The errors and warnings in the balancer's error log since `since` (wall-clock ms; the log has whole seconds),
+ * without what varies per request: `connect() failed (111: Connection refused) while connecting to upstream
+ * http://10.0.0.11:8000/`.
+ */
+export const balancerErrors = (dir: string, since: number): Array<string> => {
+  let log = ""
+  try {
+    log = readFileSync(join(dir, "error.log"), "utf8")
+  } catch {
+    return []
+  }
+  const lines: Array<string> = []
+  for (const line of log.split("\n")) {
+    const entry =
+      /^(\S+ \S+) \[(?:warn|error|crit|alert|emerg)\] \d+#\d+: (?:\*\d+ )?(.*?)(?:, client: .*)?$/.exec(line)
+    if (entry === null || new Date((entry[1] as string).replaceAll("/", "-")).getTime() < since - 1000)
+      continue
+    const upstream = /upstream: "([^"]*)"/.exec(line)?.[1]
+    lines.push(upstream === undefined ? (entry[2] as string) : `${entry[2]} ${upstream}`)
+  }
+  return lines
+}
