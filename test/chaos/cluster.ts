@@ -2,7 +2,7 @@ import { fileURLToPath } from "node:url"
 import type { GossipNodeSummary, NodeDetail, NodeSummary } from "../../src/Domain/Status.js"
 import { request, waitFor } from "../support/http.js"
 import { createNetwork, type Host, type Network } from "../support/netns.js"
-import { startDemoBalancer } from "../support/nginx.js"
+import { balancerErrors, startDemoBalancer } from "../support/nginx.js"
 import { type PicoProcess, spawnPico, spawnProcess } from "../support/process.js"
 
 /**
@@ -43,7 +43,10 @@ export interface ChaosCluster {
   readonly startNode: (slot: NodeSlot) => Promise<void>
   /** The nodes whose process runs. */
   readonly running: () => ReadonlyArray<NodeSlot>
-  /** The warnings and errors the nodes and agents logged since then, each distinct one once with its count. */
+  /**
+   * The warnings and errors the nodes, agents and balancer logged since then (wall-clock ms), each distinct one
+   * once with its count.
+   */
   readonly warnings: (since: number) => ReadonlyArray<string>
   readonly teardown: () => Promise<void>
 }
@@ -206,16 +209,19 @@ export const startChaosCluster = async (options: ClusterOptions = {}): Promise<C
       },
       running: () => nodes.filter(isRunning),
       warnings: (since) => {
-        const counts = new Map<string, number>()
+        const lines: Array<string> = balancerErrors(`${network.dir}/nginx`, since).map(
+          (line) => `balancer: ${line}`,
+        )
         for (const [started, name] of names) {
           for (const log of started.logs) {
             if ((log.level !== "warn" && log.level !== "error") || Date.parse(String(log.ts)) < since)
               continue
             const { level: _, ts: __, subsystem: ___, msg, ...fields } = log
-            const line = `${name}: ${msg} ${JSON.stringify(fields)}`
-            counts.set(line, (counts.get(line) ?? 0) + 1)
+            lines.push(`${name}: ${msg} ${JSON.stringify(fields)}`)
           }
         }
+        const counts = new Map<string, number>()
+        for (const line of lines) counts.set(line, (counts.get(line) ?? 0) + 1)
         return [...counts].map(([line, count]) => (count === 1 ? line : `${line} (×${count})`))
       },
       teardown,

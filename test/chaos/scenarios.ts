@@ -17,6 +17,9 @@ import { type Load, startLoad } from "./load.js"
  * the cluster converged), never by sleeping, except where the scenario itself is a duration (a 30 s partition).
  */
 
+/** The agent's --server.heartbeat-interval (its default). */
+const AGENT_HEARTBEAT_MS = 10_000
+
 /** Requests each quiet phase (before the trouble, after recovery) must see: a few seconds of load. */
 const STEADY_REQUESTS = 300
 
@@ -71,6 +74,14 @@ export const killHolder = async (cluster: ChaosCluster): Promise<KillFigures> =>
   const started = Date.now()
   const load = startLoad(cluster.balancerUrl, ENDPOINT)
   await moreRequests(load)
+  // An agent reconnects at once only from a session that lived past its heartbeat interval (else it backs off
+  // for about 1 s, as after a failed connect); a long-running agent's session always has.
+  const connected = loggedAfter(cluster.agent.logs, "connected", 0) as number
+  await waitFor(
+    "the agent's session to count as healthy",
+    () => Date.now() - connected > AGENT_HEARTBEAT_MS,
+    AGENT_HEARTBEAT_MS + 5000,
+  )
   const holder = await cluster.holder()
   const killed = Date.now()
   holder.process.child.kill("SIGKILL")
@@ -80,6 +91,7 @@ export const killHolder = async (cluster: ChaosCluster): Promise<KillFigures> =>
     () => loggedAfter(cluster.agent.logs, "connected", killed) !== undefined,
     30_000,
   )
+  const disconnected = loggedAfter(cluster.agent.logs, "disconnected", killed) as number
   const reconnected = loggedAfter(cluster.agent.logs, "connected", killed) as number
   // Every surviving node knows the new holder (the dead one may still be listed: it did not leave).
   await waitConverged(cluster)
@@ -93,6 +105,7 @@ export const killHolder = async (cluster: ChaosCluster): Promise<KillFigures> =>
     { name: "after", from: routable, to: Date.now() },
   ]
   const timings: Record<string, number> = {
+    "kill → agent saw its session end": disconnected - killed,
     "kill → agent reconnected": reconnected - killed,
     "kill → routable from every node": routable - killed,
   }
