@@ -4,6 +4,7 @@ import { request, waitFor } from "../support/http.js"
 import { createNetwork, type Host, type Network } from "../support/netns.js"
 import { balancerErrors, startDemoBalancer } from "../support/nginx.js"
 import { type PicoProcess, spawnPico, spawnProcess } from "../support/process.js"
+import { startDelayRelay } from "../support/relay.js"
 
 /**
  * The seeds' topology on separate hosts: `nodes` pico servers (n1, n2, ...), each on its own host and joining the
@@ -109,13 +110,15 @@ export const membershipErrors = async (cluster: ChaosCluster): Promise<Array<str
   return errors
 }
 
-const nodeArgs = (host: Host, nodes: ReadonlyArray<Host>) => [
+/** `gossip` maps each node's host to the address its peers reach its gossip port at (its own, or a relay's). */
+const nodeArgs = (host: Host, gossip: ReadonlyMap<Host, string>) => [
   "server",
   ...["--proxy.bind-addr", `${host.ip}:8000`, "--upstream.bind-addr", `${host.ip}:8001`],
   ...["--admin.bind-addr", `${host.ip}:8002`, "--gossip.bind-addr", `${host.ip}:8003`],
+  ...["--gossip.advertise-addr", gossip.get(host) as string],
   ...["--cluster.node-id-prefix", `${host.name}-`],
   // Every node lists every node's address; a node skips its own.
-  ...nodes.flatMap((node) => ["--cluster.join", `${node.ip}:8003`]),
+  ...[...gossip.values()].flatMap((address) => ["--cluster.join", address]),
   // Bounds a scenario's wait for a drain; the default minute would only slow the suite.
   ...["--server.graceful-shutdown-timeout", "10s"],
 ]
@@ -124,6 +127,11 @@ export interface ClusterOptions {
   readonly nodes?: number
   /** Lines for the start of the balancer's `http` block (see renderDemoConfig). */
   readonly balancerPrelude?: ReadonlyArray<string>
+  /**
+   * Milliseconds to delay each gossip packet and TCP chunk on its way to a node (drawn per packet, so packets
+   * reorder): every node's gossip then arrives through a relay (test/support/relay.ts) in this process.
+   */
+  readonly gossipDelay?: () => number
 }
 
 /** Builds the network and starts everything: the nodes (3), the balancer, the service and an agent. */
@@ -142,10 +150,12 @@ export const startChaosCluster = async (options: ClusterOptions = {}): Promise<C
     return started
   }
 
+  const relays: Array<{ readonly close: () => void }> = []
+  const gossip = new Map<Host, string>()
   const launch = async (host: Host) => {
-    const started = track(spawnPico(nodeArgs(host, nodeHosts), { netns: host.netns }))
-    const gossip = await started.waitForLog("gossip listening", 20_000)
-    const nodeId = String(gossip["node-id"])
+    const started = track(spawnPico(nodeArgs(host, gossip), { netns: host.netns }))
+    const listening = await started.waitForLog("gossip listening", 20_000)
+    const nodeId = String(listening["node-id"])
     names.set(started, nodeId)
     return { process: started, nodeId }
   }
@@ -153,10 +163,23 @@ export const startChaosCluster = async (options: ClusterOptions = {}): Promise<C
   const teardown = async () => {
     for (const started of processes) if (started.child.exitCode === null) started.child.kill("SIGKILL")
     await Promise.all(processes.map((started) => started.exited))
+    for (const relay of relays) relay.close()
     await network.destroy()
   }
 
   try {
+    for (const host of nodeHosts) {
+      if (options.gossipDelay === undefined) gossip.set(host, `${host.ip}:8003`)
+      else {
+        const relay = await startDelayRelay(
+          network.testIp,
+          { host: host.ip, port: 8003 },
+          options.gossipDelay,
+        )
+        relays.push(relay)
+        gossip.set(host, `${network.testIp}:${relay.port}`)
+      }
+    }
     const nodes: Array<NodeSlot> = []
     for (const host of nodeHosts) nodes.push({ host, ...(await launch(host)) })
     await startDemoBalancer(lb, nodeHosts, `${network.dir}/nginx`, options.balancerPrelude).then(track)

@@ -144,8 +144,11 @@ const servesDirectly = (cluster: ChaosCluster, slot: NodeSlot, endpointId: strin
     timeoutMs,
   )
 
-/** 10% loss on every host's link; an endpoint registered during it must become routable from every node. */
-export const packetLoss = async (cluster: ChaosCluster, probability = 0.1): Promise<Figures> => {
+/**
+ * Loss on every host's link; an endpoint registered during it must become routable from every node. `also` names
+ * what else the cluster's network does (a gossip delay), for the figures.
+ */
+export const packetLoss = async (cluster: ChaosCluster, probability: number, also = ""): Promise<Figures> => {
   const started = Date.now()
   const load = startLoad(cluster.balancerUrl, ENDPOINT)
   await moreRequests(load)
@@ -174,7 +177,7 @@ export const packetLoss = async (cluster: ChaosCluster, probability = 0.1): Prom
     { name: "after", from: lossTo, to: Date.now() },
   ]
   return figures({
-    scenario: `${probability * 100}% packet loss`,
+    scenario: `${probability * 100}% packet loss${also === "" ? "" : `, ${also}`}`,
     records: load.records,
     started,
     phases,
