@@ -76,7 +76,9 @@ export const killHolder = async (cluster: ChaosCluster): Promise<KillFigures> =>
   await moreRequests(load)
   // An agent reconnects at once only from a session that lived past its heartbeat interval (else it backs off
   // for about 1 s, as after a failed connect); a long-running agent's session always has.
-  const connected = loggedAfter(cluster.agent.logs, "connected", 0) as number
+  const connected = Math.max(
+    ...cluster.agent.logs.filter((log) => log.msg === "connected").map((log) => Date.parse(String(log.ts))),
+  )
   await waitFor(
     "the agent's session to count as healthy",
     () => Date.now() - connected > AGENT_HEARTBEAT_MS,
@@ -227,7 +229,7 @@ export const partition = async (cluster: ChaosCluster, durationMs = 30_000): Pro
   )
   const healed = Date.now()
   await cluster.network.heal()
-  let errors = await membershipErrors(cluster)
+  let errors: ReadonlyArray<string> = []
   await waitFor(
     "every node to list exactly the live nodes, all active",
     async () => {
@@ -235,7 +237,7 @@ export const partition = async (cluster: ChaosCluster, durationMs = 30_000): Pro
       return errors.length === 0
     },
     60_000,
-  ).catch(() => {})
+  ).catch(() => {}) // The test asserts on the errors left, which say more than a timeout.
   const converged = Date.now()
   await moreRequests(load)
   await load.stop()
