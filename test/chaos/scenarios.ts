@@ -37,23 +37,26 @@ export const rollingRestart = async (cluster: ChaosCluster): Promise<Figures> =>
   const started = Date.now()
   const load = startLoad(cluster.balancerUrl, ENDPOINT)
   await moreRequests(load)
-  const phases: Array<Phase> = [{ name: "before", from: started, to: Date.now() }]
+  // Phases follow each other without a gap, so every request falls in one.
+  let from = Date.now()
+  const phases: Array<Phase> = [{ name: "before", from: started, to: from }]
   const timings: Record<string, number> = {}
   for (const slot of cluster.nodes) {
     // The agent's new session lands on the balancer's next node, so usually each restart moves it once more.
     const held = (await cluster.holder()) === slot ? " (holding the agent)" : ""
-    const from = Date.now()
+    const stopping = Date.now()
     await cluster.stopNode(slot)
     const exited = Date.now()
     await cluster.startNode(slot)
-    phases.push({ name: `restart ${slot.host.name}${held}`, from, to: Date.now() })
-    timings[`${slot.host.name}: SIGTERM → exited`] = exited - from
-    timings[`${slot.host.name}: started → joined and ready`] = Date.now() - exited
+    const to = Date.now()
+    phases.push({ name: `restart ${slot.host.name}${held}`, from, to })
+    timings[`${slot.host.name}: SIGTERM → exited`] = exited - stopping
+    timings[`${slot.host.name}: started → joined and ready`] = to - exited
+    from = to
   }
-  const after = Date.now()
   await moreRequests(load)
   await load.stop()
-  phases.push({ name: "after", from: after, to: Date.now() })
+  phases.push({ name: "after", from, to: Date.now() })
   return figures({
     scenario: "rolling restart",
     records: load.records,
