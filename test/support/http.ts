@@ -10,13 +10,15 @@ export interface Response {
   readonly body: string
 }
 
-/** A request from a real HTTP(S) client; the body is collected (tests only use small ones). */
+/** A request from a real HTTP(S) client; the response body is collected (tests only use small ones). */
 export const request = (
   url: string,
   options: {
     method?: string
     headers?: http.OutgoingHttpHeaders | ReadonlyArray<string>
-    body?: string
+    body?: string | Buffer
+    /** Fails the request if it has not ended by then (a black-holed peer would otherwise hang it). */
+    timeoutMs?: number
     /** For https URLs: the CA to trust, and a client certificate to present. */
     tls?: { ca: Buffer; cert?: Buffer; key?: Buffer }
   } = {},
@@ -43,6 +45,13 @@ export const request = (
       res.on("error", reject)
     })
     req.on("error", reject)
+    if (options.timeoutMs !== undefined) {
+      const timer = setTimeout(
+        () => req.destroy(new Error(`no response within ${options.timeoutMs} ms`)),
+        options.timeoutMs,
+      )
+      req.on("close", () => clearTimeout(timer))
+    }
     req.end(options.body)
   })
 

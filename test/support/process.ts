@@ -5,6 +5,7 @@ import { waitFor } from "./http.js"
 
 const picoBin = fileURLToPath(new URL("../../dist/bin/pico.js", import.meta.url))
 
+/** A spawned process whose output is collected: JSON log lines parsed, anything else kept as text. */
 export interface PicoProcess {
   readonly child: ChildProcess
   /** Every JSON log line written so far. */
@@ -18,9 +19,29 @@ export interface PicoProcess {
   readonly stop: () => Promise<number | null>
 }
 
+export interface SpawnOptions {
+  /**
+   * The network namespace to run in, as another host (test/support/netns.ts). `ip netns exec` execs the command
+   * rather than forking it, so the child's pid is the command's own and signals reach it directly.
+   */
+  readonly netns?: string
+}
+
 /** Runs the built `pico` CLI the way a user would: `node dist/bin/pico.js <args>`. */
-export const spawnPico = (args: ReadonlyArray<string>): PicoProcess => {
-  const child = spawn(process.execPath, [picoBin, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+export const spawnPico = (args: ReadonlyArray<string>, options: SpawnOptions = {}): PicoProcess =>
+  spawnProcess(process.execPath, [picoBin, ...args], options)
+
+/** Runs any command (a helper service, nginx) with its output collected as `spawnPico` does. */
+export const spawnProcess = (
+  command: string,
+  args: ReadonlyArray<string>,
+  options: SpawnOptions = {},
+): PicoProcess => {
+  const argv =
+    options.netns === undefined
+      ? [command, ...args]
+      : ["ip", "netns", "exec", options.netns, command, ...args]
+  const child = spawn(argv[0] as string, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] })
   const logs: Array<Record<string, unknown>> = []
   let text = ""
   let partial = ""
