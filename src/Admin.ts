@@ -10,6 +10,7 @@ import { Gossip } from "./Gossip.js"
 import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
 import { type Handler, json, jsonError, makeRouter, write } from "./internal/Router.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
+import { Registry } from "./Registry.js"
 import { Shutdown } from "./Shutdown.js"
 
 /** The admin port's listener, once bound. */
@@ -19,15 +20,17 @@ export class AdminServer extends Context.Tag("pico/AdminServer")<
 >() {}
 
 const ok = json(200, { status: "ok" })
+const joining = jsonError(503, "joining the cluster")
 const draining = jsonError(503, "shutting down")
 
 /**
- * Health (the process is up) and readiness (it wants traffic): readiness turns 503 as soon as shutdown starts,
- * so a load balancer stops sending new work while in-flight requests finish.
+ * Health (the process is up) and readiness (it wants traffic): readiness turns 200 once the node has joined its
+ * cluster and knows the routes, and 503 again as soon as shutdown starts, so a load balancer sends new work only
+ * while the node can serve it.
  */
-const probeRoutes = (shutdown: Shutdown["Type"]): Record<string, Handler> => ({
+const probeRoutes = (shutdown: Shutdown["Type"], registry: Registry["Type"]): Record<string, Handler> => ({
   "/health": () => Effect.succeed(ok),
-  "/ready": () => Effect.sync(() => (shutdown.isDraining() ? draining : ok)),
+  "/ready": () => Effect.sync(() => (shutdown.isDraining() ? draining : registry.hasJoined() ? ok : joining)),
 })
 
 /** Probes must work without credentials, whatever the admin port requires. */
@@ -59,7 +62,7 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, options: AdminOpt
       const gossip = yield* Gossip
       const guard = (yield* Auth).admin
       const route = makeRouter({
-        ...probeRoutes(shutdown),
+        ...probeRoutes(shutdown, yield* Registry),
         ...(yield* makeStatusRoutes),
         "/metrics": yield* makeNodeMetricsRoute,
       })

@@ -216,7 +216,7 @@ export const make = (options: ProxyOptions) =>
               !fromPeer &&
               !exchange.bodySpent &&
               remaining > 0 &&
-              (last !== undefined || registry.recentlyLost(endpointId))
+              (last !== undefined || registry.routeExpected(endpointId))
             if (!mayWait) return yield* failureFor(last)
             const changed = yield* registry.routeChanged.pipe(Effect.timeoutOption(remaining))
             if (Option.isNone(changed)) return yield* failureFor(last)

@@ -56,10 +56,14 @@ export class Registry extends Context.Tag("pico/Registry")<
     /** Completes at the next change of any route, local or remote: a request waiting for one looks again. */
     readonly routeChanged: Effect.Effect<void>
     /**
-     * Whether the endpoint lost a route (local or remote) in the last minute: a request for it then waits for the
-     * cluster to converge instead of failing at once, while one for an endpoint nobody has held fails at once.
+     * Whether a route for the endpoint may appear any moment: the node has not finished joining its cluster yet,
+     * or the endpoint lost a route (local or remote) in the last minute. A request for it then waits for the
+     * cluster to converge, while one for an endpoint nobody has held fails at once.
      */
-    readonly recentlyLost: (endpointId: string) => boolean
+    readonly routeExpected: (endpointId: string) => boolean
+    /** The node has joined its cluster (or found nobody to join): its view of the routes is complete. */
+    readonly markJoined: Effect.Effect<void>
+    readonly hasJoined: () => boolean
   }
 >() {}
 
@@ -70,124 +74,143 @@ const LOST_MEMORY = 10_000
 
 export const endpointKey = (endpointId: string): string => `endpoint:${endpointId}`
 
-export const make = Effect.gen(function* () {
-  const gossip = yield* Gossip
-  const rotations = new Map<string, Rotation>()
-  let withdrawn = false
+/**
+ * `awaitJoin`: the node joins a cluster after its listeners start (a server): until `markJoined`, its routes are
+ * incomplete, so readiness is off and requests for unknown endpoints wait. Otherwise the node is complete at once.
+ */
+export const make = (options: { readonly awaitJoin: boolean }) =>
+  Effect.gen(function* () {
+    const gossip = yield* Gossip
+    const rotations = new Map<string, Rotation>()
+    let withdrawn = false
 
-  // --- Route changes ---
+    // --- Route changes ---
 
-  // Kept closed: opening it for an instant releases everyone waiting for the next change.
-  const changes = Effect.unsafeMakeLatch(false)
-  const notifyRouteChange = () => {
-    changes.unsafeOpen()
-    changes.unsafeClose()
-  }
-
-  const lostAt = new Map<string, number>()
-  const lost = (endpointId: string) => {
-    const now = Date.now()
-    if (lostAt.size >= LOST_MEMORY) {
-      for (const [id, at] of lostAt) if (now - at >= RECENTLY_LOST_MS) lostAt.delete(id)
+    // Kept closed: opening it for an instant releases everyone waiting for the next change.
+    const changes = Effect.unsafeMakeLatch(false)
+    const notifyRouteChange = () => {
+      changes.unsafeOpen()
+      changes.unsafeClose()
     }
-    lostAt.delete(endpointId)
-    lostAt.set(endpointId, now)
-  }
-  const recentlyLost = (endpointId: string) => {
-    const at = lostAt.get(endpointId)
-    return at !== undefined && Date.now() - at < RECENTLY_LOST_MS
-  }
 
-  // --- Local upstreams ---
-
-  const publishCount = (endpointId: string) => {
-    const count = rotations.get(endpointId)?.upstreams.length ?? 0
-    return count === 0 || withdrawn
-      ? gossip.deleteLocal(endpointKey(endpointId))
-      : gossip.setLocal(endpointKey(endpointId), String(count))
-  }
-
-  const add = (upstream: Upstream) =>
-    Effect.suspend(() => {
-      const rotation = rotations.get(upstream.endpointId)
-      if (rotation === undefined) rotations.set(upstream.endpointId, { upstreams: [upstream], next: 0 })
-      else rotation.upstreams.push(upstream)
-      notifyRouteChange()
-      return publishCount(upstream.endpointId)
-    })
-
-  const remove = (upstream: Upstream) =>
-    Effect.suspend(() => {
-      const rotation = rotations.get(upstream.endpointId)
-      if (rotation === undefined) return Effect.void
-      const index = rotation.upstreams.indexOf(upstream)
-      if (index < 0) return Effect.void
-      rotation.upstreams.splice(index, 1)
-      if (rotation.upstreams.length === 0) {
-        rotations.delete(upstream.endpointId)
-        lost(upstream.endpointId)
-      } else {
-        // Keep the rotation fair: the upstream after the removed one is still next.
-        if (index < rotation.next) rotation.next--
-        rotation.next %= rotation.upstreams.length
+    const lostAt = new Map<string, number>()
+    const lost = (endpointId: string) => {
+      const now = Date.now()
+      if (lostAt.size >= LOST_MEMORY) {
+        for (const [id, at] of lostAt) if (now - at >= RECENTLY_LOST_MS) lostAt.delete(id)
       }
-      return publishCount(upstream.endpointId)
-    })
-
-  const pickLocal = (endpointId: string): Upstream | undefined => {
-    const rotation = rotations.get(endpointId)
-    if (rotation === undefined) return undefined
-    const { upstreams } = rotation
-    // An upstream whose session is closing is skipped rather than failing the request while another is live.
-    for (let tried = 0; tried < upstreams.length; tried++) {
-      const upstream = upstreams[rotation.next] as Upstream
-      rotation.next = (rotation.next + 1) % upstreams.length
-      if (upstream.tunnel.canOpenStream()) return upstream
+      lostAt.delete(endpointId)
+      lostAt.set(endpointId, now)
     }
-    return undefined
-  }
+    let joined = !options.awaitJoin
+    const routeExpected = (endpointId: string) => {
+      if (!joined) return true
+      const at = lostAt.get(endpointId)
+      return at !== undefined && Date.now() - at < RECENTLY_LOST_MS
+    }
 
-  // The cluster view follows gossip for as long as the registry lives.
-  const view = new ClusterView()
-  const events = yield* gossip.subscribe
-  yield* Effect.forkScoped(
-    Queue.take(events).pipe(
-      Effect.tap((event) =>
-        Effect.sync(() => {
-          for (const endpointId of view.apply(event)) lost(endpointId)
-          notifyRouteChange()
-        }),
-      ),
-      Effect.forever,
-    ),
-  )
+    // --- Local upstreams ---
 
-  return Registry.of({
-    // Counted here, so connections minus disconnects is always the connected-upstreams gauge.
-    register: (upstream) =>
-      Effect.acquireRelease(
-        Effect.zipRight(add(upstream), Metric.increment(Metrics.upstreamConnections)),
-        () => Effect.zipRight(remove(upstream), Metric.increment(Metrics.upstreamDisconnects)),
-      ),
-    pickLocal,
-    pickRemote: (endpointId, exclude) => view.pick(endpointId, exclude),
-    clusterNodes: Effect.sync(() => view.list()),
-    localEndpoints: Effect.sync(
-      () => new Map([...rotations].map(([endpointId, rotation]) => [endpointId, [...rotation.upstreams]])),
-    ),
-    goAwayAll: Effect.sync(() => {
-      for (const rotation of rotations.values())
-        for (const upstream of rotation.upstreams) upstream.tunnel.goAway()
-    }),
-    withdraw: Effect.suspend(() => {
-      withdrawn = true
-      return Effect.forEach(rotations.keys(), (endpointId) => gossip.deleteLocal(endpointKey(endpointId)), {
-        discard: true,
+    const publishCount = (endpointId: string) => {
+      const count = rotations.get(endpointId)?.upstreams.length ?? 0
+      return count === 0 || withdrawn
+        ? gossip.deleteLocal(endpointKey(endpointId))
+        : gossip.setLocal(endpointKey(endpointId), String(count))
+    }
+
+    const add = (upstream: Upstream) =>
+      Effect.suspend(() => {
+        const rotation = rotations.get(upstream.endpointId)
+        if (rotation === undefined) rotations.set(upstream.endpointId, { upstreams: [upstream], next: 0 })
+        else rotation.upstreams.push(upstream)
+        notifyRouteChange()
+        return publishCount(upstream.endpointId)
       })
-    }),
-    routeChanged: changes.await,
-    recentlyLost,
-  })
-})
 
-export const layer: Layer.Layer<Registry, never, Gossip> = Layer.scoped(Registry, make)
+    const remove = (upstream: Upstream) =>
+      Effect.suspend(() => {
+        const rotation = rotations.get(upstream.endpointId)
+        if (rotation === undefined) return Effect.void
+        const index = rotation.upstreams.indexOf(upstream)
+        if (index < 0) return Effect.void
+        rotation.upstreams.splice(index, 1)
+        if (rotation.upstreams.length === 0) {
+          rotations.delete(upstream.endpointId)
+          lost(upstream.endpointId)
+        } else {
+          // Keep the rotation fair: the upstream after the removed one is still next.
+          if (index < rotation.next) rotation.next--
+          rotation.next %= rotation.upstreams.length
+        }
+        notifyRouteChange()
+        return publishCount(upstream.endpointId)
+      })
+
+    const pickLocal = (endpointId: string): Upstream | undefined => {
+      const rotation = rotations.get(endpointId)
+      if (rotation === undefined) return undefined
+      const { upstreams } = rotation
+      // An upstream whose session is closing is skipped rather than failing the request while another is live.
+      for (let tried = 0; tried < upstreams.length; tried++) {
+        const upstream = upstreams[rotation.next] as Upstream
+        rotation.next = (rotation.next + 1) % upstreams.length
+        if (upstream.tunnel.canOpenStream()) return upstream
+      }
+      return undefined
+    }
+
+    // The cluster view follows gossip for as long as the registry lives.
+    const view = new ClusterView()
+    const events = yield* gossip.subscribe
+    yield* Effect.forkScoped(
+      Queue.take(events).pipe(
+        Effect.tap((event) =>
+          Effect.sync(() => {
+            for (const endpointId of view.apply(event)) lost(endpointId)
+            notifyRouteChange()
+          }),
+        ),
+        Effect.forever,
+      ),
+    )
+
+    return Registry.of({
+      // Counted here, so connections minus disconnects is always the connected-upstreams gauge.
+      register: (upstream) =>
+        Effect.acquireRelease(
+          Effect.zipRight(add(upstream), Metric.increment(Metrics.upstreamConnections)),
+          () => Effect.zipRight(remove(upstream), Metric.increment(Metrics.upstreamDisconnects)),
+        ),
+      pickLocal,
+      pickRemote: (endpointId, exclude) => view.pick(endpointId, exclude),
+      clusterNodes: Effect.sync(() => view.list()),
+      localEndpoints: Effect.sync(
+        () => new Map([...rotations].map(([endpointId, rotation]) => [endpointId, [...rotation.upstreams]])),
+      ),
+      goAwayAll: Effect.sync(() => {
+        for (const rotation of rotations.values())
+          for (const upstream of rotation.upstreams) upstream.tunnel.goAway()
+      }),
+      withdraw: Effect.suspend(() => {
+        withdrawn = true
+        return Effect.forEach(rotations.keys(), (endpointId) => gossip.deleteLocal(endpointKey(endpointId)), {
+          discard: true,
+        })
+      }),
+      routeChanged: changes.await,
+      routeExpected,
+      markJoined: Effect.sync(() => {
+        joined = true
+        notifyRouteChange()
+      }),
+      hasJoined: () => joined,
+    })
+  })
+
+export const layer: Layer.Layer<Registry, never, Gossip> = Layer.scoped(Registry, make({ awaitJoin: false }))
+
+/** The registry of a node that joins its cluster once listening (see `make`); the join calls `markJoined`. */
+export const layerAwaitingJoin: Layer.Layer<Registry, never, Gossip> = Layer.scoped(
+  Registry,
+  make({ awaitJoin: true }),
+)

@@ -34,7 +34,9 @@ const startProxy = async (peers: ReadonlyArray<ClusterNode>) => {
       goAwayAll: Effect.void,
       withdraw: Effect.void,
       routeChanged: Effect.never,
-      recentlyLost: () => false,
+      routeExpected: () => false,
+      markJoined: Effect.void,
+      hasJoined: () => true,
     }),
   )
   const scope = await Effect.runPromise(Scope.make())

@@ -42,6 +42,7 @@ const joinCluster = (config: ServerConfigShape) =>
   Layer.effectDiscard(
     Effect.gen(function* () {
       const gossip = yield* Gossip.Gossip
+      const registry = yield* Registry.Registry
       const proxyServer = yield* Proxy.ProxyServer
       const adminServer = yield* Admin.AdminServer
       yield* gossip.setLocal("proxy_addr", advertiseAddress(config.proxy.advertiseAddr, proxyServer.address))
@@ -63,11 +64,13 @@ const joinCluster = (config: ServerConfigShape) =>
       })
       switch (outcome._tag) {
         case "Joined":
-          return yield* Effect.logInfo("joined cluster").pipe(
+          yield* Effect.logInfo("joined cluster").pipe(
             Effect.annotateLogs({ "node-id": gossip.nodeId, "joined-node-ids": outcome.nodeIds.join(",") }),
           )
+          break
         case "Alone":
-          return yield* Effect.logInfo("no other node to join yet")
+          yield* Effect.logInfo("no other node to join yet")
+          break
         case "Failed":
           if (config.cluster.abortIfJoinFails) {
             return yield* new Gossip.GossipError({
@@ -75,10 +78,12 @@ const joinCluster = (config: ServerConfigShape) =>
               message: `join failed: ${outcome.reason}`,
             })
           }
-          return yield* Effect.logWarning("join failed; running alone until a peer reaches this node").pipe(
+          yield* Effect.logWarning("join failed; running alone until a peer reaches this node").pipe(
             Effect.annotateLogs("reason", outcome.reason),
           )
       }
+      // Until now the routes this node knew were partial: requests for unknown endpoints waited for them.
+      yield* registry.markJoined
     }).pipe(Effect.annotateLogs("subsystem", "cluster")),
   )
 
@@ -153,7 +158,7 @@ export const serverLayer = (
       Effect.bind("peerTls", ({ security }) => loadPeerTls(config, security.tls.proxy)),
       Effect.map(({ security: { keyring, auth, tls }, peerTls }) => {
         const core = Layer.mergeAll(
-          Registry.layer,
+          Registry.layerAwaitingJoin,
           Shutdown.layer,
           Tunnel.layer({
             interval: config.upstream.heartbeatInterval,

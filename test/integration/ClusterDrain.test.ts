@@ -1,7 +1,7 @@
 import * as http from "node:http"
 import { afterEach, describe, expect, it } from "vitest"
 import WebSocket, { WebSocketServer } from "ws"
-import { request, startHttpServer, waitFor } from "../support/http.js"
+import { closedPort, request, startHttpServer, waitFor } from "../support/http.js"
 import { startLoadBalancer } from "../support/loadBalancer.js"
 import { startAgent, startNode, type TestNode } from "../support/node.js"
 
@@ -78,6 +78,37 @@ const steadyLoad = (proxyPort: () => number, clients: number) => {
     },
   }
 }
+
+describe("joining a cluster", () => {
+  it("is not ready, and holds requests for routes it cannot know yet, until it has joined", async () => {
+    const service = await startEchoService()
+    const [proxyPort, adminPort, gossipPort] = [await closedPort(), await closedPort(), await closedPort()]
+    // The node to join is not there yet: the newcomer listens, and keeps retrying the join.
+    const joining = startNode({
+      ...fastGossip,
+      "proxy.bind-addr": `127.0.0.1:${proxyPort}`,
+      "admin.bind-addr": `127.0.0.1:${adminPort}`,
+      "cluster.join": [`127.0.0.1:${gossipPort}`],
+    })
+    cleanups.push(async () => (await joining).close())
+    await waitFor("listening", () =>
+      request(`http://127.0.0.1:${adminPort}/ready`).then(
+        () => true,
+        () => false,
+      ),
+    )
+    const ready = await request(`http://127.0.0.1:${adminPort}/ready`)
+    expect([ready.status, JSON.parse(ready.body)]).toEqual([503, { error: "joining the cluster" }])
+    const held = request(`http://127.0.0.1:${proxyPort}/early`, { headers: { host: "e.example.com" } })
+
+    const existing = await startNode({ ...fastGossip, "gossip.bind-addr": `127.0.0.1:${gossipPort}` })
+    cleanups.push(existing.close)
+    const agent = startAgent(existing.upstreamUrl, { e: service.port })
+    cleanups.push(agent.stop)
+    expect((await held).body).toBe("GET /early ")
+    expect((await request(`http://127.0.0.1:${adminPort}/ready`)).status).toBe(200)
+  })
+})
 
 describe("draining a node", () => {
   it("loses no request while every node of a cluster restarts in turn", async () => {
