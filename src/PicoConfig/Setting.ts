@@ -18,6 +18,11 @@ export interface Setting<A> {
   readonly secret: boolean
   /** Turns a raw value (a flag's text or a YAML scalar) into A, or explains what is wrong with it. */
   readonly decode: (raw: unknown) => Either.Either<A, string>
+  /**
+   * The value as it would be written in a YAML file (durations as "15s"), for the startup log. A method, so a
+   * Setting<number> is still a Setting<unknown> in a tree.
+   */
+  encode(value: A): unknown
 }
 
 /** A tree of settings: leaves are Settings, branches are sections ("proxy", "log", ...). */
@@ -34,11 +39,12 @@ export const isSetting = (node: Setting<unknown> | SettingsTree): node is Settin
   node._tag === "Setting"
 
 const make = <A>(
-  fields: Omit<Setting<A>, "_tag" | "repeated" | "secret"> & Partial<Setting<A>>,
+  fields: Omit<Setting<A>, "_tag" | "repeated" | "secret" | "encode"> & Partial<Setting<A>>,
 ): Setting<A> => ({
   _tag: "Setting",
   repeated: false,
   secret: false,
+  encode: (value) => value,
   ...fields,
 })
 
@@ -90,6 +96,7 @@ export const duration = (description: string, defaultText: string, options?: { a
     defaultValue: parseGoDuration(defaultText) ?? 0,
     defaultText,
     valueName: "duration",
+    encode: formatGoDuration,
     decode: (raw) => {
       const millis = typeof raw === "string" ? parseGoDuration(raw) : undefined
       if (millis === undefined) return Either.left("expected a duration such as 500ms, 15s or 1m")
@@ -158,12 +165,13 @@ export const list = <A>(
     valueName,
     repeated: true,
     decode: (raw) => {
-      const items = Array.isArray(raw) ? raw : [raw]
+      // Items are text: a number where a name or an address belongs is a mistake, not a one-item list.
+      const items: ReadonlyArray<unknown> = Array.isArray(raw) ? raw : [raw]
       const texts: Array<string> = []
       for (const item of items) {
-        const text = scalarText(item)
-        if (text === undefined) return Either.left("expected a list of strings")
-        for (const part of text.split(",")) if (part.trim() !== "") texts.push(part.trim())
+        if (typeof item !== "string")
+          return Either.left("expected a list of strings (a sequence, or one comma-separated string)")
+        for (const part of item.split(",")) if (part.trim() !== "") texts.push(part.trim())
       }
       const decoded: Array<A> = []
       for (const text of texts) {
@@ -177,4 +185,3 @@ export const list = <A>(
 
 export const stringList = (description: string) => list(description, (item) => Either.right(item))
 
-export { formatGoDuration }
