@@ -3,9 +3,9 @@ import { bindAddrProblem } from "../Domain/Address.js"
 import { tlsSettings, tokenSettings } from "./Security.js"
 import * as Setting from "./Setting.js"
 
-const bindAddr = (what: string, defaultValue: string) =>
+export const bindAddr = (what: string, defaultValue: string) =>
   Setting.checkedString(
-    `Address to listen on for ${what}. ":PORT" listens on every interface.`,
+    `Address for ${what}; ":PORT" is every interface.`,
     defaultValue,
     bindAddrProblem,
     "addr",
@@ -13,8 +13,7 @@ const bindAddr = (what: string, defaultValue: string) =>
 
 const advertiseAddr = (port: string) =>
   Setting.checkedString(
-    `Address other nodes use to reach this node's ${port} port. Empty: the bound address, or this machine's ` +
-      "private IP when listening on every interface.",
+    `How other nodes reach this ${port} port; empty: the bound address or private IP.`,
     "",
     (text) => (text === "" ? undefined : bindAddrProblem(text)),
     "addr",
@@ -27,48 +26,39 @@ const joinAddress = (item: string) =>
 
 export const logSettings = {
   level: Setting.choice("Minimum log level.", ["debug", "info", "warn", "error"] as const, "info"),
-  subsystems: Setting.stringList(
-    "Subsystems whose logs are shown at every level, overriding --log.level (exact names, e.g. proxy,tunnel).",
-  ),
+  subsystems: Setting.stringList("Subsystems to log at every level whatever --log.level, e.g. proxy,tunnel."),
 }
 
 /** Everything `pico server` can be configured with, as flags or as YAML keys. */
 export const serverSettings = {
   proxy: {
-    bindAddr: bindAddr("proxy clients (HTTP requests to route to upstreams)", ":8000"),
-    gatewayTimeout: Setting.duration(
-      "How long to wait for an upstream's response headers before answering 504. A streaming body may take longer.",
-      "15s",
-    ),
+    bindAddr: bindAddr("proxy clients", ":8000"),
+    gatewayTimeout: Setting.duration("Time an upstream has to send response headers before a 504.", "15s"),
     advertiseAddr: advertiseAddr("proxy"),
     auth: tokenSettings("proxy client"),
     tls: tlsSettings("proxy"),
   },
   upstream: {
-    bindAddr: bindAddr("upstream connections (agents open WebSockets here)", ":8001"),
+    bindAddr: bindAddr("agents' tunnels", ":8001"),
     heartbeatInterval: Setting.duration("How often the server pings each upstream session.", "10s"),
-    heartbeatTimeout: Setting.duration(
-      "How long a ping may go unanswered before the upstream session is closed.",
-      "10s",
-    ),
+    heartbeatTimeout: Setting.duration("Time a ping may go unanswered before the session is closed.", "10s"),
     tls: tlsSettings("upstream"),
   },
   admin: {
-    bindAddr: bindAddr("the admin API (health, readiness, metrics, status)", ":8002"),
+    bindAddr: bindAddr("the admin API", ":8002"),
     advertiseAddr: advertiseAddr("admin"),
     auth: tokenSettings("admin API"),
     tls: tlsSettings("admin"),
   },
   server: {
     gracefulShutdownTimeout: Setting.duration(
-      "On SIGTERM/SIGINT, how long in-flight requests may take to finish before the server exits anyway.",
+      "On SIGTERM or SIGINT, time in-flight requests get to finish.",
       "1m",
     ),
   },
   cluster: {
     nodeId: Setting.checkedString(
-      "This node's id. Empty: --cluster.node-id-prefix plus 7 random characters, fresh on every start (a " +
-        "restarted process must not reuse a dead node's identity).",
+      "This node's id; empty: --cluster.node-id-prefix and 7 random characters.",
       "",
       (text) =>
         /^[A-Za-z0-9._~-]{0,128}$/.test(text) ? undefined : "use at most 128 of A-Z a-z 0-9 . _ ~ -",
@@ -76,19 +66,15 @@ export const serverSettings = {
     ),
     nodeIdPrefix: Setting.string('Prefix of the generated node id, e.g. "${POD_NAME}-".'),
     join: Setting.list(
-      "Gossip addresses of nodes to join (port optional, default the gossip port), or DNS names resolving to " +
-        "every node (e.g. a Kubernetes headless service). Membership then spreads, so a subset is enough.",
+      "Nodes to join: gossip addresses, or DNS names resolving to every node.",
       joinAddress,
       "addr",
     ),
     joinTimeout: Setting.duration("How long to keep retrying the join at startup.", "1m"),
-    abortIfJoinFails: Setting.boolean(
-      "Exit 1 when no node in --cluster.join could be reached within --cluster.join-timeout.",
-      true,
-    ),
+    abortIfJoinFails: Setting.boolean("Exit 1 when the join fails within --cluster.join-timeout.", true),
   },
   gossip: {
-    bindAddr: bindAddr("gossip with other nodes (UDP and TCP on the same port)", ":8003"),
+    bindAddr: bindAddr("gossip, UDP and TCP", ":8003"),
     advertiseAddr: advertiseAddr("gossip"),
     interval: Setting.duration("How often this node exchanges state with a random peer.", "500ms"),
     maxPacketSize: Setting.integer("Largest UDP packet gossip sends, in bytes.", 1400, 512, 65_000),

@@ -14,6 +14,8 @@ export interface Setting<A> {
   /** A short placeholder for the value in --help, e.g. "duration". */
   readonly valueName: string
   readonly repeated: boolean
+  /** False for a switch such as --config.expand-env, which is given alone (or as --flag=false). */
+  readonly takesValue: boolean
   /** Secrets are redacted wherever the configuration is printed. */
   readonly secret: boolean
   /** Turns a raw value (a flag's text or a YAML scalar) into A, or explains what is wrong with it. */
@@ -39,10 +41,11 @@ export const isSetting = (node: Setting<unknown> | SettingsTree): node is Settin
   node._tag === "Setting"
 
 const make = <A>(
-  fields: Omit<Setting<A>, "_tag" | "repeated" | "secret" | "encode"> & Partial<Setting<A>>,
+  fields: Omit<Setting<A>, "_tag" | "repeated" | "takesValue" | "secret" | "encode"> & Partial<Setting<A>>,
 ): Setting<A> => ({
   _tag: "Setting",
   repeated: false,
+  takesValue: true,
   secret: false,
   encode: (value) => value,
   ...fields,
@@ -55,12 +58,12 @@ const scalarText = (raw: unknown): string | undefined =>
       ? String(raw)
       : undefined
 
-export const string = (description: string, defaultValue = ""): Setting<string> =>
+export const string = (description: string, defaultValue = "", valueName = "string"): Setting<string> =>
   make({
     description,
     defaultValue,
     defaultText: defaultValue,
-    valueName: "string",
+    valueName,
     decode: (raw) => {
       const text = scalarText(raw)
       return text === undefined ? Either.left("expected a string") : Either.right(text)
@@ -87,7 +90,10 @@ export const checkedString = (
     },
   })
 
-export const secret = (description: string): Setting<string> => ({ ...string(description), secret: true })
+export const secret = (description: string, valueName = "string"): Setting<string> => ({
+  ...string(description, "", valueName),
+  secret: true,
+})
 
 /** A Go-style duration, decoded to milliseconds. */
 export const duration = (description: string, defaultText: string, options?: { allowZero?: boolean }) =>
@@ -119,18 +125,31 @@ export const integer = (description: string, defaultValue: number, min: number, 
     },
   })
 
+const decodeBoolean = (raw: unknown): Either.Either<boolean, string> => {
+  if (typeof raw === "boolean") return Either.right(raw)
+  if (raw === "true") return Either.right(true)
+  if (raw === "false") return Either.right(false)
+  return Either.left("expected true or false")
+}
+
 export const boolean = (description: string, defaultValue: boolean) =>
   make<boolean>({
     description,
     defaultValue,
     defaultText: String(defaultValue),
     valueName: "bool",
-    decode: (raw) => {
-      if (typeof raw === "boolean") return Either.right(raw)
-      if (raw === "true") return Either.right(true)
-      if (raw === "false") return Either.right(false)
-      return Either.left("expected true or false")
-    },
+    decode: decodeBoolean,
+  })
+
+/** A flag given alone to turn something on (--config.expand-env); off when absent. */
+export const toggle = (description: string) =>
+  make<boolean>({
+    description,
+    defaultValue: false,
+    defaultText: "",
+    valueName: "",
+    takesValue: false,
+    decode: decodeBoolean,
   })
 
 export const choice = <const L extends string>(
@@ -184,4 +203,3 @@ export const list = <A>(
   })
 
 export const stringList = (description: string) => list(description, (item) => Either.right(item))
-

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { waitFor } from "./http.js"
 
-const picoBin = fileURLToPath(new URL("../../dist/bin/pico.js", import.meta.url))
+export const picoBin = fileURLToPath(new URL("../../dist/bin/pico.js", import.meta.url))
 
 export interface PicoProcess {
   readonly child: ChildProcess
