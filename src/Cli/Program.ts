@@ -1,4 +1,5 @@
 import { Console, Effect, Either } from "effect"
+import { describeListenError, ListenError } from "../internal/Listen.js"
 import { configFileSettings } from "../PicoConfig/ConfigFile.js"
 import { resolve } from "../PicoConfig/Resolve.js"
 import type { Resolved, SettingsTree } from "../PicoConfig/Setting.js"
@@ -34,6 +35,10 @@ export const loadSettings = <T extends SettingsTree>(
       ),
   }).pipe(Effect.tapError(reportConfigError))
 
+/** What an operator reads when a program stops: a listener names the flag that set its address. */
+const failureText = (error: { readonly message: string }): string =>
+  error instanceof ListenError ? describeListenError(error) : error.message
+
 /**
  * Runs a long-lived program under the JSON logger, logging its config (secrets redacted) first and its fatal error
  * last. Any failure exits 1.
@@ -47,7 +52,7 @@ export const withLogging =
       Effect.tapError((error) =>
         error instanceof PicoConfig.ConfigError
           ? reportConfigError(error)
-          : Effect.logError(error.message).pipe(Effect.annotateLogs("subsystem", "main")),
+          : Effect.logError(failureText(error)).pipe(Effect.annotateLogs("subsystem", "main")),
       ),
       Effect.provide(PicoLogger.layer(config.log)),
     )

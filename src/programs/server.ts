@@ -9,6 +9,7 @@ import * as NetTransport from "../Gossip/NetTransport.js"
 import * as Gossip from "../Gossip.js"
 import type { ListenError } from "../internal/Listen.js"
 import * as Metrics from "../Metrics.js"
+import { formatGoDuration } from "../PicoConfig/Duration.js"
 import { loadTokenKeys, tlsFiles } from "../PicoConfig/KeyMaterial.js"
 import type { ConfigError, ServerConfigShape } from "../PicoConfig.js"
 import * as Proxy from "../Proxy.js"
@@ -33,7 +34,9 @@ const drainOnShutdown = (gracePeriod: number) =>
       yield* shutdown.onDrain(registry.goAwayAll)
       yield* Effect.addFinalizer(() =>
         Effect.gen(function* () {
-          yield* Effect.logInfo("shutting down: draining")
+          yield* Effect.logInfo("shutting down: draining").pipe(
+            Effect.annotateLogs("grace_period", formatGoDuration(gracePeriod)),
+          )
           const { abandoned } = yield* shutdown.drain(gracePeriod)
           if (abandoned > 0)
             yield* Effect.logWarning("grace period over; cutting requests").pipe(
