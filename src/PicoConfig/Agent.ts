@@ -1,4 +1,4 @@
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import { bindAddrProblem, parseHostPort } from "../Domain/Address.js"
 import { endpointIdRule, isValidEndpointId } from "../Domain/EndpointId.js"
 import { logSettings } from "./Server.js"

@@ -1,4 +1,4 @@
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import { isSetting, type Resolved, type Setting, type SettingsTree } from "./Setting.js"
 
 /** `gatewayTimeout` → `gateway_timeout`: the spelling of YAML keys. */

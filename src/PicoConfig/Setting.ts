@@ -1,4 +1,6 @@
-import { Either } from "effect"
+// The Either module, not the "effect" barrel, here and in the other settings modules: `pico --help` loads the
+// settings tables and nothing else of Effect (a barrel import would pull all of it into the bundle's entry chunk).
+import * as Either from "effect/Either"
 import { formatGoDuration, parseGoDuration } from "./Duration.js"
 
 /**
