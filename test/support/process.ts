@@ -18,9 +18,22 @@ export interface PicoProcess {
   readonly stop: () => Promise<number | null>
 }
 
-/** Runs the built `pico` CLI the way a user would: `node dist/bin/pico.js <args>`. */
-export const spawnPico = (args: ReadonlyArray<string>): PicoProcess => {
-  const child = spawn(process.execPath, [picoBin, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+export interface SpawnOptions {
+  readonly cwd?: string
+  readonly env?: Readonly<Record<string, string>>
+}
+
+/** Runs a Node script with this test's Node, collecting its JSON log lines and its other output. */
+export const spawnNode = (
+  script: string,
+  args: ReadonlyArray<string>,
+  options: SpawnOptions = {},
+): PicoProcess => {
+  const child = spawn(process.execPath, [script, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+  })
   const logs: Array<Record<string, unknown>> = []
   let text = ""
   let partial = ""
@@ -60,6 +73,9 @@ export const spawnPico = (args: ReadonlyArray<string>): PicoProcess => {
   }
 }
 
+/** Runs the built `pico` CLI the way a user would: `node dist/bin/pico.js <args>`. */
+export const spawnPico = (args: ReadonlyArray<string>): PicoProcess => spawnNode(picoBin, args)
+
 /** The port a listener reported in its "<name> listening" log line. */
 export const listeningPort = async (pico: PicoProcess, name: string): Promise<number> => {
   const log = await pico.waitForLog(`${name} listening`)
@@ -83,8 +99,8 @@ export const runPico = (args: ReadonlyArray<string>): Promise<PicoRun> =>
   })
 
 /**
- * Processes and cleanups that end with each test: `pico(args)` spawns the CLI and stops it after the test,
- * `cleanups` take anything else to undo.
+ * Processes and cleanups that end with each test: `pico(args)` spawns the CLI and `node(script, args)` any script,
+ * both stopped after the test; `cleanups` take anything else to undo.
  */
 export const picoPerTest = (afterEach: (fn: () => Promise<void>) => void) => {
   const processes: Array<PicoProcess> = []
@@ -93,10 +109,11 @@ export const picoPerTest = (afterEach: (fn: () => Promise<void>) => void) => {
     for (const started of processes.splice(0)) await started.stop()
     for (const cleanup of cleanups.splice(0)) await cleanup()
   })
-  const pico = (args: ReadonlyArray<string>): PicoProcess => {
-    const started = spawnPico(args)
+  const node = (script: string, args: ReadonlyArray<string>, options?: SpawnOptions): PicoProcess => {
+    const started = spawnNode(script, args, options)
     processes.push(started)
     return started
   }
-  return { pico, cleanups }
+  const pico = (args: ReadonlyArray<string>): PicoProcess => node(picoBin, args)
+  return { pico, node, cleanups }
 }
