@@ -48,8 +48,10 @@ const table = (rows: ReadonlyArray<Row>, width: number, left = leftColumn(rows))
 /** Where the text goes under its name when names are too long for a column beside them. */
 const STACKED_INDENT = 6
 
-/** Each name on a line of its own with its text indented below, as Go tools print flags: long dotted names leave
- * the text most of the width. */
+/**
+ * Each name on a line of its own with its text indented below, as Go tools print flags: long dotted names leave
+ * the text most of the width.
+ */
 const stackedTable = (rows: ReadonlyArray<Row>, width: number): Array<string> =>
   rows.flatMap(([name, text, tail]) => [
     `  ${name}`,
