@@ -129,6 +129,11 @@ describe("mistakes on the command line", () => {
       ["status", "cluster", "nodes", "--output", "xml"],
       'invalid config: --output: invalid value "xml": expected one of yaml, json',
     ],
+    // status's flags go anywhere after status.
+    [
+      ["status", "--output", "xml", "cluster", "nodes"],
+      'invalid config: --output: invalid value "xml": expected one of yaml, json',
+    ],
     [
       ["dev", "cluster", "--nodes", "abc"],
       'invalid config: --nodes: invalid value "abc": expected a whole number',
