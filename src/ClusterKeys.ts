@@ -4,14 +4,7 @@ import { Context, Layer } from "effect"
 /** What a cluster key protects; each purpose gets its own subkey, so one use can never stand in for another. */
 export type KeyPurpose = "gossip" | "forward"
 
-/** A secret shorter than this is too easy to guess for a key that lets a packet rewrite the cluster's routes. */
-export const MIN_SECRET_LENGTH = 32
-
-/** Why a configured secret cannot be a cluster key; never quotes the secret itself. */
-export const secretProblem = (secret: string): string | undefined =>
-  secret.length < MIN_SECRET_LENGTH
-    ? `must be at least ${MIN_SECRET_LENGTH} characters (make one with: openssl rand -base64 32)`
-    : undefined
+export { MIN_SECRET_LENGTH, secretProblem } from "./PicoConfig/SecretText.js"
 
 /**
  * The cluster's shared secrets, as memberlist's keyring: the first (primary) key signs and encrypts, every key

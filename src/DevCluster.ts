@@ -93,7 +93,7 @@ export const run = (options: DevClusterOptions) =>
       )
     }
     const balance = (name: string, address: HostPort, pick: (node: RunningNode) => HostPort) =>
-      LoadBalancer.make(address, () => nodes.map(pick)).pipe(
+      LoadBalancer.make(name, address, () => nodes.map(pick)).pipe(
         Effect.tap((bound) =>
           Effect.logInfo(`load balancer for ${name} listening`).pipe(
             Effect.annotateLogs("addr", `${bound.address}:${bound.port}`),

@@ -1,5 +1,6 @@
 import { Clock, Duration, Effect, Fiber, Layer, Option } from "effect"
 import { Gossip } from "./Gossip.js"
+import { formatGoDuration } from "./PicoConfig/Duration.js"
 import { Proxy, ProxyServer } from "./Proxy.js"
 import { Registry } from "./Registry.js"
 import { Shutdown } from "./Shutdown.js"
@@ -45,7 +46,7 @@ export const drain = (options: DrainOptions) =>
     )
 
     yield* Effect.logInfo("shutting down: draining").pipe(
-      Effect.annotateLogs("grace-period", Duration.format(Duration.millis(options.gracePeriod))),
+      Effect.annotateLogs("grace_period", formatGoDuration(options.gracePeriod)),
     )
     yield* shutdown.startDraining
     yield* upstreamServer.stopAccepting

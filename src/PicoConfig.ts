@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises"
 import { Context, Effect, Either } from "effect"
 import { parse as parseYaml } from "yaml"
+import { describeSystemError } from "./internal/SystemError.js"
 import type { agentSettings } from "./PicoConfig/Agent.js"
 import { ConfigError } from "./PicoConfig/ConfigError.js"
 import { expandEnv } from "./PicoConfig/ExpandEnv.js"
@@ -34,7 +35,7 @@ export interface LoadOptions {
 const readConfigFile = (path: string, expand: boolean, env: Readonly<Record<string, string | undefined>>) =>
   Effect.tryPromise({
     try: () => readFile(path, "utf8"),
-    catch: (cause) => new ConfigError({ message: `read ${path}: ${(cause as Error).message}` }),
+    catch: (cause) => new ConfigError({ message: `--config.path ${path}: ${describeSystemError(cause)}` }),
   }).pipe(
     Effect.flatMap((text) =>
       Effect.try({

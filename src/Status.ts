@@ -3,7 +3,7 @@ import { Effect, Redacted, Schema } from "effect"
 
 /** Where `pico status` sends its requests, and how. */
 export interface StatusTarget {
-  /** A node's admin URL (usually a load balancer's); a path in it is a prefix. */
+  /** A node's admin URL (usually a load balancer's), an http(s) URL; a path in it is a prefix. */
   readonly serverUrl: string
   /** Run the request on this node instead (`?forward=<node id>`). */
   readonly forward: string | undefined
@@ -19,15 +19,11 @@ export class StatusError extends Schema.TaggedError<StatusError>()("StatusError"
 /** As long as a node waits for a forwarded request: a slower answer is not coming. */
 const TIMEOUT = "15 seconds"
 
-const urlFor = (target: StatusTarget, path: string): Effect.Effect<URL, StatusError> => {
-  const url = URL.parse(target.serverUrl)
-  if (url === null || (url.protocol !== "http:" && url.protocol !== "https:"))
-    return new StatusError({
-      message: `--server.url: expected an http(s) URL such as http://localhost:8002, not "${target.serverUrl}"`,
-    })
+const urlFor = (target: StatusTarget, path: string): URL => {
+  const url = new URL(target.serverUrl)
   url.pathname = `${url.pathname.replace(/\/+$/, "")}${path}`
   url.search = target.forward === undefined ? "" : new URLSearchParams({ forward: target.forward }).toString()
-  return Effect.succeed(url)
+  return url
 }
 
 const ErrorBody = Schema.parseJson(Schema.Struct({ error: Schema.String }))
@@ -54,7 +50,7 @@ export const fetchStatus = <A, I>(
   schema: Schema.Schema<A, I>,
 ): Effect.Effect<A, StatusError, HttpClient.HttpClient> =>
   Effect.gen(function* () {
-    const url = yield* urlFor(target, path)
+    const url = urlFor(target, path)
     const request =
       target.token === undefined
         ? HttpClientRequest.get(url)

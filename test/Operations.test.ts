@@ -1,3 +1,4 @@
+import { execFile } from "node:child_process"
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -7,6 +8,7 @@ import { describe, expect, it } from "vitest"
 import YAML from "yaml"
 import { agentFamilies, processFamilies, serverFamilies } from "../src/Metrics.js"
 import { load, serverSettings } from "../src/PicoConfig.js"
+import { closedPort, startHttpServer } from "./support/http.js"
 
 const root = new URL("../", import.meta.url)
 const read = (path: string) => readFileSync(new URL(path, root), "utf8")
@@ -123,6 +125,56 @@ describe("deploy/kubernetes", () => {
     expect(container.livenessProbe.httpGet).toEqual({ path: "/health", port: "admin" })
     expect(container.ports).toContainEqual({ name: "admin", containerPort: 8002 })
     expect(pod.securityContext.runAsNonRoot).toBe(true)
+  })
+
+  it("requests CPU without limiting it (operations.md says why), and limits memory above V8's heap", () => {
+    const [container] = find("StatefulSet", "pico").spec.template.spec.containers
+    expect(container.resources.requests.cpu).toBe("250m")
+    expect(container.resources.limits.cpu).toBeUndefined()
+    expect(container.resources.limits.memory).toBe("1Gi")
+    expect(container.env).toContainEqual({ name: "NODE_OPTIONS", value: "--max-old-space-size=768" })
+  })
+})
+
+// --- Dockerfile ---
+
+describe("Dockerfile", () => {
+  const dockerfile = read("Dockerfile")
+
+  it("installs from the lock file on the active Node LTS", () => {
+    expect(dockerfile).toContain("RUN npm ci ")
+    expect(dockerfile.match(/^FROM node:24-/gm)?.length).toBe(2)
+  })
+
+  it("has a HEALTHCHECK that passes on a 200 from the admin port's /health and fails otherwise", async () => {
+    const command = JSON.parse(
+      /^HEALTHCHECK [^\n]*\\\n\s*CMD (\[.*\])$/m.exec(dockerfile)?.[1] ?? "[]",
+    ) as Array<string>
+    expect(command.slice(0, 2)).toEqual(["node", "-e"])
+    const script = command[2] as string
+    expect(script).toContain("http://127.0.0.1:8002/health")
+    const check = (port: number) =>
+      new Promise<number | null>((resolve) =>
+        execFile(process.execPath, ["-e", script.replace(":8002", `:${port}`)], (error) =>
+          resolve(error === null ? 0 : (error.code as number)),
+        ),
+      )
+    const healthy = await startHttpServer((req, res) => {
+      res.statusCode = req.url === "/health" ? 200 : 404
+      res.end()
+    })
+    const unhealthy = await startHttpServer((_req, res) => {
+      res.statusCode = 503
+      res.end()
+    })
+    try {
+      expect(await check(healthy.port)).toBe(0)
+      expect(await check(unhealthy.port)).toBe(1)
+      expect(await check(await closedPort())).toBe(1)
+    } finally {
+      await healthy.close()
+      await unhealthy.close()
+    }
   })
 })
 

@@ -127,12 +127,40 @@ describe("loading settings", () => {
     }),
   )
 
+  it.effect(
+    "rejects a section or a list given another type, naming the key, the file and what was expected",
+    () =>
+      Effect.gen(function* () {
+        const cases: ReadonlyArray<readonly [string, string]> = [
+          [
+            "proxy: 5\n",
+            "proxy in PATH: invalid value 5: expected a mapping of settings (bind_addr, gateway_timeout, ...)",
+          ],
+          ["proxy: [1, 2]\n", "proxy in PATH: invalid value [1,2]: expected a mapping of settings"],
+          ["proxy:\n  auth: 3\n", "proxy.auth in PATH: invalid value 3: expected a mapping of settings"],
+          [
+            "log:\n  subsystems: 5\n",
+            "log.subsystems in PATH: invalid value 5: expected a list of strings (a sequence, or one comma-separated string)",
+          ],
+          [
+            "cluster:\n  join: [10.0.0.1, 7]\n",
+            'cluster.join in PATH: invalid value ["10.0.0.1",7]: expected a list',
+          ],
+        ]
+        for (const [yaml, expected] of cases) {
+          const path = writeConfig(yaml)
+          const message = yield* failureMessage(load(serverSettings, { flags: {}, configPath: path }))
+          expect(message).toContain(expected.replace("PATH", path))
+        }
+      }),
+  )
+
   it.effect("reports unreadable and unparsable files", () =>
     Effect.gen(function* () {
       const missing = yield* failureMessage(
         load(serverSettings, { flags: {}, configPath: "/nonexistent/pico.yaml" }),
       )
-      expect(missing).toContain("read /nonexistent/pico.yaml")
+      expect(missing).toBe("--config.path /nonexistent/pico.yaml: no such file")
       const path = writeConfig("proxy: [unclosed\n")
       const broken = yield* failureMessage(load(serverSettings, { flags: {}, configPath: path }))
       expect(broken).toContain(`parse ${path}`)
@@ -149,6 +177,20 @@ describe("loading settings", () => {
       expect(addr).toBe(
         '--admin.bind-addr: invalid value "8002": expected an address such as ":8000" or "127.0.0.1:8000"',
       )
+    }),
+  )
+})
+
+describe("the startup log", () => {
+  it.effect("writes the configuration as a YAML file would, durations as 15s, secrets redacted", () =>
+    Effect.gen(function* () {
+      const config = yield* load(serverSettings, { flags: { "auth.token-hmac-secret-key": "s3cret" } })
+      const logged = redacted(serverSettings, config) as Record<string, Record<string, unknown>>
+      expect(logged.proxy?.gateway_timeout).toBe("15s")
+      expect(logged.server?.graceful_shutdown_timeout).toBe("1m")
+      expect(logged.gossip?.interval).toBe("500ms")
+      expect(logged.auth?.token_hmac_secret_key).toBe("(redacted)")
+      expect(JSON.stringify(logged)).not.toContain("s3cret")
     }),
   )
 })

@@ -6,9 +6,11 @@ import { ListenError } from "../internal/Listen.js"
 /**
  * A small TCP load balancer, like the one in front of a real cluster: each connection goes to the next backend
  * in turn, and a backend that refuses (a node restarting or draining) is skipped for the one after it. Working
- * at the TCP level, it carries HTTP, WebSockets and TLS alike.
+ * at the TCP level, it carries HTTP, WebSockets and TLS alike. `listener` names the port it balances ("proxy"), for
+ * errors.
  */
 export const make = (
+  listener: string,
   address: HostPort,
   backends: () => ReadonlyArray<HostPort>,
 ): Effect.Effect<net.AddressInfo, ListenError, Scope.Scope> =>
@@ -48,7 +50,7 @@ export const make = (
         resume(
           Effect.fail(
             new ListenError({
-              listener: "load balancer",
+              listener,
               address: formatHostPort(address),
               message: error.message,
             }),

@@ -1,7 +1,19 @@
 import { lookup } from "node:dns/promises"
 import { isIP } from "node:net"
-import { type Duration, Effect, Schedule } from "effect"
+import { type Duration, Effect, Either, Schedule } from "effect"
 import { formatHostPort, parseHostPort } from "../Domain/Address.js"
+
+/** "ENOTFOUND pico.internal": the resolver's error code and the name it could not resolve. */
+const lookupFailure = (name: string, error: unknown): string => {
+  const code = (error as { code?: unknown }).code
+  return `${typeof code === "string" ? code : String(error)} ${name}`
+}
+
+export interface ResolvedJoinAddresses {
+  readonly addresses: ReadonlyArray<string>
+  /** One "ENOTFOUND <name>" per name that did not resolve. */
+  readonly failures: ReadonlyArray<string>
+}
 
 /**
  * Expands `--cluster.join` entries into gossip addresses: a port defaults to the local gossip port, and a DNS
@@ -11,20 +23,28 @@ import { formatHostPort, parseHostPort } from "../Domain/Address.js"
 export const resolveJoinAddresses = (
   entries: ReadonlyArray<string>,
   defaultPort: number,
-): Effect.Effect<ReadonlyArray<string>> =>
+): Effect.Effect<ResolvedJoinAddresses> =>
   Effect.forEach(entries, (entry) => {
     const parsed = parseHostPort(entry) ?? { host: entry, port: defaultPort }
-    if (isIP(parsed.host) !== 0) return Effect.succeed([formatHostPort(parsed)])
-    return Effect.tryPromise(() => lookup(parsed.host, { all: true })).pipe(
+    if (isIP(parsed.host) !== 0) return Effect.succeed(Either.right([formatHostPort(parsed)]))
+    return Effect.tryPromise({
+      try: () => lookup(parsed.host, { all: true }),
+      catch: (error) => lookupFailure(parsed.host, error),
+    }).pipe(
       Effect.map((found) => found.map(({ address }) => formatHostPort({ host: address, port: parsed.port }))),
-      Effect.catchAll((error) =>
+      Effect.tapError((error) =>
         Effect.logWarning("join address did not resolve").pipe(
-          Effect.annotateLogs({ address: entry, error: String(error) }),
-          Effect.as([] as Array<string>),
+          Effect.annotateLogs({ address: entry, error }),
         ),
       ),
+      Effect.either,
     )
-  }).pipe(Effect.map((lists) => [...new Set(lists.flat())]))
+  }).pipe(
+    Effect.map((results) => ({
+      addresses: [...new Set(results.flatMap((result) => Either.getOrElse(result, () => [])))],
+      failures: results.flatMap((result) => (Either.isLeft(result) ? [result.left] : [])),
+    })),
+  )
 
 export interface JoinOptions {
   readonly entries: ReadonlyArray<string>
@@ -50,10 +70,10 @@ export const joinOnStartup = <E>(
   if (options.entries.length === 0) return Effect.succeed({ _tag: "Alone" })
   let lastFailure = "no join address resolved"
   const attempt = resolveJoinAddresses(options.entries, options.defaultPort).pipe(
-    Effect.flatMap((resolved) => {
-      const others = resolved.filter((address) => !options.self.has(address))
-      if (resolved.length > 0 && others.length === 0) return Effect.succeed<JoinOutcome>({ _tag: "Alone" })
-      if (others.length === 0) return Effect.fail("no join address resolved")
+    Effect.flatMap(({ addresses, failures }) => {
+      const others = addresses.filter((address) => !options.self.has(address))
+      if (addresses.length > 0 && others.length === 0) return Effect.succeed<JoinOutcome>({ _tag: "Alone" })
+      if (others.length === 0) return Effect.fail(`no join address resolved: ${failures.join(", ")}`)
       return join(others).pipe(
         Effect.map((nodeIds): JoinOutcome => ({ _tag: "Joined", nodeIds })),
         Effect.mapError((error) => String(error instanceof Error ? error.message : error)),

@@ -1,4 +1,4 @@
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import { bindAddrProblem, parseHostPort } from "../Domain/Address.js"
 import { endpointIdRule, isValidEndpointId } from "../Domain/EndpointId.js"
 import { logSettings } from "./Server.js"
@@ -49,48 +49,45 @@ const serverUrlProblem = (text: string): string | undefined => {
 /** Everything `pico agent` can be configured with, as flags or as YAML keys. */
 export const agentSettings = {
   endpoints: Setting.list(
-    "Endpoints to register, as <endpoint id>/<address>; the address is host:port, a port, or an http:// URL. " +
-      "Comma-separated or repeated. One tunnel is opened per endpoint.",
+    "Endpoints to register as <id>/<address>, e.g. my-endpoint/localhost:4000.",
     parseAgentEndpoint,
     "id/addr",
   ),
   server: {
     url: Setting.checkedString(
-      "Pico server's upstream URL. A path is used as a prefix; http/https become ws/wss.",
+      "The server's upstream URL; a path is a prefix, http(s) means ws(s).",
       "http://localhost:8001",
       serverUrlProblem,
       "url",
     ),
     heartbeatInterval: Setting.duration("How often to ping the server on each tunnel.", "10s"),
     heartbeatTimeout: Setting.duration(
-      "How long a ping may go unanswered before the tunnel is considered dead and reconnected.",
+      "Time a ping may go unanswered before the tunnel is reconnected.",
       "10s",
     ),
     tls: {
-      caFile: Setting.string("PEM CA bundle to trust for an https/wss server URL (e.g. a private CA)."),
-      certFile: Setting.string("PEM client certificate to present to the server (mTLS)."),
-      keyFile: Setting.string("PEM private key for --server.tls.cert-file."),
+      caFile: Setting.string(
+        "PEM CA bundle to trust for an https/wss server URL (a private CA).",
+        "",
+        "file",
+      ),
+      certFile: Setting.string("PEM client certificate to present to the server (mTLS).", "", "file"),
+      keyFile: Setting.string("PEM private key of --server.tls.cert-file.", "", "file"),
     },
   },
   auth: {
-    apiKey: Setting.secret(
-      'Token (JWT) sent as "Authorization: Bearer <key>" when connecting. "file:PATH" reads it from a file.',
-    ),
+    apiKey: Setting.secret('Token (JWT) sent as "Authorization: Bearer <key>", or "file:PATH".', "token"),
   },
   admin: {
     bindAddr: Setting.checkedString(
-      "Address for the agent's /health and /metrics, e.g. :9000. Empty: off, so several agents on one host " +
-        "never clash.",
+      "Address for the agent's /health and /metrics, e.g. :9000; empty: none.",
       "",
       (text) => (text === "" ? undefined : bindAddrProblem(text)),
       "addr",
     ),
   },
   forwarder: {
-    timeout: Setting.duration(
-      "How long to wait to connect to the local service before answering 504 upstream timeout.",
-      "10s",
-    ),
+    timeout: Setting.duration("Time to connect to the local service before answering 504.", "10s"),
   },
   log: logSettings,
 }

@@ -1,49 +1,43 @@
 import { Options } from "@effect/cli"
 import { Option } from "effect"
 import { entries, flagName } from "./Resolve.js"
-import type { SettingsTree } from "./Setting.js"
+import type { Setting, SettingsTree } from "./Setting.js"
 
-const describe = (description: string, defaultText: string, repeated: boolean): string =>
-  `${description}${defaultText === "" ? "" : ` (default: ${defaultText})`}${repeated ? " [repeatable]" : ""}`
-
-/**
- * One CLI flag per setting. Every flag is optional here, so "not given" stays visible and the file and the
- * defaults can fill in behind it (flags > file > defaults). The result maps flag names to the raw values given.
- */
-export const settingsOptions = (tree: SettingsTree): Options.Options<Record<string, unknown>> => {
-  const flags: Record<string, Options.Options<readonly [string, unknown] | undefined>> = {}
-  for (const { path, setting } of entries(tree)) {
-    const name = flagName(path)
-    const base = Options.text(name).pipe(
-      Options.withDescription(describe(setting.description, setting.defaultText, setting.repeated)),
-      Options.withPseudoName(setting.valueName),
+/** The raw value a flag was given, or none when it was absent. */
+const flagOptions = (name: string, setting: Setting<unknown>): Options.Options<Option.Option<unknown>> => {
+  // A toggle is off unless given, so only "on" counts as given.
+  if (!setting.takesValue)
+    return Options.boolean(name).pipe(
+      Options.withDescription(setting.description),
+      Options.map((on) => (on ? Option.some(true) : Option.none())),
     )
-    flags[name] = setting.repeated
-      ? base.pipe(
-          Options.repeated,
-          Options.map((values) => (values.length === 0 ? undefined : ([name, values] as const))),
-        )
-      : base.pipe(
-          Options.optional,
-          Options.map(Option.match({ onNone: () => undefined, onSome: (value) => [name, value] as const })),
-        )
-  }
-  return Options.all(flags).pipe(
-    Options.map((given) => Object.fromEntries(Object.values(given).filter((pair) => pair !== undefined))),
+  const text = Options.text(name).pipe(
+    Options.withDescription(setting.description),
+    Options.withPseudoName(setting.valueName),
   )
+  return setting.repeated
+    ? Options.repeated(text).pipe(
+        Options.map((values) => (values.length === 0 ? Option.none() : Option.some(values))),
+      )
+    : Options.optional(text)
 }
 
-/** `--config.path` and `--config.expand-env`, shared by every program that reads a config file. */
-export const configFileOptions = {
-  path: Options.file("config.path", { exists: "yes" }).pipe(
-    Options.withDescription(
-      "YAML config file. Its keys mirror the flags: --proxy.bind-addr is proxy.bind_addr.",
+/**
+ * One CLI flag per setting. Every value is taken as text and decoded later, by the same code that reads the YAML
+ * file, so a bad value is reported the same way wherever it came from, naming the flag and the value. The result
+ * maps the flags that were given to their raw values; absent flags are left out, so the file and the defaults can
+ * fill in behind them (flags > file > defaults).
+ */
+export const settingsOptions = (tree: SettingsTree): Options.Options<Record<string, unknown>> => {
+  const flags: Record<string, Options.Options<Option.Option<unknown>>> = {}
+  for (const { path, setting } of entries(tree)) flags[flagName(path)] = flagOptions(flagName(path), setting)
+  // Options.all needs at least one option; a subcommand may have none of its own.
+  if (Object.keys(flags).length === 0) return Options.none.pipe(Options.map(() => ({})))
+  return Options.all(flags).pipe(
+    Options.map((given) =>
+      Object.fromEntries(
+        Object.entries(given).flatMap(([name, value]) => (Option.isSome(value) ? [[name, value.value]] : [])),
+      ),
     ),
-    Options.optional,
-  ),
-  expandEnv: Options.boolean("config.expand-env").pipe(
-    Options.withDescription(
-      "Expand ${VAR}, $VAR and ${VAR:default} in the config file from the environment before parsing it.",
-    ),
-  ),
+  )
 }

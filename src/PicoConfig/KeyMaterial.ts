@@ -1,11 +1,10 @@
 import { readFile } from "node:fs/promises"
 import { Effect } from "effect"
 import { parsePublicKey, type TokenKeys } from "../Auth/Token.js"
-import { type Keyring, makeKeyring, secretProblem } from "../ClusterKeys.js"
+import { type Keyring, makeKeyring } from "../ClusterKeys.js"
 import { ConfigError } from "./ConfigError.js"
+import { filePrefix, secretProblem } from "./SecretText.js"
 import type { TlsSettings, TokenSettings } from "./Security.js"
-
-export const filePrefix = "file:"
 
 /**
  * A setting's value, or the contents of the file it names with "file:PATH" (so keys and tokens need not sit on

@@ -1,4 +1,4 @@
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import { isSetting, type Resolved, type Setting, type SettingsTree } from "./Setting.js"
 
 /** `gatewayTimeout` → `gateway_timeout`: the spelling of YAML keys. */
@@ -43,6 +43,32 @@ const unknownKeys = (tree: SettingsTree, document: unknown, prefix: string): Arr
   })
 }
 
+/**
+ * The first section the file gives a value instead of a mapping (`proxy: 5`), which would otherwise read as
+ * "nothing set here". An empty section (`proxy:`) is allowed.
+ */
+const sectionProblem = (
+  tree: SettingsTree,
+  document: unknown,
+  prefix: string,
+  file: string,
+): string | undefined => {
+  if (!isRecord(document)) return undefined
+  for (const [key, node] of Object.entries(tree)) {
+    if (isSetting(node)) continue
+    const value = document[yamlKey(key)]
+    const path = prefix === "" ? yamlKey(key) : `${prefix}.${yamlKey(key)}`
+    if (value === undefined || value === null) continue
+    if (!isRecord(value)) {
+      const examples = Object.keys(node).slice(0, 2).map(yamlKey).join(", ")
+      return `${path} in ${file}: invalid value ${show(value)}: expected a mapping of settings (${examples}, ...)`
+    }
+    const nested = sectionProblem(node, value, path, file)
+    if (nested !== undefined) return nested
+  }
+  return undefined
+}
+
 const lookup = (document: unknown, path: ReadonlyArray<string>): unknown => {
   let node = document
   for (const key of path) {
@@ -68,6 +94,8 @@ export const resolve = <T extends SettingsTree>(
     const unknown = unknownKeys(tree, document, "")
     if (unknown.length > 0)
       return Either.left(`${path}: unknown key ${unknown.map((k) => `"${k}"`).join(", ")}`)
+    const problem = sectionProblem(tree, document, "", path)
+    if (problem !== undefined) return Either.left(problem)
   }
   const result: Record<string, unknown> = {}
   for (const { path, setting } of entries(tree)) {
@@ -112,12 +140,16 @@ const redactSecret = (value: unknown): unknown =>
       ? value
       : "(redacted)"
 
-/** The configuration as a plain object for the startup log, with secrets replaced. */
+/** The configuration as a plain object for the startup log, written as in a YAML file, with secrets replaced. */
 export const redacted = (tree: SettingsTree, config: unknown): Record<string, unknown> => {
   const out: Record<string, unknown> = {}
   for (const [key, node] of Object.entries(tree)) {
     const value = isRecord(config) ? config[key] : undefined
-    out[yamlKey(key)] = isSetting(node) ? (node.secret ? redactSecret(value) : value) : redacted(node, value)
+    out[yamlKey(key)] = isSetting(node)
+      ? node.secret
+        ? redactSecret(value)
+        : node.encode(value)
+      : redacted(node, value)
   }
   return out
 }

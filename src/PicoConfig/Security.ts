@@ -12,23 +12,24 @@ const urlProblem = (text: string): string | undefined => {
 
 /** JWT verification keys and claims for one port. `who` names the callers, for the help text. */
 export const tokenSettings = (who: string) => ({
-  tokenHmacSecretKey: Setting.secret(
-    `Secret key ${who} tokens are signed with (HS256, HS384, HS512). "file:PATH" reads it from a file.`,
-  ),
+  tokenHmacSecretKey: Setting.secret(`HMAC key (HS256/384/512) of ${who} tokens, or "file:PATH".`, "key"),
   tokenRsaPublicKey: Setting.string(
-    `PEM RSA public key verifying ${who} tokens (RS256, RS384, RS512). "file:PATH" reads it from a file.`,
+    `PEM RSA public key (RS256/384/512) of ${who} tokens, or "file:PATH".`,
+    "",
+    "pem",
   ),
   tokenEcdsaPublicKey: Setting.string(
-    `PEM ECDSA public key verifying ${who} tokens (ES256, ES384, ES512). "file:PATH" reads it from a file.`,
+    `PEM EC public key (ES256/384/512) of ${who} tokens, or "file:PATH".`,
+    "",
+    "pem",
   ),
   jwksUrl: Setting.checkedString(
-    `URL of a JWKS document with the keys of ${who} tokens; fetched, cached and refetched for unknown key ids, ` +
-      "so keys rotate without a restart. Cannot be combined with the static keys.",
+    `JWKS URL of the keys of ${who} tokens (keys rotate); instead of static keys.`,
     "",
     urlProblem,
     "url",
   ),
-  jwksCacheTtl: Setting.duration("How long a fetched JWKS is trusted before it is fetched again.", "10m"),
+  jwksCacheTtl: Setting.duration("How long a fetched JWKS is used before it is fetched again.", "10m"),
   tokenAudience: Setting.string(`Required "aud" of ${who} tokens; not checked when empty.`),
   tokenIssuer: Setting.string(`Required "iss" of ${who} tokens; not checked when empty.`),
   tokenLeeway: Setting.duration("Clock skew tolerated when checking exp, nbf and iat.", "5s", {
@@ -39,11 +40,19 @@ export const tokenSettings = (who: string) => ({
 /** Serving one port over TLS. */
 export const tlsSettings = (port: string) => ({
   certFile: Setting.string(
-    `PEM certificate (chain) to serve the ${port} port over TLS. Reloaded when the file changes.`,
+    `PEM certificate chain for TLS on the ${port} port; reloaded when it changes.`,
+    "",
+    "file",
   ),
-  keyFile: Setting.string(`PEM private key for --${port}.tls.cert-file. Reloaded when the file changes.`),
+  keyFile: Setting.string(
+    `PEM private key of --${port}.tls.cert-file; reloaded when it changes.`,
+    "",
+    "file",
+  ),
   clientCaFile: Setting.string(
-    `PEM CA bundle: when set, clients of the ${port} port must present a certificate it signed (mTLS).`,
+    "PEM CA bundle; clients must then present a certificate it signed (mTLS).",
+    "",
+    "file",
   ),
 })
 

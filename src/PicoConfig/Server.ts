@@ -1,13 +1,12 @@
-import { Either } from "effect"
-import { secretProblem } from "../ClusterKeys.js"
+import * as Either from "effect/Either"
 import { bindAddrProblem } from "../Domain/Address.js"
-import { filePrefix } from "./KeyMaterial.js"
+import { filePrefix, secretProblem } from "./SecretText.js"
 import { tlsSettings, tokenSettings } from "./Security.js"
 import * as Setting from "./Setting.js"
 
-const bindAddr = (what: string, defaultValue: string) =>
+export const bindAddr = (what: string, defaultValue: string) =>
   Setting.checkedString(
-    `Address to listen on for ${what}. ":PORT" listens on every interface.`,
+    `Address for ${what}; ":PORT" is every interface.`,
     defaultValue,
     bindAddrProblem,
     "addr",
@@ -15,8 +14,7 @@ const bindAddr = (what: string, defaultValue: string) =>
 
 const advertiseAddr = (port: string) =>
   Setting.checkedString(
-    `Address other nodes use to reach this node's ${port} port. Empty: the bound address, or this machine's ` +
-      "private IP when listening on every interface.",
+    `How other nodes reach this ${port} port; empty: the bound address or private IP.`,
     "",
     (text) => (text === "" ? undefined : bindAddrProblem(text)),
     "addr",
@@ -27,21 +25,12 @@ const joinAddress = (item: string) =>
     ? Either.right(item)
     : Either.left('expected "host", "host:port" or "[v6]:port" (a DNS name may resolve to several nodes)')
 
-/** The limits every HTTP port puts on its clients (see internal/Listener.ts). */
-const clientLimits = (port: string, maxConnections: number) => ({
-  readHeaderTimeout: Setting.duration(
-    `How long a ${port} client may take to send a complete request head (counted from its connection, or from ` +
-      "its previous request). Slower and silent connections are answered 408 and closed.",
-    "10s",
-  ),
-  idleTimeout: Setting.duration(
-    `How long a ${port} connection may stay open with no request in flight (keep-alive), and the longest pause ` +
-      "between two reads of a request body.",
-    "60s",
-  ),
+/** The limits every HTTP port puts on its clients (see internal/Listener.ts and docs/configuration.md). */
+const clientLimits = (maxConnections: number) => ({
+  readHeaderTimeout: Setting.duration("Time a client has to send a whole request head, then 408.", "10s"),
+  idleTimeout: Setting.duration("Longest idle keep-alive, and longest pause in a request body.", "60s"),
   maxConnections: Setting.integer(
-    `Most ${port} connections open at once. At the cap a new connection closes the longest-idle one; if every ` +
-      "connection is busy, it is refused. Both are logged and counted in pico_connections_over_limit_total.",
+    "Open connections at most; past it the longest-idle one is closed.",
     maxConnections,
     1,
     1_000_000,
@@ -50,63 +39,49 @@ const clientLimits = (port: string, maxConnections: number) => ({
 
 export const logSettings = {
   level: Setting.choice("Minimum log level.", ["debug", "info", "warn", "error"] as const, "info"),
-  subsystems: Setting.stringList(
-    "Subsystems whose logs are shown at every level, overriding --log.level (exact names, e.g. proxy,tunnel).",
-  ),
+  subsystems: Setting.stringList("Subsystems to log at every level whatever --log.level, e.g. proxy,tunnel."),
 }
 
 /** Everything `pico server` can be configured with, as flags or as YAML keys. */
 export const serverSettings = {
   proxy: {
-    bindAddr: bindAddr("proxy clients (HTTP requests to route to upstreams)", ":8000"),
+    bindAddr: bindAddr("proxy clients", ":8000"),
     gatewayTimeout: Setting.duration(
-      "How long to wait for an upstream's response headers once the request body has been sent, before " +
-        "answering 504; it also bounds waiting for a route while the cluster converges. A slow upload is bounded " +
-        "by --proxy.idle-timeout between reads instead, and a streaming response body may take longer.",
+      "Time for response headers once the body is sent (and for a route to appear), then 504.",
       "15s",
     ),
     advertiseAddr: advertiseAddr("proxy"),
-    ...clientLimits("proxy", 10_000),
+    ...clientLimits(10_000),
     auth: tokenSettings("proxy client"),
     tls: {
       ...tlsSettings("proxy"),
-      peerCaFile: Setting.string(
-        "PEM CA bundle that verifies other nodes' proxy certificates when a request is forwarded to them over " +
-          "TLS (default: the system's CAs). Each node presents its own proxy certificate to its peers.",
-      ),
+      peerCaFile: Setting.string("PEM CA verifying other nodes' proxy certificates (default: system CAs)."),
     },
   },
   upstream: {
-    bindAddr: bindAddr("upstream connections (agents open WebSockets here)", ":8001"),
+    bindAddr: bindAddr("agents' tunnels", ":8001"),
     heartbeatInterval: Setting.duration("How often the server pings each upstream session.", "10s"),
-    heartbeatTimeout: Setting.duration(
-      "How long a ping may go unanswered before the upstream session is closed.",
-      "10s",
-    ),
-    ...clientLimits("upstream", 16_384),
+    heartbeatTimeout: Setting.duration("Time a ping may go unanswered before the session is closed.", "10s"),
+    ...clientLimits(16_384),
     tls: tlsSettings("upstream"),
   },
   admin: {
-    bindAddr: bindAddr("the admin API (health, readiness, metrics, status)", ":8002"),
+    bindAddr: bindAddr("the admin API", ":8002"),
     advertiseAddr: advertiseAddr("admin"),
-    forwardTimeout: Setting.duration(
-      "How long a ?forward=<node id> request may wait for the other node's response headers before 504.",
-      "15s",
-    ),
-    ...clientLimits("admin", 1024),
+    forwardTimeout: Setting.duration("Time ?forward=<node id> waits for the node's answer, then 504.", "15s"),
+    ...clientLimits(1024),
     auth: tokenSettings("admin API"),
     tls: tlsSettings("admin"),
   },
   server: {
     gracefulShutdownTimeout: Setting.duration(
-      "On SIGTERM/SIGINT, how long in-flight requests may take to finish before the server exits anyway.",
+      "On SIGTERM or SIGINT, time in-flight requests get to finish.",
       "1m",
     ),
   },
   cluster: {
     nodeId: Setting.checkedString(
-      "This node's id. Empty: --cluster.node-id-prefix plus 7 random characters, fresh on every start (a " +
-        "restarted process must not reuse a dead node's identity).",
+      "This node's id; empty: --cluster.node-id-prefix and 7 random characters.",
       "",
       (text) =>
         /^[A-Za-z0-9._~-]{0,128}$/.test(text) ? undefined : "use at most 128 of A-Z a-z 0-9 . _ ~ -",
@@ -114,19 +89,15 @@ export const serverSettings = {
     ),
     nodeIdPrefix: Setting.string('Prefix of the generated node id, e.g. "${POD_NAME}-".'),
     join: Setting.list(
-      "Gossip addresses of nodes to join (port optional, default the gossip port), or DNS names resolving to " +
-        "every node (e.g. a Kubernetes headless service). Membership then spreads, so a subset is enough.",
+      "Nodes to join: gossip addresses, or DNS names resolving to every node.",
       joinAddress,
       "addr",
     ),
     joinTimeout: Setting.duration("How long to keep retrying the join at startup.", "1m"),
-    abortIfJoinFails: Setting.boolean(
-      "Exit 1 when no node in --cluster.join could be reached within --cluster.join-timeout.",
-      true,
-    ),
+    abortIfJoinFails: Setting.boolean("Exit 1 when the join fails within --cluster.join-timeout.", true),
   },
   gossip: {
-    bindAddr: bindAddr("gossip with other nodes (UDP and TCP on the same port)", ":8003"),
+    bindAddr: bindAddr("gossip, UDP and TCP", ":8003"),
     advertiseAddr: advertiseAddr("gossip"),
     interval: Setting.duration("How often this node exchanges state with a random peer.", "500ms"),
     maxPacketSize: Setting.integer("Largest UDP packet gossip sends, in bytes.", 1400, 512, 65_000),

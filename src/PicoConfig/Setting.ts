@@ -1,4 +1,6 @@
-import { Either } from "effect"
+// The Either module, not the "effect" barrel, here and in the other settings modules: `pico --help` loads the
+// settings tables and nothing else of Effect (a barrel import would pull all of it into the bundle's entry chunk).
+import * as Either from "effect/Either"
 import { formatGoDuration, parseGoDuration } from "./Duration.js"
 
 /**
@@ -14,10 +16,17 @@ export interface Setting<A> {
   /** A short placeholder for the value in --help, e.g. "duration". */
   readonly valueName: string
   readonly repeated: boolean
+  /** False for a switch such as --config.expand-env, which is given alone (or as --flag=false). */
+  readonly takesValue: boolean
   /** Secrets are redacted wherever the configuration is printed. */
   readonly secret: boolean
   /** Turns a raw value (a flag's text or a YAML scalar) into A, or explains what is wrong with it. */
   readonly decode: (raw: unknown) => Either.Either<A, string>
+  /**
+   * The value as it would be written in a YAML file (durations as "15s"), for the startup log. A method, so a
+   * Setting<number> is still a Setting<unknown> in a tree.
+   */
+  encode(value: A): unknown
 }
 
 /** A tree of settings: leaves are Settings, branches are sections ("proxy", "log", ...). */
@@ -34,11 +43,13 @@ export const isSetting = (node: Setting<unknown> | SettingsTree): node is Settin
   node._tag === "Setting"
 
 const make = <A>(
-  fields: Omit<Setting<A>, "_tag" | "repeated" | "secret"> & Partial<Setting<A>>,
+  fields: Omit<Setting<A>, "_tag" | "repeated" | "takesValue" | "secret" | "encode"> & Partial<Setting<A>>,
 ): Setting<A> => ({
   _tag: "Setting",
   repeated: false,
+  takesValue: true,
   secret: false,
+  encode: (value) => value,
   ...fields,
 })
 
@@ -49,12 +60,12 @@ const scalarText = (raw: unknown): string | undefined =>
       ? String(raw)
       : undefined
 
-export const string = (description: string, defaultValue = ""): Setting<string> =>
+export const string = (description: string, defaultValue = "", valueName = "string"): Setting<string> =>
   make({
     description,
     defaultValue,
     defaultText: defaultValue,
-    valueName: "string",
+    valueName,
     decode: (raw) => {
       const text = scalarText(raw)
       return text === undefined ? Either.left("expected a string") : Either.right(text)
@@ -81,7 +92,10 @@ export const checkedString = (
     },
   })
 
-export const secret = (description: string): Setting<string> => ({ ...string(description), secret: true })
+export const secret = (description: string, valueName = "string"): Setting<string> => ({
+  ...string(description, "", valueName),
+  secret: true,
+})
 
 /** A Go-style duration, decoded to milliseconds. */
 export const duration = (description: string, defaultText: string, options?: { allowZero?: boolean }) =>
@@ -90,6 +104,7 @@ export const duration = (description: string, defaultText: string, options?: { a
     defaultValue: parseGoDuration(defaultText) ?? 0,
     defaultText,
     valueName: "duration",
+    encode: formatGoDuration,
     decode: (raw) => {
       const millis = typeof raw === "string" ? parseGoDuration(raw) : undefined
       if (millis === undefined) return Either.left("expected a duration such as 500ms, 15s or 1m")
@@ -112,18 +127,31 @@ export const integer = (description: string, defaultValue: number, min: number, 
     },
   })
 
+const decodeBoolean = (raw: unknown): Either.Either<boolean, string> => {
+  if (typeof raw === "boolean") return Either.right(raw)
+  if (raw === "true") return Either.right(true)
+  if (raw === "false") return Either.right(false)
+  return Either.left("expected true or false")
+}
+
 export const boolean = (description: string, defaultValue: boolean) =>
   make<boolean>({
     description,
     defaultValue,
     defaultText: String(defaultValue),
     valueName: "bool",
-    decode: (raw) => {
-      if (typeof raw === "boolean") return Either.right(raw)
-      if (raw === "true") return Either.right(true)
-      if (raw === "false") return Either.right(false)
-      return Either.left("expected true or false")
-    },
+    decode: decodeBoolean,
+  })
+
+/** A flag given alone to turn something on (--config.expand-env); off when absent. */
+export const toggle = (description: string) =>
+  make<boolean>({
+    description,
+    defaultValue: false,
+    defaultText: "",
+    valueName: "",
+    takesValue: false,
+    decode: decodeBoolean,
   })
 
 export const choice = <const L extends string>(
@@ -156,12 +184,13 @@ const listOf = <A>(
     repeated: true,
     secret,
     decode: (raw) => {
-      const items = Array.isArray(raw) ? raw : [raw]
+      // Items are text: a number where a name or an address belongs is a mistake, not a one-item list.
+      const items: ReadonlyArray<unknown> = Array.isArray(raw) ? raw : [raw]
       const texts: Array<string> = []
       for (const item of items) {
-        const text = scalarText(item)
-        if (text === undefined) return Either.left("expected a list of strings")
-        for (const part of text.split(",")) if (part.trim() !== "") texts.push(part.trim())
+        if (typeof item !== "string")
+          return Either.left("expected a list of strings (a sequence, or one comma-separated string)")
+        for (const part of item.split(",")) if (part.trim() !== "") texts.push(part.trim())
       }
       const decoded: Array<A> = []
       for (const [i, text] of texts.entries()) {
@@ -198,5 +227,3 @@ export const secretList = (description: string, check: (item: string) => string 
   )
 
 export const stringList = (description: string) => list(description, (item) => Either.right(item))
-
-export { formatGoDuration }

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-import * as NodeContext from "@effect/platform-node/NodeContext"
-import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Effect } from "effect"
-import { cli } from "../Cli.js"
+import { createRequire } from "node:module"
+import { main } from "../Cli.js"
+
+// dist/bin/pico.js, built or bundled, sits two levels below package.json.
+const { version } = createRequire(import.meta.url)("../../package.json") as { version: string }
 
 // The first SIGINT/SIGTERM starts a graceful drain (NodeRuntime interrupts the program and finalizers run);
 // a second one means "now".
@@ -19,7 +20,4 @@ const onSignal = () => {
 process.on("SIGINT", onSignal)
 process.on("SIGTERM", onSignal)
 
-cli(process.argv).pipe(
-  Effect.provide(NodeContext.layer),
-  NodeRuntime.runMain({ disableErrorReporting: true, disablePrettyLogger: true }),
-)
+main(process.argv, version)

@@ -2,13 +2,21 @@ import type { AddressInfo } from "node:net"
 import { Effect, Schema, type Scope } from "effect"
 import { formatHostPort, type HostPort } from "../Domain/Address.js"
 import type { HttpServer } from "./HttpServer.js"
+import { describeSystemError } from "./SystemError.js"
 
-/** A listener could not bind its address (in use, not permitted, no such interface). */
+/**
+ * A listener could not bind its address (in use, not permitted, no such interface). `listener` names its port
+ * ("proxy", "gossip", ...), whose address is set by `--<listener>.bind-addr`.
+ */
 export class ListenError extends Schema.TaggedError<ListenError>()("ListenError", {
   listener: Schema.String,
   address: Schema.String,
   message: Schema.String,
 }) {}
+
+/** "--gossip.bind-addr :8003: address already in use": the flag to change, its value, and why it failed. */
+export const describeListenError = (error: ListenError): string =>
+  `--${error.listener}.bind-addr ${error.address}: ${describeSystemError(error.message)}`
 
 /** Stops accepting new connections; those already open carry on. Safe to call more than once. */
 export const stopAccepting = (server: HttpServer): Effect.Effect<void> =>

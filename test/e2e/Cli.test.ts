@@ -1,7 +1,7 @@
 import * as http from "node:http"
 import { pipeline } from "node:stream/promises"
 import { afterEach, describe, expect, it } from "vitest"
-import { request, startHttpServer, waitFor } from "../support/http.js"
+import { request, startHttpServer } from "../support/http.js"
 import { listeningPort, picoPerTest } from "../support/process.js"
 
 const { pico, cleanups } = picoPerTest(afterEach)
@@ -44,6 +44,9 @@ describe("pico server and pico agent as processes", () => {
     })
     cleanups.push(service.close)
     const server = loopbackServer()
+    // The startup line logs the configuration as it would be written in a file.
+    const started = await server.waitForLog("starting pico server")
+    expect(started.config).toMatchObject({ proxy: { gateway_timeout: "15s" }, gossip: { interval: "500ms" } })
     const proxyPort = await listeningPort(server, "proxy")
     const upstreamPort = await listeningPort(server, "upstream")
     const agent = pico([
@@ -105,6 +108,7 @@ describe("pico server and pico agent as processes", () => {
     expect(agent.peakRssMiB()).toBeLessThan(200)
 
     expect(await server.stop()).toBe(0)
+    expect(server.logs.find((log) => log.msg === "shutting down: draining")?.grace_period).toBe("1m")
     expect(server.logs.some((log) => log.msg === "shutdown complete")).toBe(true)
     expect(await agent.stop()).toBe(0)
   })
@@ -138,12 +142,44 @@ describe("pico server and pico agent as processes", () => {
     expect(error?.msg).toBe("server refused the connection: invalid token")
   })
 
-  it("server exits 1 when its port is taken", async () => {
+  it("server exits 1 naming the flag and address of a port that is taken", async () => {
     const taken = await startHttpServer((_req, res) => res.end())
     cleanups.push(taken.close)
-    const server = pico(["server", "--proxy.bind-addr", `127.0.0.1:${taken.port}`, ...loopbackPorts])
+    const proxy = pico(["server", "--proxy.bind-addr", `127.0.0.1:${taken.port}`, ...loopbackPorts])
+    expect(await proxy.exited).toBe(1)
+    expect(proxy.logs.find((log) => log.level === "error")?.msg).toBe(
+      `--proxy.bind-addr 127.0.0.1:${taken.port}: address already in use`,
+    )
+    // Gossip listens on UDP and TCP: the TCP port is taken here.
+    const gossip = pico([
+      "server",
+      ...["--proxy.bind-addr", "127.0.0.1:0", "--upstream.bind-addr", "127.0.0.1:0"],
+      ...["--admin.bind-addr", "127.0.0.1:0", "--gossip.bind-addr", `127.0.0.1:${taken.port}`],
+    ])
+    expect(await gossip.exited).toBe(1)
+    expect(gossip.logs.find((log) => log.level === "error")?.msg).toBe(
+      `--gossip.bind-addr 127.0.0.1:${taken.port}: address already in use`,
+    )
+  })
+
+  it("server exits 1 naming the DNS name of a join that does not resolve", async () => {
+    // .invalid never resolves (RFC 2606).
+    const server = pico([
+      "server",
+      "--proxy.bind-addr",
+      "127.0.0.1:0",
+      ...loopbackPorts,
+      "--cluster.join",
+      "pico.invalid",
+      "--cluster.join-timeout",
+      "100ms",
+    ])
     expect(await server.exited).toBe(1)
-    await waitFor("error logged", () => server.logs.some((log) => log.level === "error"))
-    expect(String(server.logs.find((log) => log.level === "error")?.msg)).toContain("EADDRINUSE")
+    expect(server.logs.find((log) => log.msg === "join address did not resolve")?.error).toBe(
+      "ENOTFOUND pico.invalid",
+    )
+    expect(server.logs.find((log) => log.level === "error")?.msg).toBe(
+      "join failed: no join address resolved: ENOTFOUND pico.invalid",
+    )
   })
 })

@@ -136,7 +136,7 @@ describe("pico status", () => {
     })
     expect([badUrl.code, badUrl.stderr]).toEqual([
       1,
-      'failed to get gossip nodes: --server.url: expected an http(s) URL such as http://localhost:8002, not "localhost:8002"\n',
+      'invalid config: --server.url: invalid value "localhost:8002": expected an http(s) URL such as http://localhost:8002\n',
     ])
   })
 

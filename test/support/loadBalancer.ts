@@ -7,7 +7,7 @@ export const startLoadBalancer = async (
 ): Promise<{ readonly port: number; readonly close: () => Promise<void> }> => {
   const scope = await Effect.runPromise(Scope.make())
   const bound = await Effect.runPromise(
-    LoadBalancer.make({ host: "127.0.0.1", port: 0 }, () =>
+    LoadBalancer.make("proxy", { host: "127.0.0.1", port: 0 }, () =>
       backends().map((port) => ({ host: "127.0.0.1", port })),
     ).pipe(Scope.extend(scope)),
   )

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { waitFor } from "./http.js"
 
-const picoBin = fileURLToPath(new URL("../../dist/bin/pico.js", import.meta.url))
+export const picoBin = fileURLToPath(new URL("../../dist/bin/pico.js", import.meta.url))
 
 /** A spawned process whose output is collected: JSON log lines parsed, anything else kept as text. */
 export interface PicoProcess {
@@ -25,11 +25,21 @@ export interface SpawnOptions {
    * rather than forking it, so the child's pid is the command's own and signals reach it directly.
    */
   readonly netns?: string
+  readonly cwd?: string
+  /** Added to this process's environment. */
+  readonly env?: Readonly<Record<string, string>>
 }
+
+/** Runs a Node script with this test's Node, collecting its JSON log lines and its other output. */
+export const spawnNode = (
+  script: string,
+  args: ReadonlyArray<string>,
+  options: SpawnOptions = {},
+): PicoProcess => spawnProcess(process.execPath, [script, ...args], options)
 
 /** Runs the built `pico` CLI the way a user would: `node dist/bin/pico.js <args>`. */
 export const spawnPico = (args: ReadonlyArray<string>, options: SpawnOptions = {}): PicoProcess =>
-  spawnProcess(process.execPath, [picoBin, ...args], options)
+  spawnNode(picoBin, args, options)
 
 /** Runs any command (a helper service, nginx) with its output collected as `spawnPico` does. */
 export const spawnProcess = (
@@ -41,7 +51,11 @@ export const spawnProcess = (
     options.netns === undefined
       ? [command, ...args]
       : ["ip", "netns", "exec", options.netns, command, ...args]
-  const child = spawn(argv[0] as string, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] })
+  const child = spawn(argv[0] as string, argv.slice(1), {
+    stdio: ["ignore", "pipe", "pipe"],
+    cwd: options.cwd,
+    env: { ...process.env, ...options.env },
+  })
   const logs: Array<Record<string, unknown>> = []
   let text = ""
   let partial = ""
@@ -104,8 +118,8 @@ export const runPico = (args: ReadonlyArray<string>): Promise<PicoRun> =>
   })
 
 /**
- * Processes and cleanups that end with each test: `pico(args)` spawns the CLI and stops it after the test,
- * `cleanups` take anything else to undo.
+ * Processes and cleanups that end with each test: `pico(args)` spawns the CLI and `node(script, args)` any script,
+ * both stopped after the test; `cleanups` take anything else to undo.
  */
 export const picoPerTest = (afterEach: (fn: () => Promise<void>) => void) => {
   const processes: Array<PicoProcess> = []
@@ -114,10 +128,11 @@ export const picoPerTest = (afterEach: (fn: () => Promise<void>) => void) => {
     for (const started of processes.splice(0)) await started.stop()
     for (const cleanup of cleanups.splice(0)) await cleanup()
   })
-  const pico = (args: ReadonlyArray<string>): PicoProcess => {
-    const started = spawnPico(args)
+  const node = (script: string, args: ReadonlyArray<string>, options?: SpawnOptions): PicoProcess => {
+    const started = spawnNode(script, args, options)
     processes.push(started)
     return started
   }
-  return { pico, cleanups }
+  const pico = (args: ReadonlyArray<string>): PicoProcess => node(picoBin, args)
+  return { pico, node, cleanups }
 }

@@ -1,0 +1,164 @@
+import { execFile } from "node:child_process"
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { promisify } from "node:util"
+import { describe, expect, it } from "vitest"
+import { pico } from "../../src/Cli/Commands.js"
+import { type CommandSpec, commandName, flagsOf } from "../../src/Cli/Spec.js"
+import { picoBin, runPico } from "../support/process.js"
+
+const packageJson = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+  readonly version: string
+}
+
+/** Every command, groups included: ["pico"], ["pico", "server"], ..., ["pico", "status", "cluster", "node"]. */
+const commandPaths = (path: ReadonlyArray<CommandSpec>): Array<ReadonlyArray<CommandSpec>> => [
+  path,
+  ...((path[path.length - 1] as CommandSpec).subcommands ?? []).flatMap((child) =>
+    commandPaths([...path, child]),
+  ),
+]
+
+/** The help text of one flag: its line and the description lines indented under or beside it. */
+const flagEntry = (help: string, flag: string): string => {
+  const lines = help.split("\n")
+  const start = lines.findIndex((line) => line.startsWith(`  ${flag} `) || line === `  ${flag}`)
+  if (start < 0) return ""
+  const end = lines.findIndex((line, index) => index > start && !line.startsWith("      "))
+  return lines.slice(start, end).join(" ").replace(/\s+/g, " ")
+}
+
+/** Runs `command` in a pseudo-terminal (util-linux `script`), as when someone types it. */
+const inTerminal = async (command: string, env: Record<string, string> = {}) =>
+  (
+    await promisify(execFile)("script", ["-qec", command, "/dev/null"], {
+      env: { ...process.env, NO_COLOR: "", ...env },
+    })
+  ).stdout
+
+describe("pico --help", () => {
+  for (const path of commandPaths([pico])) {
+    const args = path.slice(1).map((command) => command.name)
+    it(`${commandName(path)} --help: every flag with its default, in 80 columns, no escape codes in a pipe`, async () => {
+      const { code, stdout, stderr } = await runPico([...args, "--help"])
+      expect([code, stderr]).toEqual([0, ""])
+      expect(stdout).not.toContain("\x1b")
+      for (const line of stdout.split("\n")) expect(line.length, line).toBeLessThanOrEqual(80)
+      const command = path[path.length - 1] as CommandSpec
+      const usageArgs = (command.args ?? []).map((arg) => ` <${arg.name}>`).join("")
+      expect(stdout).toMatch(
+        new RegExp(
+          `^Usage: ${commandName(path)}${command.subcommands ? " <command>" : ""}${usageArgs} \\[flags\\]\n`,
+        ),
+      )
+      for (const { name, setting } of flagsOf(path)) {
+        const entry = flagEntry(stdout, name)
+        expect(entry, `${name} is missing`).not.toBe("")
+        if (setting.defaultText !== "") expect(entry).toContain(`(default ${setting.defaultText})`)
+        if (setting.repeated) expect(entry).toContain("(repeatable")
+      }
+      for (const child of command.subcommands ?? []) expect(stdout).toContain(`  ${child.name}`)
+      // No filler from the parser's own help, and none of its flags that Pico does not offer.
+      for (const absent of [
+        "A user-defined piece of text",
+        "This setting is optional",
+        "--log-level",
+        "--wizard",
+      ])
+        expect(stdout).not.toContain(absent)
+    })
+  }
+
+  it("lists the commands and the top-level flags when pico runs alone", async () => {
+    const [alone, help] = await Promise.all([runPico([]), runPico(["--help"])])
+    expect(alone).toEqual(help)
+    for (const line of [
+      "  server ",
+      "  status cluster node <node-id> ",
+      "  dev cluster ",
+      "  --version",
+      "  --completions shell",
+    ])
+      expect(help.stdout).toContain(line)
+  })
+
+  it("makes headings bold in a terminal, unless NO_COLOR is set", async () => {
+    const command = `${process.execPath} ${picoBin} status --help`
+    expect(await inTerminal(command)).toContain("\x1b[1mUsage:\x1b[22m pico status <command> [flags]")
+    expect(await inTerminal(command, { NO_COLOR: "1" })).not.toContain("\x1b")
+  })
+
+  it("prints the version, and a bash completion script that completes commands and flags", async () => {
+    expect(await runPico(["--version"])).toMatchObject({
+      code: 0,
+      stdout: `${packageJson.version}\n`,
+    })
+    const { stdout: script } = await runPico(["--completions", "bash"])
+    const file = join(mkdtempSync(join(tmpdir(), "pico-completions-")), "pico.bash")
+    writeFileSync(file, script)
+    const complete = (words: ReadonlyArray<string>) =>
+      promisify(execFile)("bash", [
+        "-c",
+        `source ${file}; COMP_WORDS=(${words.join(" ")}); COMP_CWORD=${words.length - 1}; ` +
+          `_pico_bash_completions pico ${words[words.length - 1]} ${words[words.length - 2]}; echo "\${COMPREPLY[@]}"`,
+      ])
+    expect((await complete(["pico", "status", "clu"])).stdout).toBe("cluster\n")
+    expect((await complete(["pico", "server", "--gossip.bind"])).stdout).toBe("--gossip.bind-addr\n")
+  })
+})
+
+describe("mistakes on the command line", () => {
+  const configFile = (yaml: string) => {
+    const path = join(mkdtempSync(join(tmpdir(), "pico-cli-")), "pico.yaml")
+    writeFileSync(path, yaml)
+    return path
+  }
+  const badSection = configFile("proxy: 5\n")
+  const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+    [
+      ["status", "clustr", "nodes"],
+      'pico status: unknown command "clustr" (did you mean cluster?); commands: proxy, cluster, gossip',
+    ],
+    [
+      ["status", "cluster", "nods"],
+      'pico status cluster: unknown command "nods" (did you mean nodes?); commands: nodes, node',
+    ],
+    [["bogus"], 'pico: unknown command "bogus"; commands: server, agent, status, dev'],
+    [
+      ["status", "cluster", "nodes", "--output", "xml"],
+      'invalid config: --output: invalid value "xml": expected one of yaml, json',
+    ],
+    // status's flags go anywhere after status.
+    [
+      ["status", "--output", "xml", "cluster", "nodes"],
+      'invalid config: --output: invalid value "xml": expected one of yaml, json',
+    ],
+    [
+      ["dev", "cluster", "--nodes", "abc"],
+      'invalid config: --nodes: invalid value "abc": expected a whole number',
+    ],
+    [
+      ["server", "--config.path", "/nonexistent/pico.yaml"],
+      "invalid config: --config.path /nonexistent/pico.yaml: no such file",
+    ],
+    [
+      ["server", "--config.path", badSection],
+      `invalid config: proxy in ${badSection}: invalid value 5: expected a mapping of settings (bind_addr, gateway_timeout, ...)`,
+    ],
+    [["server", "--log-level", "debug"], "pico server: unknown flag --log-level (did you mean --log.level?)"],
+    [
+      ["server", "--proxy.bind-adr", ":8000"],
+      "pico server: unknown flag --proxy.bind-adr (did you mean --proxy.bind-addr?)",
+    ],
+    [["--wizard"], "pico: unknown flag --wizard"],
+    [["server", "--proxy.bind-addr"], "pico server: --proxy.bind-addr needs a value"],
+    [["status", "cluster", "node"], "pico status cluster node: missing <node-id>"],
+    [["status", "cluster", "nodes", "extra"], 'pico status cluster nodes: unexpected argument "extra"'],
+  ]
+  for (const [args, message] of cases) {
+    it(`pico ${args.join(" ")}`, async () => {
+      expect(await runPico(args)).toEqual({ code: 1, stdout: "", stderr: `${message}\n` })
+    })
+  }
+})
