@@ -13,6 +13,8 @@ const { pico, cleanups } = picoPerTest(afterEach)
  */
 const flood = (port: number, attempts: number) =>
   new Promise<void>((resolve, reject) => {
+    // It ends once every attempt has been made and has had a few seconds: a connection the kernel completed but
+    // the server never accepted (its accept queue overflowed) would otherwise hold it open for minutes.
     const script = `
       const net = require("node:net")
       const [port, attempts] = process.argv.slice(1).map(Number)
@@ -22,8 +24,9 @@ const flood = (port: number, attempts: number) =>
           started++; open++
           const socket = net.connect(port, "127.0.0.1")
           socket.on("error", () => {})
-          socket.on("close", () => { open--; if (started === attempts && open === 0) process.exit(0); more() })
+          socket.on("close", () => { open--; more() })
         }
+        if (started === attempts) setTimeout(() => process.exit(0), 3000).unref()
       }
       more()`
     const child = spawn(process.execPath, ["-e", script, String(port), String(attempts)], { stdio: "ignore" })
@@ -85,7 +88,9 @@ describe("--proxy.max-connections", () => {
     const shed = [
       ...metrics.matchAll(/pico_connections_over_limit_total\{port="proxy",action="\w+"\} (\d+)/g),
     ]
-    expect(shed.reduce((sum, [, count]) => sum + Number(count), 0)).toBeGreaterThanOrEqual(24_000)
+    // Most of the flood reached the server and was shed there; the kernel refused the rest when the accept queue
+    // overflowed.
+    expect(shed.reduce((sum, [, count]) => sum + Number(count), 0)).toBeGreaterThanOrEqual(20_000)
     const logged = server.logs.filter((log) => log.msg === "connection limit reached")
     expect(logged.length).toBeGreaterThan(0)
     expect(logged[0]?.["max-connections"]).toBe(1000)
