@@ -1,5 +1,6 @@
 import { HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
 import { Effect, Redacted, Schema } from "effect"
+import { formatGoDuration } from "./PicoConfig/Duration.js"
 
 /** Where `pico status` sends its requests, and how. */
 export interface StatusTarget {
@@ -9,15 +10,14 @@ export interface StatusTarget {
   readonly forward: string | undefined
   /** Sent as "Authorization: Bearer <token>", for an admin port that requires one. */
   readonly token: Redacted.Redacted<string> | undefined
+  /** Milliseconds to wait for the answer (--timeout). */
+  readonly timeout: number
 }
 
 /** A status request that got no usable answer; the message is one line for a human. */
 export class StatusError extends Schema.TaggedError<StatusError>()("StatusError", {
   message: Schema.String,
 }) {}
-
-/** As long as a node waits for a forwarded request: a slower answer is not coming. */
-const TIMEOUT = "15 seconds"
 
 const urlFor = (target: StatusTarget, path: string): URL => {
   const url = new URL(target.serverUrl)
@@ -60,8 +60,11 @@ export const fetchStatus = <A, I>(
         (error) => new StatusError({ message: `cannot reach ${url.host}: ${rootCause(error)}` }),
       ),
       Effect.timeoutFail({
-        duration: TIMEOUT,
-        onTimeout: () => new StatusError({ message: `no answer from ${url.host} within ${TIMEOUT}` }),
+        duration: target.timeout,
+        onTimeout: () =>
+          new StatusError({
+            message: `no answer from ${url.host} within ${formatGoDuration(target.timeout)} (--timeout)`,
+          }),
       }),
     )
     if (response.status !== 200) return yield* new StatusError({ message: yield* describeStatus(response) })

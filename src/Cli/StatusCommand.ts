@@ -39,6 +39,7 @@ const show =
           serverUrl: settings.server.url,
           forward: settings.forward === "" ? undefined : settings.forward,
           token: token === undefined ? undefined : Redacted.make(token),
+          timeout: settings.timeout,
         }
         const answer = yield* fetchStatus(target, path, schema)
         yield* Console.log(format(shape(answer), settings.output))

@@ -22,4 +22,5 @@ export const statusSettings = {
     token: Setting.secret('Token (JWT) sent as "Authorization: Bearer <token>", or "file:PATH".', "token"),
   },
   output: Setting.choice("How to print the answer.", ["yaml", "json"] as const, "yaml"),
+  timeout: Setting.duration("Time to wait for the answer before giving up.", "15s"),
 }

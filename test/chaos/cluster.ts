@@ -5,6 +5,7 @@ import { createNetwork, type Host, type Network } from "../support/netns.js"
 import { balancerErrors, startDemoBalancer } from "../support/nginx.js"
 import { type PicoProcess, spawnPico, spawnProcess } from "../support/process.js"
 import { startDelayRelay } from "../support/relay.js"
+import { newClusterKey } from "../support/tokens.js"
 
 /**
  * The seeds' topology on separate hosts: `nodes` pico servers (n1, n2, ...), each on its own host and joining the
@@ -110,9 +111,13 @@ export const membershipErrors = async (cluster: ChaosCluster): Promise<Array<str
   return errors
 }
 
+/** The cluster's gossip key, as every deploy file sets one: the nodes then also prove the requests they forward. */
+const clusterKey = newClusterKey()
+
 /** `gossip` maps each node's host to the address its peers reach its gossip port at (its own, or a relay's). */
 const nodeArgs = (host: Host, gossip: ReadonlyMap<Host, string>) => [
   "server",
+  ...["--gossip.secret-key", clusterKey],
   ...["--proxy.bind-addr", `${host.ip}:8000`, "--upstream.bind-addr", `${host.ip}:8001`],
   ...["--admin.bind-addr", `${host.ip}:8002`, "--gossip.bind-addr", `${host.ip}:8003`],
   ...["--gossip.advertise-addr", gossip.get(host) as string],

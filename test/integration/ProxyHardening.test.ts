@@ -30,6 +30,8 @@ beforeAll(async () => {
     "proxy.read-header-timeout": "500ms",
     "proxy.idle-timeout": "700ms",
     "proxy.gateway-timeout": "1s",
+    "upstream.read-header-timeout": "500ms",
+    "admin.read-header-timeout": "500ms",
   })
   agent = startAgent(node.upstreamUrl, { e: service.port })
   await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
@@ -151,10 +153,10 @@ describe("upgrades", () => {
 })
 
 /** Opens a connection that sends `bytes` and then nothing; resolves with what came back and after how long. */
-const closedAfter = (bytes: string) =>
+const closedAfter = (bytes: string, port = node.proxyPort) =>
   new Promise<{ readonly response: string; readonly ms: number }>((resolve) => {
     const started = Date.now()
-    const socket = net.connect(node.proxyPort, "127.0.0.1", () => socket.write(bytes))
+    const socket = net.connect(port, "127.0.0.1", () => socket.write(bytes))
     let response = ""
     socket.on("data", (chunk: Buffer) => {
       response += chunk.toString()
@@ -169,6 +171,14 @@ describe("client timeouts", () => {
     expect(statusOf(response)).toBe(408)
     expect(jsonErrorOf(response)).toBe("request header timeout")
     expect(ms).toBeGreaterThanOrEqual(450)
+  })
+
+  it("does the same on the upstream and admin ports, with their own settings", async () => {
+    for (const port of [node.upstreamPort, node.adminPort]) {
+      const { response, ms } = await closedAfter("", port)
+      expect(statusOf(response)).toBe(408)
+      expect(ms).toBeGreaterThanOrEqual(450)
+    }
   })
 
   it("closes a request head that trickles in slower than --proxy.read-header-timeout", async () => {

@@ -6,7 +6,7 @@ import WebSocket from "ws"
 import { request, startHttpServer, waitFor } from "../support/http.js"
 import { startAgent, startNode } from "../support/node.js"
 import { makeCertificates } from "../support/tls.js"
-import { hmacSecret, hmacToken } from "../support/tokens.js"
+import { hmacSecret, hmacToken, newClusterKey } from "../support/tokens.js"
 
 const cleanups: Array<() => Promise<void>> = []
 afterEach(async () => {
@@ -205,6 +205,42 @@ describe("TLS", () => {
       async () => (await servedSerial()) === serialOf(certs.otherServerCert),
       10_000,
     )
+  })
+})
+
+describe("TLS between nodes", () => {
+  it("forwards over TLS to a peer that requires client certificates, verifying it and proving the hop", async () => {
+    const certs = makeCertificates()
+    const service = await startHttpServer((req, res) =>
+      res.end(`${req.headers["x-forwarded-proto"]} ${req.headers["x-forwarded-for"]}`),
+    )
+    cleanups.push(service.close)
+    const secured = {
+      "gossip.interval": "50ms",
+      "gossip.secret-key": [newClusterKey()],
+      "proxy.tls.cert-file": certs.nodeCert,
+      "proxy.tls.key-file": certs.nodeKey,
+      "proxy.tls.client-ca-file": certs.caFile,
+      "proxy.tls.peer-ca-file": certs.caFile,
+    }
+    const holder = await startNode(secured)
+    cleanups.push(holder.close)
+    const entry = await startNode({ ...secured, "cluster.join": [holder.gossipAddr] })
+    cleanups.push(entry.close)
+    const agent = startAgent(holder.upstreamUrl, { e: service.port })
+    cleanups.push(agent.stop)
+    await waitFor("endpoint known to the entry node", () => entry.routesRemotely("e"))
+
+    const clientTls = {
+      ca: certs.ca,
+      cert: readFileSync(certs.clientCert),
+      key: readFileSync(certs.clientKey),
+    }
+    const response = await request(`https://localhost:${entry.proxyPort}/`, {
+      headers: { "x-pico-endpoint": "e" },
+      tls: clientTls,
+    })
+    expect([response.status, response.body]).toEqual([200, "https 127.0.0.1"])
   })
 })
 

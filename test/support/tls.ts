@@ -16,6 +16,9 @@ export interface Certificates {
   /** A client certificate signed by the CA, for mTLS. */
   readonly clientCert: string
   readonly clientKey: string
+  /** A node's certificate for localhost and 127.0.0.1, good as a server's and as a client's (node-to-node mTLS). */
+  readonly nodeCert: string
+  readonly nodeKey: string
 }
 
 const openssl = (cwd: string, ...args: ReadonlyArray<string>) =>
@@ -80,6 +83,12 @@ export const makeCertificates = (): Certificates => {
   const server = signed(dir, "server", "/CN=localhost", serverExt)
   const other = signed(dir, "other", "/CN=localhost", serverExt)
   const client = signed(dir, "client", "/CN=pico agent", "extendedKeyUsage=clientAuth\n")
+  const node = signed(
+    dir,
+    "node",
+    "/CN=localhost",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+  )
   return {
     dir,
     caFile: join(dir, "ca.pem"),
@@ -90,5 +99,7 @@ export const makeCertificates = (): Certificates => {
     otherServerKey: other.key,
     clientCert: client.cert,
     clientKey: client.key,
+    nodeCert: node.cert,
+    nodeKey: node.key,
   }
 }

@@ -1,0 +1,93 @@
+import type * as http from "node:http"
+import { describe, expect, it } from "vitest"
+import { makeKeyring } from "../src/ClusterKeys.js"
+import * as PeerProof from "../src/Proxy/PeerProof.js"
+import { newClusterKey } from "./support/tokens.js"
+
+/** A request as the receiving node sees it: Node lower-cases names and joins repeats with ", ". */
+const received = (method: string, url: string, raw: ReadonlyArray<string>): http.IncomingMessage => {
+  const headers: Record<string, string> = {}
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase()
+    headers[name] = headers[name] === undefined ? (raw[i + 1] as string) : `${headers[name]}, ${raw[i + 1]}`
+  }
+  return { method, url, headers } as unknown as http.IncomingMessage
+}
+
+const forwarding = [
+  "Host",
+  "e.example.com",
+  "X-Forwarded-For",
+  "203.0.113.7",
+  "X-Forwarded-Proto",
+  "https",
+  "X-Forwarded-Host",
+  "e.example.com",
+]
+
+const signedRequest = (proof: PeerProof.PeerProof, raw: ReadonlyArray<string> = forwarding, url = "/a?b=1") =>
+  received("POST", url, [...raw, PeerProof.forwardHeader, proof.sign("POST", url, raw)])
+
+describe("PeerProof", () => {
+  const key = newClusterKey()
+  const proof = PeerProof.make(makeKeyring([key]))
+
+  it("verifies what a node of the same cluster signed", () => {
+    expect(proof.verify(signedRequest(proof))).toBe(true)
+  })
+
+  it("refuses a proof from another cluster, a bare loop guard, and garbage", () => {
+    const stranger = PeerProof.make(makeKeyring([newClusterKey()]))
+    expect(proof.verify(signedRequest(stranger))).toBe(false)
+    for (const value of ["true", "", "v1", "v1.1.x", "v2.1.abc", `v1.${Date.now()}.abc.extra`])
+      expect(proof.verify(received("POST", "/a?b=1", [...forwarding, PeerProof.forwardHeader, value]))).toBe(
+        false,
+      )
+  })
+
+  it("covers the method, the target and every forwarding header", () => {
+    const good = signedRequest(proof)
+    const tampered: Array<[string, (req: http.IncomingMessage) => void]> = [
+      ["method", (req) => void (req.method = "GET")],
+      ["target", (req) => void (req.url = "/other")],
+      ["client address", (req) => void (req.headers["x-forwarded-for"] = "6.6.6.6")],
+      ["an added client address", (req) => void (req.headers["x-forwarded-for"] += ", 6.6.6.6")],
+      ["protocol", (req) => void (req.headers["x-forwarded-proto"] = "http")],
+      ["forwarded host", (req) => void (req.headers["x-forwarded-host"] = "victim.example.com")],
+      ["host", (req) => void (req.headers.host = "other.example.com")],
+      ["endpoint header", (req) => void (req.headers["x-pico-endpoint"] = "other")],
+    ]
+    for (const [what, change] of tampered) {
+      const req = received("POST", "/a?b=1", [])
+      Object.assign(req, { method: good.method, url: good.url, headers: { ...good.headers } })
+      change(req)
+      expect(proof.verify(req), what).toBe(false)
+    }
+  })
+
+  it("expires after 30 s either way, for clocks that drift", () => {
+    let now = 1_000_000
+    const clocked = PeerProof.make(makeKeyring([key]), () => now)
+    const req = signedRequest(clocked)
+    now += 30_000
+    expect(clocked.verify(req)).toBe(true)
+    now += 1
+    expect(clocked.verify(req)).toBe(false)
+    now = 1_000_000 - 30_001
+    expect(clocked.verify(req)).toBe(false)
+  })
+
+  it("keeps trusting peers through a key rotation: any key of the ring verifies, the first signs", () => {
+    const next = newClusterKey()
+    const rotated = PeerProof.make(makeKeyring([next, key]))
+    expect(rotated.verify(signedRequest(proof))).toBe(true)
+    expect(proof.verify(signedRequest(rotated))).toBe(false)
+    expect(PeerProof.make(makeKeyring([key, next])).verify(signedRequest(rotated))).toBe(true)
+  })
+
+  it("without a cluster key, marks forwards with the bare loop guard and trusts nothing", () => {
+    const unkeyed = PeerProof.make(undefined)
+    expect(unkeyed.sign("GET", "/", forwarding)).toBe("true")
+    expect(unkeyed.verify(signedRequest(proof))).toBe(false)
+  })
+})
