@@ -2,14 +2,7 @@ import { Effect, ExecutionStrategy, Exit, FiberSet, Layer, Schema, Scope } from 
 import { Backoff } from "./Agent/Backoff.js"
 import { type ForwardTarget, makeForwarder } from "./Agent/Forwarder.js"
 import { forwardMetrics } from "./Metrics/Agent.js"
-import {
-  awaitClose,
-  awaitGoAway,
-  type ClientTls,
-  describeClose,
-  Tunnel,
-  type TunnelConnectError,
-} from "./Tunnel.js"
+import { type ClientTls, describeClose, Tunnel, type TunnelConnectError } from "./Tunnel.js"
 
 /** The agent cannot go on: the server refused its credentials, so retrying would only hammer it. */
 export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
@@ -91,19 +84,19 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
         continue
       }
       const session = connected.right
-      session.onStream(forward)
+      yield* session.serveStreams(forward).pipe(Scope.extend(sessionScope))
       const connectedAt = Date.now()
       yield* Effect.logInfo("connected").pipe(Effect.annotateLogs("url", url))
 
       const outcome = yield* Effect.raceFirst(
-        awaitClose(session).pipe(Effect.map((reason) => ({ _tag: "Closed" as const, reason }))),
-        awaitGoAway(session).pipe(Effect.as({ _tag: "GoAway" as const })),
+        session.closed.pipe(Effect.map((reason) => ({ _tag: "Closed" as const, reason }))),
+        session.peerGoingAway.pipe(Effect.as({ _tag: "GoAway" as const })),
       )
       if (outcome._tag === "GoAway") {
         yield* Effect.logInfo("server is draining; moving to a new session")
         yield* FiberSet.run(
           draining,
-          awaitClose(session).pipe(Effect.ensuring(Scope.close(sessionScope, Exit.void))),
+          session.closed.pipe(Effect.ensuring(Scope.close(sessionScope, Exit.void))),
         )
         backoff.reset()
         delay = 0

@@ -201,7 +201,7 @@ export const make = (options: ProxyOptions) =>
             localRetries--
             metrics.forwardedLocal()
             last = yield* attempt(exchange, {
-              agent: upstream.httpAgent,
+              agent: upstream.session.httpAgent,
               headers: localHeaders,
               expectContinue: false,
             })
@@ -245,7 +245,11 @@ export const make = (options: ProxyOptions) =>
         if (upstream === undefined) return retry(exchange, endpointId, localHeaders, fromPeer, undefined)
         metrics.forwardedLocal()
         return Effect.flatMap(
-          attempt(exchange, { agent: upstream.httpAgent, headers: localHeaders, expectContinue: false }),
+          attempt(exchange, {
+            agent: upstream.session.httpAgent,
+            headers: localHeaders,
+            expectContinue: false,
+          }),
           (outcome) =>
             outcome._tag === "Done"
               ? Effect.void

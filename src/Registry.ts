@@ -1,4 +1,3 @@
-import type { Agent } from "node:http"
 import { Context, Effect, Layer, Metric, Queue, type Scope } from "effect"
 import { Gossip } from "./Gossip.js"
 import * as Metrics from "./Metrics.js"
@@ -12,9 +11,7 @@ export interface Upstream {
   readonly endpointId: string
   /** The remote address of the upstream's WebSocket connection, for status output and logs. */
   readonly remoteAddr: string
-  readonly tunnel: TunnelSession
-  /** Keep-alive HTTP connections over the session's streams. */
-  readonly httpAgent: Agent
+  readonly session: TunnelSession
 }
 
 /** Round-robin rotation of the upstreams of one endpoint. */
@@ -154,7 +151,7 @@ export const make = (options: { readonly awaitJoin: boolean }) =>
       for (let tried = 0; tried < upstreams.length; tried++) {
         const upstream = upstreams[rotation.next] as Upstream
         rotation.next = (rotation.next + 1) % upstreams.length
-        if (upstream.tunnel.canOpenStream()) return upstream
+        if (upstream.session.canOpenStream()) return upstream
       }
       return undefined
     }
@@ -187,10 +184,13 @@ export const make = (options: { readonly awaitJoin: boolean }) =>
       localEndpoints: Effect.sync(
         () => new Map([...rotations].map(([endpointId, rotation]) => [endpointId, [...rotation.upstreams]])),
       ),
-      goAwayAll: Effect.sync(() => {
-        for (const rotation of rotations.values())
-          for (const upstream of rotation.upstreams) upstream.tunnel.goAway()
-      }),
+      goAwayAll: Effect.suspend(() =>
+        Effect.forEach(
+          [...rotations.values()].flatMap((rotation) => rotation.upstreams),
+          (upstream) => upstream.session.goAway,
+          { discard: true },
+        ),
+      ),
       withdraw: Effect.suspend(() => {
         withdrawn = true
         return Effect.forEach(rotations.keys(), (endpointId) => gossip.deleteLocal(endpointKey(endpointId)), {

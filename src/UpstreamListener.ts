@@ -1,16 +1,15 @@
 import type * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import type { Duplex } from "node:stream"
-import { Context, Duration, Effect, FiberSet, Layer } from "effect"
+import { Context, Effect, FiberSet, Layer } from "effect"
 import { Auth } from "./Auth.js"
 import type { HostPort } from "./Domain/Address.js"
 import { endpointIdRule, isValidEndpointId } from "./Domain/EndpointId.js"
 import { errorBody, writeJson, writeJsonToSocket } from "./internal/JsonResponse.js"
 import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
-import { TunnelAgent } from "./Proxy/TunnelAgent.js"
 import { Registry } from "./Registry.js"
-import { awaitClose, describeClose, Tunnel } from "./Tunnel.js"
+import { describeClose, Tunnel } from "./Tunnel.js"
 
 /** The upstream port's listener, once bound. */
 export class UpstreamServer extends Context.Tag("pico/UpstreamServer")<
@@ -63,23 +62,14 @@ export const layerServer = (
       const serveUpstream = (req: http.IncomingMessage, socket: Duplex, head: Buffer, endpointId: string) =>
         Effect.gen(function* () {
           const grant = yield* auth.upstream.authorize(req.headers.authorization, endpointId)
-          const session = yield* tunnel.serve(req, socket, head)
+          // The session ends when the token does (GoAway first, so the agent learns why).
+          const session = yield* tunnel.serve(req, socket, head, { expiresAt: grant.expiresAt })
           const remoteAddr = remoteAddress(req)
-          const httpAgent = new TunnelAgent(session)
-          yield* Effect.addFinalizer(() => Effect.sync(() => httpAgent.destroy()))
-          yield* registry.register({ endpointId, remoteAddr, tunnel: session, httpAgent })
+          yield* registry.register({ endpointId, remoteAddr, session })
           yield* Effect.logInfo("upstream connected").pipe(Effect.annotateLogs("addr", remoteAddr))
-          const expiry =
-            grant.expiresAt === undefined
-              ? Effect.never
-              : Effect.sleep(Duration.millis(Math.max(0, grant.expiresAt - Date.now()))).pipe(
-                  // GoAway first, so the agent learns why before the session closes under it.
-                  Effect.zipRight(Effect.sync(() => session.goAway())),
-                  Effect.as("token expired"),
-                )
-          const ended = yield* Effect.race(awaitClose(session).pipe(Effect.map(describeClose)), expiry)
+          const ended = yield* session.closed
           yield* Effect.logInfo("upstream disconnected").pipe(
-            Effect.annotateLogs({ addr: remoteAddr, reason: ended }),
+            Effect.annotateLogs({ addr: remoteAddr, reason: describeClose(ended) }),
           )
         }).pipe(
           Effect.scoped,
@@ -89,8 +79,8 @@ export const layerServer = (
               Effect.zipRight(Effect.sync(() => writeJsonToSocket(socket, 401, errorBody(error.reason)))),
             ),
           ),
-          // Already answered with a 400.
-          Effect.catchTag("TunnelHandshakeError", (error) =>
+          // Not a WebSocket handshake: already answered with a 400.
+          Effect.catchTag("TunnelError", (error) =>
             Effect.logWarning("upstream refused").pipe(Effect.annotateLogs("reason", error.message)),
           ),
           Effect.annotateLogs({ subsystem: "upstream", "endpoint-id": endpointId }),

@@ -1,4 +1,3 @@
-import { Agent } from "node:http"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
 import * as Gossip from "../src/Gossip.js"
@@ -8,8 +7,7 @@ import type { TunnelSession } from "../src/Tunnel.js"
 const upstream = (endpointId: string, name: string, live = { open: true }): Upstream => ({
   endpointId,
   remoteAddr: name,
-  tunnel: { canOpenStream: () => live.open } as unknown as TunnelSession,
-  httpAgent: new Agent(),
+  session: { canOpenStream: () => live.open } as unknown as TunnelSession,
 })
 
 const testLayer = registryLayer.pipe(Layer.provideMerge(Gossip.layerSingleNode("node-1")))

@@ -12,80 +12,20 @@ import {
   type FrameHeader,
   FrameType,
   GoAwayCode,
-} from "../src/Tunnel/Frame.js"
+} from "../src/Tunnel/internal/Frame.js"
+import { MemoryChannel } from "../src/Tunnel/internal/MemoryChannel.js"
 import {
   type CloseReason,
   Session,
   SessionClosedError,
   type SessionOptions,
   StreamResetError,
-  type Transport,
   type TunnelStream,
-} from "../src/Tunnel/Session.js"
+} from "../src/Tunnel/internal/Session.js"
 import { startWebSocketServer } from "./support/webSocketServer.js"
 
 // ---------------------------------------------------------------------------------------------
 // Harnesses
-
-/** An in-memory pipe to a peer session: delivery is asynchronous and in order, with backpressure. */
-class MemoryTransport implements Transport {
-  peer: Session | undefined
-  writes = 0
-  paused = false
-  private readonly queue: Array<Buffer> = []
-  private queued = 0
-  private blocked = false
-  private scheduled = false
-  private closed = false
-  private readonly drainListeners: Array<() => void> = []
-
-  constructor(private readonly highWater = 4 * 1024 * 1024) {}
-
-  write(chunk: Buffer): boolean {
-    if (this.closed) return true
-    this.writes++
-    this.queue.push(chunk)
-    this.queued += chunk.length
-    this.schedule()
-    if (this.queued < this.highWater) return true
-    this.blocked = true
-    return false
-  }
-
-  onDrain(listener: () => void): void {
-    this.drainListeners.push(listener)
-  }
-
-  close(): void {
-    if (this.closed) return
-    this.closed = true
-    // The peer learns about the close after the bytes already queued.
-    this.schedule()
-  }
-
-  resume(): void {
-    this.paused = false
-    this.schedule()
-  }
-
-  private schedule(): void {
-    if (this.scheduled) return
-    this.scheduled = true
-    setImmediate(() => {
-      this.scheduled = false
-      if (this.paused) return
-      for (let chunk = this.queue.shift(); chunk !== undefined; chunk = this.queue.shift()) {
-        this.queued -= chunk.length
-        this.peer?.receive(chunk)
-      }
-      if (this.closed) this.peer?.transportClosed()
-      if (this.blocked) {
-        this.blocked = false
-        for (const listener of this.drainListeners) listener()
-      }
-    })
-  }
-}
 
 interface Pair {
   readonly client: Session
@@ -93,8 +33,8 @@ interface Pair {
 }
 
 const memoryPair = (client: Partial<SessionOptions> = {}, server: Partial<SessionOptions> = {}) => {
-  const clientTransport = new MemoryTransport()
-  const serverTransport = new MemoryTransport()
+  const clientTransport = new MemoryChannel()
+  const serverTransport = new MemoryChannel()
   const pair = {
     client: new Session(clientTransport, { ...client, role: "client" }),
     server: new Session(serverTransport, { ...server, role: "server" }),
@@ -579,8 +519,8 @@ describe("Session flow control", () => {
   })
 
   it("holds write callbacks while the transport reports backpressure", async () => {
-    const clientTransport = new MemoryTransport(16)
-    const server = new Session(new MemoryTransport(), { role: "server" })
+    const clientTransport = new MemoryChannel(16)
+    const server = new Session(new MemoryChannel(), { role: "server" })
     const client = new Session(clientTransport, { role: "client" })
     clientTransport.peer = server
     server.onStream(echo)
@@ -616,7 +556,7 @@ describe("Session flow control", () => {
   })
 
   it("rejects an initial window below the yamux default", () => {
-    expect(() => new Session(new MemoryTransport(), { role: "client", initialWindow: 1024 })).toThrow(
+    expect(() => new Session(new MemoryChannel(), { role: "client", initialWindow: 1024 })).toThrow(
       RangeError,
     )
   })

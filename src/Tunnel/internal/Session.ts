@@ -13,8 +13,8 @@ import {
   MAX_STREAM_ID,
 } from "./Frame.js"
 
-/** The byte pipe a session runs over (a WebSocket in Pico). */
-export interface Transport {
+/** The byte pipe a session runs over (a WebSocket in Pico, a pair of buffers in memory). */
+export interface ByteChannel {
   /**
    * Queue bytes for the peer. Returns false when the peer is slow (caller should wait for onDrain). `onWritten`,
    * if the transport supports it, is called once it no longer needs `chunk`, so the buffer can be reused.
@@ -336,11 +336,11 @@ interface PendingPing {
 }
 
 /**
- * A yamux session over a Transport. The owner feeds received bytes to `receive` and reports the
+ * A yamux session over a ByteChannel. The owner feeds received bytes to `receive` and reports the
  * end of the transport with `transportClosed`; everything else is driven from here.
  */
 export class Session {
-  private readonly transport: Transport
+  private readonly transport: ByteChannel
   private readonly initialWindow: number
   private readonly acceptBacklog: number
   /** Stream id parity we open (1 = odd); the peer must open the other one. */
@@ -351,8 +351,8 @@ export class Session {
   private readonly streams = new Map<number, TunnelStream>()
   private readonly drainWaiters = new Set<TunnelStream>()
   private readonly pings = new Map<number, PendingPing>()
-  private readonly goAwayHandlers: Array<(code: number) => void> = []
-  private readonly closeHandlers: Array<(reason: CloseReason) => void> = []
+  private readonly goAwayHandlers = new Set<(code: number) => void>()
+  private readonly closeHandlers = new Set<(reason: CloseReason) => void>()
   private streamHandler: ((stream: TunnelStream) => void) | undefined
   /** Where the pieces of the Data frame being decoded go (undefined: dropped). */
   private dataStream: TunnelStream | undefined
@@ -367,7 +367,7 @@ export class Session {
   private peerGoAway: number | undefined
   private reason: CloseReason | undefined
 
-  constructor(transport: Transport, options: SessionOptions) {
+  constructor(transport: ByteChannel, options: SessionOptions) {
     const initialWindow = options.initialWindow ?? DEFAULT_WINDOW
     const maxFramePayload = options.maxFramePayload ?? 64 * 1024
     const acceptBacklog = options.acceptBacklog ?? 4096
@@ -462,19 +462,25 @@ export class Session {
     return stream
   }
 
-  /** Handle streams the peer opens; without a handler they are refused with RST. */
-  onStream(handler: (stream: TunnelStream) => void): void {
+  /** Handle streams the peer opens; without a handler (undefined) they are refused with RST. */
+  onStream(handler: ((stream: TunnelStream) => void) | undefined): void {
     this.streamHandler = handler
   }
 
-  onGoAway(handler: (code: number) => void): void {
-    this.goAwayHandlers.push(handler)
+  /** Calls `handler` when the peer sends GoAway; the returned function unregisters it. */
+  onGoAway(handler: (code: number) => void): () => void {
+    this.goAwayHandlers.add(handler)
+    return () => void this.goAwayHandlers.delete(handler)
   }
 
-  /** Called once when the session closes (at once if it already has). */
-  onClose(handler: (reason: CloseReason) => void): void {
-    if (this.reason !== undefined) handler(this.reason)
-    else this.closeHandlers.push(handler)
+  /** Called once when the session closes (at once if it already has); the returned function unregisters it. */
+  onClose(handler: (reason: CloseReason) => void): () => void {
+    if (this.reason !== undefined) {
+      handler(this.reason)
+      return () => {}
+    }
+    this.closeHandlers.add(handler)
+    return () => void this.closeHandlers.delete(handler)
   }
 
   /** Round-trip time in milliseconds; rejects with SessionClosedError if the session closes first. */
@@ -520,8 +526,9 @@ export class Session {
     for (const stream of streams) stream.abort(error)
     for (const ping of this.pings.values()) ping.reject(error)
     this.pings.clear()
-    for (const handler of this.closeHandlers) handler(reason)
-    this.closeHandlers.length = 0
+    const handlers = [...this.closeHandlers]
+    this.closeHandlers.clear()
+    for (const handler of handlers) handler(reason)
   }
 
   private send(

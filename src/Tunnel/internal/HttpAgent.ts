@@ -1,6 +1,6 @@
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
-import type { TunnelSession } from "../Tunnel.js"
+import type { Session } from "./Session.js"
 
 /**
  * An HTTP agent whose connections are streams of one tunnel session. With keep-alive, a stream that finished a
@@ -9,9 +9,9 @@ import type { TunnelSession } from "../Tunnel.js"
  * When the service closes its side, the stream ends and Node's agent drops it from the pool.
  */
 export class TunnelAgent extends http.Agent {
-  private readonly session: TunnelSession
+  private readonly session: Session
 
-  constructor(session: TunnelSession) {
+  constructor(session: Session) {
     super({ keepAlive: true, scheduling: "lifo", maxFreeSockets: 64 })
     this.session = session
   }
