@@ -1,7 +1,7 @@
 import { Clock, Duration, Effect, Fiber, Layer, Option } from "effect"
 import { Gossip } from "./Gossip.js"
 import { formatGoDuration } from "./PicoConfig/Duration.js"
-import { Proxy, ProxyServer } from "./Proxy.js"
+import { ProxyHandler, ProxyServer } from "./Proxy.js"
 import { Registry } from "./Registry.js"
 import { Shutdown } from "./Shutdown.js"
 import { UpstreamServer } from "./UpstreamListener.js"
@@ -33,7 +33,7 @@ export const drain = (options: DrainOptions) =>
     const shutdown = yield* Shutdown
     const registry = yield* Registry
     const gossip = yield* Gossip
-    const proxy = yield* Proxy
+    const proxy = yield* ProxyHandler
     const proxyServer = yield* ProxyServer
     const upstreamServer = yield* UpstreamServer
     const deadline = (yield* Clock.currentTimeMillis) + options.gracePeriod
@@ -106,7 +106,7 @@ export const drain = (options: DrainOptions) =>
 export const layer = (options: DrainOptions) =>
   Layer.scopedDiscard(
     Effect.flatMap(
-      Effect.context<Shutdown | Registry | Gossip | Proxy | ProxyServer | UpstreamServer>(),
+      Effect.context<Shutdown | Registry | Gossip | ProxyHandler | ProxyServer | UpstreamServer>(),
       (context) =>
         Effect.addFinalizer(() =>
           drain(options).pipe(

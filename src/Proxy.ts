@@ -6,6 +6,7 @@ import { Context, Effect, FiberSet, Layer, Option } from "effect"
 import { Auth, type AuthError } from "./Auth.js"
 import { ClusterKeys } from "./ClusterKeys.js"
 import { dialAddress, type HostPort } from "./Domain/Address.js"
+import { type EndpointId, isValidEndpointId } from "./Domain/EndpointId.js"
 import { errorBody, writeJsonToSocket } from "./internal/JsonResponse.js"
 import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
@@ -27,8 +28,8 @@ export { ProxyError, type ProxyFailure } from "./Proxy/Errors.js"
  * through its tunnel, or through the node that holds it. Failures are answered with a JSON `{"error": ...}` body,
  * never thrown.
  */
-export class Proxy extends Context.Tag("pico/Proxy")<
-  Proxy,
+export class ProxyHandler extends Context.Tag("pico/Proxy")<
+  ProxyHandler,
   {
     readonly handle: (req: http.IncomingMessage, res: http.ServerResponse) => Effect.Effect<void>
     readonly handleUpgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => Effect.Effect<void>
@@ -183,7 +184,7 @@ export const make = (options: ProxyOptions) =>
      */
     const retry = (
       exchange: Exchange,
-      endpointId: string,
+      endpointId: EndpointId,
       localHeaders: ReadonlyArray<string>,
       fromPeer: boolean,
       first: AttemptOutcome | undefined,
@@ -227,7 +228,7 @@ export const make = (options: ProxyOptions) =>
         }
       })
 
-    const route = (exchange: Exchange, endpointId: string) => (stripAuthorization: boolean) =>
+    const route = (exchange: Exchange, endpointId: EndpointId) => (stripAuthorization: boolean) =>
       Effect.suspend((): Effect.Effect<void, ProxyError> => {
         const { req } = exchange
         // Anyone may ask a node not to forward (the header's presence); only a proven peer is trusted.
@@ -267,6 +268,8 @@ export const make = (options: ProxyOptions) =>
       const endpointId = endpointIdFromHeaders(req.headers)
       if (endpointId === undefined)
         return answerFailure(new ProxyError({ reason: "missing pico endpoint id" }), endpointId, res)
+      if (!isValidEndpointId(endpointId))
+        return answerFailure(new ProxyError({ reason: "invalid endpoint id" }), undefined, res)
       if (upgrade !== undefined && !isSupportedUpgrade(req)) {
         const detail = `upgrade to ${req.headers.upgrade ?? ""}`
         return answerFailure(new ProxyError({ reason: "unsupported upgrade", detail }), endpointId, res)
@@ -335,15 +338,17 @@ export const make = (options: ProxyOptions) =>
       const endpointId = endpointIdFromHeaders(req.headers)
       return (
         req.headers[PeerProof.forwardHeader] === undefined ||
-        (endpointId !== undefined && registry.pickLocal(endpointId) !== undefined)
+        (endpointId !== undefined &&
+          isValidEndpointId(endpointId) &&
+          registry.pickLocal(endpointId) !== undefined)
       )
     }
 
-    return Proxy.of({ handle, handleUpgrade, hasLocalUpstream, passThroughs })
+    return ProxyHandler.of({ handle, handleUpgrade, hasLocalUpstream, passThroughs })
   })
 
-export const layer = (options: ProxyOptions): Layer.Layer<Proxy, never, Registry | Shutdown | Auth> =>
-  Layer.scoped(Proxy, make(options))
+export const layer = (options: ProxyOptions): Layer.Layer<ProxyHandler, never, Registry | Shutdown | Auth> =>
+  Layer.scoped(ProxyHandler, make(options))
 
 /** Answers CONNECT (a forward proxy's tunnel request), which a reverse proxy does not offer. */
 const refuseConnect = (_req: http.IncomingMessage, socket: Duplex) =>
@@ -354,7 +359,7 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, limits: ClientLim
   Layer.scoped(
     ProxyServer,
     Effect.gen(function* () {
-      const proxy = yield* Proxy
+      const proxy = yield* ProxyHandler
       const run = yield* FiberSet.makeRuntime<never>()
       const listener = yield* makeListener({
         name: "proxy",

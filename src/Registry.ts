@@ -1,4 +1,6 @@
 import { Context, Effect, Layer, Metric, Queue, type Scope } from "effect"
+import type { EndpointId } from "./Domain/EndpointId.js"
+import { endpointKey } from "./Domain/GossipKeys.js"
 import { Gossip } from "./Gossip.js"
 import * as Metrics from "./Metrics.js"
 import { type ClusterNode, ClusterView } from "./Registry/ClusterView.js"
@@ -8,7 +10,7 @@ export type { ClusterNode } from "./Registry/ClusterView.js"
 
 /** One connected upstream: a tunnel session registered for an endpoint. */
 export interface Upstream {
-  readonly endpointId: string
+  readonly endpointId: EndpointId
   /** The remote address of the upstream's WebSocket connection, for status output and logs. */
   readonly remoteAddr: string
   readonly session: TunnelSession
@@ -33,16 +35,16 @@ export class Registry extends Context.Tag("pico/Registry")<
      * The next upstream of the endpoint (round robin) that can still take a new stream, or undefined. Synchronous
      * because it runs once per proxied request.
      */
-    readonly pickLocal: (endpointId: string) => Upstream | undefined
+    readonly pickLocal: (endpointId: EndpointId) => Upstream | undefined
     /**
      * A remote active node holding the endpoint, weighted by its upstream count, skipping `exclude` (nodes
      * already tried). Synchronous: it runs once per forwarded request.
      */
-    readonly pickRemote: (endpointId: string, exclude: ReadonlySet<string>) => ClusterNode | undefined
+    readonly pickRemote: (endpointId: EndpointId, exclude: ReadonlySet<string>) => ClusterNode | undefined
     /** Every remote node whose addresses are known (for the status API and metrics). */
     readonly clusterNodes: Effect.Effect<ReadonlyArray<ClusterNode>>
     /** Local endpoints and their upstreams, for the status API. */
-    readonly localEndpoints: Effect.Effect<ReadonlyMap<string, ReadonlyArray<Upstream>>>
+    readonly localEndpoints: Effect.Effect<ReadonlyMap<EndpointId, ReadonlyArray<Upstream>>>
     /** Asks every upstream to reconnect elsewhere: the node is draining. */
     readonly goAwayAll: Effect.Effect<void>
     /**
@@ -57,7 +59,7 @@ export class Registry extends Context.Tag("pico/Registry")<
      * or the endpoint lost a route (local or remote) in the last minute. A request for it then waits for the
      * cluster to converge, while one for an endpoint nobody has held fails at once.
      */
-    readonly routeExpected: (endpointId: string) => boolean
+    readonly routeExpected: (endpointId: EndpointId) => boolean
     /** The node has joined its cluster (or found nobody to join): its view of the routes is complete. */
     readonly markJoined: Effect.Effect<void>
     readonly hasJoined: () => boolean
@@ -69,8 +71,6 @@ const RECENTLY_LOST_MS = 60_000
 /** Past this many remembered endpoints, the old memories are dropped. */
 const LOST_MEMORY = 10_000
 
-export const endpointKey = (endpointId: string): string => `endpoint:${endpointId}`
-
 /**
  * `awaitJoin`: the node joins a cluster after its listeners start (a server): until `markJoined`, its routes are
  * incomplete, so readiness is off and requests for unknown endpoints wait. Otherwise the node is complete at once.
@@ -78,7 +78,7 @@ export const endpointKey = (endpointId: string): string => `endpoint:${endpointI
 export const make = (options: { readonly awaitJoin: boolean }) =>
   Effect.gen(function* () {
     const gossip = yield* Gossip
-    const rotations = new Map<string, Rotation>()
+    const rotations = new Map<EndpointId, Rotation>()
     let withdrawn = false
 
     // --- Route changes ---
@@ -108,7 +108,7 @@ export const make = (options: { readonly awaitJoin: boolean }) =>
 
     // --- Local upstreams ---
 
-    const publishCount = (endpointId: string) => {
+    const publishCount = (endpointId: EndpointId) => {
       const count = rotations.get(endpointId)?.upstreams.length ?? 0
       return count === 0 || withdrawn
         ? gossip.deleteLocal(endpointKey(endpointId))
@@ -143,7 +143,7 @@ export const make = (options: { readonly awaitJoin: boolean }) =>
         return publishCount(upstream.endpointId)
       })
 
-    const pickLocal = (endpointId: string): Upstream | undefined => {
+    const pickLocal = (endpointId: EndpointId): Upstream | undefined => {
       const rotation = rotations.get(endpointId)
       if (rotation === undefined) return undefined
       const { upstreams } = rotation

@@ -4,7 +4,7 @@ import type { Duplex } from "node:stream"
 import { Context, Effect, FiberSet, Layer } from "effect"
 import { Auth } from "./Auth.js"
 import type { HostPort } from "./Domain/Address.js"
-import { endpointIdRule, isValidEndpointId } from "./Domain/EndpointId.js"
+import { type EndpointId, endpointIdRule, isValidEndpointId } from "./Domain/EndpointId.js"
 import { errorBody, writeJson, writeJsonToSocket } from "./internal/JsonResponse.js"
 import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
@@ -23,7 +23,7 @@ export class UpstreamServer extends Context.Tag("pico/UpstreamServer")<
 
 const listenerPrefix = "/pico/v1/listener/"
 
-type Route = { readonly endpointId: string } | { readonly status: number; readonly body: Buffer }
+type Route = { readonly endpointId: EndpointId } | { readonly status: number; readonly body: Buffer }
 
 const notFound = { status: 404, body: errorBody("not found") }
 const invalidEndpointId = { status: 400, body: errorBody(`invalid endpoint id: must be ${endpointIdRule}`) }
@@ -59,7 +59,12 @@ export const layerServer = (
       const registry = yield* Registry
       const run = yield* FiberSet.makeRuntime<never>()
 
-      const serveUpstream = (req: http.IncomingMessage, socket: Duplex, head: Buffer, endpointId: string) =>
+      const serveUpstream = (
+        req: http.IncomingMessage,
+        socket: Duplex,
+        head: Buffer,
+        endpointId: EndpointId,
+      ) =>
         Effect.gen(function* () {
           const grant = yield* auth.upstream.authorize(req.headers.authorization, endpointId)
           // The session ends when the token does (GoAway first, so the agent learns why).

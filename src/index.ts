@@ -5,6 +5,7 @@
 export * as Admin from "./Admin.js"
 export * as Agent from "./Agent.js"
 export * as Auth from "./Auth.js"
+export { EndpointId } from "./Domain/EndpointId.js"
 export * as Gossip from "./Gossip.js"
 export * as PicoConfig from "./PicoConfig.js"
 export * as PicoLogger from "./PicoLogger.js"

@@ -5,6 +5,7 @@ import {
   Admin,
   Agent,
   Auth,
+  EndpointId,
   Gossip,
   Proxy,
   Registry,
@@ -74,7 +75,7 @@ describe("Pico as a library", () => {
   it("serves an in-process HTTP server through a node composed from layers with its own Auth", async () => {
     const registry = Context.get(context, Registry.Registry)
     await waitFor("embedded agent registered", async () =>
-      (await Effect.runPromise(registry.localEndpoints)).has("public-app"),
+      (await Effect.runPromise(registry.localEndpoints)).has(EndpointId("public-app")),
     )
     const proxyPort = Context.get(context, Proxy.ProxyServer).address.port
     const response = await request(`http://127.0.0.1:${proxyPort}/hello`, {

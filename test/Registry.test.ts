@@ -1,11 +1,12 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
+import { EndpointId } from "../src/Domain/EndpointId.js"
 import * as Gossip from "../src/Gossip.js"
 import { Registry, layer as registryLayer, type Upstream } from "../src/Registry.js"
 import type { TunnelSession } from "../src/Tunnel.js"
 
 const upstream = (endpointId: string, name: string, live = { open: true }): Upstream => ({
-  endpointId,
+  endpointId: EndpointId(endpointId),
   remoteAddr: name,
   session: { canOpenStream: () => live.open } as unknown as TunnelSession,
 })
@@ -13,7 +14,7 @@ const upstream = (endpointId: string, name: string, live = { open: true }): Upst
 const testLayer = registryLayer.pipe(Layer.provideMerge(Gossip.layerSingleNode("node-1")))
 
 const pickNames = (registry: Registry["Type"], endpointId: string, count: number) =>
-  Array.from({ length: count }, () => registry.pickLocal(endpointId)?.remoteAddr)
+  Array.from({ length: count }, () => registry.pickLocal(EndpointId(endpointId))?.remoteAddr)
 
 describe("Registry", () => {
   it.effect("round-robins and stays fair when upstreams leave", () =>
@@ -42,7 +43,7 @@ describe("Registry", () => {
       expect(pickNames(registry, "e", 3)).toEqual(["b", "b", "b"])
       closing.open = true
       expect(new Set(pickNames(registry, "e", 2))).toEqual(new Set(["a", "b"]))
-      expect(registry.pickLocal("other")).toBeUndefined()
+      expect(registry.pickLocal(EndpointId("other"))).toBeUndefined()
     }).pipe(Effect.scoped, Effect.provide(testLayer)),
   )
 

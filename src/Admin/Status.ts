@@ -1,4 +1,5 @@
 import { Effect, Option } from "effect"
+import { GossipKeys } from "../Domain/GossipKeys.js"
 import type * as Status from "../Domain/Status.js"
 import { Gossip, type GossipNode } from "../Gossip.js"
 import { type Handler, json, jsonError } from "../internal/Router.js"
@@ -54,8 +55,8 @@ export const makeStatusRoutes = Effect.gen(function* () {
     return {
       id: gossip.nodeId,
       status: "active",
-      proxy_addr: entries.get("proxy_addr") ?? "",
-      admin_addr: entries.get("admin_addr") ?? "",
+      proxy_addr: entries.get(GossipKeys.proxyAddr) ?? "",
+      admin_addr: entries.get(GossipKeys.adminAddr) ?? "",
       endpoints: sortedRecord(
         [...endpoints].map(([endpointId, upstreams]) => [endpointId, upstreams.length]),
       ),

@@ -1,6 +1,6 @@
 import * as dgram from "node:dgram"
 import * as net from "node:net"
-import { Duration, Effect, Option, Runtime, type Scope } from "effect"
+import { Duration, Effect, FiberSet, Option, type Scope } from "effect"
 import { formatHostPort, type HostPort, parseHostPort } from "../Domain/Address.js"
 import { ListenError } from "../internal/Listen.js"
 import { type Handler, type Transport, TransportError } from "./Transport.js"
@@ -148,7 +148,8 @@ export const make = (
 
     const serve = (handler: Handler) =>
       Effect.gen(function* () {
-        const run = Runtime.runFork(yield* Effect.runtime<never>())
+        // Each datagram and request is handled on a fiber of the serving scope, interrupted when it closes.
+        const run = yield* FiberSet.makeRuntime<never>()
         const onMessage = (packet: Buffer, peer: dgram.RemoteInfo) =>
           run(handler.packet(packet, formatHostPort({ host: peer.address, port: peer.port })))
         const onConnection = (socket: net.Socket) => {

@@ -10,6 +10,7 @@ export const picoErrorHeader = "x-pico-error"
 /** Why the proxy answered a request itself instead of with an upstream's response. */
 export const ProxyFailure = Schema.Literal(
   "missing pico endpoint id",
+  "invalid endpoint id",
   "invalid request target",
   "duplicate host header",
   "unsupported upgrade",
@@ -35,6 +36,7 @@ interface ErrorResponse {
 
 const statuses: Record<ProxyFailure, number> = {
   "missing pico endpoint id": 400,
+  "invalid endpoint id": 400,
   "invalid request target": 400,
   "duplicate host header": 400,
   "unsupported upgrade": 400,

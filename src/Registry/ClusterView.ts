@@ -1,3 +1,5 @@
+import { endpointOfKey, GossipKeys } from "../Domain/GossipKeys.js"
+
 /** A remote node's routing information, learned through gossip. */
 export interface ClusterNode {
   readonly id: string
@@ -23,8 +25,6 @@ interface MutableNode {
   readonly endpoints: Map<string, number>
 }
 
-const endpointPrefix = "endpoint:"
-
 const none: ReadonlyArray<string> = []
 
 /**
@@ -47,10 +47,10 @@ export class ClusterView {
         return none
       case "KeyUpdated": {
         const node = this.nodeFor(event.nodeId)
-        if (event.key === "proxy_addr") node.proxyAddr = event.value
-        else if (event.key === "admin_addr") node.adminAddr = event.value
-        else if (event.key.startsWith(endpointPrefix)) {
-          const endpointId = event.key.slice(endpointPrefix.length)
+        const endpointId = endpointOfKey(event.key)
+        if (event.key === GossipKeys.proxyAddr) node.proxyAddr = event.value
+        else if (event.key === GossipKeys.adminAddr) node.adminAddr = event.value
+        else if (endpointId !== undefined) {
           const count = Number(event.value)
           // A malformed count is ignored rather than routed to: it can only come from a buggy or hostile peer.
           if (Number.isInteger(count) && count > 0) node.endpoints.set(endpointId, count)
@@ -59,8 +59,8 @@ export class ClusterView {
         return none
       }
       case "KeyDeleted": {
-        if (!event.key.startsWith(endpointPrefix)) return none
-        const endpointId = event.key.slice(endpointPrefix.length)
+        const endpointId = endpointOfKey(event.key)
+        if (endpointId === undefined) return none
         return this.nodes.get(event.nodeId)?.endpoints.delete(endpointId) === true ? [endpointId] : none
       }
       case "NodeStatusChanged": {

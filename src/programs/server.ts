@@ -5,6 +5,7 @@ import * as Auth from "../Auth.js"
 import * as ClusterKeys from "../ClusterKeys.js"
 import { parseHostPort } from "../Domain/Address.js"
 import { advertiseAddress } from "../Domain/Advertise.js"
+import { GossipKeys } from "../Domain/GossipKeys.js"
 import * as Drain from "../Drain.js"
 import { joinOnStartup } from "../Gossip/Join.js"
 import * as NetTransport from "../Gossip/NetTransport.js"
@@ -45,8 +46,14 @@ const joinCluster = (config: ServerConfigShape) =>
       const registry = yield* Registry.Registry
       const proxyServer = yield* Proxy.ProxyServer
       const adminServer = yield* Admin.AdminServer
-      yield* gossip.setLocal("proxy_addr", advertiseAddress(config.proxy.advertiseAddr, proxyServer.address))
-      yield* gossip.setLocal("admin_addr", advertiseAddress(config.admin.advertiseAddr, adminServer.address))
+      yield* gossip.setLocal(
+        GossipKeys.proxyAddr,
+        advertiseAddress(config.proxy.advertiseAddr, proxyServer.address),
+      )
+      yield* gossip.setLocal(
+        GossipKeys.adminAddr,
+        advertiseAddress(config.admin.advertiseAddr, adminServer.address),
+      )
       const self = (yield* gossip.nodes).find((node) => node.id === gossip.nodeId)?.addr
       yield* Effect.logInfo("gossip listening").pipe(
         Effect.annotateLogs({ "node-id": gossip.nodeId, addr: self ?? "", keys: gossip.keys }),
