@@ -1,6 +1,6 @@
 import type * as http from "node:http"
 import type { AddressInfo } from "node:net"
-import { Context, Effect, FiberSet, Layer } from "effect"
+import { Context, Duration, Effect, FiberSet, Layer } from "effect"
 import { makeForward } from "./Admin/Forward.js"
 import { makeNodeMetricsRoute } from "./Admin/Metrics.js"
 import { makeStatusRoutes } from "./Admin/Status.js"
@@ -46,8 +46,8 @@ const parseTarget = (url: string): { readonly path: string; readonly forward: st
 
 export interface AdminOptions {
   readonly limits?: ClientLimits
-  /** Milliseconds a `?forward=` request waits for the other node's response headers; default 15 s. */
-  readonly forwardTimeout?: number
+  /** How long a `?forward=` request waits for the other node's response headers; default 15 s. */
+  readonly forwardTimeout?: Duration.DurationInput
 }
 
 /**
@@ -68,7 +68,7 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, options: AdminOpt
       })
       const forward = yield* makeForward({
         tls: tls !== undefined,
-        timeout: options.forwardTimeout ?? 15_000,
+        timeout: Duration.toMillis(options.forwardTimeout ?? "15 seconds"),
         requiresToken: guard !== undefined,
       })
       const run = yield* FiberSet.makeRuntime<never>()

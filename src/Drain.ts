@@ -7,10 +7,10 @@ import { Shutdown } from "./Shutdown.js"
 import { UpstreamServer } from "./UpstreamListener.js"
 
 export interface DrainOptions {
-  /** Milliseconds the whole drain may take (--server.graceful-shutdown-timeout). */
-  readonly gracePeriod: number
-  /** Milliseconds for a withdrawn route to reach the other nodes (a few gossip intervals). */
-  readonly propagation: number
+  /** How long the whole drain may take (--server.graceful-shutdown-timeout). */
+  readonly gracePeriod: Duration.DurationInput
+  /** Time for a withdrawn route to reach the other nodes (a few gossip intervals). */
+  readonly propagation: Duration.DurationInput
 }
 
 /**
@@ -36,7 +36,7 @@ export const drain = (options: DrainOptions) =>
     const proxy = yield* ProxyHandler
     const proxyServer = yield* ProxyServer
     const upstreamServer = yield* UpstreamServer
-    const deadline = (yield* Clock.currentTimeMillis) + options.gracePeriod
+    const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(options.gracePeriod)
     const untilDeadline = <A>(effect: Effect.Effect<A>) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         effect.pipe(Effect.timeoutOption(Duration.millis(Math.max(0, deadline - now)))),
@@ -46,7 +46,7 @@ export const drain = (options: DrainOptions) =>
     )
 
     yield* Effect.logInfo("shutting down: draining").pipe(
-      Effect.annotateLogs("grace_period", formatGoDuration(options.gracePeriod)),
+      Effect.annotateLogs("grace_period", formatGoDuration(Duration.toMillis(options.gracePeriod))),
     )
     yield* shutdown.startDraining
     yield* upstreamServer.stopAccepting
@@ -67,7 +67,7 @@ export const drain = (options: DrainOptions) =>
           Effect.annotateLogs("endpoints", (yield* notYetMoved).join(",")),
         )
       yield* registry.withdraw
-      yield* untilDeadline(Effect.sleep(Duration.millis(options.propagation)))
+      yield* untilDeadline(Effect.sleep(options.propagation))
     }
 
     yield* proxyServer.stopAccepting

@@ -2,7 +2,7 @@ import * as http from "node:http"
 import * as https from "node:https"
 import type { AddressInfo, Socket } from "node:net"
 import type { Duplex } from "node:stream"
-import { Context, Effect, FiberSet, Layer, Option } from "effect"
+import { Context, Duration, Effect, FiberSet, Layer, Option } from "effect"
 import { Auth, type AuthError } from "./Auth.js"
 import { ClusterKeys } from "./ClusterKeys.js"
 import { dialAddress, type HostPort } from "./Domain/Address.js"
@@ -41,10 +41,10 @@ export class ProxyHandler extends Context.Tag("pico/Proxy")<
 >() {}
 
 export interface ProxyOptions {
-  /** Milliseconds to wait for response headers once the request body has been sent; also bounds route waits. */
-  readonly gatewayTimeout: number
-  /** Milliseconds a request body may pause between two reads; default 60 s. */
-  readonly idleTimeout?: number
+  /** How long to wait for response headers once the request body has been sent; also bounds route waits. */
+  readonly gatewayTimeout: Duration.DurationInput
+  /** How long a request body may pause between two reads; default 60 s. */
+  readonly idleTimeout?: Duration.DurationInput
   /** TLS to peer nodes, whose proxy ports serve TLS: a CA to verify them, and a certificate to present. */
   readonly peerTls?: PeerTls | undefined
 }
@@ -123,6 +123,8 @@ export const make = (options: ProxyOptions) =>
     const metrics = yield* ProxyMetrics.make
     const passThroughs = PassThrough.make()
     const peerTls = options.peerTls
+    const gatewayTimeout = Duration.toMillis(options.gatewayTimeout)
+    const idleTimeout = Duration.toMillis(options.idleTimeout ?? defaultClientLimits.idleTimeout)
     // Keep-alive connections to peer nodes, shared by all forwarded requests.
     const peerAgent =
       peerTls === undefined
@@ -278,9 +280,9 @@ export const make = (options: ProxyOptions) =>
         req,
         res,
         upgrade,
-        gatewayTimeout: options.gatewayTimeout,
-        routeDeadline: Date.now() + options.gatewayTimeout,
-        idleTimeout: options.idleTimeout ?? defaultClientLimits.idleTimeout,
+        gatewayTimeout,
+        routeDeadline: Date.now() + gatewayTimeout,
+        idleTimeout,
         closeConnection: shutdown.isDraining,
         bodySpent: false,
       }

@@ -1,5 +1,5 @@
 import { HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
-import { Effect, Redacted, Schema } from "effect"
+import { Duration, Effect, Redacted, Schema } from "effect"
 import { formatGoDuration } from "./PicoConfig/Duration.js"
 
 /** Where `pico status` sends its requests, and how. */
@@ -10,8 +10,8 @@ export interface StatusTarget {
   readonly forward: string | undefined
   /** Sent as "Authorization: Bearer <token>", for an admin port that requires one. */
   readonly token: Redacted.Redacted<string> | undefined
-  /** Milliseconds to wait for the answer (--timeout). */
-  readonly timeout: number
+  /** How long to wait for the answer (--timeout). */
+  readonly timeout: Duration.DurationInput
 }
 
 /** A status request that got no usable answer; the message is one line for a human. */
@@ -63,7 +63,7 @@ export const fetchStatus = <A, I>(
         duration: target.timeout,
         onTimeout: () =>
           new StatusError({
-            message: `no answer from ${url.host} within ${formatGoDuration(target.timeout)} (--timeout)`,
+            message: `no answer from ${url.host} within ${formatGoDuration(Duration.toMillis(target.timeout))} (--timeout)`,
           }),
       }),
     )

@@ -35,10 +35,10 @@ export class TunnelConnectError extends Schema.TaggedError<TunnelConnectError>()
 }) {}
 
 export interface HeartbeatSettings {
-  /** Milliseconds between pings. */
-  readonly interval: number
-  /** Milliseconds a ping may go unanswered before the session is closed. */
-  readonly timeout: number
+  /** Time between pings. */
+  readonly interval: Duration.DurationInput
+  /** Time a ping may go unanswered before the session is closed. */
+  readonly timeout: Duration.DurationInput
 }
 
 /**
@@ -122,16 +122,19 @@ export interface RunOptions {
 const heartbeat = (session: TunnelSession, settings: HeartbeatSettings) =>
   session.ping.pipe(
     Effect.timeoutFail({
-      duration: Duration.millis(settings.timeout),
+      duration: settings.timeout,
       onTimeout: () =>
-        new TunnelError({ reason: "timeout", message: `no answer to a ping within ${settings.timeout}ms` }),
+        new TunnelError({
+          reason: "timeout",
+          message: `no answer to a ping within ${Duration.format(settings.timeout)}`,
+        }),
     }),
-    Effect.delay(Duration.millis(settings.interval)),
+    Effect.delay(settings.interval),
     Effect.forever,
     Effect.catchTag("TunnelError", (error) =>
       error.reason === "timeout"
         ? Effect.logWarning("heartbeat timed out; closing session").pipe(
-            Effect.annotateLogs("timeout_ms", settings.timeout),
+            Effect.annotateLogs("timeout", Duration.format(settings.timeout)),
             Effect.zipRight(session.close("heartbeat timeout")),
           )
         : Effect.void,

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either } from "effect"
+import { Duration, Effect, Either } from "effect"
 import { makeKeyring } from "../src/ClusterKeys.js"
 import { parseAgentEndpoint } from "../src/PicoConfig/Agent.js"
 import { formatGoDuration, parseGoDuration } from "../src/PicoConfig/Duration.js"
@@ -66,8 +66,8 @@ describe("loading settings", () => {
     Effect.gen(function* () {
       const config = yield* load(serverSettings, { flags: {} })
       expect(config.proxy.bindAddr).toBe(":8000")
-      expect(config.proxy.gatewayTimeout).toBe(15_000)
-      expect(config.server.gracefulShutdownTimeout).toBe(60_000)
+      expect(Duration.toMillis(config.proxy.gatewayTimeout)).toBe(15_000)
+      expect(Duration.toMillis(config.server.gracefulShutdownTimeout)).toBe(60_000)
       expect(config.log.level).toBe("info")
     }),
   )
@@ -82,7 +82,7 @@ describe("loading settings", () => {
         configPath: path,
       })
       expect(config.proxy.bindAddr).toBe("127.0.0.1:9000")
-      expect(config.proxy.gatewayTimeout).toBe(7000)
+      expect(Duration.toMillis(config.proxy.gatewayTimeout)).toBe(7000)
       expect(config.upstream.bindAddr).toBe(":8001")
       expect(config.log.subsystems).toEqual(["proxy", "tunnel"])
     }),
@@ -214,7 +214,7 @@ describe("cluster settings", () => {
       })
       expect(config.cluster.join).toEqual(["10.0.0.1", "pico.ns.svc:8003", "[::1]:8003"])
       expect(config.cluster.abortIfJoinFails).toBe(false)
-      expect(config.gossip.interval).toBe(500)
+      expect(Duration.toMillis(config.gossip.interval)).toBe(500)
     }),
   )
 })

@@ -1,5 +1,6 @@
 // The Either module, not the "effect" barrel, here and in the other settings modules: `pico --help` loads the
 // settings tables and nothing else of Effect (a barrel import would pull all of it into the bundle's entry chunk).
+import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import { formatGoDuration, parseGoDuration } from "./Duration.js"
 
@@ -98,18 +99,19 @@ export const secret = (description: string, valueName = "string"): Setting<strin
 })
 
 /** A Go-style duration, decoded to milliseconds. */
+/** A Go-style duration ("15s"), decoded to a Duration once, here, so nothing past the config counts milliseconds. */
 export const duration = (description: string, defaultText: string, options?: { allowZero?: boolean }) =>
-  make<number>({
+  make<Duration.Duration>({
     description,
-    defaultValue: parseGoDuration(defaultText) ?? 0,
+    defaultValue: Duration.millis(parseGoDuration(defaultText) ?? 0),
     defaultText,
     valueName: "duration",
-    encode: formatGoDuration,
+    encode: (value) => formatGoDuration(Duration.toMillis(value)),
     decode: (raw) => {
       const millis = typeof raw === "string" ? parseGoDuration(raw) : undefined
       if (millis === undefined) return Either.left("expected a duration such as 500ms, 15s or 1m")
       if (millis === 0 && options?.allowZero !== true) return Either.left("must be greater than zero")
-      return Either.right(millis)
+      return Either.right(Duration.millis(millis))
     },
   })
 

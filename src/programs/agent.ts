@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises"
-import { Effect, Layer } from "effect"
+import { Duration, Effect, Layer } from "effect"
 import * as Agent from "../Agent.js"
 import * as AgentAdmin from "../AgentAdmin.js"
 import { parseHostPort } from "../Domain/Address.js"
@@ -42,8 +42,8 @@ export const agentProgram = (config: AgentConfigShape) =>
     return yield* Agent.run({
       endpoints: config.endpoints,
       serverUrl: config.server.url,
-      forwardTimeout: config.forwarder.timeout,
-      healthyAfter: config.server.heartbeatInterval,
+      forwardTimeout: Duration.toMillis(config.forwarder.timeout),
+      healthyAfter: Duration.toMillis(config.server.heartbeatInterval),
       headers: apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` },
       tls: yield* clientTls(config),
     })

@@ -11,7 +11,6 @@ import { joinOnStartup } from "../Gossip/Join.js"
 import * as NetTransport from "../Gossip/NetTransport.js"
 import * as Gossip from "../Gossip.js"
 import type { ListenError } from "../internal/Listen.js"
-import type { ClientLimits } from "../internal/Listener.js"
 import * as Metrics from "../Metrics.js"
 import { loadClusterKeys, loadTokenKeys, type TlsFiles, tlsFiles } from "../PicoConfig/KeyMaterial.js"
 import { ConfigError, type ServerConfigShape } from "../PicoConfig.js"
@@ -23,16 +22,6 @@ import * as UpstreamListener from "../UpstreamListener.js"
 
 // Bind addresses were validated when the config was loaded.
 const address = (text: string) => parseHostPort(text) as NonNullable<ReturnType<typeof parseHostPort>>
-
-const clientLimits = (port: {
-  readonly readHeaderTimeout: number
-  readonly idleTimeout: number
-  readonly maxConnections: number
-}): ClientLimits => ({
-  readHeaderTimeout: port.readHeaderTimeout,
-  idleTimeout: port.idleTimeout,
-  maxConnections: port.maxConnections,
-})
 
 /**
  * Tells the cluster how to reach this node, then joins it (retrying up to --cluster.join-timeout). With
@@ -67,7 +56,7 @@ const joinCluster = (config: ServerConfigShape) =>
         entries: config.cluster.join,
         defaultPort: address(config.gossip.bindAddr).port,
         self: new Set(self === undefined ? [] : [self]),
-        timeout: Duration.millis(config.cluster.joinTimeout),
+        timeout: config.cluster.joinTimeout,
       })
       switch (outcome._tag) {
         case "Joined":
@@ -109,7 +98,7 @@ export const gossipLayer = (
             config.cluster.nodeId === ""
               ? Gossip.generateNodeId(config.cluster.nodeIdPrefix)
               : config.cluster.nodeId,
-          interval: Duration.millis(config.gossip.interval),
+          interval: config.gossip.interval,
           maxPacketSize: config.gossip.maxPacketSize,
           keyring,
         },
@@ -174,14 +163,10 @@ export const serverLayer = (
           Auth.layer(auth),
         ).pipe(Layer.provideMerge(gossip), Layer.provideMerge(ClusterKeys.layer(keyring)))
         const listeners = Layer.mergeAll(
-          Proxy.layerServer(address(config.proxy.bindAddr), tls.proxy, clientLimits(config.proxy)),
-          UpstreamListener.layerServer(
-            address(config.upstream.bindAddr),
-            tls.upstream,
-            clientLimits(config.upstream),
-          ),
+          Proxy.layerServer(address(config.proxy.bindAddr), tls.proxy, config.proxy),
+          UpstreamListener.layerServer(address(config.upstream.bindAddr), tls.upstream, config.upstream),
           Admin.layerServer(address(config.admin.bindAddr), tls.admin, {
-            limits: clientLimits(config.admin),
+            limits: config.admin,
             forwardTimeout: config.admin.forwardTimeout,
           }),
         ).pipe(
@@ -195,7 +180,7 @@ export const serverLayer = (
         )
         return Drain.layer({
           gracePeriod: config.server.gracefulShutdownTimeout,
-          propagation: 4 * config.gossip.interval,
+          propagation: Duration.times(config.gossip.interval, 4),
         }).pipe(
           Layer.provideMerge(joinCluster(config)),
           Layer.provideMerge(listeners),
