@@ -4,6 +4,7 @@ import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Either } from "effect"
 import { makeKeyring } from "../src/ClusterKeys.js"
+import { formatHostPort } from "../src/Domain/Address.js"
 import { parseAgentEndpoint } from "../src/PicoConfig/Agent.js"
 import { formatGoDuration, parseGoDuration } from "../src/PicoConfig/Duration.js"
 import { expandEnv } from "../src/PicoConfig/ExpandEnv.js"
@@ -65,7 +66,7 @@ describe("loading settings", () => {
   it.effect("uses the defaults when nothing is given", () =>
     Effect.gen(function* () {
       const config = yield* load(serverSettings, { flags: {} })
-      expect(config.proxy.bindAddr).toBe(":8000")
+      expect(formatHostPort(config.proxy.bindAddr)).toBe(":8000")
       expect(Duration.toMillis(config.proxy.gatewayTimeout)).toBe(15_000)
       expect(Duration.toMillis(config.server.gracefulShutdownTimeout)).toBe(60_000)
       expect(config.log.level).toBe("info")
@@ -81,9 +82,9 @@ describe("loading settings", () => {
         flags: { "proxy.gateway-timeout": "7s" },
         configPath: path,
       })
-      expect(config.proxy.bindAddr).toBe("127.0.0.1:9000")
+      expect(formatHostPort(config.proxy.bindAddr)).toBe("127.0.0.1:9000")
       expect(Duration.toMillis(config.proxy.gatewayTimeout)).toBe(7000)
-      expect(config.upstream.bindAddr).toBe(":8001")
+      expect(formatHostPort(config.upstream.bindAddr)).toBe(":8001")
       expect(config.log.subsystems).toEqual(["proxy", "tunnel"])
     }),
   )

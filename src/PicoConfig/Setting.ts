@@ -2,6 +2,7 @@
 // settings tables and nothing else of Effect (a barrel import would pull all of it into the bundle's entry chunk).
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
+import { addressExpected, formatHostPort, type HostPort, parseHostPort } from "../Domain/Address.js"
 import { formatGoDuration, parseGoDuration } from "./Duration.js"
 
 /**
@@ -93,12 +94,41 @@ export const checkedString = (
     },
   })
 
+/** A host:port to listen on (":8000" is every interface), decoded once, here. */
+export const address = (description: string, defaultText: string): Setting<HostPort> =>
+  make({
+    description,
+    defaultValue: parseHostPort(defaultText) as HostPort,
+    defaultText,
+    valueName: "addr",
+    encode: formatHostPort,
+    decode: (raw) => {
+      const parsed = parseHostPort(scalarText(raw) ?? "")
+      return parsed === undefined ? Either.left(addressExpected) : Either.right(parsed)
+    },
+  })
+
+/** An address that may be left empty (undefined: the setting's documented fallback). */
+export const optionalAddress = (description: string): Setting<HostPort | undefined> =>
+  make<HostPort | undefined>({
+    description,
+    defaultValue: undefined,
+    defaultText: "",
+    valueName: "addr",
+    encode: (value) => (value === undefined ? "" : formatHostPort(value)),
+    decode: (raw) => {
+      const text = scalarText(raw)
+      if (text === "") return Either.right(undefined)
+      const parsed = parseHostPort(text ?? "")
+      return parsed === undefined ? Either.left(addressExpected) : Either.right(parsed)
+    },
+  })
+
 export const secret = (description: string, valueName = "string"): Setting<string> => ({
   ...string(description, "", valueName),
   secret: true,
 })
 
-/** A Go-style duration, decoded to milliseconds. */
 /** A Go-style duration ("15s"), decoded to a Duration once, here, so nothing past the config counts milliseconds. */
 export const duration = (description: string, defaultText: string, options?: { allowZero?: boolean }) =>
   make<Duration.Duration>({

@@ -3,7 +3,6 @@ import { Duration, Effect, Layer } from "effect"
 import * as Admin from "../Admin.js"
 import * as Auth from "../Auth.js"
 import * as ClusterKeys from "../ClusterKeys.js"
-import { parseHostPort } from "../Domain/Address.js"
 import { advertiseAddress } from "../Domain/Advertise.js"
 import { GossipKeys } from "../Domain/GossipKeys.js"
 import * as Drain from "../Drain.js"
@@ -19,9 +18,6 @@ import * as Registry from "../Registry.js"
 import * as Shutdown from "../Shutdown.js"
 import * as Tunnel from "../Tunnel.js"
 import * as UpstreamListener from "../UpstreamListener.js"
-
-// Bind addresses were validated when the config was loaded.
-const address = (text: string) => parseHostPort(text) as NonNullable<ReturnType<typeof parseHostPort>>
 
 /**
  * Tells the cluster how to reach this node, then joins it (retrying up to --cluster.join-timeout). With
@@ -54,7 +50,7 @@ const joinCluster = (config: ServerConfigShape) =>
         )
       const outcome = yield* joinOnStartup(gossip.join, {
         entries: config.cluster.join,
-        defaultPort: address(config.gossip.bindAddr).port,
+        defaultPort: config.gossip.bindAddr.port,
         self: new Set(self === undefined ? [] : [self]),
         timeout: config.cluster.joinTimeout,
       })
@@ -90,7 +86,7 @@ export const gossipLayer = (
   Layer.unwrapEffect(
     Effect.map(ClusterKeys.ClusterKeys, ({ keyring }) =>
       Gossip.layer(
-        NetTransport.make(address(config.gossip.bindAddr), (bound) =>
+        NetTransport.make(config.gossip.bindAddr, (bound) =>
           advertiseAddress(config.gossip.advertiseAddr, bound),
         ),
         {
@@ -163,9 +159,9 @@ export const serverLayer = (
           Auth.layer(auth),
         ).pipe(Layer.provideMerge(gossip), Layer.provideMerge(ClusterKeys.layer(keyring)))
         const listeners = Layer.mergeAll(
-          Proxy.layerServer(address(config.proxy.bindAddr), tls.proxy, config.proxy),
-          UpstreamListener.layerServer(address(config.upstream.bindAddr), tls.upstream, config.upstream),
-          Admin.layerServer(address(config.admin.bindAddr), tls.admin, {
+          Proxy.layerServer(config.proxy.bindAddr, tls.proxy, config.proxy),
+          UpstreamListener.layerServer(config.upstream.bindAddr, tls.upstream, config.upstream),
+          Admin.layerServer(config.admin.bindAddr, tls.admin, {
             limits: config.admin,
             forwardTimeout: config.admin.forwardTimeout,
           }),
