@@ -1,18 +1,17 @@
 import { Effect, ExecutionStrategy, Exit, FiberSet, Layer, Schema, Scope } from "effect"
 import { Backoff } from "./Agent/Backoff.js"
 import { type ForwardTarget, makeForwarder } from "./Agent/Forwarder.js"
+import { judgeConnectFailure } from "./Agent/ServerAnswer.js"
 import { forwardMetrics } from "./Metrics/Agent.js"
-import {
-  awaitClose,
-  awaitGoAway,
-  type ClientTls,
-  describeClose,
-  Tunnel,
-  type TunnelConnectError,
-} from "./Tunnel.js"
+import { awaitClose, awaitGoAway, type ClientTls, describeClose, Tunnel } from "./Tunnel.js"
 
-/** The agent cannot go on: the server refused its credentials, so retrying would only hammer it. */
+
+/**
+ * The agent cannot go on, so retrying would only hammer the server: it refused the agent's credentials, or the
+ * server URL leads to something other than a node's upstream port (a proxy or admin port, another web server).
+ */
 export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
+  reason: Schema.Literal("refused", "not an upstream port"),
   endpointId: Schema.String,
   message: Schema.String,
 }) {}
@@ -43,8 +42,6 @@ export const listenerUrl = (serverUrl: string, endpointId: string): string => {
   url.pathname = `${url.pathname.replace(/\/+$/, "")}/pico/v1/listener/${encodeURIComponent(endpointId)}`
   return url.toString()
 }
-
-const isRefusal = (error: TunnelConnectError): boolean => error.status === 401 || error.status === 403
 
 /**
  * Keeps one endpoint's tunnel up: connect, forward every stream the server opens, reconnect with backoff when the
@@ -78,10 +75,12 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
       if (connected._tag === "Left") {
         yield* Scope.close(sessionScope, Exit.void)
         const error = connected.left
-        if (isRefusal(error)) {
+        const verdict = judgeConnectFailure(error, options.serverUrl)
+        if (verdict._tag === "Stop") {
           return yield* new AgentError({
+            reason: verdict.reason,
             endpointId: endpoint.id,
-            message: `server refused the connection: ${error.message}`,
+            message: verdict.message,
           })
         }
         delay = backoff.next()
@@ -120,14 +119,17 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
     }
   }).pipe(Effect.scoped, Effect.annotateLogs({ subsystem: "agent", "endpoint-id": endpoint.id }))
 
-/** Runs every endpoint's tunnel until interrupted, or fails when the server refuses the agent's credentials. */
+/**
+ * Runs every endpoint's tunnel until interrupted, or fails when retrying cannot help: the server refuses the
+ * agent's credentials, or the server URL is not a node's upstream port.
+ */
 export const run = (options: AgentOptions): Effect.Effect<never, AgentError, Tunnel> =>
   Effect.forEach(options.endpoints, (endpoint) => runEndpoint(endpoint, options), {
     concurrency: "unbounded",
     discard: true,
   }).pipe(Effect.zipRight(Effect.never))
 
-/** The agent as a layer, for embedding in another program: a refusal is logged and ends the tunnels. */
+/** The agent as a layer, for embedding in another program: a fatal error is logged and ends the tunnels. */
 export const layer = (options: AgentOptions): Layer.Layer<never, never, Tunnel> =>
   Layer.scopedDiscard(
     Effect.forkScoped(

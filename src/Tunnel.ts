@@ -1,4 +1,4 @@
-import type { IncomingMessage } from "node:http"
+import { type IncomingMessage, STATUS_CODES } from "node:http"
 import type { Duplex } from "node:stream"
 import { Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
 import WebSocket from "ws"
@@ -13,6 +13,9 @@ export type { CloseReason, Session as TunnelSession, TunnelStream } from "./Tunn
 export class TunnelConnectError extends Schema.TaggedError<TunnelConnectError>()("TunnelConnectError", {
   /** The HTTP status the server answered the upgrade with; absent when no HTTP answer came at all. */
   status: Schema.optional(Schema.Number),
+  /** The headers of that answer (names lower-case, repeated ones joined with ", "), to tell who answered. */
+  headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  /** The server's JSON `error`, else the status line ("HTTP 404 Not Found"); the network error without one. */
   message: Schema.String,
 }) {}
 
@@ -98,7 +101,7 @@ const runSession = (session: Session, settings: HeartbeatSettings) =>
     return session
   })
 
-const readErrorBody = (response: import("node:http").IncomingMessage): Promise<string> =>
+const readErrorBody = (response: IncomingMessage): Promise<string> =>
   new Promise((resolve) => {
     const chunks: Array<Buffer> = []
     let size = 0
@@ -111,6 +114,10 @@ const readErrorBody = (response: import("node:http").IncomingMessage): Promise<s
     response.on("error", () => resolve(""))
   })
 
+/**
+ * The server's own reason (Pico answers `{"error": "..."}`), else the status line: another server's HTML page
+ * says nothing useful in a one-line log.
+ */
 const refusalMessage = (status: number, body: string): string => {
   try {
     const parsed = JSON.parse(body) as { error?: unknown }
@@ -118,7 +125,15 @@ const refusalMessage = (status: number, body: string): string => {
   } catch {
     // Not JSON: fall through to the status line.
   }
-  return body.trim() === "" ? `HTTP ${status}` : body.trim()
+  return `HTTP ${status} ${STATUS_CODES[status] ?? ""}`.trimEnd()
+}
+
+const flatHeaders = (response: IncomingMessage): Record<string, string> => {
+  const flat: Record<string, string> = {}
+  for (const [name, value] of Object.entries(response.headers)) {
+    if (value !== undefined) flat[name] = Array.isArray(value) ? value.join(", ") : value
+  }
+  return flat
 }
 
 /** TLS for wss:// connections: a CA to trust (PEM) and a client certificate to present (mTLS). */
@@ -142,7 +157,15 @@ const openWebSocket = (url: string, headers: Readonly<Record<string, string>>, t
       const status = response.statusCode ?? 0
       void readErrorBody(response).then((body) => {
         request.destroy()
-        resume(Effect.fail(new TunnelConnectError({ status, message: refusalMessage(status, body) })))
+        resume(
+          Effect.fail(
+            new TunnelConnectError({
+              status,
+              headers: flatHeaders(response),
+              message: refusalMessage(status, body),
+            }),
+          ),
+        )
       })
     })
     ws.once("error", (error) => resume(Effect.fail(new TunnelConnectError({ message: error.message }))))

@@ -35,7 +35,10 @@ const clientTls = (config: AgentConfigShape) =>
     }
   })
 
-/** `pico agent`: one tunnel per configured endpoint, until interrupted or refused by the server. */
+/**
+ * `pico agent`: one tunnel per configured endpoint, until interrupted, refused by the server, or shown that
+ * --server.url is not an upstream port.
+ */
 export const agentProgram = (config: AgentConfigShape) =>
   Effect.gen(function* () {
     const apiKey = yield* readSecretValue(config.auth.apiKey, "auth.api-key")
