@@ -2,9 +2,11 @@ import { Effect, ExecutionStrategy, Exit, FiberSet, Layer, Schema, Scope } from 
 import { Backoff } from "./Agent/Backoff.js"
 import { type ForwardTarget, makeForwarder } from "./Agent/Forwarder.js"
 import { judgeConnectFailure } from "./Agent/ServerAnswer.js"
+import { formatHostPort } from "./Domain/Address.js"
 import { forwardMetrics } from "./Metrics/Agent.js"
 import { awaitClose, awaitGoAway, type ClientTls, describeClose, Tunnel } from "./Tunnel.js"
 
+export type { ServiceTls } from "./Agent/Forwarder.js"
 
 /**
  * The agent cannot go on, so retrying would only hammer the server: it refused the agent's credentials, or the
@@ -16,7 +18,10 @@ export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
   message: Schema.String,
 }) {}
 
-/** An endpoint id to register and where its requests go: a TCP address, or an HTTP server in this process. */
+/**
+ * An endpoint id to register and where its requests go: a TCP address (TLS with `tls`, for an https:// service),
+ * or an HTTP server in this process.
+ */
 export type AgentEndpointOptions = ForwardTarget & {
   readonly id: string
 }
@@ -65,6 +70,12 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
         log(Effect.logWarning("forward failed").pipe(Effect.annotateLogs({ reason: failure, detail }))),
       forwardMetrics(endpoint.id),
     )
+
+    if ("host" in endpoint && endpoint.tls?.insecureSkipVerify === true) {
+      yield* Effect.logWarning(
+        "insecure-skip-verify: not checking the service's TLS certificate; anyone on the path can impersonate it",
+      ).pipe(Effect.annotateLogs("service", `https://${formatHostPort(endpoint)}`))
+    }
 
     for (;;) {
       if (delay > 0) yield* Effect.sleep(delay)

@@ -35,6 +35,20 @@ const clientTls = (config: AgentConfigShape) =>
     }
   })
 
+/** The endpoints as the agent forwards to them: https:// ones with the --forwarder.tls.* settings. */
+const endpointTargets = (config: AgentConfigShape) =>
+  Effect.gen(function* () {
+    const ca = yield* readPem(config.forwarder.tls.caFile, "forwarder.tls.ca-file")
+    const serviceTls: Agent.ServiceTls = {
+      ...(ca === undefined ? {} : { ca }),
+      insecureSkipVerify: config.forwarder.tls.insecureSkipVerify,
+    }
+    return config.endpoints.map(
+      ({ id, host, port, https }): Agent.AgentEndpointOptions =>
+        https ? { id, host, port, tls: serviceTls } : { id, host, port },
+    )
+  })
+
 /**
  * `pico agent`: one tunnel per configured endpoint, until interrupted, refused by the server, or shown that
  * --server.url is not an upstream port.
@@ -43,7 +57,7 @@ export const agentProgram = (config: AgentConfigShape) =>
   Effect.gen(function* () {
     const apiKey = yield* readSecretValue(config.auth.apiKey, "auth.api-key")
     return yield* Agent.run({
-      endpoints: config.endpoints,
+      endpoints: yield* endpointTargets(config),
       serverUrl: config.server.url,
       forwardTimeout: config.forwarder.timeout,
       healthyAfter: config.server.heartbeatInterval,
