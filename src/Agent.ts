@@ -7,6 +7,7 @@ import { forwardMetrics } from "./Metrics/Agent.js"
 import { awaitClose, awaitGoAway, type ClientTls, describeClose, Tunnel } from "./Tunnel.js"
 
 export type { ServiceTls } from "./Agent/Forwarder.js"
+export { type ProxySetting, proxyFromEnvironment } from "./Agent/ProxyEnvironment.js"
 
 /**
  * The agent cannot go on, so retrying would only hammer the server: it refused the agent's credentials, or the
@@ -34,6 +35,11 @@ export interface AgentOptions {
   readonly headers?: Readonly<Record<string, string>>
   /** For https/wss server URLs: a CA to trust (a private one) and a client certificate to present (mTLS). */
   readonly tls?: ClientTls
+  /**
+   * An http:// forward proxy to reach the server through (CONNECT; TLS to the server stays end to end).
+   * `proxyFromEnvironment` reads one from HTTPS_PROXY, HTTP_PROXY and NO_PROXY, as `pico agent` does.
+   */
+  readonly proxy?: URL
   /** Milliseconds to wait when connecting to a local service. */
   readonly forwardTimeout: number
   /** A session that lived this long (ms) counts as healthy, so the reconnect backoff starts over. */
@@ -81,7 +87,7 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
       if (delay > 0) yield* Effect.sleep(delay)
       const sessionScope = yield* Scope.fork(endpointScope, ExecutionStrategy.sequential)
       const connected = yield* tunnel
-        .connect(url, options.headers ?? {}, options.tls)
+        .connect(url, options.headers ?? {}, options.tls, options.proxy)
         .pipe(Scope.extend(sessionScope), Effect.either)
       if (connected._tag === "Left") {
         yield* Scope.close(sessionScope, Exit.void)

@@ -1,7 +1,9 @@
 import { type IncomingMessage, STATUS_CODES } from "node:http"
+import type { createConnection } from "node:net"
 import type { Duplex } from "node:stream"
 import { Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
 import WebSocket from "ws"
+import { connectThroughProxy } from "./Tunnel/ForwardProxy.js"
 import { serveWebSocket } from "./Tunnel/ServerWebSocket.js"
 import type { CloseReason, Session } from "./Tunnel/Session.js"
 import { acceptWebSocket } from "./Tunnel/WebSocketHandshake.js"
@@ -47,11 +49,15 @@ export class Tunnel extends Context.Tag("pico/Tunnel")<
       socket: Duplex,
       head: Buffer,
     ) => Effect.Effect<Session, TunnelHandshakeError, Scope.Scope>
-    /** Opens the client side of a session; the session lives until the scope closes. */
+    /**
+     * Opens the client side of a session; the session lives until the scope closes. With `proxy` (an http://
+     * forward proxy) the connection goes through the proxy's CONNECT tunnel, TLS still end to end for wss.
+     */
     readonly connect: (
       url: string,
       headers: Readonly<Record<string, string>>,
       tls?: ClientTls,
+      proxy?: URL,
     ) => Effect.Effect<Session, TunnelConnectError, Scope.Scope>
   }
 >() {}
@@ -143,14 +149,32 @@ export interface ClientTls {
   readonly key?: Buffer
 }
 
-const openWebSocket = (url: string, headers: Readonly<Record<string, string>>, tls: ClientTls = {}) =>
+const HANDSHAKE_TIMEOUT = 30_000
+
+const openWebSocket = (
+  url: string,
+  headers: Readonly<Record<string, string>>,
+  tls: ClientTls = {},
+  proxy?: URL,
+) =>
   Effect.async<WebSocket, TunnelConnectError>((resume) => {
     const ws = new WebSocket(url, {
       ...tls,
       headers: { ...headers },
       perMessageDeflate: false,
-      handshakeTimeout: 30_000,
+      handshakeTimeout: HANDSHAKE_TIMEOUT,
       generateMask: (mask: Buffer) => void mask.fill(0),
+      // ws hands this to http.request, which also takes the asynchronous (options, callback) form that
+      // @types/ws does not declare.
+      ...(proxy === undefined
+        ? {}
+        : {
+            createConnection: connectThroughProxy(
+              proxy,
+              url.startsWith("wss:"),
+              HANDSHAKE_TIMEOUT,
+            ) as unknown as typeof createConnection,
+          }),
     })
     ws.once("open", () => resume(Effect.succeed(ws)))
     ws.once("unexpected-response", (request, response) => {
@@ -181,10 +205,10 @@ export const make = (settings: HeartbeatSettings) =>
           ? runSession(serveWebSocket(socket, head, { role: "server" }), settings)
           : Effect.fail(new TunnelHandshakeError({ message: refused }))
       }),
-    connect: (url, headers, tls) =>
-      Effect.acquireRelease(openWebSocket(url, headers, tls), (ws) => Effect.sync(() => ws.terminate())).pipe(
-        Effect.flatMap((ws) => runSession(attachWebSocket(ws, { role: "client" }), settings)),
-      ),
+    connect: (url, headers, tls, proxy) =>
+      Effect.acquireRelease(openWebSocket(url, headers, tls, proxy), (ws) =>
+        Effect.sync(() => ws.terminate()),
+      ).pipe(Effect.flatMap((ws) => runSession(attachWebSocket(ws, { role: "client" }), settings))),
   })
 
 export const layer = (settings: HeartbeatSettings): Layer.Layer<Tunnel> =>

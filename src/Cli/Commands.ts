@@ -41,7 +41,8 @@ const agent: CommandSpec = {
     "Run a Pico agent next to your services. For each --endpoints entry it opens an outbound tunnel to a Pico " +
       "server's upstream port, registers the endpoint id, and forwards the requests that arrive to the local " +
       "address.",
-    "An https:// address is reached with TLS (see --forwarder.tls.*).",
+    "An https:// address is reached with TLS (see --forwarder.tls.*). Through an HTTP proxy, set HTTPS_PROXY " +
+      "(or HTTP_PROXY for an http:// server URL), and NO_PROXY for hosts to reach directly.",
     configFileParagraph,
   ],
   examples: [

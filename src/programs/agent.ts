@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises"
-import { Effect, Layer } from "effect"
+import { Effect, Either, Layer } from "effect"
 import * as Agent from "../Agent.js"
 import * as AgentAdmin from "../AgentAdmin.js"
 import { parseHostPort } from "../Domain/Address.js"
@@ -49,6 +49,21 @@ const endpointTargets = (config: AgentConfigShape) =>
     )
   })
 
+/** The forward proxy HTTPS_PROXY, HTTP_PROXY and NO_PROXY name for the server URL, if any. */
+const serverProxy = (serverUrl: string) =>
+  Either.match(Agent.proxyFromEnvironment(serverUrl, process.env), {
+    onLeft: (message) => Effect.fail(new ConfigError({ message })),
+    onRight: (proxy) =>
+      proxy === undefined
+        ? Effect.succeed(undefined)
+        : Effect.as(
+            Effect.logInfo("reaching the server through a forward proxy").pipe(
+              Effect.annotateLogs({ subsystem: "agent", proxy: proxy.url.host, from: proxy.variable }),
+            ),
+            proxy.url,
+          ),
+  })
+
 /**
  * `pico agent`: one tunnel per configured endpoint, until interrupted, refused by the server, or shown that
  * --server.url is not an upstream port.
@@ -56,6 +71,7 @@ const endpointTargets = (config: AgentConfigShape) =>
 export const agentProgram = (config: AgentConfigShape) =>
   Effect.gen(function* () {
     const apiKey = yield* readSecretValue(config.auth.apiKey, "auth.api-key")
+    const proxy = yield* serverProxy(config.server.url)
     return yield* Agent.run({
       endpoints: yield* endpointTargets(config),
       serverUrl: config.server.url,
@@ -63,6 +79,7 @@ export const agentProgram = (config: AgentConfigShape) =>
       healthyAfter: config.server.heartbeatInterval,
       headers: apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` },
       tls: yield* clientTls(config),
+      ...(proxy === undefined ? {} : { proxy }),
     })
   }).pipe(
     Effect.provide(
