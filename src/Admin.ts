@@ -1,5 +1,6 @@
-import type * as http from "node:http"
-import type { AddressInfo } from "node:net"
+import * as http from "node:http"
+import type { AddressInfo, Socket } from "node:net"
+import type { Duplex } from "node:stream"
 import { Context, Duration, Effect, FiberSet, Layer } from "effect"
 import { makeForward } from "./Admin/Forward.js"
 import { makeNodeMetricsRoute } from "./Admin/Metrics.js"
@@ -84,7 +85,7 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, options: AdminOpt
         tls,
         limits: options.limits ?? { ...defaultClientLimits, maxConnections: 1024 },
       })
-      listener.server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
         const { path, forward: nodeId } = parseTarget(req.url ?? "/")
         const local = nodeId === null || nodeId === "" || nodeId === gossip.nodeId
         // Credentials come before routing, so an unauthenticated caller cannot map which routes (or nodes) exist.
@@ -99,6 +100,21 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, options: AdminOpt
             ),
           ),
         )
+      }
+      listener.server.on("request", handle)
+      // The admin API has no WebSocket routes, but Node hands an upgrade request only to "upgrade" listeners (the
+      // connection guard has one), so it would never be answered: answer it as a request instead, on a response
+      // bound to the raw connection, which closes after it. An agent pointed here then hears a 404 at once.
+      listener.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex) => {
+        socket.on("error", () => socket.destroy())
+        const res = new http.ServerResponse(req)
+        res.shouldKeepAlive = false
+        res.assignSocket(socket as Socket)
+        res.once("finish", () => {
+          res.detachSocket(socket as Socket)
+          socket.end()
+        })
+        handle(req, res)
       })
       return AdminServer.of({ address: listener.address })
     }),

@@ -1,16 +1,28 @@
 import { Effect, ExecutionStrategy, Exit, FiberSet, Layer, Schema, Scope } from "effect"
 import { Backoff } from "./Agent/Backoff.js"
 import { type ForwardTarget, makeForwarder } from "./Agent/Forwarder.js"
+import { judgeConnectFailure } from "./Agent/ServerAnswer.js"
+import { formatHostPort } from "./Domain/Address.js"
 import { forwardMetrics } from "./Metrics/Agent.js"
-import { type ClientTls, describeClose, Tunnel, type TunnelConnectError } from "./Tunnel.js"
+import { type ClientTls, describeClose, Tunnel } from "./Tunnel.js"
 
-/** The agent cannot go on: the server refused its credentials, so retrying would only hammer it. */
+export type { ServiceTls } from "./Agent/Forwarder.js"
+export { type ProxySetting, proxyFromEnvironment } from "./Agent/ProxyEnvironment.js"
+
+/**
+ * The agent cannot go on, so retrying would only hammer the server: it refused the agent's credentials, or the
+ * server URL leads to something other than a node's upstream port (a proxy or admin port, another web server).
+ */
 export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
+  reason: Schema.Literal("refused", "not an upstream port"),
   endpointId: Schema.String,
   message: Schema.String,
 }) {}
 
-/** An endpoint id to register and where its requests go: a TCP address, or an HTTP server in this process. */
+/**
+ * An endpoint id to register and where its requests go: a TCP address (TLS with `tls`, for an https:// service),
+ * or an HTTP server in this process.
+ */
 export type AgentEndpointOptions = ForwardTarget & {
   readonly id: string
 }
@@ -23,6 +35,11 @@ export interface AgentOptions {
   readonly headers?: Readonly<Record<string, string>>
   /** For https/wss server URLs: a CA to trust (a private one) and a client certificate to present (mTLS). */
   readonly tls?: ClientTls
+  /**
+   * An http:// forward proxy to reach the server through (CONNECT; TLS to the server stays end to end).
+   * `proxyFromEnvironment` reads one from HTTPS_PROXY, HTTP_PROXY and NO_PROXY, as `pico agent` does.
+   */
+  readonly proxy?: URL
   /** Milliseconds to wait when connecting to a local service. */
   readonly forwardTimeout: number
   /** A session that lived this long (ms) counts as healthy, so the reconnect backoff starts over. */
@@ -36,8 +53,6 @@ export const listenerUrl = (serverUrl: string, endpointId: string): string => {
   url.pathname = `${url.pathname.replace(/\/+$/, "")}/pico/v1/listener/${encodeURIComponent(endpointId)}`
   return url.toString()
 }
-
-const isRefusal = (error: TunnelConnectError): boolean => error.status === 401 || error.status === 403
 
 /**
  * Keeps one endpoint's tunnel up: connect, forward every stream the server opens, reconnect with backoff when the
@@ -62,19 +77,27 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
       forwardMetrics(endpoint.id),
     )
 
+    if ("host" in endpoint && endpoint.tls?.insecureSkipVerify === true) {
+      yield* Effect.logWarning(
+        "insecure-skip-verify: not checking the service's TLS certificate; anyone on the path can impersonate it",
+      ).pipe(Effect.annotateLogs("service", `https://${formatHostPort(endpoint)}`))
+    }
+
     for (;;) {
       if (delay > 0) yield* Effect.sleep(delay)
       const sessionScope = yield* Scope.fork(endpointScope, ExecutionStrategy.sequential)
       const connected = yield* tunnel
-        .connect(url, options.headers ?? {}, options.tls)
+        .connect(url, options.headers ?? {}, options.tls, options.proxy)
         .pipe(Scope.extend(sessionScope), Effect.either)
       if (connected._tag === "Left") {
         yield* Scope.close(sessionScope, Exit.void)
         const error = connected.left
-        if (isRefusal(error)) {
+        const verdict = judgeConnectFailure(error, options.serverUrl)
+        if (verdict._tag === "Stop") {
           return yield* new AgentError({
+            reason: verdict.reason,
             endpointId: endpoint.id,
-            message: `server refused the connection: ${error.message}`,
+            message: verdict.message,
           })
         }
         delay = backoff.next()
@@ -113,14 +136,17 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
     }
   }).pipe(Effect.scoped, Effect.annotateLogs({ subsystem: "agent", "endpoint-id": endpoint.id }))
 
-/** Runs every endpoint's tunnel until interrupted, or fails when the server refuses the agent's credentials. */
+/**
+ * Runs every endpoint's tunnel until interrupted, or fails when retrying cannot help: the server refuses the
+ * agent's credentials, or the server URL is not a node's upstream port.
+ */
 export const run = (options: AgentOptions): Effect.Effect<never, AgentError, Tunnel> =>
   Effect.forEach(options.endpoints, (endpoint) => runEndpoint(endpoint, options), {
     concurrency: "unbounded",
     discard: true,
   }).pipe(Effect.zipRight(Effect.never))
 
-/** The agent as a layer, for embedding in another program: a refusal is logged and ends the tunnels. */
+/** The agent as a layer, for embedding in another program: a fatal error is logged and ends the tunnels. */
 export const layer = (options: AgentOptions): Layer.Layer<never, never, Tunnel> =>
   Layer.scopedDiscard(
     Effect.forkScoped(

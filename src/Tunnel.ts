@@ -1,8 +1,11 @@
 import type * as http from "node:http"
+import { type IncomingMessage, STATUS_CODES } from "node:http"
+import type { createConnection } from "node:net"
 import type { Duplex } from "node:stream"
 import { Context, Duration, Effect, Layer, Queue, Schema, type Scope } from "effect"
 import WebSocket from "ws"
 import { attachWebSocket } from "./Tunnel/internal/ClientWebSocket.js"
+import { connectThroughProxy } from "./Tunnel/internal/ForwardProxy.js"
 import { TunnelAgent } from "./Tunnel/internal/HttpAgent.js"
 import { MemoryChannel } from "./Tunnel/internal/MemoryChannel.js"
 import { serveWebSocket } from "./Tunnel/internal/ServerWebSocket.js"
@@ -31,6 +34,9 @@ export class TunnelError extends Schema.TaggedError<TunnelError>()("TunnelError"
 export class TunnelConnectError extends Schema.TaggedError<TunnelConnectError>()("TunnelConnectError", {
   /** The HTTP status the server answered the upgrade with; absent when no HTTP answer came at all. */
   status: Schema.optional(Schema.Number),
+  /** The headers of that answer (names lower-case, repeated ones joined with ", "), to tell who answered. */
+  headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  /** The server's JSON `error`, else the status line ("HTTP 404 Not Found"); the network error without one. */
   message: Schema.String,
 }) {}
 
@@ -169,7 +175,7 @@ const runSession = (
     return tunnel
   })
 
-const readErrorBody = (response: import("node:http").IncomingMessage): Promise<string> =>
+const readErrorBody = (response: IncomingMessage): Promise<string> =>
   new Promise((resolve) => {
     const chunks: Array<Buffer> = []
     let size = 0
@@ -182,6 +188,10 @@ const readErrorBody = (response: import("node:http").IncomingMessage): Promise<s
     response.on("error", () => resolve(""))
   })
 
+/**
+ * The server's own reason (Pico answers `{"error": "..."}`), else the status line: another server's HTML page
+ * says nothing useful in a one-line log.
+ */
 const refusalMessage = (status: number, body: string): string => {
   try {
     const parsed = JSON.parse(body) as { error?: unknown }
@@ -189,7 +199,15 @@ const refusalMessage = (status: number, body: string): string => {
   } catch {
     // Not JSON: fall through to the status line.
   }
-  return body.trim() === "" ? `HTTP ${status}` : body.trim()
+  return `HTTP ${status} ${STATUS_CODES[status] ?? ""}`.trimEnd()
+}
+
+const flatHeaders = (response: IncomingMessage): Record<string, string> => {
+  const flat: Record<string, string> = {}
+  for (const [name, value] of Object.entries(response.headers)) {
+    if (value !== undefined) flat[name] = Array.isArray(value) ? value.join(", ") : value
+  }
+  return flat
 }
 
 /** TLS for wss:// connections: a CA to trust (PEM) and a client certificate to present (mTLS). */
@@ -199,21 +217,47 @@ export interface ClientTls {
   readonly key?: Buffer
 }
 
-const openWebSocket = (url: string, headers: Readonly<Record<string, string>>, tls: ClientTls = {}) =>
+const HANDSHAKE_TIMEOUT = 30_000
+
+const openWebSocket = (
+  url: string,
+  headers: Readonly<Record<string, string>>,
+  tls: ClientTls = {},
+  proxy?: URL,
+) =>
   Effect.async<WebSocket, TunnelConnectError>((resume) => {
     const ws = new WebSocket(url, {
       ...tls,
       headers: { ...headers },
       perMessageDeflate: false,
-      handshakeTimeout: 30_000,
+      handshakeTimeout: HANDSHAKE_TIMEOUT,
       generateMask: (mask: Buffer) => void mask.fill(0),
+      // ws hands this to http.request, which also takes the asynchronous (options, callback) form that
+      // @types/ws does not declare.
+      ...(proxy === undefined
+        ? {}
+        : {
+            createConnection: connectThroughProxy(
+              proxy,
+              url.startsWith("wss:"),
+              HANDSHAKE_TIMEOUT,
+            ) as unknown as typeof createConnection,
+          }),
     })
     ws.once("open", () => resume(Effect.succeed(ws)))
     ws.once("unexpected-response", (request, response) => {
       const status = response.statusCode ?? 0
       void readErrorBody(response).then((body) => {
         request.destroy()
-        resume(Effect.fail(new TunnelConnectError({ status, message: refusalMessage(status, body) })))
+        resume(
+          Effect.fail(
+            new TunnelConnectError({
+              status,
+              headers: flatHeaders(response),
+              message: refusalMessage(status, body),
+            }),
+          ),
+        )
       })
     })
     ws.once("error", (error) => resume(Effect.fail(new TunnelConnectError({ message: error.message }))))
@@ -233,16 +277,20 @@ export class Tunnel extends Context.Tag("pico/Tunnel")<
      * session expires.
      */
     readonly serve: (
-      req: http.IncomingMessage,
+      req: IncomingMessage,
       socket: Duplex,
       head: Buffer,
       options?: { readonly expiresAt?: number | undefined },
     ) => Effect.Effect<TunnelSession, TunnelError, Scope.Scope>
-    /** Opens the client side of a session; the session lives until the scope closes. */
+    /**
+     * Opens the client side of a session; the session lives until the scope closes. With `proxy` (an http://
+     * forward proxy) the connection goes through the proxy's CONNECT tunnel, TLS still end to end for wss.
+     */
     readonly connect: (
       url: string,
       headers: Readonly<Record<string, string>>,
       tls?: ClientTls,
+      proxy?: URL,
     ) => Effect.Effect<TunnelSession, TunnelConnectError, Scope.Scope>
   }
 >() {}
@@ -259,10 +307,10 @@ export const make = (heartbeat: HeartbeatSettings) =>
             })
           : Effect.fail(new TunnelError({ reason: "handshake", message: refused }))
       }),
-    connect: (url, headers, tls) =>
-      Effect.acquireRelease(openWebSocket(url, headers, tls), (ws) => Effect.sync(() => ws.terminate())).pipe(
-        Effect.flatMap((ws) => runSession(attachWebSocket(ws, { role: "client" }), { heartbeat })),
-      ),
+    connect: (url, headers, tls, proxy) =>
+      Effect.acquireRelease(openWebSocket(url, headers, tls, proxy), (ws) =>
+        Effect.sync(() => ws.terminate()),
+      ).pipe(Effect.flatMap((ws) => runSession(attachWebSocket(ws, { role: "client" }), { heartbeat }))),
   })
 
 export const layer = (heartbeat: HeartbeatSettings): Layer.Layer<Tunnel> =>

@@ -93,7 +93,7 @@ describe("loading settings", () => {
     Effect.gen(function* () {
       const path = writeConfig("proxy:\n  bind_addr: ${PICO_TEST_ADDR:127.0.0.1:7000}\n")
       const expanded = yield* load(serverSettings, { flags: {}, configPath: path, expandEnv: true, env: {} })
-      expect(expanded.proxy.bindAddr).toBe("127.0.0.1:7000")
+      expect(formatHostPort(expanded.proxy.bindAddr)).toBe("127.0.0.1:7000")
       const raw = yield* failureMessage(load(serverSettings, { flags: {}, configPath: path }))
       expect(raw).toContain("proxy.bind_addr")
     }),
@@ -307,16 +307,36 @@ describe("gossip keys", () => {
 })
 
 describe("agent endpoints", () => {
-  it("accepts host:port, a bare port and an http URL", () => {
+  it("accepts host:port, a bare port and an http URL, all plain HTTP", () => {
     expect(parseAgentEndpoint("my-endpoint/localhost:4000")).toEqual(
-      Either.right({ id: "my-endpoint", host: "localhost", port: 4000 }),
+      Either.right({ id: "my-endpoint", host: "localhost", port: 4000, https: false }),
     )
-    expect(parseAgentEndpoint("a/4000")).toEqual(Either.right({ id: "a", host: "localhost", port: 4000 }))
+    expect(parseAgentEndpoint("a/4000")).toEqual(
+      Either.right({ id: "a", host: "localhost", port: 4000, https: false }),
+    )
     expect(parseAgentEndpoint("a/http://10.0.0.2:8080")).toEqual(
-      Either.right({ id: "a", host: "10.0.0.2", port: 8080 }),
+      Either.right({ id: "a", host: "10.0.0.2", port: 8080, https: false }),
     )
     expect(parseAgentEndpoint("a/http://[::1]:8080")).toEqual(
-      Either.right({ id: "a", host: "::1", port: 8080 }),
+      Either.right({ id: "a", host: "::1", port: 8080, https: false }),
+    )
+    expect(parseAgentEndpoint("a/http://localhost")).toEqual(
+      Either.right({ id: "a", host: "localhost", port: 80, https: false }),
+    )
+  })
+
+  it("accepts an https URL: TLS to the service, port 443 unless given", () => {
+    expect(parseAgentEndpoint("api/https://localhost:8443")).toEqual(
+      Either.right({ id: "api", host: "localhost", port: 8443, https: true }),
+    )
+    expect(parseAgentEndpoint("api/https://internal.example.com")).toEqual(
+      Either.right({ id: "api", host: "internal.example.com", port: 443, https: true }),
+    )
+    expect(parseAgentEndpoint("api/https://[::1]:8443")).toEqual(
+      Either.right({ id: "api", host: "::1", port: 8443, https: true }),
+    )
+    expect(parseAgentEndpoint("api/ftp://localhost:21")).toEqual(
+      Either.left("address must be host:port, a port, or an http:// or https:// URL"),
     )
   })
 

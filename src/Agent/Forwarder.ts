@@ -1,12 +1,22 @@
 import type * as http from "node:http"
 import * as net from "node:net"
+import * as tls from "node:tls"
 import type { ForwardMetrics } from "../Metrics/Agent.js"
 import type { TunnelStream } from "../Tunnel.js"
 
-/** A local service reached over TCP. */
+/** How the agent checks an https:// service's certificate. */
+export interface ServiceTls {
+  /** PEM CA certificates the service's certificate must chain to; Node's default CAs when absent. */
+  readonly ca?: Buffer | string
+  /** Accept any certificate, for any name. Dangerous: whoever sits between agent and service can read it all. */
+  readonly insecureSkipVerify?: boolean
+}
+
+/** A local service reached over TCP, or over TLS when `tls` is given (an https:// service). */
 export interface TcpTarget {
   readonly host: string
   readonly port: number
+  readonly tls?: ServiceTls
 }
 
 /** An HTTP server in this same process: streams are handed to it as connections, with no TCP hop at all. */
@@ -40,12 +50,30 @@ const answerWithError = (stream: TunnelStream, failure: ForwardFailure): void =>
 
 export type Forwarder = (stream: TunnelStream) => void
 
+/** The proxy speaks HTTP/1.1 through the tunnel, so that is the only protocol to offer the service (ALPN). */
+const ALPN = ["http/1.1"]
+
 /**
- * Makes the function that pipes each tunnel stream to a new TCP connection to the local service.
+ * A TLS connection to an https:// service. SNI carries the host name (never an IP address, RFC 6066), and the
+ * certificate is checked against that name or address unless verification is off.
+ */
+const connectTls = (target: TcpTarget, options: ServiceTls): tls.TLSSocket =>
+  tls.connect({
+    host: target.host,
+    port: target.port,
+    ...(net.isIP(target.host) === 0 ? { servername: target.host } : {}),
+    ...(options.ca === undefined ? {} : { ca: options.ca }),
+    rejectUnauthorized: options.insecureSkipVerify !== true,
+    ALPNProtocols: ALPN,
+  })
+
+/**
+ * Makes the function that pipes each tunnel stream to a new TCP (or TLS) connection to the local service.
  *
- * Responses are read with `onread` into one buffer reused for every read, and copied straight into tunnel frames:
- * at hundreds of MB/s a fresh buffer per socket read keeps V8 busy with full collections for "external memory
- * pressure". The buffer is safe to share because each read is framed (or copied aside) before the next one.
+ * Over TCP, responses are read with `onread` into one buffer reused for every read, and copied straight into
+ * tunnel frames: at hundreds of MB/s a fresh buffer per socket read keeps V8 busy with full collections for
+ * "external memory pressure". The buffer is safe to share because each read is framed (or copied aside) before
+ * the next one. TLS sockets take no `onread`; their decrypted chunks go through the same path from 'data'.
  */
 export const makeForwarder = (
   target: ForwardTarget,
@@ -77,30 +105,36 @@ export const makeForwarder = (
      * Forwards one read. Returning false pauses the socket: before the tunnel could not take a whole read (so a
      * read rarely has to be copied aside), or until it has taken the part it could not.
      */
-    const forwardRead = (length: number): boolean => {
+    const forwardRead = (buffer: Buffer, length: number): boolean => {
       if (!responded) {
         responded = true
         metrics.responded(started)
       }
-      const taken = stream.writeNow(readBuffer, 0, length)
+      const taken = stream.writeNow(buffer, 0, length)
       if (taken < length) {
-        stream.write(Buffer.from(readBuffer.subarray(taken, length)), () => socket.resume())
+        stream.write(Buffer.from(buffer.subarray(taken, length)), () => socket.resume())
         return false
       }
       if (stream.writeNowCapacity >= readBuffer.length) return true
       stream.onceWritable(() => socket.resume())
       return false
     }
-    const socket = net.connect({
-      host: target.host,
-      port: target.port,
-      onread: { buffer: readBuffer, callback: (length) => forwardRead(length) },
-    })
+    const socket =
+      target.tls === undefined
+        ? net.connect({
+            host: target.host,
+            port: target.port,
+            onread: { buffer: readBuffer, callback: (length) => forwardRead(readBuffer, length) },
+          })
+        : connectTls(target, target.tls).on("data", (chunk: Buffer) => {
+            if (!forwardRead(chunk, chunk.length)) socket.pause()
+          })
     const timer = setTimeout(
       () => fail("upstream timeout", `connect timed out after ${connectTimeout}ms`),
       connectTimeout,
     )
-    socket.once("connect", () => {
+    // Connected means the TLS handshake is done too: a certificate the agent refuses is "upstream unreachable".
+    socket.once(target.tls === undefined ? "connect" : "secureConnect", () => {
       connected = true
       clearTimeout(timer)
       socket.setNoDelay(true)

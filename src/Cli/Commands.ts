@@ -41,11 +41,14 @@ const agent: CommandSpec = {
     "Run a Pico agent next to your services. For each --endpoints entry it opens an outbound tunnel to a Pico " +
       "server's upstream port, registers the endpoint id, and forwards the requests that arrive to the local " +
       "address.",
+    "An https:// address is reached with TLS (see --forwarder.tls.*). Through an HTTP proxy, set HTTPS_PROXY " +
+      "(or HTTP_PROXY for an http:// server URL), and NO_PROXY for hosts to reach directly.",
     configFileParagraph,
   ],
   examples: [
     "pico agent --endpoints my-endpoint/localhost:4000",
     "pico agent --endpoints api/4000,web/4001 --server.url https://pico.example.com",
+    "pico agent --endpoints api/https://host:8443 --forwarder.tls.ca-file ca.pem",
   ],
   settings: { ...configFileSettings, ...agentSettings },
   sections: {

@@ -9,19 +9,27 @@ export interface AgentEndpoint {
   readonly id: string
   readonly host: string
   readonly port: number
+  /** The service speaks HTTPS: the agent connects to it with TLS (see --forwarder.tls.*). */
+  readonly https: boolean
 }
 
-/** "my-endpoint/localhost:4000", "my-endpoint/4000" or "my-endpoint/http://localhost:4000". */
+const defaultPorts: Record<string, string> = { "http:": "80", "https:": "443" }
+
+/**
+ * "my-endpoint/localhost:4000", "my-endpoint/4000", "my-endpoint/http://localhost:4000" (all plain HTTP) or
+ * "my-endpoint/https://localhost:8443" (TLS to the service).
+ */
 export const parseAgentEndpoint = (text: string): Either.Either<AgentEndpoint, string> => {
   const slash = text.indexOf("/")
   if (slash <= 0) return Either.left("expected <endpoint id>/<address>, e.g. my-endpoint/localhost:4000")
   const id = text.slice(0, slash)
   if (!isValidEndpointId(id)) return Either.left(`endpoint id must be ${endpointIdRule}`)
   let address = text.slice(slash + 1)
-  if (address.startsWith("http://")) {
+  const https = address.startsWith("https://")
+  if (https || address.startsWith("http://")) {
     try {
       const url = new URL(address)
-      address = `${url.hostname}:${url.port === "" ? "80" : url.port}`
+      address = `${url.hostname}:${url.port === "" ? defaultPorts[url.protocol] : url.port}`
     } catch {
       return Either.left("invalid URL")
     }
@@ -30,9 +38,9 @@ export const parseAgentEndpoint = (text: string): Either.Either<AgentEndpoint, s
   }
   const target = parseHostPort(address)
   if (target === undefined || target.host === "" || target.port === 0) {
-    return Either.left("address must be host:port, a port, or an http:// URL")
+    return Either.left("address must be host:port, a port, or an http:// or https:// URL")
   }
-  return Either.right({ id, host: target.host, port: target.port })
+  return Either.right({ id, host: target.host, port: target.port, https })
 }
 
 const serverUrlProblem = (text: string): string | undefined => {
@@ -49,7 +57,7 @@ const serverUrlProblem = (text: string): string | undefined => {
 /** Everything `pico agent` can be configured with, as flags or as YAML keys. */
 export const agentSettings = {
   endpoints: Setting.list(
-    "Endpoints to register as <id>/<address>, e.g. my-endpoint/localhost:4000.",
+    "Endpoints as <id>/<address>, e.g. web/4000 or api/https://host:8443.",
     parseAgentEndpoint,
     "id/addr",
   ),
@@ -88,6 +96,10 @@ export const agentSettings = {
   },
   forwarder: {
     timeout: Setting.duration("Time to connect to the local service before answering 504.", "10s"),
+    tls: {
+      caFile: Setting.string("PEM CA bundle for https:// endpoints; empty: Node's public CAs.", "", "file"),
+      insecureSkipVerify: Setting.toggle("Accept any certificate from https:// endpoints. Dangerous."),
+    },
   },
   log: logSettings,
 }

@@ -129,7 +129,8 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
       clearTimeout(timer)
       timer = setTimeout(() => {
         upstreamReq.destroy()
-        const from = target.target === undefined ? "the upstream" : `${target.target.host}:${target.target.port}`
+        const from =
+          target.target === undefined ? "the upstream" : `${target.target.host}:${target.target.port}`
         fail("endpoint timeout", `no response headers from ${from} within ${exchange.gatewayTimeout}ms`)
       }, exchange.gatewayTimeout)
     })

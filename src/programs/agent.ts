@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises"
-import { Duration, Effect, Layer } from "effect"
+import { Duration, Effect, Either, Layer } from "effect"
 import * as Agent from "../Agent.js"
 import * as AgentAdmin from "../AgentAdmin.js"
 import { parseHostPort } from "../Domain/Address.js"
@@ -35,17 +35,51 @@ const clientTls = (config: AgentConfigShape) =>
     }
   })
 
-/** `pico agent`: one tunnel per configured endpoint, until interrupted or refused by the server. */
+/** The endpoints as the agent forwards to them: https:// ones with the --forwarder.tls.* settings. */
+const endpointTargets = (config: AgentConfigShape) =>
+  Effect.gen(function* () {
+    const ca = yield* readPem(config.forwarder.tls.caFile, "forwarder.tls.ca-file")
+    const serviceTls: Agent.ServiceTls = {
+      ...(ca === undefined ? {} : { ca }),
+      insecureSkipVerify: config.forwarder.tls.insecureSkipVerify,
+    }
+    return config.endpoints.map(
+      ({ id, host, port, https }): Agent.AgentEndpointOptions =>
+        https ? { id, host, port, tls: serviceTls } : { id, host, port },
+    )
+  })
+
+/** The forward proxy HTTPS_PROXY, HTTP_PROXY and NO_PROXY name for the server URL, if any. */
+const serverProxy = (serverUrl: string) =>
+  Either.match(Agent.proxyFromEnvironment(serverUrl, process.env), {
+    onLeft: (message) => Effect.fail(new ConfigError({ message })),
+    onRight: (proxy) =>
+      proxy === undefined
+        ? Effect.succeed(undefined)
+        : Effect.as(
+            Effect.logInfo("reaching the server through a forward proxy").pipe(
+              Effect.annotateLogs({ subsystem: "agent", proxy: proxy.url.host, from: proxy.variable }),
+            ),
+            proxy.url,
+          ),
+  })
+
+/**
+ * `pico agent`: one tunnel per configured endpoint, until interrupted, refused by the server, or shown that
+ * --server.url is not an upstream port.
+ */
 export const agentProgram = (config: AgentConfigShape) =>
   Effect.gen(function* () {
     const apiKey = yield* readSecretValue(config.auth.apiKey, "auth.api-key")
+    const proxy = yield* serverProxy(config.server.url)
     return yield* Agent.run({
-      endpoints: config.endpoints,
+      endpoints: yield* endpointTargets(config),
       serverUrl: config.server.url,
       forwardTimeout: Duration.toMillis(config.forwarder.timeout),
       healthyAfter: Duration.toMillis(config.server.heartbeatInterval),
       headers: apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` },
       tls: yield* clientTls(config),
+      ...(proxy === undefined ? {} : { proxy }),
     })
   }).pipe(
     Effect.provide(
