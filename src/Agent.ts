@@ -1,5 +1,15 @@
-import { Effect, ExecutionStrategy, Exit, FiberSet, Layer, Schema, Scope } from "effect"
-import { Backoff } from "./Agent/Backoff.js"
+import {
+  Clock,
+  Duration,
+  Effect,
+  ExecutionStrategy,
+  Exit,
+  FiberSet,
+  Layer,
+  Schedule,
+  Schema,
+  Scope,
+} from "effect"
 import { type ForwardTarget, makeForwarder } from "./Agent/Forwarder.js"
 import { judgeConnectFailure } from "./Agent/ServerAnswer.js"
 import { formatHostPort } from "./Domain/Address.js"
@@ -40,10 +50,10 @@ export interface AgentOptions {
    * `proxyFromEnvironment` reads one from HTTPS_PROXY, HTTP_PROXY and NO_PROXY, as `pico agent` does.
    */
   readonly proxy?: URL
-  /** Milliseconds to wait when connecting to a local service. */
-  readonly forwardTimeout: number
-  /** A session that lived this long (ms) counts as healthy, so the reconnect backoff starts over. */
-  readonly healthyAfter: number
+  /** How long to wait when connecting to a local service. */
+  readonly forwardTimeout: Duration.DurationInput
+  /** A session that lived this long counts as healthy, so the reconnect backoff starts over. */
+  readonly healthyAfter: Duration.DurationInput
 }
 
 /** `http://host:8001/prefix` + `my-endpoint` → `ws://host:8001/prefix/pico/v1/listener/my-endpoint`. */
@@ -54,10 +64,32 @@ export const listenerUrl = (serverUrl: string, endpointId: string): string => {
   return url.toString()
 }
 
+/** No session could be opened, or one ended before it counted as healthy: worth retrying, after a delay. */
+class Unsettled extends Schema.TaggedError<Unsettled>()("Unsettled", {
+  reason: Schema.Literal("connect failed", "disconnected"),
+  message: Schema.String,
+}) {}
+
+const retryingLog: Record<Unsettled["reason"], string> = {
+  "connect failed": "failed to connect to server; retrying",
+  disconnected: "disconnected; retrying",
+}
+
 /**
- * Keeps one endpoint's tunnel up: connect, forward every stream the server opens, reconnect with backoff when the
- * session ends. On GoAway (the node is draining) a new session is connected first and the old one is left to
- * finish its in-flight streams, so a rolling restart of the cluster loses no request.
+ * Reconnect delays: 1 s doubling to a 30 s cap, each with ±20% jitter (Schedule.jittered) so a fleet of agents cut
+ * off by the same node restart does not reconnect in lockstep.
+ */
+const reconnectDelays = Schedule.exponential("1 second").pipe(
+  Schedule.union(Schedule.spaced("30 seconds")),
+  Schedule.jittered,
+)
+
+/**
+ * Keeps one endpoint's tunnel up: connect, forward every stream the server opens, reconnect when the session
+ * ends. A session that lived long enough (healthyAfter) or was moved by its node is followed at once by the next,
+ * with the backoff starting over; failed connects and short-lived sessions retry on `reconnectDelays`. On GoAway
+ * (the node is draining) a new session is connected first and the old one is left to finish its in-flight
+ * streams, so a rolling restart of the cluster loses no request.
  */
 const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
   Effect.gen(function* () {
@@ -66,12 +98,11 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
     const draining = yield* FiberSet.make()
     const log = yield* FiberSet.makeRuntime<never>()
     const url = listenerUrl(options.serverUrl, endpoint.id)
-    const backoff = new Backoff()
-    let delay = 0
+    const healthyAfter = Duration.toMillis(options.healthyAfter)
 
     const forward = makeForwarder(
       endpoint,
-      options.forwardTimeout,
+      Duration.toMillis(options.forwardTimeout),
       (failure, detail) =>
         log(Effect.logWarning("forward failed").pipe(Effect.annotateLogs({ reason: failure, detail }))),
       forwardMetrics(endpoint.id),
@@ -83,32 +114,26 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
       ).pipe(Effect.annotateLogs("service", `https://${formatHostPort(endpoint)}`))
     }
 
-    for (;;) {
-      if (delay > 0) yield* Effect.sleep(delay)
+    /** One session, from connect to its end; fails when a retry should wait (see Unsettled) or cannot help. */
+    const session = Effect.gen(function* () {
       const sessionScope = yield* Scope.fork(endpointScope, ExecutionStrategy.sequential)
       const connected = yield* tunnel
         .connect(url, options.headers ?? {}, options.tls, options.proxy)
         .pipe(Scope.extend(sessionScope), Effect.either)
       if (connected._tag === "Left") {
         yield* Scope.close(sessionScope, Exit.void)
-        const error = connected.left
-        const verdict = judgeConnectFailure(error, options.serverUrl)
-        if (verdict._tag === "Stop") {
+        const verdict = judgeConnectFailure(connected.left, options.serverUrl)
+        if (verdict._tag === "Stop")
           return yield* new AgentError({
             reason: verdict.reason,
             endpointId: endpoint.id,
             message: verdict.message,
           })
-        }
-        delay = backoff.next()
-        yield* Effect.logWarning("failed to connect to server; retrying").pipe(
-          Effect.annotateLogs({ error: error.message, "retry-in-ms": delay }),
-        )
-        continue
+        return yield* new Unsettled({ reason: "connect failed", message: connected.left.message })
       }
       const session = connected.right
       yield* session.serveStreams(forward).pipe(Scope.extend(sessionScope))
-      const connectedAt = Date.now()
+      const connectedAt = yield* Clock.currentTimeMillis
       yield* Effect.logInfo("connected").pipe(Effect.annotateLogs("url", url))
 
       const outcome = yield* Effect.raceFirst(
@@ -121,19 +146,24 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
           draining,
           session.closed.pipe(Effect.ensuring(Scope.close(sessionScope, Exit.void))),
         )
-        backoff.reset()
-        delay = 0
-        continue
+        return
       }
       yield* Scope.close(sessionScope, Exit.void)
-      yield* Effect.logWarning("disconnected").pipe(
-        Effect.annotateLogs("reason", describeClose(outcome.reason)),
-      )
-      if (Date.now() - connectedAt >= options.healthyAfter) {
-        backoff.reset()
-        delay = 0
-      } else delay = backoff.next()
-    }
+      const reason = describeClose(outcome.reason)
+      if ((yield* Clock.currentTimeMillis) - connectedAt < healthyAfter)
+        return yield* new Unsettled({ reason: "disconnected", message: reason })
+      yield* Effect.logWarning("disconnected").pipe(Effect.annotateLogs("reason", reason))
+    })
+
+    return yield* session.pipe(
+      Effect.tapErrorTag("Unsettled", (error) =>
+        Effect.logWarning(retryingLog[error.reason]).pipe(Effect.annotateLogs("error", error.message)),
+      ),
+      Effect.retry({ schedule: reconnectDelays, while: (error) => error._tag === "Unsettled" }),
+      Effect.forever,
+      // reconnectDelays never ends, so only an AgentError (retrying cannot help) gets past the retry.
+      Effect.catchTag("Unsettled", Effect.die),
+    )
   }).pipe(Effect.scoped, Effect.annotateLogs({ subsystem: "agent", "endpoint-id": endpoint.id }))
 
 /**

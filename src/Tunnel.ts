@@ -2,7 +2,7 @@ import type * as http from "node:http"
 import { type IncomingMessage, STATUS_CODES } from "node:http"
 import type { createConnection } from "node:net"
 import type { Duplex } from "node:stream"
-import { Context, Duration, Effect, Layer, Queue, Schema, type Scope } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Queue, Schema, type Scope } from "effect"
 import WebSocket from "ws"
 import { attachWebSocket } from "./Tunnel/internal/ClientWebSocket.js"
 import { connectThroughProxy } from "./Tunnel/internal/ForwardProxy.js"
@@ -149,10 +149,9 @@ const heartbeat = (session: TunnelSession, settings: HeartbeatSettings) =>
   )
 
 const expiry = (session: TunnelSession, expiresAt: number) =>
-  Effect.suspend(() => Effect.sleep(Duration.millis(Math.max(0, expiresAt - Date.now())))).pipe(
-    Effect.zipRight(session.goAway),
-    Effect.zipRight(session.close("token expired")),
-  )
+  Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.sleep(Duration.millis(Math.max(0, expiresAt - now))),
+  ).pipe(Effect.zipRight(session.goAway), Effect.zipRight(session.close("token expired")))
 
 /**
  * Ties a session to the scope: heartbeats (and the expiry) run while it lives, and the scope's end closes it and
