@@ -13,6 +13,7 @@ import {
 import { type ForwardTarget, makeForwarder } from "./Agent/Forwarder.js"
 import { judgeConnectFailure } from "./Agent/ServerAnswer.js"
 import { formatHostPort } from "./Domain/Address.js"
+import type { EndpointId } from "./Domain/EndpointId.js"
 import { forwardMetrics } from "./Metrics/Agent.js"
 import { type ClientTls, describeClose, Tunnel } from "./Tunnel.js"
 
@@ -34,7 +35,7 @@ export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
  * or an HTTP server in this process.
  */
 export type AgentEndpointOptions = ForwardTarget & {
-  readonly id: string
+  readonly id: EndpointId
 }
 
 export interface AgentOptions {

@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises"
-import { Context, Effect, Either } from "effect"
+import { Effect, Either } from "effect"
 import { parse as parseYaml } from "yaml"
 import { describeSystemError } from "./internal/SystemError.js"
 import type { agentSettings } from "./PicoConfig/Agent.js"
@@ -17,12 +17,6 @@ export { serverConfigProblem, serverSettings } from "./PicoConfig/Server.js"
 export type ServerConfigShape = Resolved<typeof serverSettings>
 export type AgentConfigShape = Resolved<typeof agentSettings>
 export type LogConfigShape = ServerConfigShape["log"]
-
-/** The validated settings of a `pico server` node. */
-export class ServerConfig extends Context.Tag("pico/ServerConfig")<ServerConfig, ServerConfigShape>() {}
-
-/** The validated settings of a `pico agent`. */
-export class AgentConfig extends Context.Tag("pico/AgentConfig")<AgentConfig, AgentConfigShape>() {}
 
 export interface LoadOptions {
   /** Raw flag values keyed by flag name (only the flags that were given). */

@@ -59,7 +59,7 @@ beforeAll(async () => {
   embedded = Effect.runFork(
     Agent.run({
       serverUrl: `http://127.0.0.1:${upstreamPort}`,
-      endpoints: [{ id: "public-app", server: app }],
+      endpoints: [{ id: EndpointId("public-app"), server: app }],
       forwardTimeout: 10_000,
       healthyAfter: 10_000,
     }).pipe(Effect.provide(Tunnel.layer(heartbeat)), Effect.provide(testLogger)),
@@ -89,7 +89,7 @@ describe("Pico as a library", () => {
     const refused = await Effect.runPromise(
       Agent.run({
         serverUrl: `http://127.0.0.1:${Context.get(context, UpstreamListener.UpstreamServer).address.port}`,
-        endpoints: [{ id: "private-app", host: "127.0.0.1", port: 1 }],
+        endpoints: [{ id: EndpointId("private-app"), host: "127.0.0.1", port: 1 }],
         forwardTimeout: 10_000,
         healthyAfter: 10_000,
       }).pipe(Effect.provide(Tunnel.layer(heartbeat)), Effect.provide(testLogger), Effect.flip),

@@ -1,6 +1,6 @@
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import * as PicoConfig from "../PicoConfig.js"
-import { agentProgram } from "../programs/agent.js"
+import { agentLayer } from "../programs/agent.js"
 import { loadSettings, reportConfigError, withLogging } from "./Program.js"
 import type { Runner } from "./Spec.js"
 
@@ -15,7 +15,7 @@ export const run: Runner = (invocation) =>
       yield* reportConfigError(error)
       return yield* error
     }
-    return yield* agentProgram(config).pipe(
+    return yield* Layer.launch(agentLayer(config)).pipe(
       withLogging("agent", PicoConfig.agentSettings, config, invocation.version),
     )
   })

@@ -1,12 +1,12 @@
 import * as Either from "effect/Either"
 import { bindAddrProblem, parseHostPort } from "../Domain/Address.js"
-import { endpointIdRule, isValidEndpointId } from "../Domain/EndpointId.js"
+import { type EndpointId, endpointIdRule, isValidEndpointId } from "../Domain/EndpointId.js"
 import { logSettings } from "./Server.js"
 import * as Setting from "./Setting.js"
 
 /** One `--endpoints` entry: the endpoint id to register and the local service to forward its requests to. */
 export interface AgentEndpoint {
-  readonly id: string
+  readonly id: EndpointId
   readonly host: string
   readonly port: number
   /** The service speaks HTTPS: the agent connects to it with TLS (see --forwarder.tls.*). */

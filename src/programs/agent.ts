@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises"
-import { Duration, Effect, Either, Layer } from "effect"
+import { Effect, Either, Layer } from "effect"
 import * as Agent from "../Agent.js"
 import * as AgentAdmin from "../AgentAdmin.js"
 import { parseHostPort } from "../Domain/Address.js"
@@ -64,28 +64,37 @@ const serverProxy = (serverUrl: string) =>
           ),
   })
 
-/**
- * `pico agent`: one tunnel per configured endpoint, until interrupted, refused by the server, or shown that
- * --server.url is not an upstream port.
- */
-export const agentProgram = (config: AgentConfigShape) =>
+/** The tunnels: one per configured endpoint, until interrupted, refused, or shown the wrong port. */
+const runTunnels = (config: AgentConfigShape) =>
   Effect.gen(function* () {
     const apiKey = yield* readSecretValue(config.auth.apiKey, "auth.api-key")
     const proxy = yield* serverProxy(config.server.url)
     return yield* Agent.run({
       endpoints: yield* endpointTargets(config),
       serverUrl: config.server.url,
-      forwardTimeout: Duration.toMillis(config.forwarder.timeout),
-      healthyAfter: Duration.toMillis(config.server.heartbeatInterval),
+      forwardTimeout: config.forwarder.timeout,
+      healthyAfter: config.server.heartbeatInterval,
       headers: apiKey === undefined ? {} : { authorization: `Bearer ${apiKey}` },
       tls: yield* clientTls(config),
       ...(proxy === undefined ? {} : { proxy }),
     })
-  }).pipe(
-    Effect.provide(
-      Tunnel.layer({ interval: config.server.heartbeatInterval, timeout: config.server.heartbeatTimeout }),
-    ),
-    Effect.provide(adminLayer(config.admin.bindAddr)),
+  })
+
+/** WebSocket tunnels to the server, with the configured heartbeats. */
+export const tunnelLayer = (config: AgentConfigShape): Layer.Layer<Tunnel.Tunnel> =>
+  Tunnel.layer({ interval: config.server.heartbeatInterval, timeout: config.server.heartbeatTimeout })
+
+/**
+ * `pico agent` as a layer graph: the tunnels over `tunnel` (WebSockets by default; `Tunnel.layerMemory` in
+ * tests), beside the admin port. Launched, it runs until interrupted, and fails when retrying cannot help.
+ */
+export const agentLayer = (
+  config: AgentConfigShape,
+  tunnel: Layer.Layer<Tunnel.Tunnel> = tunnelLayer(config),
+): Layer.Layer<never, Agent.AgentError | ConfigError | ListenError> =>
+  Layer.effectDiscard(runTunnels(config)).pipe(
+    Layer.provide(tunnel),
+    Layer.merge(adminLayer(config.admin.bindAddr)),
   )
 
 /** The agent's /health and /metrics, when --admin.bind-addr asks for them. */

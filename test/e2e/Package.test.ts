@@ -72,8 +72,33 @@ describe(`the ${packageJson.name} package, installed from its tarball into an em
     expect(refused).toContain("ERESOLVE")
   })
 
+  it("runs docs/library.md's examples that swap one layer of each program, as written", async () => {
+    for (const name of ["cluster-in-memory.mjs", "agent-in-memory.mjs", "status-canned.mjs"])
+      writeFileSync(join(app, name), examples.get(name) as string)
+    const outputs = await Promise.all(
+      ["cluster-in-memory.mjs", "agent-in-memory.mjs", "status-canned.mjs"].map(async (name) => {
+        const example = node(name, [], { cwd: app })
+        expect(await example.exited, `${name}: ${example.text()}`).toBe(0)
+        return example.text()
+      }),
+    )
+    expect(outputs[0]).toBe("answered through node 1 for /hello\n")
+    expect(outputs[1]).toBe("the agent connected to ws://localhost:8001/pico/v1/listener/app\n")
+    expect(outputs[2]).toBe(
+      "nodes:\n- id: pico-1-abcdefg\n  status: active\n  proxy_addr: 10.0.0.1:8000\n  admin_addr: 10.0.0.1:8002\n" +
+        "  endpoints: 1\n  upstreams: 2\n",
+    )
+  })
+
   it("runs docs/library.md's examples as written: a node from a YAML file, an embedded agent, custom auth", async () => {
-    expect([...examples.keys()]).toEqual(["embed.mjs", "own-auth.mjs", "server.mjs"])
+    expect([...examples.keys()]).toEqual([
+      "embed.mjs",
+      "own-auth.mjs",
+      "server.mjs",
+      "cluster-in-memory.mjs",
+      "agent-in-memory.mjs",
+      "status-canned.mjs",
+    ])
     for (const [name, code] of examples) writeFileSync(join(app, name), code)
 
     // server.mjs reads the YAML file pico server --config.path would.

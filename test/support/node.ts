@@ -107,7 +107,11 @@ export const startAgent = (
   const fiber = Effect.runFork(
     Agent.run({
       serverUrl,
-      endpoints: Object.entries(endpoints).map(([id, port]) => ({ id, host: "127.0.0.1", port })),
+      endpoints: Object.entries(endpoints).map(([id, port]) => ({
+        id: EndpointId(id),
+        host: "127.0.0.1",
+        port,
+      })),
       forwardTimeout: 10_000,
       healthyAfter: 1000,
       ...options,
