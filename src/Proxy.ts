@@ -3,20 +3,32 @@ import * as https from "node:https"
 import type { AddressInfo, Socket } from "node:net"
 import type { Duplex } from "node:stream"
 import { Context, Duration, Effect, FiberSet, Layer, Option } from "effect"
+import * as AccessLog from "./AccessLog.js"
 import { Auth, type AuthError } from "./Auth.js"
 import { ClusterKeys } from "./ClusterKeys.js"
 import { dialAddress, type HostPort } from "./Domain/Address.js"
 import { type EndpointId, isValidEndpointId } from "./Domain/EndpointId.js"
+import { Inspector } from "./Inspector.js"
 import { errorBody, writeJsonToSocket } from "./internal/JsonResponse.js"
 import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
+import type { ConfigError } from "./PicoConfig/ConfigError.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
 import { endpointIdFromHeaders } from "./Proxy/EndpointId.js"
 import { ProxyError, writeError } from "./Proxy/Errors.js"
-import { type Attempt, type AttemptOutcome, attempt, type Exchange, hasNoBody } from "./Proxy/Forward.js"
-import { type HeaderPolicy, upstreamRequestHeaders } from "./Proxy/Headers.js"
+import {
+  type Attempt,
+  type AttemptOutcome,
+  attempt,
+  type Exchange,
+  hasNoBody,
+  newExchange,
+  type UpgradeTarget,
+} from "./Proxy/Forward.js"
+import { forwardedByHeader, type HeaderPolicy, upstreamRequestHeaders } from "./Proxy/Headers.js"
 import * as ProxyMetrics from "./Proxy/Metrics.js"
 import * as PassThrough from "./Proxy/PassThrough.js"
 import * as PeerProof from "./Proxy/PeerProof.js"
+import { requestIdOf } from "./Proxy/RequestId.js"
 import { normalizeTarget } from "./Proxy/RequestTarget.js"
 import { type ClusterNode, Registry } from "./Registry.js"
 import { Shutdown } from "./Shutdown.js"
@@ -47,6 +59,8 @@ export interface ProxyOptions {
   readonly idleTimeout?: Duration.DurationInput
   /** TLS to peer nodes, whose proxy ports serve TLS: a CA to verify them, and a certificate to present. */
   readonly peerTls?: PeerTls | undefined
+  /** One line per exchange (AccessLog.ts); on, to stderr, by default. */
+  readonly accessLog?: AccessLog.AccessLogSettings | undefined
 }
 
 /** How a node connects to its peers' TLS proxy ports. */
@@ -101,6 +115,9 @@ const proxyCredential = (
 const isSupportedUpgrade = (req: http.IncomingMessage): boolean =>
   req.headers.upgrade?.toLowerCase() === "websocket"
 
+/** Recorded for a request whose client went away before a response started (nginx's convention). */
+const CLIENT_CLOSED_REQUEST = 499
+
 /** How many other local upstreams (or pooled streams) a request without a spent body may try. */
 const LOCAL_RETRIES = 2
 
@@ -115,6 +132,11 @@ const failureFor = (last: AttemptOutcome | undefined): ProxyError =>
 export const make = (options: ProxyOptions) =>
   Effect.gen(function* () {
     const registry = yield* Registry
+    const inspector = yield* Inspector
+    const accessLog = yield* AccessLog.make(
+      options.accessLog ?? AccessLog.defaultAccessLogSettings,
+      inspector.nodeId,
+    )
     const shutdown = yield* Shutdown
     const guard = (yield* Auth).proxy
     // Optional, so a library user composing a node without a cluster key need not provide one.
@@ -147,15 +169,18 @@ export const make = (options: ProxyOptions) =>
       return Effect.as(guard.authorize(header, endpointId), stripAuthorization)
     }
 
-    const answerFailure = (
-      error: ProxyError | AuthError,
-      endpointId: string | undefined,
-      res: http.ServerResponse,
-    ) => logFailure(error, endpointId).pipe(Effect.zipRight(Effect.sync(() => writeError(res, error))))
+    const answerFailure = (error: ProxyError | AuthError, exchange: Exchange) => {
+      exchange.failure = error.reason
+      return logFailure(error, exchange.endpointId).pipe(
+        Effect.zipRight(Effect.sync(() => writeError(exchange.res, error))),
+      )
+    }
 
     /** The request as sent to a peer node: the client described, Pico's credentials kept, the hop proved. */
     const peerAttempt = (exchange: Exchange, node: ClusterNode, headers: Array<string>): Attempt => {
       metrics.forwardedRemote(node.id)
+      exchange.route = "forwarded"
+      exchange.via = node.id
       return {
         agent: peerAgent,
         target: dialAddress(node.proxyAddr),
@@ -167,12 +192,13 @@ export const make = (options: ProxyOptions) =>
 
     const peerHeaders = (exchange: Exchange): Array<string> | undefined => {
       const { req } = exchange
-      const headers = upstreamRequestHeaders(req, {
-        keepUpgrade: exchange.upgrade !== undefined,
-        credentials: "forward",
-        fromPeer: false,
-      })
+      const headers = upstreamRequestHeaders(
+        req,
+        { keepUpgrade: exchange.upgrade !== undefined, credentials: "forward", fromPeer: false },
+        exchange.requestId,
+      )
       if (headers === undefined) return undefined
+      headers.push(forwardedByHeader, inspector.nodeId)
       headers.push(PeerProof.forwardHeader, proof.sign(req.method ?? "", req.url ?? "", headers))
       if (!hasNoBody(req)) headers.push("Expect", "100-continue")
       return headers
@@ -203,6 +229,8 @@ export const make = (options: ProxyOptions) =>
           if (upstream !== undefined) {
             localRetries--
             metrics.forwardedLocal()
+            exchange.route = "local"
+            exchange.via = upstream.remoteAddr
             last = yield* attempt(exchange, {
               agent: upstream.session.httpAgent,
               headers: localHeaders,
@@ -240,13 +268,15 @@ export const make = (options: ProxyOptions) =>
           credentials: stripAuthorization ? "strip authorization" : "strip",
           fromPeer: fromPeer && proof.verify(req),
         }
-        const localHeaders = upstreamRequestHeaders(req, policy)
+        const localHeaders = upstreamRequestHeaders(req, policy, exchange.requestId)
         if (localHeaders === undefined)
           return Effect.fail(new ProxyError({ reason: "duplicate host header" }))
         // The hot path: one local attempt, no generator, no waiting.
         const upstream = registry.pickLocal(endpointId)
         if (upstream === undefined) return retry(exchange, endpointId, localHeaders, fromPeer, undefined)
         metrics.forwardedLocal()
+        exchange.route = "local"
+        exchange.via = upstream.remoteAddr
         return Effect.flatMap(
           attempt(exchange, {
             agent: upstream.session.httpAgent,
@@ -260,79 +290,98 @@ export const make = (options: ProxyOptions) =>
         )
       })
 
-    const serve = (
-      req: http.IncomingMessage,
-      res: http.ServerResponse,
-      upgrade: Exchange["upgrade"],
-    ): Effect.Effect<void> => {
+    const serve = (exchange: Exchange): Effect.Effect<void> => {
+      const { req } = exchange
+      exchange.requestId = requestIdOf(req)
       if (!normalizeTarget(req))
-        return answerFailure(new ProxyError({ reason: "invalid request target" }), undefined, res)
+        return answerFailure(new ProxyError({ reason: "invalid request target" }), exchange)
       const endpointId = endpointIdFromHeaders(req.headers)
       if (endpointId === undefined)
-        return answerFailure(new ProxyError({ reason: "missing pico endpoint id" }), endpointId, res)
+        return answerFailure(new ProxyError({ reason: "missing pico endpoint id" }), exchange)
       if (!isValidEndpointId(endpointId))
-        return answerFailure(new ProxyError({ reason: "invalid endpoint id" }), undefined, res)
-      if (upgrade !== undefined && !isSupportedUpgrade(req)) {
+        return answerFailure(new ProxyError({ reason: "invalid endpoint id" }), exchange)
+      exchange.endpointId = endpointId
+      // Captured where the client's request arrived: a peer's forwarded copy was captured by that peer.
+      const capture = inspector.captureOf(endpointId)
+      if (capture !== undefined && req.headers[PeerProof.forwardHeader] === undefined)
+        exchange.capture = capture.begin(exchange)
+      if (exchange.upgrade !== undefined && !isSupportedUpgrade(req)) {
         const detail = `upgrade to ${req.headers.upgrade ?? ""}`
-        return answerFailure(new ProxyError({ reason: "unsupported upgrade", detail }), endpointId, res)
-      }
-      const exchange: Exchange = {
-        req,
-        res,
-        upgrade,
-        gatewayTimeout,
-        routeDeadline: Date.now() + gatewayTimeout,
-        idleTimeout,
-        closeConnection: shutdown.isDraining,
-        bodySpent: false,
+        return answerFailure(new ProxyError({ reason: "unsupported upgrade", detail }), exchange)
       }
       const forwarded =
         guard === undefined
           ? route(exchange, endpointId)(false)
           : Effect.flatMap(authorize(req, endpointId), route(exchange, endpointId))
-      return Effect.catchAll(forwarded, (error) => answerFailure(error, endpointId, res))
+      return Effect.catchAll(forwarded, (error) => answerFailure(error, exchange))
     }
 
+    /** The client's status: what it was sent, or 499 when it went away before a response started. */
+    const clientStatus = (res: http.ServerResponse) =>
+      res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST
+
+    /** The exchange is over for the client (or switched protocols): count, capture and log it. */
+    const finished = (exchange: Exchange, logNow: boolean, status = clientStatus(exchange.res)) => {
+      metrics.requestEnded(status, exchange.started)
+      inspector.count(exchange, exchange.req.headers[PeerProof.forwardHeader] !== undefined)
+      exchange.capture?.finish(exchange, status)
+      if (logNow) accessLog?.(exchange, status)
+    }
+
+    const exchangeFor = (
+      req: http.IncomingMessage,
+      res: http.ServerResponse,
+      upgrade: UpgradeTarget | undefined,
+    ) => newExchange(req, res, upgrade, { gatewayTimeout, idleTimeout }, shutdown.isDraining)
+
     // The hot path: one fiber, no per-request log annotations (added only on failure), no auth work when the
-    // port is open, metrics updated without allocating.
+    // port is open, metrics updated without allocating, and a capture only when its endpoint's is on.
     const handle = (req: http.IncomingMessage, res: http.ServerResponse): Effect.Effect<void> => {
-      const started = performance.now()
+      const exchange = exchangeFor(req, res, undefined)
       const done = shutdown.begin()
       res.once("close", () => {
         done()
-        metrics.requestEnded(res, started)
+        finished(exchange, true)
       })
-      return serve(req, res, undefined)
+      return serve(exchange)
     }
 
     /**
      * An upgrade request is forwarded as a request; it becomes a pass-through pipe only if the upstream answers
      * 101. Until then it is answered like any request, on a response bound to the raw connection, which closes
-     * after that answer: bytes the client sent behind it are never parsed as another request.
+     * after that answer: bytes the client sent behind it are never parsed as another request. A pass-through is
+     * logged when it closes, with the bytes it carried.
      */
     const handleUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): Effect.Effect<void> => {
-      const started = performance.now()
       const done = shutdown.begin()
       const res = new http.ServerResponse(req)
       res.shouldKeepAlive = false
       res.assignSocket(socket as Socket)
       socket.on("error", () => socket.destroy())
-      const ended = () => {
+      let over = false
+      const ended = (logNow: boolean, status?: number) => {
+        if (over) return
+        over = true
         done()
-        metrics.requestEnded(res, started)
+        finished(exchange, logNow, status)
       }
       res.once("finish", () => {
         res.detachSocket(socket as Socket)
         socket.end()
-        ended()
+        ended(true)
       })
-      res.once("close", ended)
+      res.once("close", () => ended(true))
       const switched = (client: Duplex, upstream: Duplex) => {
         res.statusCode = 101
-        passThroughs.open(client, upstream, true)
-        ended()
+        passThroughs.open(client, upstream, true, (fromClient, toClient) => {
+          exchange.bytesIn = fromClient
+          exchange.bytesOut = toClient
+          accessLog?.(exchange, 101)
+        })
+        ended(false, 101)
       }
-      return serve(req, res, { socket, head, switched })
+      const exchange = exchangeFor(req, res, { socket, head, switched })
+      return serve(exchange)
     }
 
     /** A peer that asks first (Expect: 100-continue) learns at once, before sending a body, if the route is stale. */
@@ -349,7 +398,9 @@ export const make = (options: ProxyOptions) =>
     return ProxyHandler.of({ handle, handleUpgrade, hasLocalUpstream, passThroughs })
   })
 
-export const layer = (options: ProxyOptions): Layer.Layer<ProxyHandler, never, Registry | Shutdown | Auth> =>
+export const layer = (
+  options: ProxyOptions,
+): Layer.Layer<ProxyHandler, ConfigError, Registry | Shutdown | Auth | Inspector> =>
   Layer.scoped(ProxyHandler, make(options))
 
 /** Answers CONNECT (a forward proxy's tunnel request), which a reverse proxy does not offer. */

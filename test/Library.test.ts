@@ -7,6 +7,7 @@ import {
   Auth,
   EndpointId,
   Gossip,
+  Inspector,
   Proxy,
   Registry,
   Shutdown,
@@ -41,7 +42,13 @@ const node = Layer.mergeAll(
 ).pipe(
   Layer.provide(Proxy.layer({ gatewayTimeout: 15_000 })),
   Layer.provideMerge(
-    Layer.mergeAll(Registry.layer, Shutdown.layer, Tunnel.layer(heartbeat), onlyPublicEndpoints),
+    Layer.mergeAll(
+      Registry.layer,
+      Shutdown.layer,
+      Tunnel.layer(heartbeat),
+      Inspector.layer(),
+      onlyPublicEndpoints,
+    ),
   ),
   Layer.provideMerge(Gossip.layerSingleNode()),
 )

@@ -2,6 +2,8 @@ import type * as http from "node:http"
 import { Context, Effect, Exit, Layer, Scope } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
 import * as Auth from "../src/Auth.js"
+import * as Gossip from "../src/Gossip.js"
+import * as Inspector from "../src/Inspector.js"
 import * as Proxy from "../src/Proxy.js"
 import { type ClusterNode, Registry } from "../src/Registry.js"
 import * as Shutdown from "../src/Shutdown.js"
@@ -43,8 +45,13 @@ const startProxy = async (peers: ReadonlyArray<ClusterNode>) => {
   const context = await Effect.runPromise(
     Layer.buildWithScope(
       Proxy.layerServer({ host: "127.0.0.1", port: 0 }).pipe(
-        Layer.provide(Proxy.layer({ gatewayTimeout: 5000 })),
-        Layer.provide(Layer.mergeAll(registry, Shutdown.layer, Auth.layerAllowAll, testLogger)),
+        Layer.provide(
+          Proxy.layer({ gatewayTimeout: 5000, accessLog: { enabled: false, file: "", query: false } }),
+        ),
+        Layer.provide(
+          Layer.mergeAll(registry, Shutdown.layer, Auth.layerAllowAll, Inspector.layer(), testLogger),
+        ),
+        Layer.provide(Gossip.layerSingleNode()),
       ),
       scope,
     ),

@@ -4,7 +4,7 @@ import { Effect, Option } from "effect"
 import { ClusterKeys } from "../ClusterKeys.js"
 import { dialAddress } from "../Domain/Address.js"
 import { jsonError, write } from "../internal/Router.js"
-import { type AttemptOutcome, attempt, type Exchange } from "../Proxy/Forward.js"
+import { type AttemptOutcome, attempt, newExchange } from "../Proxy/Forward.js"
 import { upstreamRequestHeaders } from "../Proxy/Headers.js"
 import { forwardHeader } from "../Proxy/PeerProof.js"
 import { Registry } from "../Registry.js"
@@ -16,6 +16,8 @@ const unauthenticatedCluster = jsonError(
   403,
   "forwarding credentials needs an authenticated cluster: set --gossip.secret-key on every node",
 )
+
+const keepConnection = () => false
 
 type Failed = Extract<AttemptOutcome, { readonly _tag: "Retry" }>
 
@@ -58,16 +60,13 @@ export const makeForward = (options: ForwardOptions) =>
         })
         if (headers === undefined) return write(res, jsonError(400, "duplicate host header"))
         headers.push(forwardHeader, "true")
-        const exchange: Exchange = {
+        const exchange = newExchange(
           req,
           res,
-          upgrade: undefined,
-          gatewayTimeout: options.timeout,
-          routeDeadline: Date.now() + options.timeout,
-          idleTimeout: options.timeout,
-          closeConnection: () => false,
-          bodySpent: false,
-        }
+          undefined,
+          { gatewayTimeout: options.timeout, idleTimeout: options.timeout },
+          keepConnection,
+        )
         const outcome = yield* attempt(exchange, {
           agent,
           target: dialAddress(node.adminAddr),

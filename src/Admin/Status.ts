@@ -85,11 +85,11 @@ export const makeStatusRoutes = Effect.gen(function* () {
         const remote = yield* registry.clusterNodes
         return json(200, [local, ...remote.map(remoteDetail)].map(summary).sort(byId))
       }),
-    "/status/cluster/nodes/:id": (id) =>
+    "/status/cluster/nodes/:id": ({ params: [id = ""] }) =>
       Effect.map(clusterNode(id), (node) => (node === undefined ? nodeNotFound : json(200, node))),
     "/status/gossip/nodes": () =>
       Effect.map(gossip.nodes, (nodes) => json(200, [...nodes].sort(byId).map(gossipSummary))),
-    "/status/gossip/nodes/:id": (id) =>
+    "/status/gossip/nodes/:id": ({ params: [id = ""] }) =>
       Effect.map(
         gossip.node(id === "local" ? gossip.nodeId : id),
         Option.match({

@@ -30,6 +30,8 @@ const server: CommandSpec = {
     server: "Shutdown",
     auth: "Upstream authentication (tokens agents present)",
     log: "Logging",
+    accessLog: "Access log (one line per proxied request)",
+    capture: "Capture (the request inspector)",
   },
   load: () => import("./ServerCommand.js").then((command) => command.run),
 }

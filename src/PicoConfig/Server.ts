@@ -105,6 +105,28 @@ export const serverSettings = {
   },
   auth: tokenSettings("upstream"),
   log: logSettings,
+  accessLog: {
+    enabled: Setting.boolean("One JSON line per proxied request or upgrade, whatever --log.level.", true),
+    file: Setting.string(
+      "Append access log lines to this file; empty: stderr, with the other logs.",
+      "",
+      "path",
+    ),
+    query: Setting.boolean("Log paths with their query strings, which may carry secrets.", false),
+  },
+  capture: {
+    endpoints: Setting.stringList("Endpoints captured from the start; pico capture starts and stops others."),
+    exchanges: Setting.integer("Exchanges kept per captured endpoint, in flight or done.", 100, 1, 10_000),
+    bodyKib: Setting.integer("KiB of each request and response body a capture keeps.", 32, 0, 1024),
+    redactHeaders: Setting.stringList("Headers a capture never keeps the value of.", [
+      "authorization",
+      "proxy-authorization",
+      "cookie",
+      "set-cookie",
+      "x-pico-authorization",
+      "x-api-key",
+    ]),
+  },
 }
 
 /** Settings that are fine alone but not together; undefined when the whole config is consistent. */

@@ -207,11 +207,12 @@ const listOf = <A>(
   decodeItem: (item: string) => Either.Either<A, string>,
   valueName: string,
   secret: boolean,
+  defaults: ReadonlyArray<A> = [],
 ) =>
   make<ReadonlyArray<A>>({
     description,
-    defaultValue: [],
-    defaultText: "",
+    defaultValue: defaults,
+    defaultText: defaults.join(","),
     valueName,
     repeated: true,
     secret,
@@ -258,4 +259,6 @@ export const secretList = (description: string, check: (item: string) => string 
     true,
   )
 
-export const stringList = (description: string) => list(description, (item) => Either.right(item))
+/** A list of strings; an empty flag value (`--flag=`) gives an empty list, replacing `defaults`. */
+export const stringList = (description: string, defaults: ReadonlyArray<string> = []) =>
+  listOf(description, (item) => Either.right(item), "list", false, defaults)

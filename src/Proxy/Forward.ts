@@ -4,6 +4,7 @@ import type { Socket } from "node:net"
 import type { Duplex } from "node:stream"
 import { Effect } from "effect"
 import type { HostPort } from "../Domain/Address.js"
+import type { Recording } from "../Inspector/Recording.js"
 import { ProxyError, picoErrorHeader } from "./Errors.js"
 import { clientResponseHeaders, responseHead } from "./Headers.js"
 
@@ -53,6 +54,9 @@ export interface UpgradeTarget {
   readonly switched: (client: Duplex, upstream: Duplex) => void
 }
 
+/** Which way an exchange went: through an upstream of this node, or to the peer node holding the endpoint. */
+export type Route = "local" | "forwarded"
+
 /** One client request being forwarded, across however many attempts it takes. */
 export interface Exchange {
   readonly req: http.IncomingMessage
@@ -68,6 +72,59 @@ export interface Exchange {
   readonly closeConnection: () => boolean
   /** Set once a byte of the body has gone to a target: from then on it cannot be retried elsewhere. */
   bodySpent: boolean
+
+  // --- What the access log and the capture report; plain fields, so observing costs no allocation ---
+
+  /** Epoch ms and performance.now() when the request arrived. */
+  readonly startedAt: number
+  readonly started: number
+  /** The request's x-request-id, kept or generated (Proxy/RequestId.ts); "" until known. */
+  requestId: string
+  endpointId: string | undefined
+  /** Body bytes read from the client, and written to it (after an upgrade: bytes piped each way). */
+  bytesIn: number
+  bytesOut: number
+  /** Milliseconds from sending the request to the target that answered until its response head; -1: none. */
+  upstreamMs: number
+  route: Route | undefined
+  /** The upstream's address (route "local") or the peer's node id ("forwarded") the last attempt went to. */
+  via: string
+  /** Why Pico answered itself (a ProxyFailure or AuthError reason), if it did. */
+  failure: string | undefined
+  /** The recording of this exchange when its endpoint is being captured (see Inspector). */
+  capture: Recording | undefined
+}
+
+/** A new exchange for `req`, timed from now, before anything is known of where it goes. */
+export const newExchange = (
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  upgrade: UpgradeTarget | undefined,
+  timeouts: { readonly gatewayTimeout: number; readonly idleTimeout: number },
+  closeConnection: () => boolean,
+): Exchange => {
+  const startedAt = Date.now()
+  return {
+    req,
+    res,
+    upgrade,
+    gatewayTimeout: timeouts.gatewayTimeout,
+    routeDeadline: startedAt + timeouts.gatewayTimeout,
+    idleTimeout: timeouts.idleTimeout,
+    closeConnection,
+    bodySpent: false,
+    startedAt,
+    started: performance.now(),
+    requestId: "",
+    endpointId: undefined,
+    bytesIn: 0,
+    bytesOut: 0,
+    upstreamMs: -1,
+    route: undefined,
+    via: "",
+    failure: undefined,
+    capture: undefined,
+  }
 }
 
 const isStaleRoute = (res: http.IncomingMessage): boolean =>
@@ -94,6 +151,7 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
     const fail = (reason: ProxyError["reason"], detail?: string) =>
       settle(Effect.fail(new ProxyError(detail === undefined ? { reason } : { reason, detail })))
     const bodiless = hasNoBody(req)
+    const sentAt = performance.now()
 
     const upstreamReq = (target.tls === true ? https.request : http.request)({
       method: req.method,
@@ -139,6 +197,8 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
       if (target.target !== undefined && !exchange.bodySpent && isStaleRoute(upstreamRes))
         return retryOrFail("stale route", "peer no longer has the endpoint")
       clearTimeout(timer)
+      exchange.upstreamMs = performance.now() - sentAt
+      exchange.capture?.response(upstreamRes)
       // Answered before the client finished sending: the rest of its body must not be read as a next request.
       const close = exchange.closeConnection() || upgrade !== undefined || !req.complete
       res.writeHead(
@@ -149,6 +209,10 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
       // Cut mid-body (the session died): the client must see a broken connection, not a short "complete" body.
       upstreamRes.on("error", () => res.destroy())
       upstreamRes.on("aborted", () => res.destroy())
+      upstreamRes.on("data", (chunk: Buffer) => {
+        exchange.bytesOut += chunk.length
+        exchange.capture?.addResponseBody(chunk)
+      })
       upstreamRes.pipe(res)
     })
     if (upgrade !== undefined) {
@@ -156,6 +220,8 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
         "upgrade",
         (upstreamRes: http.IncomingMessage, upstream: Duplex, upstreamHead: Buffer) => {
           clearTimeout(timer)
+          exchange.upstreamMs = performance.now() - sentAt
+          exchange.capture?.response(upstreamRes)
           res.detachSocket(upgrade.socket as Socket)
           upgrade.socket.write(responseHead(upstreamRes))
           if (upstreamHead.length > 0) upgrade.socket.write(upstreamHead)
@@ -185,6 +251,11 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
         () => fail("request body timeout"),
         () => fail("endpoint timeout"),
       )
+      // Added in the same tick as the pipe, so neither misses a chunk.
+      req.on("data", (chunk: Buffer) => {
+        exchange.bytesIn += chunk.length
+        exchange.capture?.addRequestBody(chunk)
+      })
       req.pipe(upstreamReq)
     }
     if (bodiless) upstreamReq.end()

@@ -22,7 +22,8 @@ const connectionListed = (connection: string | undefined): ReadonlySet<string> |
   return new Set(names.map((name) => name.trim()))
 }
 
-const clientIp = (req: http.IncomingMessage): string => {
+/** The client's address as the socket gives it, without the IPv4-mapped prefix; "" for an in-process one. */
+export const clientIp = (req: http.IncomingMessage): string => {
   const address = req.socket.remoteAddress ?? ""
   return address.startsWith("::ffff:") ? address.slice(7) : address
 }
@@ -47,15 +48,26 @@ export interface HeaderPolicy {
   readonly fromPeer: boolean
 }
 
+/** Says which node forwarded a request, for the receiving node's access log line. */
+export const forwardedByHeader = "x-pico-forwarded-by"
+
+/** Marks a replay of a captured request (its value: the original request id); see Inspector/Replay.ts. */
+export const replayHeader = "x-pico-replay"
+
+/** Pico's own markers between its nodes, which never reach a service. */
+const picoInternal = new Set(["x-pico-forward", forwardedByHeader, replayHeader])
+
 /**
  * The request headers for the next hop, as a flat raw list so repeated headers stay separate and their case and
  * order are kept. Hop-by-hop headers are dropped (see HeaderPolicy for what else), and X-Forwarded-For/-Proto/-Host
- * describe the client. Undefined when the request has two Host headers: which one names the endpoint would be a
- * guess that an attacker could exploit (RFC 9112 §3.2: 400).
+ * describe the client. With `requestId`, X-Request-Id carries it, in place of whatever the client sent. Undefined
+ * when the request has two Host headers: which one names the endpoint would be a guess that an attacker could
+ * exploit (RFC 9112 §3.2: 400).
  */
 export const upstreamRequestHeaders = (
   req: http.IncomingMessage,
   hop: HeaderPolicy,
+  requestId?: string,
 ): Array<string> | undefined => {
   const raw = req.rawHeaders
   const listed = connectionListed(req.headers.connection)
@@ -77,7 +89,7 @@ export const upstreamRequestHeaders = (
       if (lower === "x-pico-authorization") continue
       if (hop.credentials === "strip authorization" && lower === "authorization") continue
     }
-    if (lower === "x-pico-forward") continue
+    if (picoInternal.has(lower) || (requestId !== undefined && lower === "x-request-id")) continue
     if (hopByHop.has(lower) || listed?.has(lower) === true) {
       if (hop.keepUpgrade && lower === "upgrade") out.push(name, raw[i + 1] as string)
       continue
@@ -85,6 +97,7 @@ export const upstreamRequestHeaders = (
     out.push(name, raw[i + 1] as string)
   }
   if (hop.keepUpgrade) out.push("Connection", "Upgrade")
+  if (requestId !== undefined) out.push("X-Request-Id", requestId)
   if (!hop.fromPeer) {
     const ip = clientIp(req)
     out.push("X-Forwarded-For", forwardedFor === undefined ? ip : `${forwardedFor}, ${ip}`)

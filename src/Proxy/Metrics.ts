@@ -1,14 +1,13 @@
-import type * as http from "node:http"
 import { Effect } from "effect"
 import * as Metrics from "../Metrics.js"
 
-/** Recorded for a request whose client went away before a response started (nginx's convention). */
-const CLIENT_CLOSED_REQUEST = 499
-
 /** The proxy's metrics, updated synchronously from the request path; label sets are built once per value. */
 export interface ProxyMetrics {
-  /** The exchange is over (or the client left); `started` is performance.now() when the request arrived. */
-  readonly requestEnded: (res: http.ServerResponse, started: number) => void
+  /**
+   * The exchange is over (or the client left): `status` is what the client got (499: nothing), `started`
+   * performance.now() when the request arrived.
+   */
+  readonly requestEnded: (status: number, started: number) => void
   readonly forwardedLocal: () => void
   readonly forwardedRemote: (nodeId: string) => void
 }
@@ -19,11 +18,8 @@ export const make: Effect.Effect<ProxyMetrics> = Effect.map(Metrics.currentLabel
   // One entry per peer node id, as in the registry: ids are fresh per restart, so both grow slowly with restarts.
   const byTarget = Metrics.labelCache(node, "node_id", (nodeId: string) => nodeId)
   return {
-    requestEnded: (res, started) => {
-      Metrics.proxyRequests.unsafeUpdate(
-        1,
-        byStatus(res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST),
-      )
+    requestEnded: (status, started) => {
+      Metrics.proxyRequests.unsafeUpdate(1, byStatus(status))
       Metrics.proxyRequestDuration.unsafeUpdate((performance.now() - started) / 1000, node)
     },
     forwardedLocal: () => Metrics.proxyForwardedLocal.unsafeUpdate(1, node),

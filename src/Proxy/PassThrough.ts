@@ -11,8 +11,16 @@ const CLOSE_GRACE_MS = 1_000
  * cleanly: a WebSocket gets a close frame with 1001 (Going Away) in each direction, at a frame boundary.
  */
 export interface PassThroughs {
-  /** Pipes `client` and `upstream` together, both ways with backpressure, until either side ends. */
-  readonly open: (client: Duplex, upstream: Duplex, websocket: boolean) => void
+  /**
+   * Pipes `client` and `upstream` together, both ways with backpressure, until either side ends; then tells
+   * `closed` how many bytes went each way.
+   */
+  readonly open: (
+    client: Duplex,
+    upstream: Duplex,
+    websocket: boolean,
+    closed?: (fromClient: number, toClient: number) => void,
+  ) => void
   readonly count: () => number
   /** Completes once no pass-through is open. */
   readonly awaitNone: Effect.Effect<void>
@@ -26,7 +34,8 @@ const direction = (
   to: Duplex,
   frames: FrameBoundaries | undefined,
   goodbye: Buffer | undefined,
-): { readonly close: () => void } => {
+): { readonly close: () => void; readonly bytes: () => number } => {
+  let bytes = 0
   let closing = false
   let finished = false
   let waitingForDrain = false
@@ -35,6 +44,7 @@ const direction = (
     from.resume()
   }
   const write = (chunk: Buffer) => {
+    bytes += chunk.length
     if (!to.write(chunk) && !waitingForDrain) {
       waitingForDrain = true
       from.pause()
@@ -70,6 +80,7 @@ const direction = (
       closing = true
       if (frames === undefined || frames.atBoundary) finish()
     },
+    bytes: () => bytes,
   }
 }
 
@@ -82,7 +93,7 @@ export const make = (): PassThroughs => {
   }
 
   return {
-    open: (client, upstream, websocket) => {
+    open: (client, upstream, websocket, closed) => {
       const toClient = direction(
         upstream,
         client,
@@ -107,10 +118,14 @@ export const make = (): PassThroughs => {
       open.add(close)
       none.unsafeClose()
       // Either side failing or closing ends both; errors must be handled here or they would be thrown.
+      let ended = false
       const end = () => {
         client.destroy()
         upstream.destroy()
         removed(close)
+        if (ended) return
+        ended = true
+        closed?.(toUpstream.bytes(), toClient.bytes())
       }
       client.on("error", end)
       upstream.on("error", end)

@@ -7,10 +7,22 @@ export interface AdminResponse {
   readonly status: number
   readonly body: Buffer
   readonly contentType: string
+  readonly headers?: Readonly<Record<string, string>>
 }
 
-/** Answers one route; `param` is the last path segment of a "/:id" route, "" for the others. */
-export type Handler = (param: string) => Effect.Effect<AdminResponse>
+/** An answer that writes itself as it goes (an event stream), for as long as the client stays. */
+export interface StreamedResponse {
+  readonly stream: (res: http.ServerResponse) => Effect.Effect<void>
+}
+
+/** What a route is given: the request, the values of its ":name" segments in order, and the query. */
+export interface AdminRequest {
+  readonly req: http.IncomingMessage
+  readonly params: ReadonlyArray<string>
+  readonly query: URLSearchParams
+}
+
+export type Handler = (request: AdminRequest) => Effect.Effect<AdminResponse | StreamedResponse>
 
 export const json = (status: number, value: unknown): AdminResponse => ({
   status,
@@ -34,6 +46,7 @@ export const adminHeader = "x-pico-admin"
 
 export const write = (res: http.ServerResponse, response: AdminResponse): void => {
   res.writeHead(response.status, {
+    ...response.headers,
     "content-type": response.contentType,
     "content-length": response.body.length,
     [adminHeader]: "1",
@@ -41,40 +54,76 @@ export const write = (res: http.ServerResponse, response: AdminResponse): void =
   res.end(response.body)
 }
 
-const paramSuffix = "/:id"
+/** Headers for an answer written as it goes: never cached or buffered by a proxy on the way. */
+export const streamHeaders = {
+  "content-type": "text/event-stream",
+  "cache-control": "no-store",
+  "x-accel-buffering": "no",
+  [adminHeader]: "1",
+}
+
+interface Route {
+  readonly method: string
+  /** Literal segments, or undefined where a ":name" segment takes any one non-empty segment. */
+  readonly segments: ReadonlyArray<string | undefined>
+  readonly handler: Handler
+}
+
+const parseRoute = (key: string, handler: Handler): Route => {
+  const [method, pattern] = key.includes(" ") ? (key.split(" ") as [string, string]) : ["GET", key]
+  return {
+    method,
+    segments: pattern.split("/").map((segment) => (segment.startsWith(":") ? undefined : segment)),
+    handler,
+  }
+}
+
+/** The decoded ":name" values of `route` for `segments`, or undefined when the path is not the route's. */
+const match = (route: Route, segments: ReadonlyArray<string>): Array<string> | undefined => {
+  if (route.segments.length !== segments.length) return undefined
+  const params: Array<string> = []
+  for (const [i, expected] of route.segments.entries()) {
+    const segment = segments[i] as string
+    if (expected === undefined) {
+      if (segment === "") return undefined
+      try {
+        params.push(decodeURIComponent(segment))
+      } catch {
+        // Malformed percent-encoding names nothing that exists.
+        return undefined
+      }
+    } else if (expected !== segment) return undefined
+  }
+  return params
+}
 
 /**
- * Answers GET and HEAD requests from `routes`, 404 otherwise. A path matches an exact route
- * ("/status/gossip/nodes") or a route ending in "/:id" whose prefix matches and whose last segment is one
- * non-empty segment ("/status/gossip/nodes/pico-1-abcdefg").
+ * Answers requests from `routes`, keyed "METHOD /path" ("/path" alone is GET, which also answers HEAD), where a
+ * ":name" segment matches any one non-empty segment ("/status/gossip/nodes/:id"). An unknown path is 404, a known
+ * path asked with another method 405.
  */
 export const makeRouter = (
   routes: Readonly<Record<string, Handler>>,
-): ((req: http.IncomingMessage, res: http.ServerResponse, path: string) => Effect.Effect<void>) => {
-  const exact = new Map<string, Handler>()
-  const prefixed = new Map<string, Handler>()
-  for (const [pattern, handler] of Object.entries(routes)) {
-    if (pattern.endsWith(paramSuffix)) prefixed.set(pattern.slice(0, -paramSuffix.length + 1), handler)
-    else exact.set(pattern, handler)
-  }
-  const find = (path: string): Effect.Effect<AdminResponse> | undefined => {
-    const handler = exact.get(path)
-    if (handler !== undefined) return handler("")
-    const slash = path.lastIndexOf("/")
-    const param = path.slice(slash + 1)
-    const withParam = prefixed.get(path.slice(0, slash + 1))
-    if (withParam === undefined || param === "") return undefined
-    try {
-      return withParam(decodeURIComponent(param))
-    } catch {
-      // Malformed percent-encoding names nothing that exists.
-      return undefined
+): ((
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  path: string,
+  query?: URLSearchParams,
+) => Effect.Effect<void>) => {
+  const table = Object.entries(routes).map(([key, handler]) => parseRoute(key, handler))
+  return (req, res, path, query = new URLSearchParams()) => {
+    const segments = path.split("/")
+    const method = req.method === "HEAD" ? "GET" : (req.method ?? "")
+    let pathKnown = false
+    for (const route of table) {
+      const params = match(route, segments)
+      if (params === undefined) continue
+      pathKnown = true
+      if (route.method !== method) continue
+      return Effect.flatMap(route.handler({ req, params, query }), (response) =>
+        "stream" in response ? response.stream(res) : Effect.sync(() => write(res, response)),
+      )
     }
-  }
-  return (req, res, path) => {
-    const response = req.method === "GET" || req.method === "HEAD" ? find(path) : undefined
-    return response === undefined
-      ? Effect.sync(() => write(res, notFound))
-      : Effect.map(response, (done) => write(res, done))
+    return Effect.sync(() => write(res, pathKnown ? jsonError(405, "method not allowed") : notFound))
   }
 }

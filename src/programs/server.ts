@@ -9,6 +9,7 @@ import * as Drain from "../Drain.js"
 import { joinOnStartup } from "../Gossip/Join.js"
 import * as NetTransport from "../Gossip/NetTransport.js"
 import * as Gossip from "../Gossip.js"
+import * as Inspector from "../Inspector.js"
 import type { ListenError } from "../internal/Listen.js"
 import * as Metrics from "../Metrics.js"
 import { loadClusterKeys, loadTokenKeys, type TlsFiles, tlsFiles } from "../PicoConfig/KeyMaterial.js"
@@ -157,6 +158,7 @@ export const serverLayer = (
             timeout: config.upstream.heartbeatTimeout,
           }),
           Auth.layer(auth),
+          Inspector.layer(config.capture),
         ).pipe(Layer.provideMerge(gossip), Layer.provideMerge(ClusterKeys.layer(keyring)))
         const listeners = Layer.mergeAll(
           Proxy.layerServer(config.proxy.bindAddr, tls.proxy, config.proxy),
@@ -171,6 +173,7 @@ export const serverLayer = (
               gatewayTimeout: config.proxy.gatewayTimeout,
               idleTimeout: config.proxy.idleTimeout,
               peerTls,
+              accessLog: config.accessLog,
             }),
           ),
         )
@@ -197,3 +200,4 @@ export type ServerServices =
   | Auth.Auth
   | ClusterKeys.ClusterKeys
   | Gossip.Gossip
+  | Inspector.Inspector

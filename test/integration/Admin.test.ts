@@ -107,14 +107,14 @@ describe("status routes", () => {
     expect((await getJson(`${b.adminUrl}/status/proxy/endpoints`)).body).toEqual({})
   })
 
-  it("answer 404 JSON for unknown paths and methods", async () => {
+  it("answer 404 JSON for unknown paths, 405 for a known path asked with another method", async () => {
     const [a] = nodes
     expect(await getJson(`${a.adminUrl}/status/nothing`)).toMatchObject({
       status: 404,
       body: { error: "not found" },
     })
     const post = await request(`${a.adminUrl}/status/cluster/nodes`, { method: "POST" })
-    expect(post.status).toBe(404)
+    expect(post.status).toBe(405)
   })
 
   it("mark every answer as the admin port's, and answer a WebSocket upgrade at once, as a request", async () => {

@@ -46,6 +46,8 @@ export const startNode = async (flags: Record<string, unknown> = {}): Promise<Te
         "upstream.bind-addr": "127.0.0.1:0",
         "admin.bind-addr": "127.0.0.1:0",
         "gossip.bind-addr": "127.0.0.1:0",
+        // Tests that read the access log turn it on, into a file of their own.
+        "access-log.enabled": false,
         ...flags,
       },
     }),
