@@ -7,7 +7,7 @@
 //    ~60 MiB (Node 20) to ~100 MiB (Node 24) of extra memory resident in a long-running server.
 
 import { spawnSync } from "node:child_process"
-import { rmSync } from "node:fs"
+import { cpSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { createRequire } from "node:module"
 import { build } from "esbuild"
 
@@ -24,6 +24,28 @@ const tsc = spawnSync(
   },
 )
 if (tsc.status !== 0) process.exit(tsc.status ?? 1)
+// The web console's files, beside the module that reads them (src/Admin/ConsoleFiles.ts), for the library.
+cpSync("src/Admin/console", "dist/Admin/console", { recursive: true })
+
+/** The bundle carries the console's files inside it, in place of the module that reads them from disk. */
+const embedConsoleFiles = {
+  name: "embed-console-files",
+  setup(build) {
+    build.onLoad({ filter: /[\\/]src[\\/]Admin[\\/]ConsoleFiles\.ts$/ }, () => {
+      const files = Object.fromEntries(
+        readdirSync("src/Admin/console").map((name) => [
+          name,
+          readFileSync(`src/Admin/console/${name}`).toString("base64"),
+        ]),
+      )
+      return {
+        loader: "js",
+        contents: `const files = ${JSON.stringify(files)};
+export const readConsoleFiles = () => Object.fromEntries(Object.entries(files).map(([name, base64]) => [name, Buffer.from(base64, "base64")]));`,
+      }
+    })
+  },
+}
 
 await build({
   entryPoints: ["src/bin/pico.ts"],
@@ -40,5 +62,6 @@ await build({
   banner: {
     js: 'import { createRequire as __picoCreateRequire } from "node:module"; const require = __picoCreateRequire(import.meta.url);',
   },
+  plugins: [embedConsoleFiles],
   logLevel: "warning",
 })

@@ -2,8 +2,11 @@ import * as http from "node:http"
 import type { AddressInfo, Socket } from "node:net"
 import type { Duplex } from "node:stream"
 import { Context, Duration, Effect, FiberSet, Layer } from "effect"
+import { makeCaptureRoutes } from "./Admin/Captures.js"
+import { consoleRoutes } from "./Admin/Console.js"
 import { makeForward } from "./Admin/Forward.js"
 import { makeNodeMetricsRoute } from "./Admin/Metrics.js"
+import { makePeers } from "./Admin/Peers.js"
 import { makeStatusRoutes } from "./Admin/Status.js"
 import { Auth, type AuthError } from "./Auth.js"
 import type { HostPort } from "./Domain/Address.js"
@@ -34,21 +37,26 @@ const probeRoutes = (shutdown: Shutdown["Type"], registry: Registry["Type"]): Re
   "/ready": () => Effect.sync(() => (shutdown.isDraining() ? draining : registry.hasJoined() ? ok : joining)),
 })
 
-/** Probes must work without credentials, whatever the admin port requires. */
-const openPaths = new Set(["/health", "/ready"])
+/**
+ * Probes must work without credentials, whatever the admin port requires; so does the console's page, which
+ * holds no data: it asks for the token, and everything it shows comes from the API, which requires it.
+ */
+const openPaths = new Set(["/health", "/ready", ...Object.keys(consoleRoutes)])
 
-/** The path and the `forward` query parameter of a request target ("/status/cluster/nodes?forward=pico-2"). */
-const parseTarget = (url: string): { readonly path: string; readonly forward: string | null } => {
+/** The path and the query of a request target ("/status/cluster/nodes?forward=pico-2"). */
+const parseTarget = (url: string): { readonly path: string; readonly query: URLSearchParams } => {
   const query = url.indexOf("?")
   return query < 0
-    ? { path: url, forward: null }
-    : { path: url.slice(0, query), forward: new URLSearchParams(url.slice(query + 1)).get("forward") }
+    ? { path: url, query: new URLSearchParams() }
+    : { path: url.slice(0, query), query: new URLSearchParams(url.slice(query + 1)) }
 }
 
 export interface AdminOptions {
   readonly limits?: ClientLimits
   /** How long a `?forward=` request waits for the other node's response headers; default 15 s. */
   readonly forwardTimeout?: Duration.DurationInput
+  /** Bytes of a replay's response body its answer keeps; default 32 KiB, as a capture keeps of each body. */
+  readonly replayBodyBytes?: number
 }
 
 /**
@@ -62,16 +70,19 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, options: AdminOpt
       const shutdown = yield* Shutdown
       const gossip = yield* Gossip
       const guard = (yield* Auth).admin
-      const route = makeRouter({
-        ...probeRoutes(shutdown, yield* Registry),
-        ...(yield* makeStatusRoutes),
-        "/metrics": yield* makeNodeMetricsRoute,
-      })
-      const forward = yield* makeForward({
+      const peerOptions = {
         tls: tls !== undefined,
         timeout: Duration.toMillis(options.forwardTimeout ?? "15 seconds"),
         requiresToken: guard !== undefined,
+      }
+      const route = makeRouter({
+        ...probeRoutes(shutdown, yield* Registry),
+        ...(yield* makeStatusRoutes),
+        ...(yield* makeCaptureRoutes(yield* makePeers(peerOptions), options.replayBodyBytes ?? 32 * 1024)),
+        ...consoleRoutes,
+        "/metrics": yield* makeNodeMetricsRoute,
       })
+      const forward = yield* makeForward(peerOptions)
       const run = yield* FiberSet.makeRuntime<never>()
 
       const authorized = (req: http.IncomingMessage, path: string): Effect.Effect<void, AuthError> =>
@@ -86,12 +97,13 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, options: AdminOpt
         limits: options.limits ?? { ...defaultClientLimits, maxConnections: 1024 },
       })
       const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
-        const { path, forward: nodeId } = parseTarget(req.url ?? "/")
+        const { path, query } = parseTarget(req.url ?? "/")
+        const nodeId = query.get("forward")
         const local = nodeId === null || nodeId === "" || nodeId === gossip.nodeId
         // Credentials come before routing, so an unauthenticated caller cannot map which routes (or nodes) exist.
         run(
           authorized(req, path).pipe(
-            Effect.zipRight(local ? route(req, res, path) : forward(req, res, nodeId)),
+            Effect.zipRight(local ? route(req, res, path, query) : forward(req, res, nodeId)),
             Effect.catchTag("AuthError", (error) =>
               Effect.logWarning("admin request unauthorized").pipe(
                 Effect.annotateLogs({ subsystem: "admin", reason: error.reason }),

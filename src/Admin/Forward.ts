@@ -8,27 +8,18 @@ import { type AttemptOutcome, attempt, newExchange } from "../Proxy/Forward.js"
 import { upstreamRequestHeaders } from "../Proxy/Headers.js"
 import { forwardHeader } from "../Proxy/PeerProof.js"
 import { Registry } from "../Registry.js"
+import { credentialsNeedKey, type PeersOptions } from "./Peers.js"
 
 const nodeNotFound = jsonError(404, "node not found")
 const nodeUnreachable = jsonError(502, "node unreachable")
 const nodeTimeout = jsonError(504, "node timeout")
-const unauthenticatedCluster = jsonError(
-  403,
-  "forwarding credentials needs an authenticated cluster: set --gossip.secret-key on every node",
-)
+const unauthenticatedCluster = jsonError(403, credentialsNeedKey)
 
 const keepConnection = () => false
 
 type Failed = Extract<AttemptOutcome, { readonly _tag: "Retry" }>
 
-export interface ForwardOptions {
-  /** The admin ports serve TLS. */
-  readonly tls: boolean
-  /** Milliseconds to wait for the other node's response headers. */
-  readonly timeout: number
-  /** This admin port requires a token, so the request carries one that must reach only a real member. */
-  readonly requiresToken: boolean
-}
+export type ForwardOptions = PeersOptions
 
 /**
  * Runs an admin request (`?forward=<node id>`) on another node, through the admin address it gossips, and

@@ -22,7 +22,7 @@ export const redactedValue = "(redacted)"
  * The first bytes of a body, copied into one buffer of its own: never a view of Node's chunk (which could pin a
  * larger buffer), never one copy per chunk (a body trickling in byte by byte would cost an object per byte).
  */
-class BodyPrefix {
+export class BodyPrefix {
   size = 0
   private kept = 0
   private bytes: Buffer | undefined
@@ -37,6 +37,11 @@ class BodyPrefix {
     this.bytes ??= Buffer.allocUnsafeSlow(this.limit)
     chunk.copy(this.bytes, this.kept, 0, take)
     this.kept += take
+  }
+
+  /** Whether every byte it may keep has arrived. */
+  get full(): boolean {
+    return this.kept === this.limit
   }
 
   /** Gives back the unused part of the buffer, once the body is over. */
