@@ -24,7 +24,8 @@ export const redactedValue = "(redacted)"
  */
 export class BodyPrefix {
   size = 0
-  private kept = 0
+  /** Bytes kept: the first ones, up to the limit. */
+  kept = 0
   private bytes: Buffer | undefined
 
   constructor(private readonly limit: number) {}

@@ -84,7 +84,7 @@ export const makeReplay = (nodeId: string, bodyBytes: number) =>
           return Effect.fail(
             new ReplayError({
               reason: "body not captured whole",
-              message: `only the first ${bodyBytes} bytes of the ${recording.requestBody.size}-byte body were captured: give the body to send`,
+              message: `only the first ${recording.requestBody.kept} bytes of the ${recording.requestBody.size}-byte body were captured: give the body to send`,
             }),
           )
         const requestId = randomUUID()

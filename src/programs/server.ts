@@ -166,6 +166,7 @@ export const serverLayer = (
           Admin.layerServer(config.admin.bindAddr, tls.admin, {
             limits: config.admin,
             forwardTimeout: config.admin.forwardTimeout,
+            replayBodyBytes: config.capture.bodyKib * 1024,
           }),
         ).pipe(
           Layer.provideMerge(
