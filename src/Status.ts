@@ -1,6 +1,6 @@
 import { HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
 import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
-import { Context, Duration, Effect, Layer, Redacted, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Option, Redacted, Schema, Stream } from "effect"
 import { formatGoDuration } from "./PicoConfig/Duration.js"
 
 /** Where `pico status` sends its requests, and how. */
@@ -31,6 +31,15 @@ export class StatusClient extends Context.Tag("pico/StatusClient")<
   {
     /** GETs an admin route and decodes its JSON body with `schema`. */
     readonly get: <A, I>(path: string, schema: Schema.Schema<A, I>) => Effect.Effect<A, StatusError>
+    /** Asks an admin route to act (PUT, DELETE, POST with a JSON body) and decodes its answer with `schema`. */
+    readonly send: <A, I>(
+      method: "PUT" | "DELETE" | "POST",
+      path: string,
+      body: unknown,
+      schema: Schema.Schema<A, I>,
+    ) => Effect.Effect<A, StatusError>
+    /** The `data:` payloads of an admin event stream, as they come, until it ends. */
+    readonly events: (path: string) => Stream.Stream<string, StatusError>
   }
 >() {
   /** Over HTTP(S) to `target`, with Node's HTTP client. */
@@ -40,16 +49,50 @@ export class StatusClient extends Context.Tag("pico/StatusClient")<
       Effect.map(HttpClient.HttpClient, (client) =>
         StatusClient.of({
           get: (path, schema) =>
-            fetchStatus(target, path, schema).pipe(Effect.provideService(HttpClient.HttpClient, client)),
+            fetchStatus(target, HttpClientRequest.get(urlFor(target, path)), schema).pipe(
+              Effect.provideService(HttpClient.HttpClient, client),
+            ),
+          send: (method, path, body, schema) =>
+            fetchStatus(
+              target,
+              HttpClientRequest.make(method)(urlFor(target, path)).pipe(
+                HttpClientRequest.bodyUnsafeJson(body),
+              ),
+              schema,
+            ).pipe(Effect.provideService(HttpClient.HttpClient, client)),
+          events: (path) =>
+            Stream.unwrapScoped(
+              Effect.map(respond(target, HttpClientRequest.get(urlFor(target, path))), (response) =>
+                response.stream.pipe(
+                  Stream.decodeText(),
+                  Stream.splitLines,
+                  Stream.filterMap((line) =>
+                    line.startsWith("data: ") ? Option.some(line.slice(6)) : Option.none(),
+                  ),
+                  Stream.mapError(
+                    (error) =>
+                      new StatusError({
+                        reason: "unreachable",
+                        message: `stream ended: ${error.message}`,
+                        cause: error,
+                      }),
+                  ),
+                ),
+              ),
+            ).pipe(Stream.provideService(HttpClient.HttpClient, client)),
         }),
       ),
     ).pipe(Layer.provide(NodeHttpClient.layer))
 }
 
+/** The admin URL of `path`, which may carry a query of its own ("...?follow"). */
 const urlFor = (target: StatusTarget, path: string): URL => {
   const url = new URL(target.serverUrl)
-  url.pathname = `${url.pathname.replace(/\/+$/, "")}${path}`
-  url.search = target.forward === undefined ? "" : new URLSearchParams({ forward: target.forward }).toString()
+  const [pathname = "", search = ""] = path.split("?", 2)
+  url.pathname = `${url.pathname.replace(/\/+$/, "")}${pathname}`
+  const query = new URLSearchParams(search)
+  if (target.forward !== undefined) query.set("forward", target.forward)
+  url.search = query.toString()
   return url
 }
 
@@ -70,18 +113,20 @@ const rootCause = (error: unknown): string => {
   return cause instanceof Error ? cause.message : String(cause)
 }
 
-/** GETs a status route and decodes its JSON body with `schema`. */
-const fetchStatus = <A, I>(
+/**
+ * Sends a request with the token, and waits (up to --timeout) for an answer with status 200: another status is
+ * a StatusError quoting Pico's JSON error.
+ */
+const respond = (
   target: StatusTarget,
-  path: string,
-  schema: Schema.Schema<A, I>,
-): Effect.Effect<A, StatusError, HttpClient.HttpClient> =>
+  unsigned: HttpClientRequest.HttpClientRequest,
+): Effect.Effect<HttpClientResponse.HttpClientResponse, StatusError, HttpClient.HttpClient> =>
   Effect.gen(function* () {
-    const url = urlFor(target, path)
+    const url = new URL(unsigned.url)
     const request =
       target.token === undefined
-        ? HttpClientRequest.get(url)
-        : HttpClientRequest.get(url).pipe(HttpClientRequest.bearerToken(Redacted.value(target.token)))
+        ? unsigned
+        : unsigned.pipe(HttpClientRequest.bearerToken(Redacted.value(target.token)))
     const response = yield* HttpClient.execute(request).pipe(
       Effect.mapError(
         (error) =>
@@ -102,6 +147,18 @@ const fetchStatus = <A, I>(
     )
     if (response.status !== 200)
       return yield* new StatusError({ reason: "refused", message: yield* describeStatus(response) })
+    return response
+  })
+
+/** Sends a request to a status route and decodes its JSON answer with `schema`. */
+const fetchStatus = <A, I>(
+  target: StatusTarget,
+  request: HttpClientRequest.HttpClientRequest,
+  schema: Schema.Schema<A, I>,
+): Effect.Effect<A, StatusError, HttpClient.HttpClient> =>
+  Effect.gen(function* () {
+    const url = new URL(request.url)
+    const response = yield* respond(target, request)
     return yield* response.json.pipe(
       Effect.flatMap(Schema.decodeUnknown(schema)),
       Effect.mapError(

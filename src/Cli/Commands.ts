@@ -2,7 +2,7 @@ import { agentSettings } from "../PicoConfig/Agent.js"
 import { configFileSettings } from "../PicoConfig/ConfigFile.js"
 import { devClusterSettings } from "../PicoConfig/DevCluster.js"
 import { serverSettings } from "../PicoConfig/Server.js"
-import { statusSettings } from "../PicoConfig/Status.js"
+import { followSettings, replaySettings, statusSettings } from "../PicoConfig/Status.js"
 import type { CommandSpec } from "./Spec.js"
 
 const configFileParagraph =
@@ -64,6 +64,14 @@ const agent: CommandSpec = {
   load: () => import("./AgentCommand.js").then((command) => command.run),
 }
 
+const endpointId = { name: "endpoint", description: "An endpoint id." }
+
+const requestId = {
+  name: "request-id",
+  description:
+    "A captured request's x-request-id, as its access log line and pico status proxy requests show it.",
+}
+
 const nodeId = {
   name: "node-id",
   description: 'A node id, as pico status cluster nodes lists them; "local" is the node answering.',
@@ -90,6 +98,28 @@ const status: CommandSpec = {
           name: "endpoints",
           summary: "The node's endpoints and the addresses of their upstreams.",
           load: () => import("./StatusCommand.js").then((command) => command.proxyEndpoints),
+        },
+        {
+          name: "requests",
+          summary:
+            "An endpoint's captured exchanges, newest first, from every node; --follow prints new ones.",
+          description: [
+            "An endpoint's captured exchanges, newest first, from every node of the cluster (pico capture start " +
+              "turns capturing on). With --follow, each exchange is printed as it finishes, until interrupted.",
+          ],
+          examples: [
+            "pico status proxy requests my-endpoint",
+            "pico status proxy requests my-endpoint --follow",
+          ],
+          args: [endpointId],
+          settings: followSettings,
+          load: () => import("./StatusCommand.js").then((command) => command.proxyRequests),
+        },
+        {
+          name: "request",
+          summary: "One captured exchange: heads, bodies (text or base64), timing, the upstream used.",
+          args: [requestId],
+          load: () => import("./StatusCommand.js").then((command) => command.proxyRequest),
         },
       ],
     },
@@ -130,6 +160,48 @@ const status: CommandSpec = {
   ],
 }
 
+const capture: CommandSpec = {
+  name: "capture",
+  summary: "Start or stop capturing an endpoint's exchanges, on every node.",
+  description: [
+    "Start or stop capturing an endpoint's exchanges on every node of the cluster, through a node's admin API: " +
+      "each node keeps the last --capture.exchanges exchanges of the requests it takes, with the first " +
+      "--capture.body-kib KiB of each body, credentials redacted. Stopping drops what was kept. The status " +
+      "flags apply.",
+  ],
+  examples: ["pico capture start my-endpoint", "pico status proxy requests my-endpoint --follow"],
+  settings: statusSettings,
+  subcommands: [
+    {
+      name: "start",
+      summary: "Start capturing the endpoint.",
+      args: [endpointId],
+      load: () => import("./StatusCommand.js").then((command) => command.captureStart),
+    },
+    {
+      name: "stop",
+      summary: "Stop capturing the endpoint, dropping what was kept.",
+      args: [endpointId],
+      load: () => import("./StatusCommand.js").then((command) => command.captureStop),
+    },
+  ],
+}
+
+const replay: CommandSpec = {
+  name: "replay",
+  summary: "Send a captured request again through the proxy.",
+  description: [
+    "Send a captured request again, through the proxy of the node that captured it, as its client did: the " +
+      "same method, target, headers and body, with a new x-request-id and marked as a replay in the access log " +
+      "and the capture. Redacted headers are left out: give them again with --header (a proxy token, when the " +
+      "proxy requires one). A body captured only in part must be given with --body-file.",
+  ],
+  examples: ["pico replay 3f1c2a9e-...", 'pico replay 3f1c2a9e-... --header "Authorization: Bearer $TOKEN"'],
+  settings: { ...statusSettings, ...replaySettings },
+  args: [requestId],
+  load: () => import("./StatusCommand.js").then((command) => command.replay),
+}
+
 const dev: CommandSpec = {
   name: "dev",
   summary: "Tools for developing with Pico on one machine.",
@@ -158,5 +230,5 @@ export const pico: CommandSpec = {
       "agent next to a service opens an outbound connection to a node and registers an endpoint id; requests " +
       "for that endpoint come back down that connection, so the service never opens a port.",
   ],
-  subcommands: [server, agent, status, dev],
+  subcommands: [server, agent, status, capture, replay, dev],
 }

@@ -19,7 +19,9 @@ const wrap = (text: string, width: number, tail?: string): Array<string> => {
   const lines: Array<string> = []
   let line = ""
   const words = text.split(/\s+/).filter((word) => word !== "")
-  for (const word of tail === undefined ? words : [...words, tail]) {
+  // The tail ("(default 15s)") stays whole on a line, unless it is too long for any.
+  const tailWords = tail === undefined ? [] : tail.length > width ? tail.split(" ") : [tail]
+  for (const word of [...words, ...tailWords]) {
     if (line !== "" && line.length + 1 + word.length > width) {
       lines.push(line)
       line = word
@@ -59,7 +61,9 @@ const stackedTable = (rows: ReadonlyArray<Row>, width: number): Array<string> =>
   ])
 
 const flagRow = ({ name, setting }: Flag): Row => {
-  const usage = setting.takesValue ? `${name} ${setting.valueName}${setting.repeated ? ",..." : ""}` : name
+  const usage = setting.takesValue
+    ? `${name} ${setting.valueName}${setting.commaSeparated ? ",..." : ""}`
+    : name
   const notes = [
     setting.repeated ? "repeatable" : "",
     setting.defaultText === "" ? "" : `default ${setting.defaultText}`,

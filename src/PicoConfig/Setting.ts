@@ -18,6 +18,8 @@ export interface Setting<A> {
   /** A short placeholder for the value in --help, e.g. "duration". */
   readonly valueName: string
   readonly repeated: boolean
+  /** A repeated flag's value may also be a comma-separated list. */
+  readonly commaSeparated: boolean
   /** False for a switch such as --config.expand-env, which is given alone (or as --flag=false). */
   readonly takesValue: boolean
   /** Secrets are redacted wherever the configuration is printed. */
@@ -45,10 +47,12 @@ export const isSetting = (node: Setting<unknown> | SettingsTree): node is Settin
   node._tag === "Setting"
 
 const make = <A>(
-  fields: Omit<Setting<A>, "_tag" | "repeated" | "takesValue" | "secret" | "encode"> & Partial<Setting<A>>,
+  fields: Omit<Setting<A>, "_tag" | "repeated" | "commaSeparated" | "takesValue" | "secret" | "encode"> &
+    Partial<Setting<A>>,
 ): Setting<A> => ({
   _tag: "Setting",
   repeated: false,
+  commaSeparated: false,
   takesValue: true,
   secret: false,
   encode: (value) => value,
@@ -212,9 +216,10 @@ const listOf = <A>(
   make<ReadonlyArray<A>>({
     description,
     defaultValue: defaults,
-    defaultText: defaults.join(","),
+    defaultText: defaults.join(", "),
     valueName,
     repeated: true,
+    commaSeparated: true,
     secret,
     decode: (raw) => {
       // Items are text: a number where a name or an address belongs is a mistake, not a one-item list.
@@ -258,6 +263,22 @@ export const secretList = (description: string, check: (item: string) => string 
     "key",
     true,
   )
+
+/** A flag that may be repeated, each value taken whole (commas included), e.g. --header "Accept: a, b". */
+export const repeatedText = (description: string, valueName = "text") =>
+  make<ReadonlyArray<string>>({
+    description,
+    defaultValue: [],
+    defaultText: "",
+    valueName,
+    repeated: true,
+    decode: (raw) => {
+      const items: ReadonlyArray<unknown> = Array.isArray(raw) ? raw : [raw]
+      return items.every((item) => typeof item === "string")
+        ? Either.right(items as ReadonlyArray<string>)
+        : Either.left("expected text")
+    },
+  })
 
 /** A list of strings; an empty flag value (`--flag=`) gives an empty list, replacing `defaults`. */
 export const stringList = (description: string, defaults: ReadonlyArray<string> = []) =>

@@ -24,3 +24,14 @@ export const statusSettings = {
   output: Setting.choice("How to print the answer.", ["yaml", "json"] as const, "yaml"),
   timeout: Setting.duration("Time to wait for the answer before giving up.", "15s"),
 }
+
+/** The flag of `pico status proxy requests`, beside the status flags. */
+export const followSettings = {
+  follow: Setting.toggle("Keep printing exchanges as they finish, until interrupted."),
+}
+
+/** The flags of `pico replay`, beside the status flags. */
+export const replaySettings = {
+  header: Setting.repeatedText('A header to set, "Name: value", or to remove, "Name:".', "header"),
+  bodyFile: Setting.string("Send this file's bytes as the body instead of the captured one.", "", "path"),
+}

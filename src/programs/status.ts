@@ -1,5 +1,6 @@
-import { Console, Effect, Schema } from "effect"
+import { Console, Effect, Schema, Stream } from "effect"
 import YAML from "yaml"
+import * as Capture from "../Domain/Capture.js"
 import * as Status from "../Domain/Status.js"
 import { StatusClient, type StatusError } from "../Status.js"
 
@@ -18,6 +19,21 @@ const byId = <T extends { readonly id: string }>(items: ReadonlyArray<T>): Array
 
 const sortedKeys = <V>(record: Readonly<Record<string, V>>): Record<string, V> =>
   Object.fromEntries(Object.entries(record).sort(([a], [b]) => (a < b ? -1 : 1)))
+
+/** A captured body as a reader wants it: text when it is UTF-8 text, else base64. */
+const readableBody = (body: Capture.CapturedBody) => {
+  const bytes = Buffer.from(body.base64, "base64")
+  const text = bytes.toString("utf8")
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what mark a body as binary.
+  const isText = Buffer.from(text, "utf8").equals(bytes) && !/[\u0000-\u0008\u000e-\u001f]/.test(text)
+  return { size: body.size, truncated: body.truncated, ...(isText ? { text } : { base64: body.base64 }) }
+}
+
+/** Nodes that did not answer are worth a line; an empty list is not. */
+const withMissing = (missing: ReadonlyArray<typeof Capture.Missing.Type>) =>
+  missing.length === 0 ? {} : { missing }
+
+const endpointPath = (endpointId: string) => `/status/proxy/endpoints/${encodeURIComponent(endpointId)}`
 
 /** Every question `pico status` asks, by subcommand. */
 export const statusQueries = {
@@ -53,6 +69,27 @@ export const statusQueries = {
       schema: Status.GossipNodeDetail,
       shape: (node) => node,
     }),
+  proxyRequests: (endpointId: string) =>
+    query({
+      what: `requests of ${endpointId}`,
+      path: `${endpointPath(endpointId)}/requests`,
+      schema: Capture.ExchangeList,
+      shape: ({ exchanges, missing }) => ({ requests: exchanges, ...withMissing(missing) }),
+    }),
+  proxyRequest: (requestId: string) =>
+    query({
+      what: `request ${requestId}`,
+      path: `/status/proxy/requests/${encodeURIComponent(requestId)}`,
+      schema: Capture.ExchangeDetail,
+      shape: (exchange) => ({
+        ...exchange,
+        request: { ...exchange.request, body: readableBody(exchange.request.body) },
+        response:
+          exchange.response === null
+            ? null
+            : { ...exchange.response, body: readableBody(exchange.response.body) },
+      }),
+    }),
 }
 
 /** Field order is the schemas' (id, status, addresses, counts); sequences start at their key's indent. */
@@ -71,4 +108,66 @@ export const statusProgram = (
     const client = yield* StatusClient
     const answer = yield* client.get(question.path, question.schema)
     yield* Console.log(format(question.shape(answer), output))
+  })
+
+/**
+ * `pico status proxy requests <endpoint> --follow`: prints each exchange of the endpoint as it finishes anywhere
+ * in the cluster, until interrupted: a YAML sequence item (or a JSON line) per exchange.
+ */
+export const followProgram = (
+  endpointId: string,
+  output: "yaml" | "json",
+): Effect.Effect<void, StatusError, StatusClient> =>
+  Effect.gen(function* () {
+    const client = yield* StatusClient
+    const decode = Schema.decodeUnknown(Schema.parseJson(Capture.ExchangeSummary))
+    yield* client.events(`${endpointPath(endpointId)}/requests?follow`).pipe(
+      Stream.mapEffect((event) => Effect.orDie(decode(event))),
+      Stream.runForEach((exchange) =>
+        Console.log(
+          output === "json"
+            ? JSON.stringify(exchange)
+            : YAML.stringify([exchange], { indentSeq: false }).trimEnd(),
+        ),
+      ),
+    )
+  })
+
+/** `pico capture start|stop <endpoint>`: turns the endpoint's capture on or off on every node. */
+export const captureProgram = (
+  endpointId: string,
+  action: "start" | "stop",
+  output: "yaml" | "json",
+): Effect.Effect<void, StatusError, StatusClient> =>
+  Effect.gen(function* () {
+    const client = yield* StatusClient
+    const state = yield* client.send(
+      action === "start" ? "PUT" : "DELETE",
+      `${endpointPath(endpointId)}/capture`,
+      undefined,
+      Capture.CaptureState,
+    )
+    const { missing, ...capturing } = state
+    yield* Console.log(format({ ...capturing, ...withMissing(missing) }, output))
+  })
+
+/** `pico replay <rid>`: sends a captured request again, wherever in the cluster it was captured. */
+export const replayProgram = (
+  requestId: string,
+  edits: Capture.ReplayEdits,
+  output: "yaml" | "json",
+): Effect.Effect<void, StatusError, StatusClient> =>
+  Effect.gen(function* () {
+    const client = yield* StatusClient
+    const captured = yield* client.get(
+      `/status/proxy/requests/${encodeURIComponent(requestId)}`,
+      Capture.ExchangeDetail,
+    )
+    const result = yield* client.send(
+      "POST",
+      `${endpointPath(captured.endpoint)}/requests/${encodeURIComponent(requestId)}/replay`,
+      edits,
+      Capture.ReplayResult,
+    )
+    yield* Console.log(format({ ...result, body: readableBody(result.body) }, output))
   })

@@ -55,7 +55,11 @@ describe("pico --help", () => {
       for (const { name, setting } of flagsOf(path)) {
         const entry = flagEntry(stdout, name)
         expect(entry, `${name} is missing`).not.toBe("")
-        if (setting.defaultText !== "") expect(entry).toContain(`(default ${setting.defaultText})`)
+        // "(default 15s)", or "(repeatable; default a, b)".
+        if (setting.defaultText !== "")
+          expect(entry).toMatch(
+            new RegExp(`[(;] ?default ${setting.defaultText.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\)`),
+          )
         if (setting.repeated) expect(entry).toContain("(repeatable")
       }
       for (const child of command.subcommands ?? []) expect(stdout).toContain(`  ${child.name}`)
@@ -124,7 +128,7 @@ describe("mistakes on the command line", () => {
       ["status", "cluster", "nods"],
       'pico status cluster: unknown command "nods" (did you mean nodes?); commands: nodes, node',
     ],
-    [["bogus"], 'pico: unknown command "bogus"; commands: server, agent, status, dev'],
+    [["bogus"], 'pico: unknown command "bogus"; commands: server, agent, status, capture, replay, dev'],
     [
       ["status", "cluster", "nodes", "--output", "xml"],
       'invalid config: --output: invalid value "xml": expected one of yaml, json',
