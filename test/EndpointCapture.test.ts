@@ -22,12 +22,12 @@ const rawHeaders = [
 ]
 
 /** What the proxy hands a capture: an exchange for a request as Node parsed it. */
-const exchangeFor = (requestId: string) => {
+const exchangeFor = (requestId: string, headers: ReadonlyArray<string> = rawHeaders) => {
   const req = {
     method: "POST",
     url: `/upload/${requestId}?q=1`,
     httpVersion: "1.1",
-    rawHeaders,
+    rawHeaders: headers,
     headers: {},
   } as unknown as http.IncomingMessage
   const exchange = newExchange(
@@ -127,20 +127,7 @@ describe("an endpoint's capture", () => {
 
   it("keeps a head's first 16 KiB of headers and says it left the rest out", () => {
     const many = Array.from({ length: 400 }, (_, i) => [`x-header-${i}`, "v".repeat(100)]).flat()
-    const req = {
-      method: "GET",
-      url: "/",
-      httpVersion: "1.1",
-      rawHeaders: many,
-      headers: {},
-    } as unknown as http.IncomingMessage
-    const exchange = newExchange(
-      req,
-      {} as http.ServerResponse,
-      undefined,
-      { gatewayTimeout: 1, idleTimeout: 1 },
-      () => false,
-    )
+    const exchange = exchangeFor("r", many)
     const recording = new EndpointCapture("e", "n", 1, limits, () => {}).begin(exchange)
     const headers = recording?.detail().request
     expect(headers?.headers_truncated).toBe(true)

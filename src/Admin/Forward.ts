@@ -1,14 +1,12 @@
-import * as http from "node:http"
-import * as https from "node:https"
-import { Effect, Option } from "effect"
-import { ClusterKeys } from "../ClusterKeys.js"
+import type * as http from "node:http"
+import { Effect } from "effect"
 import { dialAddress } from "../Domain/Address.js"
 import { jsonError, write } from "../internal/Router.js"
 import { type AttemptOutcome, attempt, newExchange } from "../Proxy/Forward.js"
 import { upstreamRequestHeaders } from "../Proxy/Headers.js"
 import { forwardHeader } from "../Proxy/PeerProof.js"
 import { Registry } from "../Registry.js"
-import { credentialsNeedKey, type PeersOptions } from "./Peers.js"
+import { credentialsNeedKey, makePeerConnections, type PeersOptions } from "./Peers.js"
 
 const nodeNotFound = jsonError(404, "node not found")
 const nodeUnreachable = jsonError(502, "node unreachable")
@@ -30,10 +28,7 @@ export type ForwardOptions = PeersOptions
 export const makeForward = (options: ForwardOptions) =>
   Effect.gen(function* () {
     const registry = yield* Registry
-    const keys = yield* Effect.serviceOption(ClusterKeys)
-    const authenticatedCluster = Option.isSome(keys) && keys.value.keyring !== undefined
-    const agent = options.tls ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true })
-    yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
+    const { agent, authenticatedCluster } = yield* makePeerConnections(options.tls)
 
     return (req: http.IncomingMessage, res: http.ServerResponse, nodeId: string): Effect.Effect<void> =>
       Effect.gen(function* () {

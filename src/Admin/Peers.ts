@@ -22,6 +22,18 @@ export interface PeersOptions {
   readonly requiresToken: boolean
 }
 
+/**
+ * Kept-alive connections to the peers' admin ports, and whether the cluster key vouches for the peers (only then
+ * may a caller's credentials go to them).
+ */
+export const makePeerConnections = (tls: boolean) =>
+  Effect.gen(function* () {
+    const keys = yield* Effect.serviceOption(ClusterKeys)
+    const agent = tls ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true })
+    yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
+    return { agent, authenticatedCluster: Option.isSome(keys) && keys.value.keyring !== undefined }
+  })
+
 /** A peer's whole answer. */
 export interface PeerAnswer {
   readonly status: number
@@ -43,10 +55,7 @@ export interface Gathered<A> {
 export const makePeers = (options: PeersOptions) =>
   Effect.gen(function* () {
     const registry = yield* Registry
-    const keys = yield* Effect.serviceOption(ClusterKeys)
-    const authenticatedCluster = Option.isSome(keys) && keys.value.keyring !== undefined
-    const agent = options.tls ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true })
-    yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
+    const { agent, authenticatedCluster } = yield* makePeerConnections(options.tls)
 
     const headersFor = (caller: http.IncomingMessage, body: Buffer | undefined): Record<string, string> => ({
       [forwardHeader]: "true",

@@ -7,7 +7,7 @@ import { promisify } from "node:util"
 import { type BrowserContext, chromium, type Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { startHttpServer, waitFor } from "../support/http.js"
-import { startAgent, startNode, type TestNode } from "../support/node.js"
+import { startAgent, startJoinedPair, type TestNode } from "../support/node.js"
 import { newClusterKey } from "../support/tokens.js"
 
 const run = promisify(execFile)
@@ -45,10 +45,8 @@ beforeAll(async () => {
   })
   cleanups.push(service.close)
   const cluster = { "gossip.interval": "50ms", "gossip.secret-key": [newClusterKey()] }
-  first = await startNode(cluster)
-  cleanups.push(first.close)
-  second = await startNode({ ...cluster, "cluster.join": [first.gossipAddr] })
-  cleanups.push(second.close)
+  ;[first, second] = await startJoinedPair(cluster)
+  cleanups.push(first.close, second.close)
   // The service's agent is on the second node; the console is opened on the first.
   const agent = startAgent(second.upstreamUrl, { e: service.port })
   cleanups.push(agent.stop)

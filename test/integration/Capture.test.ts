@@ -3,7 +3,7 @@ import * as http from "node:http"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { CaptureState, ExchangeDetail, ExchangeList, ReplayResult } from "../../src/Domain/Capture.js"
 import { request, startHttpServer, waitFor } from "../support/http.js"
-import { startAgent, startNode, type TestNode } from "../support/node.js"
+import { startAgent, startJoinedPair, type TestNode } from "../support/node.js"
 import { newClusterKey } from "../support/tokens.js"
 
 interface Seen {
@@ -84,10 +84,8 @@ beforeAll(async () => {
     "gossip.secret-key": [newClusterKey()],
     "capture.body-kib": bodyKib,
   }
-  first = await startNode(cluster)
-  cleanups.push(first.close)
-  second = await startNode({ ...cluster, "cluster.join": [first.gossipAddr] })
-  cleanups.push(second.close)
+  ;[first, second] = await startJoinedPair(cluster)
+  cleanups.push(first.close, second.close)
   const agent = startAgent(second.upstreamUrl, { e: service.port })
   cleanups.push(agent.stop)
   await waitFor(

@@ -89,6 +89,18 @@ export const startNode = async (flags: Record<string, unknown> = {}): Promise<Te
   }
 }
 
+/** Two nodes started with the same flags, the second joining the first. */
+export const startJoinedPair = async (
+  flags: Record<string, unknown>,
+): Promise<readonly [TestNode, TestNode]> => {
+  const first = await startNode(flags)
+  const second = await startNode({ ...flags, "cluster.join": [first.gossipAddr] }).catch(async (error) => {
+    await first.close()
+    throw error
+  })
+  return [first, second]
+}
+
 export interface TestAgent {
   readonly stop: () => Promise<void>
   /** Resolves with the agent's fatal error, if it ever fails. */
