@@ -262,8 +262,10 @@ export const makeCaptureRoutes = (peers: Peers, bodyBytes: number) =>
               Effect.forever,
             )
             yield* Effect.raceFirst(closed, Effect.zipRight(Effect.fork(keepAlive), relay))
-            res.end()
           }),
+        ).pipe(
+          // Also when the node shuts down: the client sees the stream end and can reconnect elsewhere.
+          Effect.ensuring(Effect.sync(() => res.end())),
         ),
     })
 

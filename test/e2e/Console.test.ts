@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process"
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -101,5 +101,25 @@ describe("the web console, in Chromium", () => {
     expect(errors).toEqual([])
     mkdirSync(outputDir, { recursive: true })
     await page.screenshot({ path: join(outputDir, "console.png"), fullPage: true })
+  })
+
+  it("shows a binary body as a hex dump", async () => {
+    const bytes = Buffer.from([0, 1, 2, 3, 0xff, 0x41, 0x42])
+    const file = join(outputDir, "binary.bin")
+    writeFileSync(file, bytes)
+    await run("curl", [
+      "-s",
+      "-H",
+      "x-pico-endpoint: e",
+      "--data-binary",
+      `@${file}`,
+      `${second.proxyUrl}/binary`,
+    ])
+    await page.getByRole("button", { name: "POST /binary", exact: true }).click()
+    await page.getByRole("heading", { name: "POST /binary" }).waitFor()
+    // Offset, 16 bytes in hex (padded to the width of 16), then the printable ones.
+    expect(await page.locator("#detail-request pre").textContent()).toBe(
+      `00000000  ${"00 01 02 03 ff 41 42".padEnd(47)}  .....AB`,
+    )
   })
 })

@@ -1,5 +1,8 @@
 import { randomBytes } from "node:crypto"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import * as http from "node:http"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { CaptureState, ExchangeDetail, ExchangeList, ReplayResult } from "../../src/Domain/Capture.js"
 import { request, startHttpServer, waitFor } from "../support/http.js"
@@ -17,6 +20,8 @@ const seen: Array<Seen> = []
 let first: TestNode
 let second: TestNode
 const bodyKib = 4
+const dir = mkdtempSync(join(tmpdir(), "pico-capture-"))
+const accessLogFile = join(dir, "access.log")
 
 const adminJson = async <A>(node: TestNode, path: string, method = "GET", body?: string) => {
   const answer = await request(`${node.adminUrl}${path}`, { method, ...(body === undefined ? {} : { body }) })
@@ -83,6 +88,9 @@ beforeAll(async () => {
     "gossip.interval": "50ms",
     "gossip.secret-key": [newClusterKey()],
     "capture.body-kib": bodyKib,
+    // Both nodes append to one file: the replay's line is checked there.
+    "access-log.enabled": true,
+    "access-log.file": accessLogFile,
   }
   ;[first, second] = await startJoinedPair(cluster)
   cleanups.push(first.close, second.close)
@@ -96,6 +104,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup()
+  rmSync(dir, { recursive: true, force: true })
 })
 
 describe("capture", () => {
@@ -201,6 +210,19 @@ describe("capture", () => {
     expect(seen[0]?.headers["x-pico-replay"]).toBeUndefined()
     const replay = await listed(first, replayed.body.request_id)
     expect(replay).toMatchObject({ replay_of: "rid-original", node: second.nodeId })
+    const logged = () =>
+      readFileSync(accessLogFile, "utf8")
+        .split("\n")
+        .filter((line) => line.includes(replayed.body.request_id))
+    await waitFor("the replay's access log line", () => logged().length > 0)
+    expect(logged().map((line) => JSON.parse(line))).toEqual([
+      expect.objectContaining({
+        "node-id": second.nodeId,
+        "replay-of": "rid-original",
+        status: 200,
+        route: "local",
+      }),
+    ])
   })
 
   it("refuses to replay a body it did not keep whole, unless the replay brings one", async () => {

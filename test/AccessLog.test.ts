@@ -1,0 +1,73 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import type * as http from "node:http"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Effect } from "effect"
+import { afterAll, describe, expect, it } from "vitest"
+import * as AccessLog from "../src/AccessLog.js"
+import { newExchange } from "../src/Proxy/Forward.js"
+
+const dir = mkdtempSync(join(tmpdir(), "pico-access-unit-"))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+
+const exchange = () => {
+  const req = {
+    method: "GET",
+    url: "/search?token=query-secret",
+    headers: {},
+    socket: { remoteAddress: "::ffff:10.0.0.7" },
+  } as unknown as http.IncomingMessage
+  const result = newExchange(
+    req,
+    {} as http.ServerResponse,
+    undefined,
+    { gatewayTimeout: 1, idleTimeout: 1 },
+    () => false,
+  )
+  result.requestId = "rid"
+  result.endpointId = "e"
+  return result
+}
+
+/** The lines one exchange writes with these settings, read after the log has closed (which flushes it). */
+const linesWith = async (settings: Omit<AccessLog.AccessLogSettings, "file">, name: string) => {
+  const file = join(dir, name)
+  await Effect.runPromise(
+    Effect.scoped(
+      Effect.map(AccessLog.make({ ...settings, file }, "node-1"), (log) => log?.(exchange(), 200)),
+    ),
+  )
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter((line) => line !== "")
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+}
+
+describe("the access log", () => {
+  it("drops the query string unless configured to keep it", async () => {
+    const [dropped] = await linesWith({ enabled: true, query: false }, "dropped.log")
+    expect(dropped).toMatchObject({
+      path: "/search",
+      "client-addr": "10.0.0.7",
+      route: "none",
+      "upstream-ms": -1,
+    })
+    const [kept] = await linesWith({ enabled: true, query: true }, "kept.log")
+    expect(kept?.path).toBe("/search?token=query-secret")
+  })
+
+  it("writes nothing when off", async () => {
+    expect(await linesWith({ enabled: false, query: false }, "off.log").catch(() => "no file")).toBe(
+      "no file",
+    )
+  })
+
+  it("fails at the start, naming the flag, when the file cannot be opened", async () => {
+    const error = await Effect.runPromise(
+      Effect.scoped(
+        AccessLog.make({ enabled: true, query: false, file: join(dir, "missing/access.log") }, "n"),
+      ).pipe(Effect.flip),
+    )
+    expect(error.message).toBe(`--access-log.file ${join(dir, "missing/access.log")}: no such file`)
+  })
+})
