@@ -332,7 +332,15 @@ export const make = (options: ProxyOptions) =>
       req: http.IncomingMessage,
       res: http.ServerResponse,
       upgrade: UpgradeTarget | undefined,
-    ) => newExchange(req, res, upgrade, { gatewayTimeout, idleTimeout }, shutdown.isDraining)
+    ) =>
+      newExchange(
+        req,
+        res,
+        upgrade,
+        { gatewayTimeout, idleTimeout },
+        shutdown.isDraining,
+        accessLog !== undefined,
+      )
 
     // The hot path: one fiber, no per-request log annotations (added only on failure), no auth work when the
     // port is open, metrics updated without allocating, and a capture only when its endpoint's is on.

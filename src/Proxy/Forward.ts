@@ -81,6 +81,8 @@ export interface Exchange {
   /** The request's x-request-id, kept or generated (Proxy/RequestId.ts); "" until known. */
   requestId: string
   endpointId: string | undefined
+  /** Whether bytes are counted (for the access log); without it and a capture, bodies pass untouched. */
+  readonly observed: boolean
   /** Body bytes read from the client, and written to it (after an upgrade: bytes piped each way). */
   bytesIn: number
   bytesOut: number
@@ -102,6 +104,7 @@ export const newExchange = (
   upgrade: UpgradeTarget | undefined,
   timeouts: { readonly gatewayTimeout: number; readonly idleTimeout: number },
   closeConnection: () => boolean,
+  observed = false,
 ): Exchange => {
   const startedAt = Date.now()
   return {
@@ -117,6 +120,7 @@ export const newExchange = (
     started: performance.now(),
     requestId: "",
     endpointId: undefined,
+    observed,
     bytesIn: 0,
     bytesOut: 0,
     upstreamMs: -1,
@@ -209,10 +213,11 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
       // Cut mid-body (the session died): the client must see a broken connection, not a short "complete" body.
       upstreamRes.on("error", () => res.destroy())
       upstreamRes.on("aborted", () => res.destroy())
-      upstreamRes.on("data", (chunk: Buffer) => {
-        exchange.bytesOut += chunk.length
-        exchange.capture?.addResponseBody(chunk)
-      })
+      if (exchange.observed || exchange.capture !== undefined)
+        upstreamRes.on("data", (chunk: Buffer) => {
+          exchange.bytesOut += chunk.length
+          exchange.capture?.addResponseBody(chunk)
+        })
       upstreamRes.pipe(res)
     })
     if (upgrade !== undefined) {
@@ -252,10 +257,11 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
         () => fail("endpoint timeout"),
       )
       // Added in the same tick as the pipe, so neither misses a chunk.
-      req.on("data", (chunk: Buffer) => {
-        exchange.bytesIn += chunk.length
-        exchange.capture?.addRequestBody(chunk)
-      })
+      if (exchange.observed || exchange.capture !== undefined)
+        req.on("data", (chunk: Buffer) => {
+          exchange.bytesIn += chunk.length
+          exchange.capture?.addRequestBody(chunk)
+        })
       req.pipe(upstreamReq)
     }
     if (bodiless) upstreamReq.end()
