@@ -73,7 +73,7 @@ export class StatusClient extends Context.Tag("pico/StatusClient")<
                     (error) =>
                       new StatusError({
                         reason: "unreachable",
-                        message: `stream ended: ${error.message}`,
+                        message: `the stream broke off (the node shutting down?): ${rootCause(error)}`,
                         cause: error,
                       }),
                   ),

@@ -2,7 +2,7 @@ import { Console, Effect, Schema, Stream } from "effect"
 import YAML from "yaml"
 import * as Capture from "../Domain/Capture.js"
 import * as Status from "../Domain/Status.js"
-import { StatusClient, type StatusError } from "../Status.js"
+import { StatusClient, StatusError } from "../Status.js"
 
 /** One `pico status ...` question: what it is called in errors, the admin route, and how the answer is shown. */
 export interface StatusQuery<A = unknown, I = unknown> {
@@ -131,6 +131,11 @@ export const followProgram = (
         ),
       ),
     )
+    // Only a node going away ends the stream: say so, so a script can follow again.
+    return yield* new StatusError({
+      reason: "unreachable",
+      message: "the node ended the stream (shutting down?)",
+    })
   })
 
 /** `pico capture start|stop <endpoint>`: turns the endpoint's capture on or off on every node. */

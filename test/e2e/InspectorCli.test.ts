@@ -124,6 +124,30 @@ describe("the capture commands", () => {
     expect(stopped.stdout).toBe(`endpoint: shop\ncapturing: []\nidle:\n- ${node.nodeId}\n`)
   })
 
+  it("--follow exits 1 saying so when the node ends the stream", async () => {
+    const leaving = await startNode({ "capture.endpoints": ["nowhere"] })
+    const follower = pico([
+      "status",
+      "proxy",
+      "requests",
+      "nowhere",
+      "--follow",
+      "--server.url",
+      leaving.adminUrl,
+    ])
+    // Followed once an exchange (a 503: nothing serves the endpoint) comes out.
+    await waitFor("following", async () => {
+      await request(`${leaving.proxyUrl}/`, { headers: { "x-pico-endpoint": "nowhere" } })
+      return follower.text().includes("status: 503")
+    })
+    await leaving.close()
+    expect(await follower.exited).toBe(1)
+    console.log(JSON.stringify(follower.text()))
+    expect(follower.text()).toMatch(
+      /\nfailed to follow requests of nowhere: the (node ended the stream|stream broke off) \(.*shutting down\?\).*\n$/,
+    )
+  })
+
   it("says what went wrong in one line", async () => {
     expect(await cli("replay", "nothing-like-it")).toEqual({
       code: 1,
