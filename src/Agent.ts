@@ -28,6 +28,8 @@ export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
   reason: Schema.Literal("refused", "not an upstream port"),
   endpointId: Schema.String,
   message: Schema.String,
+  /** The server's answer that made retrying pointless. */
+  cause: Schema.optional(Schema.Defect),
 }) {}
 
 /**
@@ -129,6 +131,7 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
             reason: verdict.reason,
             endpointId: endpoint.id,
             message: verdict.message,
+            cause: connected.left,
           })
         return yield* new Unsettled({ reason: "connect failed", message: connected.left.message })
       }

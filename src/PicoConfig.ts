@@ -29,12 +29,22 @@ export interface LoadOptions {
 const readConfigFile = (path: string, expand: boolean, env: Readonly<Record<string, string | undefined>>) =>
   Effect.tryPromise({
     try: () => readFile(path, "utf8"),
-    catch: (cause) => new ConfigError({ message: `--config.path ${path}: ${describeSystemError(cause)}` }),
+    catch: (cause) =>
+      new ConfigError({
+        reason: "unreadable",
+        message: `--config.path ${path}: ${describeSystemError(cause)}`,
+        cause,
+      }),
   }).pipe(
     Effect.flatMap((text) =>
       Effect.try({
         try: () => parseYaml(expand ? expandEnv(text, env) : text) as unknown,
-        catch: (cause) => new ConfigError({ message: `parse ${path}: ${(cause as Error).message}` }),
+        catch: (cause) =>
+          new ConfigError({
+            reason: "invalid",
+            message: `parse ${path}: ${(cause as Error).message}`,
+            cause,
+          }),
       }),
     ),
   )
@@ -64,8 +74,8 @@ export const load = <T extends SettingsTree>(
       tree,
       file === undefined ? { flags: options.flags } : { flags: options.flags, file },
     )
-    if (Either.isLeft(resolved)) return yield* new ConfigError({ message: resolved.left })
+    if (Either.isLeft(resolved)) return yield* new ConfigError({ reason: "invalid", message: resolved.left })
     const problem = check(resolved.right)
-    if (problem !== undefined) return yield* new ConfigError({ message: problem })
+    if (problem !== undefined) return yield* new ConfigError({ reason: "invalid", message: problem })
     return resolved.right
   })

@@ -32,12 +32,15 @@ export class TunnelError extends Schema.TaggedError<TunnelError>()("TunnelError"
 
 /** A tunnel could not be established: the server was unreachable, or it refused us with an HTTP status. */
 export class TunnelConnectError extends Schema.TaggedError<TunnelConnectError>()("TunnelConnectError", {
+  /** "unreachable": no HTTP answer came at all; "refused": the server answered the upgrade with `status`. */
+  reason: Schema.Literal("unreachable", "refused"),
   /** The HTTP status the server answered the upgrade with; absent when no HTTP answer came at all. */
   status: Schema.optional(Schema.Number),
   /** The headers of that answer (names lower-case, repeated ones joined with ", "), to tell who answered. */
   headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
   /** The server's JSON `error`, else the status line ("HTTP 404 Not Found"); the network error without one. */
   message: Schema.String,
+  cause: Schema.optional(Schema.Defect),
 }) {}
 
 export interface HeartbeatSettings {
@@ -251,6 +254,7 @@ const openWebSocket = (
         resume(
           Effect.fail(
             new TunnelConnectError({
+              reason: "refused",
               status,
               headers: flatHeaders(response),
               message: refusalMessage(status, body),
@@ -259,7 +263,11 @@ const openWebSocket = (
         )
       })
     })
-    ws.once("error", (error) => resume(Effect.fail(new TunnelConnectError({ message: error.message }))))
+    ws.once("error", (error) =>
+      resume(
+        Effect.fail(new TunnelConnectError({ reason: "unreachable", message: error.message, cause: error })),
+      ),
+    )
     return Effect.sync(() => ws.terminate())
   })
 

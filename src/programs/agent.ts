@@ -14,7 +14,11 @@ const readPem = (path: string, flag: string) =>
     : Effect.tryPromise({
         try: () => readFile(path),
         catch: (cause) =>
-          new ConfigError({ message: `--${flag}: cannot read ${path}: ${(cause as Error).message}` }),
+          new ConfigError({
+            reason: "unreadable",
+            message: `--${flag}: cannot read ${path}: ${(cause as Error).message}`,
+            cause,
+          }),
       })
 
 /** The agent's TLS files, read once at start (the server side is the one that rotates certificates live). */
@@ -23,6 +27,7 @@ const clientTls = (config: AgentConfigShape) =>
     const { caFile, certFile, keyFile } = config.server.tls
     if ((certFile === "") !== (keyFile === "")) {
       return yield* new ConfigError({
+        reason: "invalid",
         message: "--server.tls.cert-file and --server.tls.key-file go together",
       })
     }
@@ -52,7 +57,7 @@ const endpointTargets = (config: AgentConfigShape) =>
 /** The forward proxy HTTPS_PROXY, HTTP_PROXY and NO_PROXY name for the server URL, if any. */
 const serverProxy = (serverUrl: string) =>
   Either.match(Agent.proxyFromEnvironment(serverUrl, process.env), {
-    onLeft: (message) => Effect.fail(new ConfigError({ message })),
+    onLeft: (message) => Effect.fail(new ConfigError({ reason: "invalid", message })),
     onRight: (proxy) =>
       proxy === undefined
         ? Effect.succeed(undefined)
@@ -98,7 +103,7 @@ export const agentLayer = (
   )
 
 /** The agent's /health and /metrics, when --admin.bind-addr asks for them. */
-const adminLayer = (bindAddr: string): Layer.Layer<never, ListenError> => {
+const adminLayer = (bindAddr: string): Layer.Layer<never, ListenError | ConfigError> => {
   const address = parseHostPort(bindAddr)
   return address === undefined ? Layer.empty : Layer.discard(AgentAdmin.layerServer(address))
 }
