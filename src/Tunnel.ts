@@ -9,7 +9,12 @@ import { connectThroughProxy } from "./Tunnel/internal/ForwardProxy.js"
 import { TunnelAgent } from "./Tunnel/internal/HttpAgent.js"
 import { MemoryChannel } from "./Tunnel/internal/MemoryChannel.js"
 import { serveWebSocket } from "./Tunnel/internal/ServerWebSocket.js"
-import { type CloseReason, Session, type TunnelStream } from "./Tunnel/internal/Session.js"
+import {
+  type CloseReason,
+  Session,
+  type SessionOptions,
+  type TunnelStream,
+} from "./Tunnel/internal/Session.js"
 import { acceptWebSocket } from "./Tunnel/internal/WebSocketHandshake.js"
 
 export type { CloseReason, TunnelStream } from "./Tunnel/internal/Session.js"
@@ -221,13 +226,16 @@ export interface ClientTls {
 
 const HANDSHAKE_TIMEOUT = 30_000
 
+/** The agent's end: streams its node opens before the agent serves them wait for it (see holdUnserved). */
+const clientSide: SessionOptions = { role: "client", holdUnserved: true }
+
 const openWebSocket = (
   url: string,
   headers: Readonly<Record<string, string>>,
   tls: ClientTls = {},
   proxy?: URL,
 ) =>
-  Effect.async<WebSocket, TunnelConnectError>((resume) => {
+  Effect.async<{ readonly ws: WebSocket; readonly session: Session }, TunnelConnectError>((resume) => {
     const ws = new WebSocket(url, {
       ...tls,
       headers: { ...headers },
@@ -246,7 +254,9 @@ const openWebSocket = (
             ) as unknown as typeof createConnection,
           }),
     })
-    ws.once("open", () => resume(Effect.succeed(ws)))
+    // The session must be listening before this callback returns: the node may send frames (a stream for a
+    // request already waiting) right behind its handshake answer, and ws drops messages nobody listens for.
+    ws.once("open", () => resume(Effect.succeed({ ws, session: attachWebSocket(ws, clientSide) })))
     ws.once("unexpected-response", (request, response) => {
       const status = response.statusCode ?? 0
       void readErrorBody(response).then((body) => {
@@ -315,9 +325,9 @@ export const make = (heartbeat: HeartbeatSettings) =>
           : Effect.fail(new TunnelError({ reason: "handshake", message: refused }))
       }),
     connect: (url, headers, tls, proxy) =>
-      Effect.acquireRelease(openWebSocket(url, headers, tls, proxy), (ws) =>
+      Effect.acquireRelease(openWebSocket(url, headers, tls, proxy), ({ ws }) =>
         Effect.sync(() => ws.terminate()),
-      ).pipe(Effect.flatMap((ws) => runSession(attachWebSocket(ws, { role: "client" }), { heartbeat }))),
+      ).pipe(Effect.flatMap(({ session }) => runSession(session, { heartbeat }))),
   })
 
 export const layer = (heartbeat: HeartbeatSettings): Layer.Layer<Tunnel> =>
@@ -345,7 +355,7 @@ export const memoryLink = (
   Effect.gen(function* () {
     const toServer = new MemoryChannel()
     const toClient = new MemoryChannel()
-    const clientSession = new Session(toServer, { role: "client" })
+    const clientSession = new Session(toServer, clientSide)
     const serverSession = new Session(toClient, { role: "server" })
     toServer.peer = serverSession
     toClient.peer = clientSession
