@@ -35,7 +35,7 @@ const clientTls = (config: AgentConfigShape) =>
     }
   })
 
-/** The endpoints as the agent forwards to them: https:// ones with the --forwarder.tls.* settings. */
+/** The endpoints as the agent forwards to them: https:// ones with the --forwarder.tls.* settings, tcp:// ones raw. */
 const endpointTargets = (config: AgentConfigShape) =>
   Effect.gen(function* () {
     const ca = yield* readPem(config.forwarder.tls.caFile, "forwarder.tls.ca-file")
@@ -44,8 +44,12 @@ const endpointTargets = (config: AgentConfigShape) =>
       insecureSkipVerify: config.forwarder.tls.insecureSkipVerify,
     }
     return config.endpoints.map(
-      ({ id, host, port, https }): Agent.AgentEndpointOptions =>
-        https ? { id, host, port, tls: serviceTls } : { id, host, port },
+      ({ id, host, port, scheme }): Agent.AgentEndpointOptions =>
+        scheme === "tcp"
+          ? { id, host, port, kind: "tcp" }
+          : scheme === "https"
+            ? { id, host, port, tls: serviceTls }
+            : { id, host, port },
     )
   })
 
