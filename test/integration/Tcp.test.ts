@@ -11,6 +11,7 @@ import {
   closing,
   connectFailure,
   connectTcp as openTcp,
+  rawHandshake,
   readToEnd,
   sha256,
   startEchoService,
@@ -77,28 +78,12 @@ const settled = async (read: () => number): Promise<number> => {
   return last
 }
 
-/** Sends a raw handshake and returns the answer's head, and the socket positioned after it. */
-const handshake = (
-  port: number,
-  head: string,
-): Promise<{ readonly answer: string; readonly socket: net.Socket }> =>
-  new Promise((resolve, reject) => {
-    const socket = net.connect(port, "127.0.0.1", () => socket.write(head))
-    afterTest.push(async () => socket.destroy())
-    let received = Buffer.alloc(0)
-    const onData = (chunk: Buffer) => {
-      received = Buffer.concat([received, chunk])
-      const end = received.indexOf("\r\n\r\n")
-      if (end < 0) return
-      socket.off("data", onData)
-      socket.pause()
-      const rest = received.subarray(end + 4)
-      if (rest.length > 0) socket.unshift(rest)
-      resolve({ answer: received.subarray(0, end).toString("latin1"), socket })
-    }
-    socket.on("data", onData)
-    socket.once("error", reject)
-  })
+/** A raw handshake's answer and socket, cut after the test. */
+const handshake = async (port: number, head: string) => {
+  const sent = await rawHandshake(port, head)
+  afterTest.push(async () => void sent.socket.destroy())
+  return sent
+}
 
 describe("TCP endpoints", () => {
   it("carry bytes both ways, and the client's half-close: the service answers after the client has ended", async () => {
@@ -233,11 +218,9 @@ describe("TCP endpoints", () => {
       "GET / HTTP/1.1\r\nHost: pico.example.com\r\nConnection: Upgrade\r\nUpgrade: pico-tcp\r\nx-pico-endpoint: echo\r\n\r\nearly bytes ",
     ]) {
       const { answer, socket } = await handshake(node.proxyPort, head)
-      expect(answer.split("\r\n")).toEqual([
-        "HTTP/1.1 101 Switching Protocols",
-        "Connection: Upgrade",
-        "Upgrade: pico-tcp",
-      ])
+      expect(answer).toBe(
+        "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: pico-tcp\r\n\r\n",
+      )
       socket.end("then the rest")
       const echoed = (await readToEnd(socket)).toString()
       expect(echoed).toBe(head.endsWith("early bytes ") ? "early bytes then the rest" : "then the rest")

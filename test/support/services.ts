@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from "node:child_process"
+import { type ChildProcessWithoutNullStreams, execFile, execFileSync, spawn } from "node:child_process"
 import {
   chmodSync,
   chownSync,
@@ -144,6 +144,37 @@ export const psqlArgs = (port: number, ...args: Array<string>): Array<string> =>
   ...["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1"],
   ...args,
 ]
+
+/**
+ * A psql session kept open on its stdin, to which a test sends one query at a time. `query` resolves with the
+ * answer's one line, or undefined once psql has lost its connection (and exited, with status 2).
+ */
+export const psqlSession = (port: number) => {
+  const child: ChildProcessWithoutNullStreams = spawn("psql", psqlArgs(port, "-At"))
+  let output = ""
+  let waiting: ((line: string | undefined) => void) | undefined
+  child.stdout.on("data", (chunk: Buffer) => {
+    output += chunk.toString()
+    const newline = output.indexOf("\n")
+    if (newline < 0) return
+    const line = output.slice(0, newline)
+    output = output.slice(newline + 1)
+    waiting?.(line)
+  })
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)))
+  void exited.then(() => waiting?.(undefined))
+  return {
+    query: (sql: string): Promise<string | undefined> =>
+      child.exitCode !== null
+        ? Promise.resolve(undefined)
+        : new Promise((resolve) => {
+            waiting = resolve
+            child.stdin.write(`${sql};\n`)
+          }),
+    exited,
+    close: () => void child.kill(),
+  }
+}
 
 // --- OpenSSH ---
 

@@ -95,3 +95,32 @@ export const closing = (socket: net.Socket): Promise<string> =>
   })
 
 export const sha256 = (bytes: Buffer): string => createHash("sha256").update(bytes).digest("hex")
+
+/**
+ * Sends raw bytes (a handshake) to a port, and resolves once the answer's head is complete with that head and the
+ * socket, paused, positioned right after it.
+ */
+export const rawHandshake = (
+  port: number,
+  head: string,
+): Promise<{ readonly answer: string; readonly socket: net.Socket }> =>
+  new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1", () => socket.write(head))
+    let received = Buffer.alloc(0)
+    const onData = (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk])
+      const end = received.indexOf("\r\n\r\n")
+      if (end < 0) return
+      socket.off("data", onData)
+      socket.pause()
+      const rest = received.subarray(end + 4)
+      if (rest.length > 0) socket.unshift(rest)
+      resolve({ answer: received.subarray(0, end + 4).toString("latin1"), socket })
+    }
+    socket.on("data", onData)
+    socket.once("error", reject)
+  })
+
+/** The TCP handshake of docs/protocol.md, naming the endpoint in the path. */
+export const tcpHandshake = (endpointId: string): string =>
+  `GET /pico/v1/tcp/${endpointId} HTTP/1.1\r\nHost: pico.example.com\r\nConnection: Upgrade\r\nUpgrade: pico-tcp\r\n\r\n`
