@@ -273,6 +273,8 @@ describe("TCP endpoints", () => {
     expect(checkWithPromtool(page)).toBe("")
     const metrics = readMetrics(page)
     expect(valueOf(metrics, "pico_proxy_tcp_connections", { endpoint_id: "counted" })).toBe(2)
+    // Each connection was a request answered 101, not one whose client left (499).
+    expect(valueOf(metrics, "pico_proxy_requests_total", { status: "101" })).toBeGreaterThanOrEqual(2)
     expect(valueOf(metrics, "pico_proxy_tcp_connections", { endpoint_id: "echo" })).toBe(0)
 
     first.end()
