@@ -15,7 +15,7 @@ import { writeFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { it } from "vitest"
 import { forwardArgs, forwardedPort } from "../test/support/forward.js"
-import { closedPort, waitFor } from "../test/support/http.js"
+import { accepts, closedPort, waitFor } from "../test/support/http.js"
 import {
   listeningPort,
   type PicoProcess,
@@ -24,7 +24,6 @@ import {
   spawnProcess,
 } from "../test/support/process.js"
 import { psqlArgs, run, startPostgres, startRedis, startSshd } from "../test/support/services.js"
-import { connectLocal } from "../test/support/tcp.js"
 
 const bytes = Number(process.env.BENCH_TCP_BYTES ?? 1024 ** 3)
 const roundTrips = Number(process.env.BENCH_TCP_ROUNDTRIPS ?? 10_000)
@@ -50,18 +49,6 @@ interface Path {
 const measure = (path: Path, test: string) =>
   jsonLine(spawnNode(peer, [path.protocol, String(path.port), test]))
 
-const accepting = async (port: number) => {
-  await waitFor(
-    `port ${port}`,
-    () =>
-      connectLocal(port).then(
-        (socket) => !!socket.destroy(),
-        () => false,
-      ),
-    30_000,
-  )
-}
-
 const ratio = (value: number, base: number) => `${(value / base).toFixed(2)}x`
 
 it("measures TCP endpoints against a direct connection, ssh -L and the HTTP path", async () => {
@@ -84,7 +71,7 @@ it("measures TCP endpoints against a direct connection, ssh -L and the HTTP path
       ...sshd.sshArgs(sshd.port),
     ])
     processes.push(tunnel)
-    await accepting(sshPort)
+    await waitFor("ssh -L listening", () => accepts(sshPort), 30_000)
 
     // Pico: a server, an agent for the TCP and the HTTP service, pico forward tcp.
     const postgres = await startPostgres()

@@ -2,13 +2,6 @@ import { endpointIdRule, isValidEndpointId } from "../Domain/EndpointId.js"
 import { logSettings } from "./Server.js"
 import * as Setting from "./Setting.js"
 
-const proxyUrlProblem = (text: string): string | undefined => {
-  const url = URL.parse(text)
-  return url !== null && (url.protocol === "http:" || url.protocol === "https:")
-    ? undefined
-    : "expected an http(s) URL such as http://localhost:8000"
-}
-
 /** Everything `pico forward tcp` can be configured with, as flags or as YAML keys. */
 export const forwardTcpSettings = {
   endpoint: Setting.checkedString(
@@ -27,7 +20,7 @@ export const forwardTcpSettings = {
     url: Setting.checkedString(
       "A proxy port's URL (a node's or its load balancer's); https for TLS.",
       "http://localhost:8000",
-      proxyUrlProblem,
+      Setting.httpUrl("http://localhost:8000"),
       "url",
     ),
     tls: {

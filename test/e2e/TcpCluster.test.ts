@@ -2,50 +2,28 @@ import { afterEach, describe, expect, it } from "vitest"
 import { forwardArgs, forwardedPort } from "../support/forward.js"
 import { request, waitFor } from "../support/http.js"
 import { startLoadBalancer } from "../support/loadBalancer.js"
-import { listeningPort, type PicoProcess, picoPerTest } from "../support/process.js"
+import { picoPerTest } from "../support/process.js"
+import { type ServerProcess, startServerProcess } from "../support/serverProcess.js"
 import { psqlArgs, psqlSession, run, startPostgres } from "../support/services.js"
 
 const { pico, cleanups } = picoPerTest(afterEach)
 
 const GRACE_MS = 3_000
 
-interface Node {
-  readonly nodeId: string
-  readonly process: PicoProcess
-  readonly proxyPort: number
-  readonly upstreamPort: number
-  readonly adminPort: number
-  readonly gossipAddr: string
-}
-
-const startServer = async (join: ReadonlyArray<Node>): Promise<Node> => {
-  const process = pico([
-    "server",
-    ...["--proxy.bind-addr", "127.0.0.1:0", "--upstream.bind-addr", "127.0.0.1:0"],
-    ...[
-      "--admin.bind-addr",
-      "127.0.0.1:0",
-      "--gossip.bind-addr",
-      "127.0.0.1:0",
-      "--gossip.interval",
-      "100ms",
-    ],
-    ...["--server.graceful-shutdown-timeout", `${GRACE_MS / 1000}s`],
-    ...join.flatMap((node) => ["--cluster.join", node.gossipAddr]),
-  ])
-  const gossip = await process.waitForLog("gossip listening")
-  return {
-    nodeId: String(gossip["node-id"]),
-    process,
-    proxyPort: await listeningPort(process, "proxy"),
-    upstreamPort: await listeningPort(process, "upstream"),
-    adminPort: await listeningPort(process, "admin"),
-    gossipAddr: String(gossip.addr),
-  }
-}
+/** A `pico server` joining `join`, whose drain lasts GRACE_MS. */
+const startServer = (join: ReadonlyArray<ServerProcess>) =>
+  startServerProcess(
+    pico,
+    join.map((node) => node.gossipAddr),
+    ["--server.graceful-shutdown-timeout", `${GRACE_MS / 1000}s`],
+  )
 
 /** Whether `node` knows, through gossip, that `holder` holds the endpoint. */
-const knowsEndpoint = async (node: Node, holder: Node, endpointId: string): Promise<boolean> => {
+const knowsEndpoint = async (
+  node: ServerProcess,
+  holder: ServerProcess,
+  endpointId: string,
+): Promise<boolean> => {
   const answer = await request(`http://127.0.0.1:${node.adminPort}/status/cluster/nodes/${holder.nodeId}`)
   return answer.status === 200 && JSON.parse(answer.body).endpoints[endpointId] === 1
 }

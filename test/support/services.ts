@@ -9,10 +9,9 @@ import {
   rmSync,
   writeFileSync,
 } from "node:fs"
-import * as net from "node:net"
 import { tmpdir, userInfo } from "node:os"
 import { join } from "node:path"
-import { closedPort, waitFor } from "./http.js"
+import { accepts, closedPort, waitFor } from "./http.js"
 import { type PicoProcess, spawnProcess } from "./process.js"
 
 /**
@@ -55,16 +54,6 @@ export const run = (
         }),
     )
     child.stdin?.end(options.input)
-  })
-
-const accepts = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const socket = net.connect(port, "127.0.0.1")
-    socket.once("connect", () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once("error", () => resolve(false))
   })
 
 /** A directory for a service's state, removed with `remove`. */
