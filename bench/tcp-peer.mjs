@@ -5,6 +5,8 @@
 //                                                 {"tcp": port, "http": port}
 //   node bench/tcp-peer.mjs tcp PORT CASE         a client of the TCP service (through whatever PORT leads to)
 //   node bench/tcp-peer.mjs http PORT CASE        the same over HTTP requests, with x-pico-endpoint: bench-http
+//   node bench/tcp-peer.mjs library PORT CASE     the TCP client, connected with Pico's Forward.connect (dist/)
+//                                                 to the endpoint bench-tcp through the proxy port PORT
 //
 // CASE is upload:BYTES, download:BYTES or pingpong:COUNT. The client prints one JSON line: {"mbps"} for bulk
 // (MB/s, 10^6 bytes) or {"p50", "p99"} in microseconds for the 64-byte round trips.
@@ -80,12 +82,22 @@ const latencies = (samples) => {
   return { p50: percentile(sorted, 0.5), p99: percentile(sorted, 0.99) }
 }
 
-const connect = (port) =>
+let connect = (port) =>
   new Promise((resolve, reject) => {
     const socket = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true, noDelay: true })
     socket.once("connect", () => resolve(socket))
     socket.once("error", reject)
   })
+
+/** Connects through Pico's own client instead: no local port, no pico forward process in between. */
+const useLibrary = async () => {
+  const { Effect } = await import("effect")
+  const { EndpointId, Forward } = await import("../dist/index.js")
+  connect = (port) =>
+    Effect.runPromise(
+      Forward.connect({ serverUrl: `http://127.0.0.1:${port}`, endpointId: EndpointId("bench-tcp") }),
+    )
+}
 
 const untilEnd = (stream) =>
   new Promise((resolve, reject) => {
@@ -187,6 +199,7 @@ const httpClient = {
 const [role, port, which] = process.argv.slice(2)
 if (role === "serve") await serve()
 else {
+  if (role === "library") await useLibrary()
   const [test, amount] = which.split(":")
   const result = await (role === "http" ? httpClient : tcpClient)[test](Number(port), Number(amount))
   console.log(JSON.stringify(result))

@@ -2,11 +2,12 @@
 // vitest only to reuse the tests' helpers for real services (test/support/); it asserts nothing, and prints and
 // saves what it measured (bench/.work/tcp.txt, tcp.json). See bench/README.md.
 //
-// The same client and service programs (bench/tcp-peer.mjs, each its own process) talk over four paths, in
+// The same client and service programs (bench/tcp-peer.mjs, each its own process) talk over five paths, in
 // the same run and interleaved, case by case:
 //   direct     client -> service
 //   ssh -L     client -> ssh (local forward) => sshd -> service              (OpenSSH, its default cipher)
 //   pico tcp   client -> pico forward tcp => pico server => pico agent -> service
+//   pico lib   client (Forward.connect, no local port) => pico server => pico agent -> service
 //   pico http  the same bytes as HTTP requests: client -> pico server => pico agent -> HTTP service
 // Cases: 1 GiB upload, 1 GiB download (MB/s), 64-byte round trips on one connection (p50, p99). Then pgbench
 // (10 s) and redis-benchmark through pico tcp and direct.
@@ -42,7 +43,8 @@ const jsonLine = async (started: PicoProcess): Promise<Record<string, number>> =
 
 interface Path {
   readonly name: string
-  readonly protocol: "tcp" | "http"
+  /** How the client connects: to a TCP port, through Forward.connect to the proxy port, or HTTP requests. */
+  readonly protocol: "tcp" | "library" | "http"
   readonly port: number
 }
 
@@ -114,6 +116,7 @@ it("measures TCP endpoints against a direct connection, ssh -L and the HTTP path
       { name: "direct", protocol: "tcp", port: ports.tcp as number },
       { name: "ssh -L", protocol: "tcp", port: sshPort },
       { name: "pico tcp", protocol: "tcp", port: await forward("bench-tcp") },
+      { name: "pico lib", protocol: "library", port: proxyPort },
       { name: "pico http", protocol: "http", port: proxyPort },
     ]
     for (const path of paths) {
@@ -213,26 +216,23 @@ it("measures TCP endpoints against a direct connection, ssh -L and the HTTP path
           `(${ratio(redisPico[test] ?? 0, direct)} direct)`,
       )
 
-    // --- Targets ---
-    const get = (label: string, path: string) => results[label]?.[path] as Record<string, number>
+    // --- Targets: for pico forward tcp, and for the library's connection ---
+    const figure = (label: string, path: string, name: "mbps" | "p50") =>
+      results[label]?.[path]?.[name] as number
     const check = (what: string, ok: boolean) => say(`${ok ? "PASS" : "FAIL"}  ${what}`)
     say("")
-    for (const label of ["bulk upload", "bulk download"]) {
-      const pico = get(label, "pico tcp").mbps as number
-      check(
-        `${label}: pico tcp >= 0.5x direct (${ratio(pico, get(label, "direct").mbps as number)})`,
-        pico >= 0.5 * (get(label, "direct").mbps as number),
-      )
-      check(
-        `${label}: pico tcp faster than ssh -L (${ratio(pico, get(label, "ssh -L").mbps as number)})`,
-        pico > (get(label, "ssh -L").mbps as number),
-      )
+    for (const pico of ["pico tcp", "pico lib"]) {
+      for (const label of ["bulk upload", "bulk download"]) {
+        const mbps = figure(label, pico, "mbps")
+        const direct = figure(label, "direct", "mbps")
+        const ssh = figure(label, "ssh -L", "mbps")
+        check(`${label}: ${pico} >= 0.5x direct (${ratio(mbps, direct)})`, mbps >= 0.5 * direct)
+        check(`${label}: ${pico} faster than ssh -L (${ratio(mbps, ssh)})`, mbps > ssh)
+      }
+      const p50 = figure("64 B round trips", pico, "p50")
+      const ssh = figure("64 B round trips", "ssh -L", "p50")
+      check(`round trips: ${pico} p50 below ssh -L's (${ratio(p50, ssh)})`, p50 < ssh)
     }
-    const pings = "64 B round trips"
-    check(
-      `round trips: pico tcp p50 below ssh -L's (${ratio(get(pings, "pico tcp").p50 as number, get(pings, "ssh -L").p50 as number)})`,
-      (get(pings, "pico tcp").p50 as number) < (get(pings, "ssh -L").p50 as number),
-    )
     writeFileSync(`${work}tcp.json`, `${JSON.stringify(results, null, 2)}\n`)
   } finally {
     writeFileSync(`${work}tcp.txt`, `${lines.join("\n")}\n`)
