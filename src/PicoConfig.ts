@@ -5,17 +5,20 @@ import { describeSystemError } from "./internal/SystemError.js"
 import type { agentSettings } from "./PicoConfig/Agent.js"
 import { ConfigError } from "./PicoConfig/ConfigError.js"
 import { expandEnv } from "./PicoConfig/ExpandEnv.js"
+import type { forwardTcpSettings } from "./PicoConfig/Forward.js"
 import { resolve } from "./PicoConfig/Resolve.js"
 import type { serverSettings } from "./PicoConfig/Server.js"
 import type { Resolved, SettingsTree } from "./PicoConfig/Setting.js"
 
 export { type AgentEndpoint, agentSettings } from "./PicoConfig/Agent.js"
 export { ConfigError } from "./PicoConfig/ConfigError.js"
+export { forwardTcpConfigProblem, forwardTcpSettings } from "./PicoConfig/Forward.js"
 export { redacted } from "./PicoConfig/Resolve.js"
 export { serverConfigProblem, serverSettings } from "./PicoConfig/Server.js"
 
 export type ServerConfigShape = Resolved<typeof serverSettings>
 export type AgentConfigShape = Resolved<typeof agentSettings>
+export type ForwardTcpConfigShape = Resolved<typeof forwardTcpSettings>
 export type LogConfigShape = ServerConfigShape["log"]
 
 export interface LoadOptions {

@@ -1,9 +1,10 @@
 import type * as http from "node:http"
-import { type IncomingMessage, STATUS_CODES } from "node:http"
+import type { IncomingMessage } from "node:http"
 import type { createConnection } from "node:net"
 import type { Duplex } from "node:stream"
 import { Clock, Context, Duration, Effect, Layer, Queue, Schema, type Scope } from "effect"
 import WebSocket from "ws"
+import { readRefusal } from "./internal/Refusal.js"
 import { attachWebSocket } from "./Tunnel/internal/ClientWebSocket.js"
 import { connectThroughProxy } from "./Tunnel/internal/ForwardProxy.js"
 import { TunnelAgent } from "./Tunnel/internal/HttpAgent.js"
@@ -182,33 +183,6 @@ const runSession = (
     return tunnel
   })
 
-const readErrorBody = (response: IncomingMessage): Promise<string> =>
-  new Promise((resolve) => {
-    const chunks: Array<Buffer> = []
-    let size = 0
-    response.on("data", (chunk: Buffer) => {
-      // A refusal body is a short JSON error; never hold more than a few KiB of it.
-      if (size < 4096) chunks.push(chunk)
-      size += chunk.length
-    })
-    response.on("end", () => resolve(Buffer.concat(chunks).toString("utf8").slice(0, 4096)))
-    response.on("error", () => resolve(""))
-  })
-
-/**
- * The server's own reason (Pico answers `{"error": "..."}`), else the status line: another server's HTML page
- * says nothing useful in a one-line log.
- */
-const refusalMessage = (status: number, body: string): string => {
-  try {
-    const parsed = JSON.parse(body) as { error?: unknown }
-    if (typeof parsed.error === "string") return parsed.error
-  } catch {
-    // Not JSON: fall through to the status line.
-  }
-  return `HTTP ${status} ${STATUS_CODES[status] ?? ""}`.trimEnd()
-}
-
 const flatHeaders = (response: IncomingMessage): Record<string, string> => {
   const flat: Record<string, string> = {}
   for (const [name, value] of Object.entries(response.headers)) {
@@ -259,7 +233,7 @@ const openWebSocket = (
     ws.once("open", () => resume(Effect.succeed({ ws, session: attachWebSocket(ws, clientSide) })))
     ws.once("unexpected-response", (request, response) => {
       const status = response.statusCode ?? 0
-      void readErrorBody(response).then((body) => {
+      void readRefusal(response).then((message) => {
         request.destroy()
         resume(
           Effect.fail(
@@ -267,7 +241,7 @@ const openWebSocket = (
               reason: "refused",
               status,
               headers: flatHeaders(response),
-              message: refusalMessage(status, body),
+              message,
             }),
           ),
         )

@@ -19,14 +19,22 @@ export const readSecretValue = (
   const path = value.slice(filePrefix.length)
   return Effect.tryPromise({
     try: () => readFile(path, "utf8"),
-    catch: (cause) =>
-      new ConfigError({
-        reason: "unreadable",
-        message: `--${flag}: cannot read ${path}: ${(cause as Error).message}`,
-        cause,
-      }),
+    catch: unreadable(flag, path),
   }).pipe(Effect.map((text) => text.replace(/\r?\n$/, "")))
 }
+
+const unreadable = (flag: string, path: string) => (cause: unknown) =>
+  new ConfigError({
+    reason: "unreadable",
+    message: `--${flag}: cannot read ${path}: ${(cause as Error).message}`,
+    cause,
+  })
+
+/** A PEM file a flag names (a CA, certificate or key), read once; empty means not set. */
+export const readPemFile = (path: string, flag: string): Effect.Effect<Buffer | undefined, ConfigError> =>
+  path === ""
+    ? Effect.succeed(undefined)
+    : Effect.tryPromise({ try: () => readFile(path), catch: unreadable(flag, path) })
 
 const checkPublicKey = (pem: string | undefined, type: "rsa" | "ec", flag: string) =>
   Effect.try({

@@ -1,4 +1,4 @@
-import type { AddressInfo } from "node:net"
+import type { AddressInfo, Server } from "node:net"
 import { Effect, Schema, type Scope } from "effect"
 import { formatHostPort, type HostPort } from "../Domain/Address.js"
 import type { HttpServer } from "./HttpServer.js"
@@ -38,10 +38,11 @@ export const describeListenError = (error: ListenError): string =>
 
 /**
  * Binds `server` for the lifetime of the scope and returns the bound address (port 0 becomes the real port).
- * On release, every connection still open is cut: the graceful part of shutdown happens before this.
+ * On release, an HTTP server's connections still open are cut: the graceful part of shutdown happens before this
+ * (a plain TCP server's owner cuts its own before).
  */
 export const listen = (
-  server: HttpServer,
+  server: HttpServer | Server,
   address: HostPort,
   listener: string,
 ): Effect.Effect<AddressInfo, ListenError, Scope.Scope> =>
@@ -59,7 +60,7 @@ export const listen = (
     }),
     () =>
       Effect.async<void>((resume) => {
-        server.closeAllConnections()
+        if ("closeAllConnections" in server) server.closeAllConnections()
         if (!server.listening) return resume(Effect.void)
         server.close(() => resume(Effect.void))
       }),
