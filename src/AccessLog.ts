@@ -87,7 +87,11 @@ const fileSink = (path: string): Effect.Effect<Sink, ConfigError, Scope.Scope> =
       Effect.try({
         try: () => fs.openSync(path, "a"),
         catch: (cause) =>
-          new ConfigError({ message: `--access-log.file ${path}: ${describeSystemError(cause)}` }),
+          new ConfigError({
+            reason: "unusable",
+            message: `--access-log.file ${path}: ${describeSystemError(cause)}`,
+            cause,
+          }),
       }),
       (fd) => Effect.sync(() => fs.closeSync(fd)),
     ),

@@ -14,6 +14,7 @@ import { type ForwardTarget, makeForwarder } from "./Agent/Forwarder.js"
 import { judgeConnectFailure } from "./Agent/ServerAnswer.js"
 import { formatHostPort } from "./Domain/Address.js"
 import type { EndpointId } from "./Domain/EndpointId.js"
+import { type EndpointKind, kindParameter } from "./Domain/EndpointKind.js"
 import { forwardMetrics } from "./Metrics/Agent.js"
 import { type ClientTls, describeClose, Tunnel } from "./Tunnel.js"
 
@@ -28,11 +29,13 @@ export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
   reason: Schema.Literal("refused", "not an upstream port"),
   endpointId: Schema.String,
   message: Schema.String,
+  /** The server's answer that made retrying pointless. */
+  cause: Schema.optional(Schema.Defect),
 }) {}
 
 /**
- * An endpoint id to register and where its requests go: a TCP address (TLS with `tls`, for an https:// service),
- * or an HTTP server in this process.
+ * An endpoint id to register and where its requests go: an HTTP service's TCP address (TLS with `tls`, for an
+ * https:// service), an HTTP server in this process, or, with `kind: "tcp"`, any TCP service (a TCP endpoint).
  */
 export type AgentEndpointOptions = ForwardTarget & {
   readonly id: EndpointId
@@ -57,11 +60,15 @@ export interface AgentOptions {
   readonly healthyAfter: Duration.DurationInput
 }
 
-/** `http://host:8001/prefix` + `my-endpoint` → `ws://host:8001/prefix/pico/v1/listener/my-endpoint`. */
-export const listenerUrl = (serverUrl: string, endpointId: string): string => {
+/**
+ * `http://host:8001/prefix` + `my-endpoint` → `ws://host:8001/prefix/pico/v1/listener/my-endpoint`, with
+ * `?kind=tcp` for a TCP endpoint (an HTTP endpoint says nothing, as agents did before kinds).
+ */
+export const listenerUrl = (serverUrl: string, endpointId: string, kind: EndpointKind = "http"): string => {
   const url = new URL(serverUrl)
   url.protocol = url.protocol === "https:" || url.protocol === "wss:" ? "wss:" : "ws:"
   url.pathname = `${url.pathname.replace(/\/+$/, "")}/pico/v1/listener/${encodeURIComponent(endpointId)}`
+  if (kind !== "http") url.searchParams.set(kindParameter, kind)
   return url.toString()
 }
 
@@ -98,7 +105,7 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
     const endpointScope = yield* Effect.scope
     const draining = yield* FiberSet.make()
     const log = yield* FiberSet.makeRuntime<never>()
-    const url = listenerUrl(options.serverUrl, endpoint.id)
+    const url = listenerUrl(options.serverUrl, endpoint.id, endpoint.kind ?? "http")
     const healthyAfter = Duration.toMillis(options.healthyAfter)
 
     const forward = makeForwarder(
@@ -109,7 +116,7 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
       forwardMetrics(endpoint.id),
     )
 
-    if ("host" in endpoint && endpoint.tls?.insecureSkipVerify === true) {
+    if ("tls" in endpoint && endpoint.tls?.insecureSkipVerify === true) {
       yield* Effect.logWarning(
         "insecure-skip-verify: not checking the service's TLS certificate; anyone on the path can impersonate it",
       ).pipe(Effect.annotateLogs("service", `https://${formatHostPort(endpoint)}`))
@@ -129,6 +136,7 @@ const runEndpoint = (endpoint: AgentEndpointOptions, options: AgentOptions) =>
             reason: verdict.reason,
             endpointId: endpoint.id,
             message: verdict.message,
+            cause: connected.left,
           })
         return yield* new Unsettled({ reason: "connect failed", message: connected.left.message })
       }

@@ -130,6 +130,10 @@ export const layer = (keys: AuthKeys): Layer.Layer<Auth, ConfigError> =>
           admin: guardFor("admin", keys),
         }),
       catch: (cause) =>
-        new ConfigError({ message: `token keys: ${cause instanceof Error ? cause.message : String(cause)}` }),
+        new ConfigError({
+          reason: "unusable",
+          message: `token keys: ${cause instanceof Error ? cause.message : String(cause)}`,
+          cause,
+        }),
     }),
   )

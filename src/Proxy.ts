@@ -8,6 +8,7 @@ import { Auth, type AuthError } from "./Auth.js"
 import { ClusterKeys } from "./ClusterKeys.js"
 import { dialAddress, type HostPort } from "./Domain/Address.js"
 import { type EndpointId, isValidEndpointId } from "./Domain/EndpointId.js"
+import { type EndpointKind, tcpUpgradeToken } from "./Domain/EndpointKind.js"
 import { Inspector } from "./Inspector.js"
 import { errorBody, writeJsonToSocket } from "./internal/JsonResponse.js"
 import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
@@ -30,6 +31,7 @@ import * as PassThrough from "./Proxy/PassThrough.js"
 import * as PeerProof from "./Proxy/PeerProof.js"
 import { requestIdOf } from "./Proxy/RequestId.js"
 import { normalizeTarget } from "./Proxy/RequestTarget.js"
+import * as TcpTraffic from "./Proxy/TcpTraffic.js"
 import { type ClusterNode, Registry } from "./Registry.js"
 import { Shutdown } from "./Shutdown.js"
 
@@ -47,8 +49,13 @@ export class ProxyHandler extends Context.Tag("pico/Proxy")<
     readonly handleUpgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => Effect.Effect<void>
     /** False for a request forwarded by a peer that this node can no longer serve (a stale route). */
     readonly hasLocalUpstream: (req: http.IncomingMessage) => boolean
-    /** Upgraded connections (WebSockets) piped through this node, which a drain ends last. */
+    /** Upgraded connections (WebSockets, TCP connections) piped through this node, which a drain ends last. */
     readonly passThroughs: PassThrough.PassThroughs
+    /**
+     * Every TCP endpoint held by this node, by id, with the connections through its tunnels to it (and any other
+     * endpoint whose connections are still open), for status and metrics.
+     */
+    readonly tcpEndpoints: Effect.Effect<ReadonlyArray<readonly [EndpointId, TcpTraffic.TcpCounters]>>
   }
 >() {}
 
@@ -111,9 +118,18 @@ const proxyCredential = (
   return { header: req.headers.authorization, stripAuthorization: true }
 }
 
-/** The upgrade protocols Pico passes through: a pipe to anything else would be a tunnel nobody asked for. */
-const isSupportedUpgrade = (req: http.IncomingMessage): boolean =>
-  req.headers.upgrade?.toLowerCase() === "websocket"
+/**
+ * What an upgrade asks for: a WebSocket (to an HTTP endpoint) or a TCP connection (to a TCP endpoint); undefined
+ * for any other protocol, which Pico does not pass: a pipe to it would be a tunnel nobody asked for.
+ */
+const upgradeKind = (req: http.IncomingMessage): EndpointKind | undefined => {
+  const protocol = req.headers.upgrade?.toLowerCase()
+  return protocol === "websocket" ? "http" : protocol === tcpUpgradeToken ? "tcp" : undefined
+}
+
+/** An endpoint serves one kind of client: the other kind is told what the endpoint is, and nothing reaches it. */
+const wrongKind = (endpoint: EndpointKind): ProxyError =>
+  new ProxyError({ reason: endpoint === "tcp" ? "endpoint is tcp" : "endpoint is http" })
 
 /** Recorded for a request whose client went away before a response started (nginx's convention). */
 const CLIENT_CLOSED_REQUEST = 499
@@ -144,6 +160,7 @@ export const make = (options: ProxyOptions) =>
     const proof = PeerProof.make(Option.isSome(keys) ? keys.value.keyring : undefined)
     const metrics = yield* ProxyMetrics.make
     const passThroughs = PassThrough.make()
+    const tcpTraffic = TcpTraffic.make()
     const peerTls = options.peerTls
     const gatewayTimeout = Duration.toMillis(options.gatewayTimeout)
     const idleTimeout = Duration.toMillis(options.idleTimeout ?? defaultClientLimits.idleTimeout)
@@ -227,6 +244,7 @@ export const make = (options: ProxyOptions) =>
           const node =
             upstream === undefined && !fromPeer ? registry.pickRemote(endpointId, tried) : undefined
           if (upstream !== undefined) {
+            if (upstream.kind !== exchange.kind) return yield* wrongKind(upstream.kind)
             localRetries--
             metrics.forwardedLocal()
             exchange.route = "local"
@@ -237,6 +255,8 @@ export const make = (options: ProxyOptions) =>
               expectContinue: false,
             })
           } else if (node !== undefined) {
+            const nodeKind = node.tcpEndpoints.has(endpointId) ? "tcp" : "http"
+            if (nodeKind !== exchange.kind) return yield* wrongKind(nodeKind)
             remoteHeaders ??= peerHeaders(exchange)
             if (remoteHeaders === undefined) return yield* new ProxyError({ reason: "duplicate host header" })
             tried.add(node.id)
@@ -274,6 +294,7 @@ export const make = (options: ProxyOptions) =>
         // The hot path: one local attempt, no generator, no waiting.
         const upstream = registry.pickLocal(endpointId)
         if (upstream === undefined) return retry(exchange, endpointId, localHeaders, fromPeer, undefined)
+        if (upstream.kind !== exchange.kind) return Effect.fail(wrongKind(upstream.kind))
         metrics.forwardedLocal()
         exchange.route = "local"
         exchange.via = upstream.remoteAddr
@@ -290,12 +311,19 @@ export const make = (options: ProxyOptions) =>
         )
       })
 
+    /** What a switched upgrade carries; a TCP connection through this node's own tunnel counts for its endpoint. */
+    const carried = (exchange: Exchange, local: boolean): PassThrough.Carried =>
+      exchange.kind === "tcp"
+        ? { _tag: "Tcp", counters: local ? tcpTraffic.of(exchange.endpointId as EndpointId) : undefined }
+        : PassThrough.webSocket
+
     const serve = (exchange: Exchange): Effect.Effect<void> => {
       const { req } = exchange
       exchange.requestId = requestIdOf(req)
       if (!normalizeTarget(req))
         return answerFailure(new ProxyError({ reason: "invalid request target" }), exchange)
-      const endpointId = endpointIdFromHeaders(req.headers)
+      const kind = exchange.upgrade === undefined ? "http" : upgradeKind(req)
+      const endpointId = endpointIdFromHeaders(req.headers, kind === "tcp" ? req.url : undefined)
       if (endpointId === undefined)
         return answerFailure(new ProxyError({ reason: "missing pico endpoint id" }), exchange)
       if (!isValidEndpointId(endpointId))
@@ -305,10 +333,11 @@ export const make = (options: ProxyOptions) =>
       const capture = inspector.captureOf(endpointId)
       if (capture !== undefined && req.headers[PeerProof.forwardHeader] === undefined)
         exchange.capture = capture.begin(exchange)
-      if (exchange.upgrade !== undefined && !isSupportedUpgrade(req)) {
+      if (kind === undefined) {
         const detail = `upgrade to ${req.headers.upgrade ?? ""}`
         return answerFailure(new ProxyError({ reason: "unsupported upgrade", detail }), exchange)
       }
+      exchange.kind = kind
       const forwarded =
         guard === undefined
           ? route(exchange, endpointId)(false)
@@ -379,9 +408,9 @@ export const make = (options: ProxyOptions) =>
         ended(true)
       })
       res.once("close", () => ended(true))
-      const switched = (client: Duplex, upstream: Duplex) => {
+      const switched = (upstream: Duplex, local: boolean) => {
         res.statusCode = 101
-        passThroughs.open(client, upstream, true, (fromClient, toClient) => {
+        passThroughs.open(socket, upstream, carried(exchange, local), (fromClient, toClient) => {
           exchange.bytesIn = fromClient
           exchange.bytesOut = toClient
           accessLog?.(exchange, 101)
@@ -403,7 +432,13 @@ export const make = (options: ProxyOptions) =>
       )
     }
 
-    return ProxyHandler.of({ handle, handleUpgrade, hasLocalUpstream, passThroughs })
+    const tcpEndpoints = Effect.map(registry.localEndpoints, (local) => {
+      const held = new Set<EndpointId>()
+      for (const [endpointId, upstreams] of local) if (upstreams[0]?.kind === "tcp") held.add(endpointId)
+      return tcpTraffic.snapshot(held)
+    })
+
+    return ProxyHandler.of({ handle, handleUpgrade, hasLocalUpstream, passThroughs, tcpEndpoints })
   })
 
 export const layer = (

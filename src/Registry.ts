@@ -1,6 +1,7 @@
 import { Context, Effect, Layer, Metric, Queue, type Scope } from "effect"
 import type { EndpointId } from "./Domain/EndpointId.js"
-import { endpointKey } from "./Domain/GossipKeys.js"
+import type { EndpointKind } from "./Domain/EndpointKind.js"
+import { endpointKey, endpointValue } from "./Domain/GossipKeys.js"
 import { Gossip } from "./Gossip.js"
 import * as Metrics from "./Metrics.js"
 import { type ClusterNode, ClusterView } from "./Registry/ClusterView.js"
@@ -11,13 +12,16 @@ export type { ClusterNode } from "./Registry/ClusterView.js"
 /** One connected upstream: a tunnel session registered for an endpoint. */
 export interface Upstream {
   readonly endpointId: EndpointId
+  /** What the endpoint carries, as its agent said when it connected. */
+  readonly kind: EndpointKind
   /** The remote address of the upstream's WebSocket connection, for status output and logs. */
   readonly remoteAddr: string
   readonly session: TunnelSession
 }
 
-/** Round-robin rotation of the upstreams of one endpoint. */
+/** Round-robin rotation of the upstreams of one endpoint, which all have the endpoint's kind. */
 interface Rotation {
+  readonly kind: EndpointKind
   readonly upstreams: Array<Upstream>
   next: number
 }
@@ -31,6 +35,12 @@ export class Registry extends Context.Tag("pico/Registry")<
   {
     /** Adds the upstream for the lifetime of the current scope. */
     readonly register: (upstream: Upstream) => Effect.Effect<void, never, Scope.Scope>
+    /**
+     * The endpoint's kind: its local upstreams' or, without any, the kind the active nodes holding it advertise;
+     * undefined when nobody holds it. The upstream port refuses an upstream of the other kind: an endpoint id means
+     * one thing.
+     */
+    readonly kindOf: (endpointId: EndpointId) => EndpointKind | undefined
     /**
      * The next upstream of the endpoint (round robin) that can still take a new stream, or undefined. Synchronous
      * because it runs once per proxied request.
@@ -109,16 +119,17 @@ export const make = (options: { readonly awaitJoin: boolean }) =>
     // --- Local upstreams ---
 
     const publishCount = (endpointId: EndpointId) => {
-      const count = rotations.get(endpointId)?.upstreams.length ?? 0
-      return count === 0 || withdrawn
+      const rotation = rotations.get(endpointId)
+      return rotation === undefined || withdrawn
         ? gossip.deleteLocal(endpointKey(endpointId))
-        : gossip.setLocal(endpointKey(endpointId), String(count))
+        : gossip.setLocal(endpointKey(endpointId), endpointValue(rotation.upstreams.length, rotation.kind))
     }
 
     const add = (upstream: Upstream) =>
       Effect.suspend(() => {
         const rotation = rotations.get(upstream.endpointId)
-        if (rotation === undefined) rotations.set(upstream.endpointId, { upstreams: [upstream], next: 0 })
+        if (rotation === undefined)
+          rotations.set(upstream.endpointId, { kind: upstream.kind, upstreams: [upstream], next: 0 })
         else rotation.upstreams.push(upstream)
         notifyRouteChange()
         return publishCount(upstream.endpointId)
@@ -178,6 +189,7 @@ export const make = (options: { readonly awaitJoin: boolean }) =>
           Effect.zipRight(add(upstream), Metric.increment(Metrics.upstreamConnections)),
           () => Effect.zipRight(remove(upstream), Metric.increment(Metrics.upstreamDisconnects)),
         ),
+      kindOf: (endpointId) => rotations.get(endpointId)?.kind ?? view.kindOf(endpointId),
       pickLocal,
       pickRemote: (endpointId, exclude) => view.pick(endpointId, exclude),
       clusterNodes: Effect.sync(() => view.list()),

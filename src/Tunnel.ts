@@ -1,15 +1,21 @@
 import type * as http from "node:http"
-import { type IncomingMessage, STATUS_CODES } from "node:http"
+import type { IncomingMessage } from "node:http"
 import type { createConnection } from "node:net"
 import type { Duplex } from "node:stream"
 import { Clock, Context, Duration, Effect, Layer, Queue, Schema, type Scope } from "effect"
 import WebSocket from "ws"
+import { readRefusal } from "./internal/Refusal.js"
 import { attachWebSocket } from "./Tunnel/internal/ClientWebSocket.js"
 import { connectThroughProxy } from "./Tunnel/internal/ForwardProxy.js"
 import { TunnelAgent } from "./Tunnel/internal/HttpAgent.js"
 import { MemoryChannel } from "./Tunnel/internal/MemoryChannel.js"
 import { serveWebSocket } from "./Tunnel/internal/ServerWebSocket.js"
-import { type CloseReason, Session, type TunnelStream } from "./Tunnel/internal/Session.js"
+import {
+  type CloseReason,
+  Session,
+  type SessionOptions,
+  type TunnelStream,
+} from "./Tunnel/internal/Session.js"
 import { acceptWebSocket } from "./Tunnel/internal/WebSocketHandshake.js"
 
 export type { CloseReason, TunnelStream } from "./Tunnel/internal/Session.js"
@@ -32,12 +38,15 @@ export class TunnelError extends Schema.TaggedError<TunnelError>()("TunnelError"
 
 /** A tunnel could not be established: the server was unreachable, or it refused us with an HTTP status. */
 export class TunnelConnectError extends Schema.TaggedError<TunnelConnectError>()("TunnelConnectError", {
+  /** "unreachable": no HTTP answer came at all; "refused": the server answered the upgrade with `status`. */
+  reason: Schema.Literal("unreachable", "refused"),
   /** The HTTP status the server answered the upgrade with; absent when no HTTP answer came at all. */
   status: Schema.optional(Schema.Number),
   /** The headers of that answer (names lower-case, repeated ones joined with ", "), to tell who answered. */
   headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
   /** The server's JSON `error`, else the status line ("HTTP 404 Not Found"); the network error without one. */
   message: Schema.String,
+  cause: Schema.optional(Schema.Defect),
 }) {}
 
 export interface HeartbeatSettings {
@@ -174,33 +183,6 @@ const runSession = (
     return tunnel
   })
 
-const readErrorBody = (response: IncomingMessage): Promise<string> =>
-  new Promise((resolve) => {
-    const chunks: Array<Buffer> = []
-    let size = 0
-    response.on("data", (chunk: Buffer) => {
-      // A refusal body is a short JSON error; never hold more than a few KiB of it.
-      if (size < 4096) chunks.push(chunk)
-      size += chunk.length
-    })
-    response.on("end", () => resolve(Buffer.concat(chunks).toString("utf8").slice(0, 4096)))
-    response.on("error", () => resolve(""))
-  })
-
-/**
- * The server's own reason (Pico answers `{"error": "..."}`), else the status line: another server's HTML page
- * says nothing useful in a one-line log.
- */
-const refusalMessage = (status: number, body: string): string => {
-  try {
-    const parsed = JSON.parse(body) as { error?: unknown }
-    if (typeof parsed.error === "string") return parsed.error
-  } catch {
-    // Not JSON: fall through to the status line.
-  }
-  return `HTTP ${status} ${STATUS_CODES[status] ?? ""}`.trimEnd()
-}
-
 const flatHeaders = (response: IncomingMessage): Record<string, string> => {
   const flat: Record<string, string> = {}
   for (const [name, value] of Object.entries(response.headers)) {
@@ -218,13 +200,16 @@ export interface ClientTls {
 
 const HANDSHAKE_TIMEOUT = 30_000
 
+/** The agent's end: streams its node opens before the agent serves them wait for it (see holdUnserved). */
+const clientSide: SessionOptions = { role: "client", holdUnserved: true }
+
 const openWebSocket = (
   url: string,
   headers: Readonly<Record<string, string>>,
   tls: ClientTls = {},
   proxy?: URL,
 ) =>
-  Effect.async<WebSocket, TunnelConnectError>((resume) => {
+  Effect.async<{ readonly ws: WebSocket; readonly session: Session }, TunnelConnectError>((resume) => {
     const ws = new WebSocket(url, {
       ...tls,
       headers: { ...headers },
@@ -243,23 +228,30 @@ const openWebSocket = (
             ) as unknown as typeof createConnection,
           }),
     })
-    ws.once("open", () => resume(Effect.succeed(ws)))
+    // The session must be listening before this callback returns: the node may send frames (a stream for a
+    // request already waiting) right behind its handshake answer, and ws drops messages nobody listens for.
+    ws.once("open", () => resume(Effect.succeed({ ws, session: attachWebSocket(ws, clientSide) })))
     ws.once("unexpected-response", (request, response) => {
       const status = response.statusCode ?? 0
-      void readErrorBody(response).then((body) => {
+      void readRefusal(response).then((message) => {
         request.destroy()
         resume(
           Effect.fail(
             new TunnelConnectError({
+              reason: "refused",
               status,
               headers: flatHeaders(response),
-              message: refusalMessage(status, body),
+              message,
             }),
           ),
         )
       })
     })
-    ws.once("error", (error) => resume(Effect.fail(new TunnelConnectError({ message: error.message }))))
+    ws.once("error", (error) =>
+      resume(
+        Effect.fail(new TunnelConnectError({ reason: "unreachable", message: error.message, cause: error })),
+      ),
+    )
     return Effect.sync(() => ws.terminate())
   })
 
@@ -307,9 +299,9 @@ export const make = (heartbeat: HeartbeatSettings) =>
           : Effect.fail(new TunnelError({ reason: "handshake", message: refused }))
       }),
     connect: (url, headers, tls, proxy) =>
-      Effect.acquireRelease(openWebSocket(url, headers, tls, proxy), (ws) =>
+      Effect.acquireRelease(openWebSocket(url, headers, tls, proxy), ({ ws }) =>
         Effect.sync(() => ws.terminate()),
-      ).pipe(Effect.flatMap((ws) => runSession(attachWebSocket(ws, { role: "client" }), { heartbeat }))),
+      ).pipe(Effect.flatMap(({ session }) => runSession(session, { heartbeat }))),
   })
 
 export const layer = (heartbeat: HeartbeatSettings): Layer.Layer<Tunnel> =>
@@ -337,7 +329,7 @@ export const memoryLink = (
   Effect.gen(function* () {
     const toServer = new MemoryChannel()
     const toClient = new MemoryChannel()
-    const clientSession = new Session(toServer, { role: "client" })
+    const clientSession = new Session(toServer, clientSide)
     const serverSession = new Session(toClient, { role: "server" })
     toServer.peer = serverSession
     toClient.peer = clientSession

@@ -5,6 +5,7 @@ import { join } from "node:path"
 import { Effect } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import * as AccessLog from "../src/AccessLog.js"
+import { EndpointId } from "../src/Domain/EndpointId.js"
 import { newExchange } from "../src/Proxy/Forward.js"
 
 const dir = mkdtempSync(join(tmpdir(), "pico-access-unit-"))
@@ -25,7 +26,7 @@ const exchange = () => {
     () => false,
   )
   result.requestId = "rid"
-  result.endpointId = "e"
+  result.endpointId = EndpointId("e")
   return result
 }
 

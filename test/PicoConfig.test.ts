@@ -309,34 +309,46 @@ describe("gossip keys", () => {
 describe("agent endpoints", () => {
   it("accepts host:port, a bare port and an http URL, all plain HTTP", () => {
     expect(parseAgentEndpoint("my-endpoint/localhost:4000")).toEqual(
-      Either.right({ id: "my-endpoint", host: "localhost", port: 4000, https: false }),
+      Either.right({ id: "my-endpoint", host: "localhost", port: 4000, scheme: "http" }),
     )
     expect(parseAgentEndpoint("a/4000")).toEqual(
-      Either.right({ id: "a", host: "localhost", port: 4000, https: false }),
+      Either.right({ id: "a", host: "localhost", port: 4000, scheme: "http" }),
     )
     expect(parseAgentEndpoint("a/http://10.0.0.2:8080")).toEqual(
-      Either.right({ id: "a", host: "10.0.0.2", port: 8080, https: false }),
+      Either.right({ id: "a", host: "10.0.0.2", port: 8080, scheme: "http" }),
     )
     expect(parseAgentEndpoint("a/http://[::1]:8080")).toEqual(
-      Either.right({ id: "a", host: "::1", port: 8080, https: false }),
+      Either.right({ id: "a", host: "::1", port: 8080, scheme: "http" }),
     )
     expect(parseAgentEndpoint("a/http://localhost")).toEqual(
-      Either.right({ id: "a", host: "localhost", port: 80, https: false }),
+      Either.right({ id: "a", host: "localhost", port: 80, scheme: "http" }),
     )
   })
 
   it("accepts an https URL: TLS to the service, port 443 unless given", () => {
     expect(parseAgentEndpoint("api/https://localhost:8443")).toEqual(
-      Either.right({ id: "api", host: "localhost", port: 8443, https: true }),
+      Either.right({ id: "api", host: "localhost", port: 8443, scheme: "https" }),
     )
     expect(parseAgentEndpoint("api/https://internal.example.com")).toEqual(
-      Either.right({ id: "api", host: "internal.example.com", port: 443, https: true }),
+      Either.right({ id: "api", host: "internal.example.com", port: 443, scheme: "https" }),
     )
     expect(parseAgentEndpoint("api/https://[::1]:8443")).toEqual(
-      Either.right({ id: "api", host: "::1", port: 8443, https: true }),
+      Either.right({ id: "api", host: "::1", port: 8443, scheme: "https" }),
     )
     expect(parseAgentEndpoint("api/ftp://localhost:21")).toEqual(
-      Either.left("address must be host:port, a port, or an http:// or https:// URL"),
+      Either.left("address must be host:port, a port, or an http://, https:// or tcp:// URL"),
+    )
+  })
+
+  it("accepts a tcp URL, which makes a TCP endpoint and must name its port", () => {
+    expect(parseAgentEndpoint("db/tcp://localhost:5432")).toEqual(
+      Either.right({ id: "db", host: "localhost", port: 5432, scheme: "tcp" }),
+    )
+    expect(parseAgentEndpoint("ssh/tcp://[::1]:22")).toEqual(
+      Either.right({ id: "ssh", host: "::1", port: 22, scheme: "tcp" }),
+    )
+    expect(parseAgentEndpoint("db/tcp://localhost")).toEqual(
+      Either.left("a tcp:// address needs a port, e.g. tcp://localhost:5432"),
     )
   })
 

@@ -5,8 +5,14 @@ import * as Gossip from "../src/Gossip.js"
 import { Registry, layer as registryLayer, type Upstream } from "../src/Registry.js"
 import type { TunnelSession } from "../src/Tunnel.js"
 
-const upstream = (endpointId: string, name: string, live = { open: true }): Upstream => ({
+const upstream = (
+  endpointId: string,
+  name: string,
+  live = { open: true },
+  kind: Upstream["kind"] = "http",
+): Upstream => ({
   endpointId: EndpointId(endpointId),
+  kind,
   remoteAddr: name,
   session: { canOpenStream: () => live.open } as unknown as TunnelSession,
 })
@@ -62,5 +68,20 @@ describe("Registry", () => {
       expect((yield* gossip.localEntries).has("endpoint:e")).toBe(false)
       expect((yield* registry.localEndpoints).size).toBe(0)
     }).pipe(Effect.provide(testLayer)),
+  )
+
+  it.effect("records each endpoint's kind, and gossips a TCP endpoint's count with it", () =>
+    Effect.gen(function* () {
+      const registry = yield* Registry
+      const gossip = yield* Gossip.Gossip
+      yield* registry.register(upstream("db", "a", { open: true }, "tcp"))
+      yield* registry.register(upstream("db", "b", { open: true }, "tcp"))
+      yield* registry.register(upstream("web", "c"))
+      expect(registry.kindOf(EndpointId("db"))).toBe("tcp")
+      expect(registry.kindOf(EndpointId("web"))).toBe("http")
+      expect(registry.kindOf(EndpointId("nobody"))).toBeUndefined()
+      const entries = yield* gossip.localEntries
+      expect([entries.get("endpoint:db"), entries.get("endpoint:web")]).toEqual(["2 tcp", "1"])
+    }).pipe(Effect.scoped, Effect.provide(testLayer)),
   )
 })

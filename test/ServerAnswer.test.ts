@@ -8,13 +8,18 @@ const url = "http://pico.example.com:8000"
 const hint = "it must be a Pico node's upstream port (8001 by default)"
 
 const answer = (status: number, message: string, headers: Record<string, string> = {}) =>
-  judgeConnectFailure(new TunnelConnectError({ status, headers, message }), url)
+  judgeConnectFailure(new TunnelConnectError({ reason: "refused", status, headers, message }), url)
 
 const stop = (message: string) => ({ _tag: "Stop", reason: "not an upstream port", message })
 
 describe("what a failed connect to the server means", () => {
   it("retries when no answer came: refused, reset, timed out, DNS", () => {
-    expect(judgeConnectFailure(new TunnelConnectError({ message: "connect ECONNREFUSED" }), url)).toEqual({
+    expect(
+      judgeConnectFailure(
+        new TunnelConnectError({ reason: "unreachable", message: "connect ECONNREFUSED" }),
+        url,
+      ),
+    ).toEqual({
       _tag: "Retry",
     })
   })

@@ -22,6 +22,7 @@ import {
   StreamResetError,
   type TunnelStream,
 } from "../src/Tunnel/internal/Session.js"
+import { waitFor } from "./support/http.js"
 import { startWebSocketServer } from "./support/webSocketServer.js"
 
 // ---------------------------------------------------------------------------------------------
@@ -597,6 +598,45 @@ describe("Session stream admission", () => {
     expect(c?.errored).toBeInstanceOf(StreamResetError)
     expect(server.streamCount).toBe(2)
     expect(a?.destroyed || b?.destroyed).toBe(false)
+    client.close()
+  })
+})
+
+describe("Session streams held until served (holdUnserved)", () => {
+  it("hands streams opened before onStream to the handler, in order, with the data sent meanwhile", async () => {
+    const { client, server } = memoryPair({ holdUnserved: true })
+    for (const text of ["first", "second"]) ignoreErrors(server.openStream()).end(text)
+    await waitFor("both streams held", () => client.streamCount === 2)
+    const served: Array<Promise<Buffer>> = []
+    client.onStream((stream) => served.push(readAll(ignoreErrors(stream))))
+    expect((await Promise.all(served)).map(String)).toEqual(["first", "second"])
+    client.close()
+  })
+
+  it("drops a held stream the peer resets, and one the session closes, without an unhandled error", async () => {
+    const { client, server } = memoryPair({ holdUnserved: true })
+    const reset = ignoreErrors(server.openStream())
+    await waitFor("the stream held", () => client.streamCount === 1)
+    reset.destroy()
+    await waitFor("the reset stream dropped", () => client.streamCount === 0)
+    const handed: Array<TunnelStream> = []
+    client.onStream((stream) => handed.push(stream))
+    expect(handed).toEqual([])
+
+    client.onStream(undefined)
+    ignoreErrors(server.openStream())
+    await waitFor("the stream held", () => client.streamCount === 1)
+    client.close()
+    client.onStream((stream) => handed.push(stream))
+    expect(handed).toEqual([])
+  })
+
+  it("holds no more streams than the accept backlog", async () => {
+    const { client, server } = memoryPair({ holdUnserved: true, acceptBacklog: 1 })
+    const [held, refused] = [server.openStream(), server.openStream()].map(ignoreErrors)
+    await closed(refused as TunnelStream)
+    expect(refused?.errored).toBeInstanceOf(StreamResetError)
+    expect(held?.destroyed).toBe(false)
     client.close()
   })
 })

@@ -3,6 +3,7 @@ import { GossipKeys } from "../Domain/GossipKeys.js"
 import type * as Status from "../Domain/Status.js"
 import { Gossip, type GossipNode } from "../Gossip.js"
 import { type Handler, json, jsonError } from "../internal/Router.js"
+import { ProxyHandler } from "../Proxy.js"
 import { type ClusterNode, Registry } from "../Registry.js"
 
 const byId = (a: { readonly id: string }, b: { readonly id: string }) => (a.id < b.id ? -1 : 1)
@@ -48,6 +49,7 @@ const nodeNotFound = jsonError(404, "node not found")
 export const makeStatusRoutes = Effect.gen(function* () {
   const registry = yield* Registry
   const gossip = yield* Gossip
+  const proxy = yield* ProxyHandler
 
   const localDetail = Effect.gen(function* () {
     const entries = yield* gossip.localEntries
@@ -111,6 +113,23 @@ export const makeStatusRoutes = Effect.gen(function* () {
               upstreams.map((upstream) => upstream.remoteAddr),
             ]),
           ) satisfies Status.ProxyEndpoints,
+        ),
+      ),
+    "/status/proxy/tcp": () =>
+      Effect.map(proxy.tcpEndpoints, (endpoints) =>
+        json(
+          200,
+          Object.fromEntries(
+            endpoints.map(([endpointId, counters]) => [
+              endpointId,
+              {
+                connections: counters.open,
+                connections_total: counters.opened,
+                bytes_from_clients: counters.bytesFromClients,
+                bytes_to_clients: counters.bytesToClients,
+              },
+            ]),
+          ) satisfies Status.ProxyTcpEndpoints,
         ),
       ),
   }

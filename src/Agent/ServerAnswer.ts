@@ -34,10 +34,11 @@ const describeAnswer = (
 }
 
 /**
- * Judges a failed connect to `serverUrl`. No answer at all (connection refused, a reset, a timeout) and the
- * answers of a load balancer or a node that is restarting (5xx, 408, 429) are worth retrying. A refusal of our
- * credentials (401, 403) is not, and neither is any other answer: it means --server.url names something other
- * than a node's upstream port, most often Pico's proxy or admin port, which say so in their headers.
+ * Judges a failed connect to `serverUrl`. No answer at all (connection refused, a reset, a timeout), the answers
+ * of a load balancer or a node that is restarting (5xx, 408, 429) and a kind conflict (409: the endpoint id is
+ * connected there as the other kind, by an agent that may leave) are worth retrying. A refusal of our credentials
+ * (401, 403) is not, and neither is any other answer: it means --server.url names something other than a node's
+ * upstream port, most often Pico's proxy or admin port, which say so in their headers.
  */
 export const judgeConnectFailure = (error: TunnelConnectError, serverUrl: string): ConnectVerdict => {
   const { status, headers = {} } = error
@@ -54,6 +55,7 @@ export const judgeConnectFailure = (error: TunnelConnectError, serverUrl: string
   if (status === 401 || status === 403) {
     return { _tag: "Stop", reason: "refused", message: `server refused the connection: ${error.message}` }
   }
-  if (status >= 500 || status === 408 || status === 429) return retry
+  // 409: another agent has the endpoint id as the other kind (HTTP or TCP) on that node; it may leave.
+  if (status >= 500 || status === 408 || status === 409 || status === 429) return retry
   return wrongPort("is not a Pico upstream port")
 }

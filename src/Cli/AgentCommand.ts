@@ -10,6 +10,7 @@ export const run: Runner = (invocation) =>
     const config = yield* loadSettings(PicoConfig.agentSettings, invocation)
     if (config.endpoints.length === 0) {
       const error = new PicoConfig.ConfigError({
+        reason: "invalid",
         message: "--endpoints: at least one endpoint is required, e.g. my-endpoint/localhost:4000",
       })
       yield* reportConfigError(error)

@@ -2,7 +2,7 @@ import * as dgram from "node:dgram"
 import * as net from "node:net"
 import { Duration, Effect, FiberSet, Option, type Scope } from "effect"
 import { formatHostPort, type HostPort, parseHostPort } from "../Domain/Address.js"
-import { ListenError } from "../internal/Listen.js"
+import { type ListenError, listenError } from "../internal/Listen.js"
 import { type Handler, type Transport, TransportError } from "./Transport.js"
 
 /** Request streams are length-prefixed; a peer announcing more than this is broken or hostile. */
@@ -53,13 +53,7 @@ const bindTcp = (address: HostPort) =>
   Effect.acquireRelease(
     Effect.async<net.Server, ListenError>((resume) => {
       const server = net.createServer()
-      server.once("error", (error) =>
-        resume(
-          Effect.fail(
-            new ListenError({ listener: "gossip", address: formatHostPort(address), message: error.message }),
-          ),
-        ),
-      )
+      server.once("error", (error) => resume(Effect.fail(listenError("gossip", address, error))))
       server.listen(address.port, address.host === "" ? undefined : address.host, () =>
         resume(Effect.succeed(server)),
       )
@@ -73,13 +67,7 @@ const bindUdp = (address: HostPort) =>
       const socket = dgram.createSocket({
         type: net.isIPv6(address.host) || address.host === "" ? "udp6" : "udp4",
       })
-      socket.once("error", (error) =>
-        resume(
-          Effect.fail(
-            new ListenError({ listener: "gossip", address: formatHostPort(address), message: error.message }),
-          ),
-        ),
-      )
+      socket.once("error", (error) => resume(Effect.fail(listenError("gossip", address, error))))
       socket.bind(address.port, address.host === "" ? undefined : address.host, () =>
         resume(Effect.succeed(socket)),
       )

@@ -98,6 +98,16 @@ export const checkedString = (
     },
   })
 
+/** A check for checkedString: the value must be an http or https URL, like `example`. */
+export const httpUrl =
+  (example: string) =>
+  (text: string): string | undefined => {
+    const url = URL.parse(text)
+    return url !== null && (url.protocol === "http:" || url.protocol === "https:")
+      ? undefined
+      : `expected an http(s) URL such as ${example}`
+  }
+
 /** A host:port to listen on (":8000" is every interface), decoded once, here. */
 export const address = (description: string, defaultText: string): Setting<HostPort> =>
   make({

@@ -4,6 +4,8 @@ import type { Socket } from "node:net"
 import type { Duplex } from "node:stream"
 import { Effect } from "effect"
 import type { HostPort } from "../Domain/Address.js"
+import type { EndpointId } from "../Domain/EndpointId.js"
+import type { EndpointKind } from "../Domain/EndpointKind.js"
 import type { Recording } from "../Inspector/Recording.js"
 import { ProxyError, picoErrorHeader } from "./Errors.js"
 import { clientResponseHeaders, responseHead } from "./Headers.js"
@@ -50,8 +52,11 @@ export interface UpgradeTarget {
   readonly socket: Duplex
   /** Bytes the client sent past its request head. */
   readonly head: Buffer
-  /** Called with the upstream connection once both sides have switched protocols. */
-  readonly switched: (client: Duplex, upstream: Duplex) => void
+  /**
+   * Called with the upstream connection once both sides have switched protocols; `local` when it runs through
+   * this node's own tunnel, not on to a peer node.
+   */
+  readonly switched: (upstream: Duplex, local: boolean) => void
 }
 
 /** Which way an exchange went: through an upstream of this node, or to the peer node holding the endpoint. */
@@ -59,6 +64,11 @@ export type Route = "local" | "forwarded"
 
 /** One client request being forwarded, across however many attempts it takes. */
 export interface Exchange {
+  /**
+   * What the client asks for: a TCP connection (a pico-tcp upgrade), or HTTP (anything else); "http" until the
+   * upgrade has been read.
+   */
+  kind: EndpointKind
   readonly req: http.IncomingMessage
   readonly res: http.ServerResponse
   readonly upgrade: UpgradeTarget | undefined
@@ -80,7 +90,7 @@ export interface Exchange {
   readonly started: number
   /** The request's x-request-id, kept or generated (Proxy/RequestId.ts); "" until known. */
   requestId: string
-  endpointId: string | undefined
+  endpointId: EndpointId | undefined
   /** Whether bytes are counted (for the access log); without it and a capture, bodies pass untouched. */
   readonly observed: boolean
   /** Body bytes read from the client, and written to it (after an upgrade: bytes piped each way). */
@@ -108,6 +118,7 @@ export const newExchange = (
 ): Exchange => {
   const startedAt = Date.now()
   return {
+    kind: "http",
     req,
     res,
     upgrade,
@@ -231,7 +242,7 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
           upgrade.socket.write(responseHead(upstreamRes))
           if (upstreamHead.length > 0) upgrade.socket.write(upstreamHead)
           if (upgrade.head.length > 0) upstream.write(upgrade.head)
-          upgrade.switched(upgrade.socket, upstream)
+          upgrade.switched(upstream, target.target === undefined)
           settle(Effect.succeed(done))
         },
       )

@@ -1,21 +1,11 @@
-import { readFile } from "node:fs/promises"
 import { Effect, Either, Layer } from "effect"
 import * as Agent from "../Agent.js"
 import * as AgentAdmin from "../AgentAdmin.js"
 import { parseHostPort } from "../Domain/Address.js"
 import type { ListenError } from "../internal/Listen.js"
-import { readSecretValue } from "../PicoConfig/KeyMaterial.js"
+import { readPemFile, readSecretValue } from "../PicoConfig/KeyMaterial.js"
 import { type AgentConfigShape, ConfigError } from "../PicoConfig.js"
 import * as Tunnel from "../Tunnel.js"
-
-const readPem = (path: string, flag: string) =>
-  path === ""
-    ? Effect.succeed(undefined)
-    : Effect.tryPromise({
-        try: () => readFile(path),
-        catch: (cause) =>
-          new ConfigError({ message: `--${flag}: cannot read ${path}: ${(cause as Error).message}` }),
-      })
 
 /** The agent's TLS files, read once at start (the server side is the one that rotates certificates live). */
 const clientTls = (config: AgentConfigShape) =>
@@ -23,36 +13,41 @@ const clientTls = (config: AgentConfigShape) =>
     const { caFile, certFile, keyFile } = config.server.tls
     if ((certFile === "") !== (keyFile === "")) {
       return yield* new ConfigError({
+        reason: "invalid",
         message: "--server.tls.cert-file and --server.tls.key-file go together",
       })
     }
-    const ca = yield* readPem(caFile, "server.tls.ca-file")
-    const cert = yield* readPem(certFile, "server.tls.cert-file")
-    const key = yield* readPem(keyFile, "server.tls.key-file")
+    const ca = yield* readPemFile(caFile, "server.tls.ca-file")
+    const cert = yield* readPemFile(certFile, "server.tls.cert-file")
+    const key = yield* readPemFile(keyFile, "server.tls.key-file")
     return {
       ...(ca === undefined ? {} : { ca }),
       ...(cert === undefined || key === undefined ? {} : { cert, key }),
     }
   })
 
-/** The endpoints as the agent forwards to them: https:// ones with the --forwarder.tls.* settings. */
+/** The endpoints as the agent forwards to them: https:// ones with the --forwarder.tls.* settings, tcp:// ones raw. */
 const endpointTargets = (config: AgentConfigShape) =>
   Effect.gen(function* () {
-    const ca = yield* readPem(config.forwarder.tls.caFile, "forwarder.tls.ca-file")
+    const ca = yield* readPemFile(config.forwarder.tls.caFile, "forwarder.tls.ca-file")
     const serviceTls: Agent.ServiceTls = {
       ...(ca === undefined ? {} : { ca }),
       insecureSkipVerify: config.forwarder.tls.insecureSkipVerify,
     }
     return config.endpoints.map(
-      ({ id, host, port, https }): Agent.AgentEndpointOptions =>
-        https ? { id, host, port, tls: serviceTls } : { id, host, port },
+      ({ id, host, port, scheme }): Agent.AgentEndpointOptions =>
+        scheme === "tcp"
+          ? { id, host, port, kind: "tcp" }
+          : scheme === "https"
+            ? { id, host, port, tls: serviceTls }
+            : { id, host, port },
     )
   })
 
 /** The forward proxy HTTPS_PROXY, HTTP_PROXY and NO_PROXY name for the server URL, if any. */
 const serverProxy = (serverUrl: string) =>
   Either.match(Agent.proxyFromEnvironment(serverUrl, process.env), {
-    onLeft: (message) => Effect.fail(new ConfigError({ message })),
+    onLeft: (message) => Effect.fail(new ConfigError({ reason: "invalid", message })),
     onRight: (proxy) =>
       proxy === undefined
         ? Effect.succeed(undefined)
@@ -98,7 +93,7 @@ export const agentLayer = (
   )
 
 /** The agent's /health and /metrics, when --admin.bind-addr asks for them. */
-const adminLayer = (bindAddr: string): Layer.Layer<never, ListenError> => {
+const adminLayer = (bindAddr: string): Layer.Layer<never, ListenError | ConfigError> => {
   const address = parseHostPort(bindAddr)
   return address === undefined ? Layer.empty : Layer.discard(AgentAdmin.layerServer(address))
 }

@@ -116,7 +116,12 @@ const loadPeerTls = (config: ServerConfigShape, files: TlsFiles | undefined) =>
           cert: await readFile(files.certFile),
           key: await readFile(files.keyFile),
         }),
-        catch: (cause) => new ConfigError({ message: `--proxy.tls.*: ${(cause as Error).message}` }),
+        catch: (cause) =>
+          new ConfigError({
+            reason: "unreadable",
+            message: `--proxy.tls.*: ${(cause as Error).message}`,
+            cause,
+          }),
       })
 
 /** Key material and TLS files, read and checked before anything listens. */

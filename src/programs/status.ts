@@ -4,15 +4,22 @@ import * as Capture from "../Domain/Capture.js"
 import * as Status from "../Domain/Status.js"
 import { StatusClient, StatusError } from "../Status.js"
 
-/** One `pico status ...` question: what it is called in errors, the admin route, and how the answer is shown. */
-export interface StatusQuery<A = unknown, I = unknown> {
+/** One `pico status ...` question: what it is called in errors, how it is asked, and how the answer is shown. */
+export interface StatusQuery<A = unknown> {
   readonly what: string
-  readonly path: string
-  readonly schema: Schema.Schema<A, I>
+  /** Asks the admin route(s) the question needs. */
+  readonly ask: Effect.Effect<A, StatusError, StatusClient>
   readonly shape: (answer: A) => unknown
 }
 
-const query = <A, I>(q: StatusQuery<A, I>): StatusQuery => q as unknown as StatusQuery
+const query = <A>(q: StatusQuery<A>): StatusQuery => q as unknown as StatusQuery
+
+/** GETs one admin route and decodes its JSON body. */
+const route = <A, I>(
+  path: string,
+  schema: Schema.Schema<A, I>,
+): Effect.Effect<A, StatusError, StatusClient> =>
+  Effect.flatMap(StatusClient, (client) => client.get(path, schema))
 
 const byId = <T extends { readonly id: string }>(items: ReadonlyArray<T>): Array<T> =>
   [...items].sort((a, b) => (a.id < b.id ? -1 : 1))
@@ -39,48 +46,49 @@ const endpointPath = (endpointId: string) => `/status/proxy/endpoints/${encodeUR
 export const statusQueries = {
   proxyEndpoints: query({
     what: "proxy endpoints",
-    path: "/status/proxy/endpoints",
-    schema: Status.ProxyEndpoints,
-    shape: (endpoints) => ({ endpoints: sortedKeys(endpoints) }),
+    ask: Effect.all({
+      endpoints: route("/status/proxy/endpoints", Status.ProxyEndpoints),
+      tcp: route("/status/proxy/tcp", Status.ProxyTcpEndpoints),
+    }),
+    // TCP endpoints get a section of their own, shown only when there are any: the output of a node without
+    // them reads exactly as before TCP endpoints existed.
+    shape: ({ endpoints, tcp }) => ({
+      endpoints: sortedKeys(endpoints),
+      ...(Object.keys(tcp).length === 0 ? {} : { tcp_endpoints: sortedKeys(tcp) }),
+    }),
   }),
   clusterNodes: query({
     what: "cluster nodes",
-    path: "/status/cluster/nodes",
-    schema: Schema.Array(Status.NodeSummary),
+    ask: route("/status/cluster/nodes", Schema.Array(Status.NodeSummary)),
     shape: (nodes) => ({ nodes: byId(nodes) }),
   }),
   clusterNode: (id: string) =>
     query({
       what: `cluster node ${id}`,
-      path: `/status/cluster/nodes/${encodeURIComponent(id)}`,
-      schema: Status.NodeDetail,
+      ask: route(`/status/cluster/nodes/${encodeURIComponent(id)}`, Status.NodeDetail),
       shape: (node) => ({ ...node, endpoints: sortedKeys(node.endpoints) }),
     }),
   gossipNodes: query({
     what: "gossip nodes",
-    path: "/status/gossip/nodes",
-    schema: Schema.Array(Status.GossipNodeSummary),
+    ask: route("/status/gossip/nodes", Schema.Array(Status.GossipNodeSummary)),
     shape: (nodes) => ({ nodes: byId(nodes) }),
   }),
   gossipNode: (id: string) =>
     query({
       what: `gossip node ${id}`,
-      path: `/status/gossip/nodes/${encodeURIComponent(id)}`,
-      schema: Status.GossipNodeDetail,
+      ask: route(`/status/gossip/nodes/${encodeURIComponent(id)}`, Status.GossipNodeDetail),
       shape: (node) => node,
     }),
   proxyRequests: (endpointId: string) =>
     query({
       what: `requests of ${endpointId}`,
-      path: `${endpointPath(endpointId)}/requests`,
-      schema: Capture.ExchangeList,
+      ask: route(`${endpointPath(endpointId)}/requests`, Capture.ExchangeList),
       shape: ({ exchanges, missing }) => ({ requests: exchanges, ...withMissing(missing) }),
     }),
   proxyRequest: (requestId: string) =>
     query({
       what: `request ${requestId}`,
-      path: `/status/proxy/requests/${encodeURIComponent(requestId)}`,
-      schema: Capture.ExchangeDetail,
+      ask: route(`/status/proxy/requests/${encodeURIComponent(requestId)}`, Capture.ExchangeDetail),
       shape: (exchange) => ({
         ...exchange,
         request: { ...exchange.request, body: readableBody(exchange.request.body) },
@@ -105,8 +113,7 @@ export const statusProgram = (
   output: "yaml" | "json",
 ): Effect.Effect<void, StatusError, StatusClient> =>
   Effect.gen(function* () {
-    const client = yield* StatusClient
-    const answer = yield* client.get(question.path, question.schema)
+    const answer = yield* question.ask
     yield* Console.log(format(question.shape(answer), output))
   })
 

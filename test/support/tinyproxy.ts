@@ -1,8 +1,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs"
-import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { closedPort, waitFor } from "./http.js"
+import { accepts, closedPort, waitFor } from "./http.js"
 import { spawnProcess } from "./process.js"
 
 /** A real forward proxy (Debian's tinyproxy), listening on 127.0.0.1, that reports the CONNECTs it was asked for. */
@@ -12,16 +11,6 @@ export interface ForwardProxy {
   readonly connects: () => ReadonlyArray<string>
   readonly stop: () => Promise<unknown>
 }
-
-const accepts = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const socket = net.connect(port, "127.0.0.1")
-    socket.once("connect", () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once("error", () => resolve(false))
-  })
 
 /**
  * Starts tinyproxy in the foreground with its connection log on stderr. It allows CONNECT to any port (no

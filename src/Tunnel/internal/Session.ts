@@ -34,6 +34,12 @@ export interface SessionOptions {
   readonly maxFramePayload?: number
   /** Streams the peer may have open at once; SYNs beyond it are answered with RST. Default 4096. */
   readonly acceptBacklog?: number
+  /**
+   * Streams the peer opens before `onStream` has a handler wait for one (within acceptBacklog) instead of being
+   * refused with RST. The agent's side holds them: its node may open a stream the moment the handshake is done.
+   * The node's side does not, so an agent cannot park streams (and their buffers) on it.
+   */
+  readonly holdUnserved?: boolean
 }
 
 export type CloseReason =
@@ -329,6 +335,8 @@ export class TunnelStream extends Duplex {
   }
 }
 
+const ignoreUnservedError = (): void => {}
+
 interface PendingPing {
   readonly start: number
   readonly resolve: (rttMs: number) => void
@@ -354,6 +362,9 @@ export class Session {
   private readonly goAwayHandlers = new Set<(code: number) => void>()
   private readonly closeHandlers = new Set<(reason: CloseReason) => void>()
   private streamHandler: ((stream: TunnelStream) => void) | undefined
+  private readonly holdUnserved: boolean
+  /** Streams accepted while no handler was set (holdUnserved), in arrival order. */
+  private readonly unserved: Array<TunnelStream> = []
   /** Where the pieces of the Data frame being decoded go (undefined: dropped). */
   private dataStream: TunnelStream | undefined
   private nextStreamId: number
@@ -385,6 +396,7 @@ export class Session {
     this.transport = transport
     this.initialWindow = initialWindow
     this.acceptBacklog = acceptBacklog
+    this.holdUnserved = options.holdUnserved ?? false
     this.localParity = options.role === "client" ? 1 : 0
     this.nextStreamId = options.role === "client" ? 1 : 2
     this.decoder = new FrameDecoder({
@@ -462,9 +474,18 @@ export class Session {
     return stream
   }
 
-  /** Handle streams the peer opens; without a handler (undefined) they are refused with RST. */
+  /**
+   * Handle streams the peer opens, starting with any held for a handler (holdUnserved); without a handler
+   * (undefined) new ones are refused with RST, or held.
+   */
   onStream(handler: ((stream: TunnelStream) => void) | undefined): void {
     this.streamHandler = handler
+    if (handler === undefined) return
+    for (let stream = this.unserved.shift(); stream !== undefined; stream = this.unserved.shift()) {
+      stream.off("error", ignoreUnservedError)
+      // Reset by the peer, or the session closed, while it waited.
+      if (!stream.destroyed) handler(stream)
+    }
   }
 
   /** Calls `handler` when the peer sends GoAway; the returned function unregisters it. */
@@ -521,6 +542,7 @@ export class Session {
     const error = new SessionClosedError(`session closed: ${describeCloseReason(reason)}`)
     const streams = [...this.streams.values()]
     this.streams.clear()
+    this.unserved.length = 0
     this.remoteOpen = 0
     this.drainWaiters.clear()
     for (const stream of streams) stream.abort(error)
@@ -654,7 +676,7 @@ export class Session {
 
   private accept(id: number): TunnelStream | undefined {
     const handler = this.streamHandler
-    if (handler === undefined || this.remoteOpen >= this.acceptBacklog) {
+    if ((handler === undefined && !this.holdUnserved) || this.remoteOpen >= this.acceptBacklog) {
       this.send(FrameType.WindowUpdate, Flag.RST, id, 0)
       return undefined
     }
@@ -662,6 +684,12 @@ export class Session {
     this.streams.set(id, stream)
     this.remoteOpen++
     this.send(FrameType.WindowUpdate, Flag.ACK, id, this.initialWindow - DEFAULT_WINDOW)
+    if (handler === undefined) {
+      // Until a handler takes it, nobody else would hear a reset or the session closing.
+      stream.on("error", ignoreUnservedError)
+      this.unserved.push(stream)
+      return stream
+    }
     handler(stream)
     return stream.isReleased ? undefined : stream
   }
