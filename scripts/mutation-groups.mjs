@@ -2,8 +2,9 @@
 // them, so each module is held to its own fast tests. A `:from-to` suffix mutates only those lines.
 export const groups = {
   tunnel: {
-    mutate: ["src/Tunnel/Frame.ts", "src/Tunnel/Session.ts"],
-    tests: ["test/TunnelFrame.test.ts", "test/TunnelSession.test.ts"],
+    // Tunnel.ts: the heartbeat, less its log line.
+    mutate: ["src/Tunnel/Frame.ts", "src/Tunnel/Session.ts", "src/Tunnel.ts:75-81", "src/Tunnel.ts:85-89"],
+    tests: ["test/TunnelFrame.test.ts", "test/TunnelSession.test.ts", "test/Tunnel.test.ts"],
   },
   auth: { mutate: ["src/Auth/Token.ts"], tests: ["test/Auth.test.ts"] },
   gossip: {
