@@ -11,7 +11,7 @@ export const endpointIdFromHeaders = (headers: IncomingHttpHeaders): string | un
   const explicit = headers["x-pico-endpoint"]
   if (typeof explicit === "string" && explicit !== "") return explicit
   const host = headers.host
-  if (host === undefined || host === "" || host.charCodeAt(0) === 91 /* "[": IPv6 literal */) return undefined
+  if (host === undefined || host.charCodeAt(0) === 91 /* "[": an IP literal */) return undefined
   const colon = host.indexOf(":")
   const name = colon < 0 ? host : host.slice(0, colon)
   const dot = name.indexOf(".")
