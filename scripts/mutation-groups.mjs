@@ -11,13 +11,13 @@ export const groups = {
     mutate: ["src/Gossip/State.ts", "src/Gossip/FailureDetector.ts"],
     tests: ["test/GossipState.test.ts", "test/GossipFailureDetector.test.ts"],
   },
-  headers: { mutate: ["src/Proxy/Headers.ts"], tests: ["test/ProxyRouting.test.ts"] },
+  headers: { mutate: ["src/Proxy/Headers.ts"], tests: ["test/ProxyHeaders.test.ts"] },
   endpointId: {
     mutate: ["src/Proxy/EndpointId.ts", "src/Domain/EndpointId.ts"],
     tests: ["test/EndpointId.test.ts"],
   },
   peerProof: { mutate: ["src/Proxy/PeerProof.ts"], tests: ["test/PeerProof.test.ts"] },
-  webSocketFrames: { mutate: ["src/Proxy/WebSocketFrames.ts"], tests: [] },
+  webSocketFrames: { mutate: ["src/Proxy/WebSocketFrames.ts"], tests: ["test/ProxyWebSocketFrames.test.ts"] },
 }
 
 /** The group named by MUTATE_GROUP, which scripts/mutate.mjs sets for each Stryker run. */
