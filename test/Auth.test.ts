@@ -180,7 +180,7 @@ describe("token verification", () => {
     }),
   )
 
-  it.live("fetches keys from a JWKS URL and picks up a rotated key", () =>
+  it.live("fetches keys from a JWKS URL, picks up a rotated key and drops a removed one", () =>
     Effect.gen(function* () {
       const first = generateKeyPairSync("ec", { namedCurve: "P-256" })
       const second = generateKeyPairSync("ec", { namedCurve: "P-256" })
@@ -210,6 +210,14 @@ describe("token verification", () => {
         Effect.timeout("5 seconds"),
       )
       expect(rotated).toBe("ok")
+      // A key removed from the set stops verifying once the cached set is older than the TTL.
+      keys = []
+      const revoked = yield* outcome(g, bearer(two)).pipe(
+        Effect.filterOrFail((result) => result !== "ok"),
+        Effect.retry(Schedule.spaced("20 millis")),
+        Effect.timeout("5 seconds"),
+      )
+      expect(revoked).toBe("invalid token")
       // HMAC tokens never verify against a JWKS.
       expect(yield* outcome(g, bearer(yield* Effect.promise(() => sign("HS256", hmacKey))))).toBe(
         "invalid token",
