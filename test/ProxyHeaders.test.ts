@@ -60,10 +60,11 @@ describe("request headers for the next hop", () => {
   })
 
   it("strips Pico's credentials unless they are forwarded to a peer, and never forwards the peer proof", () => {
-    const raw = ["X-Pico-Authorization", "Bearer p", "Authorization", "Bearer a", "X-Pico-Forward", "v1.1.x"]
-    expect(forwarded(raw)).toEqual(["Authorization", "Bearer a"])
-    expect(forwarded(raw, { credentials: "strip authorization" })).toEqual([])
-    expect(forwarded(raw, { credentials: "forward" })).toEqual(raw.slice(0, 4))
+    const credentials = ["X-Pico-Authorization", "Bearer p", "Authorization", "Bearer a"]
+    const raw = [...credentials, "X-Pico-Forward", "v1.1.x", "Accept", "*/*"]
+    expect(forwarded(raw)).toEqual(["Authorization", "Bearer a", "Accept", "*/*"])
+    expect(forwarded(raw, { credentials: "strip authorization" })).toEqual(["Accept", "*/*"])
+    expect(forwarded(raw, { credentials: "forward" })).toEqual([...credentials, "Accept", "*/*"])
   })
 
   it("passes a WebSocket upgrade: Upgrade and Connection: Upgrade only", () => {
@@ -119,6 +120,7 @@ describe("response headers for the client", () => {
     const res = message(["Connection", "X-Hop", "X-Hop", "1", ...hopByHop.slice(2), ...endToEnd])
     expect(clientResponseHeaders(res, false)).toEqual(endToEnd)
     expect(clientResponseHeaders(res, true)).toEqual([...endToEnd, "Connection", "close"])
+    expect(clientResponseHeaders(message(endToEnd), false)).toEqual(endToEnd)
   })
 
   it("writes a 101's head with every header, for the raw connection", () => {
