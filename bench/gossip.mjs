@@ -5,9 +5,22 @@
 //   node bench/gossip.mjs            (after npm run build; bench/run does both)
 //   BENCH_GOSSIP_TRIALS=20 ...       trials per cluster size
 import { Context, Effect, Exit, Layer, Logger, LogLevel, Queue, Scope } from "effect"
+import { build } from "esbuild"
 import * as NetTransport from "../dist/Gossip/NetTransport.js"
-import { measurePropagation } from "../dist/Gossip/SimulatedCluster.js"
 import * as Gossip from "../dist/Gossip.js"
+
+// The in-memory cluster simulator is test code (test/support/gossip/), not shipped in dist: bundle it for the run.
+const simulator = new URL("./.work/simulated-cluster.mjs", import.meta.url)
+await build({
+  entryPoints: [new URL("../test/support/gossip/SimulatedCluster.ts", import.meta.url).pathname],
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  packages: "external",
+  outfile: simulator.pathname,
+  logLevel: "warning",
+})
+const { measurePropagation } = await import(simulator.href)
 
 const TRIALS = Number(process.env.BENCH_GOSSIP_TRIALS || 20)
 const INTERVAL_MS = 500 // the default --gossip.interval

@@ -2,9 +2,14 @@
 // them, so each module is held to its own fast tests. A `:from-to` suffix mutates only those lines.
 export const groups = {
   tunnel: {
-    // Tunnel.ts: the heartbeat, less its log line.
-    mutate: ["src/Tunnel/Frame.ts", "src/Tunnel/Session.ts", "src/Tunnel.ts:75-81", "src/Tunnel.ts:85-89"],
-    tests: ["test/TunnelFrame.test.ts", "test/TunnelSession.test.ts", "test/Tunnel.test.ts"],
+    // Tunnel.ts: the heartbeat, less its log line (AgentSession.test.ts drives it over an in-memory link).
+    mutate: [
+      "src/Tunnel/internal/Frame.ts",
+      "src/Tunnel/internal/Session.ts",
+      "src/Tunnel.ts:137-150",
+      "src/Tunnel.ts:153-158",
+    ],
+    tests: ["test/TunnelFrame.test.ts", "test/TunnelSession.test.ts", "test/AgentSession.test.ts"],
   },
   auth: { mutate: ["src/Auth/Token.ts"], tests: ["test/Auth.test.ts"] },
   gossip: {

@@ -1,6 +1,7 @@
-import type * as http from "node:http"
-import type { AddressInfo } from "node:net"
-import { Context, Effect, FiberSet, Layer } from "effect"
+import * as http from "node:http"
+import type { AddressInfo, Socket } from "node:net"
+import type { Duplex } from "node:stream"
+import { Context, Duration, Effect, FiberSet, Layer } from "effect"
 import { makeForward } from "./Admin/Forward.js"
 import { makeNodeMetricsRoute } from "./Admin/Metrics.js"
 import { makeStatusRoutes } from "./Admin/Status.js"
@@ -46,8 +47,8 @@ const parseTarget = (url: string): { readonly path: string; readonly forward: st
 
 export interface AdminOptions {
   readonly limits?: ClientLimits
-  /** Milliseconds a `?forward=` request waits for the other node's response headers; default 15 s. */
-  readonly forwardTimeout?: number
+  /** How long a `?forward=` request waits for the other node's response headers; default 15 s. */
+  readonly forwardTimeout?: Duration.DurationInput
 }
 
 /**
@@ -68,7 +69,7 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, options: AdminOpt
       })
       const forward = yield* makeForward({
         tls: tls !== undefined,
-        timeout: options.forwardTimeout ?? 15_000,
+        timeout: Duration.toMillis(options.forwardTimeout ?? "15 seconds"),
         requiresToken: guard !== undefined,
       })
       const run = yield* FiberSet.makeRuntime<never>()
@@ -84,7 +85,7 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, options: AdminOpt
         tls,
         limits: options.limits ?? { ...defaultClientLimits, maxConnections: 1024 },
       })
-      listener.server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const handle = (req: http.IncomingMessage, res: http.ServerResponse) => {
         const { path, forward: nodeId } = parseTarget(req.url ?? "/")
         const local = nodeId === null || nodeId === "" || nodeId === gossip.nodeId
         // Credentials come before routing, so an unauthenticated caller cannot map which routes (or nodes) exist.
@@ -99,6 +100,21 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, options: AdminOpt
             ),
           ),
         )
+      }
+      listener.server.on("request", handle)
+      // The admin API has no WebSocket routes, but Node hands an upgrade request only to "upgrade" listeners (the
+      // connection guard has one), so it would never be answered: answer it as a request instead, on a response
+      // bound to the raw connection, which closes after it. An agent pointed here then hears a 404 at once.
+      listener.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex) => {
+        socket.on("error", () => socket.destroy())
+        const res = new http.ServerResponse(req)
+        res.shouldKeepAlive = false
+        res.assignSocket(socket as Socket)
+        res.once("finish", () => {
+          res.detachSocket(socket as Socket)
+          socket.end()
+        })
+        handle(req, res)
       })
       return AdminServer.of({ address: listener.address })
     }),

@@ -1,6 +1,7 @@
 import { Context, Effect, Layer, Schema } from "effect"
 import { makeVerifier, type TokenKeys, type TokenVerifier } from "./Auth/Token.js"
 import { countAuthFailure } from "./Metrics.js"
+import { ConfigError } from "./PicoConfig/ConfigError.js"
 
 export { parsePublicKey, type TokenKeys, type VerifiedToken } from "./Auth/Token.js"
 
@@ -117,12 +118,22 @@ const guardFor = (port: Port, keys: AuthKeys): Guard | undefined => {
   return portKeys === undefined ? undefined : counted(port, tokenGuard(makeVerifier(portKeys)))
 }
 
-/** JWT verification (jose) on the ports that have keys. Throws on unusable key material: validate it first. */
-export const layer = (keys: AuthKeys): Layer.Layer<Auth> =>
-  Layer.sync(Auth, () =>
-    Auth.of({
-      upstream: guardFor("upstream", keys) ?? allowAll,
-      proxy: guardFor("proxy", keys),
-      admin: guardFor("admin", keys),
+/** JWT verification (jose) on the ports that have keys; unusable key material fails the layer with ConfigError. */
+export const layer = (keys: AuthKeys): Layer.Layer<Auth, ConfigError> =>
+  Layer.effect(
+    Auth,
+    Effect.try({
+      try: () =>
+        Auth.of({
+          upstream: guardFor("upstream", keys) ?? allowAll,
+          proxy: guardFor("proxy", keys),
+          admin: guardFor("admin", keys),
+        }),
+      catch: (cause) =>
+        new ConfigError({
+          reason: "unusable",
+          message: `token keys: ${cause instanceof Error ? cause.message : String(cause)}`,
+          cause,
+        }),
     }),
   )

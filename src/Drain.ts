@@ -1,16 +1,16 @@
 import { Clock, Duration, Effect, Fiber, Layer, Option } from "effect"
 import { Gossip } from "./Gossip.js"
 import { formatGoDuration } from "./PicoConfig/Duration.js"
-import { Proxy, ProxyServer } from "./Proxy.js"
+import { ProxyHandler, ProxyServer } from "./Proxy.js"
 import { Registry } from "./Registry.js"
 import { Shutdown } from "./Shutdown.js"
 import { UpstreamServer } from "./UpstreamListener.js"
 
 export interface DrainOptions {
-  /** Milliseconds the whole drain may take (--server.graceful-shutdown-timeout). */
-  readonly gracePeriod: number
-  /** Milliseconds for a withdrawn route to reach the other nodes (a few gossip intervals). */
-  readonly propagation: number
+  /** How long the whole drain may take (--server.graceful-shutdown-timeout). */
+  readonly gracePeriod: Duration.DurationInput
+  /** Time for a withdrawn route to reach the other nodes (a few gossip intervals). */
+  readonly propagation: Duration.DurationInput
 }
 
 /**
@@ -33,10 +33,10 @@ export const drain = (options: DrainOptions) =>
     const shutdown = yield* Shutdown
     const registry = yield* Registry
     const gossip = yield* Gossip
-    const proxy = yield* Proxy
+    const proxy = yield* ProxyHandler
     const proxyServer = yield* ProxyServer
     const upstreamServer = yield* UpstreamServer
-    const deadline = (yield* Clock.currentTimeMillis) + options.gracePeriod
+    const deadline = (yield* Clock.currentTimeMillis) + Duration.toMillis(options.gracePeriod)
     const untilDeadline = <A>(effect: Effect.Effect<A>) =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         effect.pipe(Effect.timeoutOption(Duration.millis(Math.max(0, deadline - now)))),
@@ -46,7 +46,7 @@ export const drain = (options: DrainOptions) =>
     )
 
     yield* Effect.logInfo("shutting down: draining").pipe(
-      Effect.annotateLogs("grace_period", formatGoDuration(options.gracePeriod)),
+      Effect.annotateLogs("grace_period", formatGoDuration(Duration.toMillis(options.gracePeriod))),
     )
     yield* shutdown.startDraining
     yield* upstreamServer.stopAccepting
@@ -67,7 +67,7 @@ export const drain = (options: DrainOptions) =>
           Effect.annotateLogs("endpoints", (yield* notYetMoved).join(",")),
         )
       yield* registry.withdraw
-      yield* untilDeadline(Effect.sleep(Duration.millis(options.propagation)))
+      yield* untilDeadline(Effect.sleep(options.propagation))
     }
 
     yield* proxyServer.stopAccepting
@@ -106,7 +106,7 @@ export const drain = (options: DrainOptions) =>
 export const layer = (options: DrainOptions) =>
   Layer.scopedDiscard(
     Effect.flatMap(
-      Effect.context<Shutdown | Registry | Gossip | Proxy | ProxyServer | UpstreamServer>(),
+      Effect.context<Shutdown | Registry | Gossip | ProxyHandler | ProxyServer | UpstreamServer>(),
       (context) =>
         Effect.addFinalizer(() =>
           drain(options).pipe(

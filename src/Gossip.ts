@@ -1,5 +1,5 @@
 import { randomInt } from "node:crypto"
-import { Context, Effect, Layer, Schema, type Scope } from "effect"
+import { Context, Effect, Layer, type Scope } from "effect"
 import type { Keyring } from "./ClusterKeys.js"
 import * as Engine from "./Gossip/Engine.js"
 import type { MemoryNetwork } from "./Gossip/MemoryNetwork.js"
@@ -11,11 +11,9 @@ export { type RejectReason, rejectReasons } from "./Gossip/Seal.js"
 export type { GossipEntry, GossipEvent, GossipNode, NodeStatus } from "./Gossip/State.js"
 export { type Handler as TransportHandler, type Transport, TransportError } from "./Gossip/Transport.js"
 
-/** A join or leave that reached nobody. */
-export class GossipError extends Schema.TaggedError<GossipError>()("GossipError", {
-  reason: Schema.Literal("join failed", "leave failed"),
-  message: Schema.String,
-}) {}
+import { GossipError } from "./Gossip/GossipError.js"
+
+export { GossipError } from "./Gossip/GossipError.js"
 
 /** Traffic counters since start, and the messages dropped for failing authentication, by reason. */
 export interface GossipStats extends Engine.Stats {

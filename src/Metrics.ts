@@ -106,6 +106,22 @@ export const proxyRegisteredEndpoints = server.scraped(
   "Endpoints with at least one upstream connected to this node.",
   "gauge",
 )
+export const proxyTcpConnections = server.scraped(
+  "pico_proxy_tcp_connections",
+  "TCP connections open through this node's tunnels, by TCP endpoint held here (0 for one without any).",
+  "gauge",
+)
+export const proxyTcpConnectionsTotal = server.scraped(
+  "pico_proxy_tcp_connections_total",
+  "TCP connections opened through this node's tunnels, by TCP endpoint.",
+  "counter",
+)
+export const proxyTcpBytes = server.scraped(
+  "pico_proxy_tcp_bytes_total",
+  "Bytes carried by TCP connections through this node's tunnels, by TCP endpoint and direction (from_client, " +
+    "to_client).",
+  "counter",
+)
 export const proxyRequests = server.counter(
   "pico_proxy_requests_total",
   "Proxy requests answered, by HTTP status code (499: the client went away before a response started).",

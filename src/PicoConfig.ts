@@ -1,28 +1,25 @@
 import { readFile } from "node:fs/promises"
-import { Context, Effect, Either } from "effect"
+import { Effect, Either } from "effect"
 import { parse as parseYaml } from "yaml"
 import { describeSystemError } from "./internal/SystemError.js"
 import type { agentSettings } from "./PicoConfig/Agent.js"
 import { ConfigError } from "./PicoConfig/ConfigError.js"
 import { expandEnv } from "./PicoConfig/ExpandEnv.js"
+import type { forwardTcpSettings } from "./PicoConfig/Forward.js"
 import { resolve } from "./PicoConfig/Resolve.js"
 import type { serverSettings } from "./PicoConfig/Server.js"
 import type { Resolved, SettingsTree } from "./PicoConfig/Setting.js"
 
 export { type AgentEndpoint, agentSettings } from "./PicoConfig/Agent.js"
 export { ConfigError } from "./PicoConfig/ConfigError.js"
+export { forwardTcpConfigProblem, forwardTcpSettings } from "./PicoConfig/Forward.js"
 export { redacted } from "./PicoConfig/Resolve.js"
 export { serverConfigProblem, serverSettings } from "./PicoConfig/Server.js"
 
 export type ServerConfigShape = Resolved<typeof serverSettings>
 export type AgentConfigShape = Resolved<typeof agentSettings>
+export type ForwardTcpConfigShape = Resolved<typeof forwardTcpSettings>
 export type LogConfigShape = ServerConfigShape["log"]
-
-/** The validated settings of a `pico server` node. */
-export class ServerConfig extends Context.Tag("pico/ServerConfig")<ServerConfig, ServerConfigShape>() {}
-
-/** The validated settings of a `pico agent`. */
-export class AgentConfig extends Context.Tag("pico/AgentConfig")<AgentConfig, AgentConfigShape>() {}
 
 export interface LoadOptions {
   /** Raw flag values keyed by flag name (only the flags that were given). */
@@ -35,12 +32,22 @@ export interface LoadOptions {
 const readConfigFile = (path: string, expand: boolean, env: Readonly<Record<string, string | undefined>>) =>
   Effect.tryPromise({
     try: () => readFile(path, "utf8"),
-    catch: (cause) => new ConfigError({ message: `--config.path ${path}: ${describeSystemError(cause)}` }),
+    catch: (cause) =>
+      new ConfigError({
+        reason: "unreadable",
+        message: `--config.path ${path}: ${describeSystemError(cause)}`,
+        cause,
+      }),
   }).pipe(
     Effect.flatMap((text) =>
       Effect.try({
         try: () => parseYaml(expand ? expandEnv(text, env) : text) as unknown,
-        catch: (cause) => new ConfigError({ message: `parse ${path}: ${(cause as Error).message}` }),
+        catch: (cause) =>
+          new ConfigError({
+            reason: "invalid",
+            message: `parse ${path}: ${(cause as Error).message}`,
+            cause,
+          }),
       }),
     ),
   )
@@ -70,8 +77,8 @@ export const load = <T extends SettingsTree>(
       tree,
       file === undefined ? { flags: options.flags } : { flags: options.flags, file },
     )
-    if (Either.isLeft(resolved)) return yield* new ConfigError({ message: resolved.left })
+    if (Either.isLeft(resolved)) return yield* new ConfigError({ reason: "invalid", message: resolved.left })
     const problem = check(resolved.right)
-    if (problem !== undefined) return yield* new ConfigError({ message: problem })
+    if (problem !== undefined) return yield* new ConfigError({ reason: "invalid", message: problem })
     return resolved.right
   })

@@ -2,21 +2,31 @@ import * as http from "node:http"
 import * as https from "node:https"
 import type { AddressInfo, Socket } from "node:net"
 import type { Duplex } from "node:stream"
-import { Context, Effect, FiberSet, Layer, Option } from "effect"
+import { Context, Duration, Effect, FiberSet, Layer, Option } from "effect"
 import { Auth, type AuthError } from "./Auth.js"
 import { ClusterKeys } from "./ClusterKeys.js"
 import { dialAddress, type HostPort } from "./Domain/Address.js"
+import { type EndpointId, isValidEndpointId } from "./Domain/EndpointId.js"
+import { type EndpointKind, tcpUpgradeToken } from "./Domain/EndpointKind.js"
 import { errorBody, writeJsonToSocket } from "./internal/JsonResponse.js"
 import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
 import { endpointIdFromHeaders } from "./Proxy/EndpointId.js"
 import { ProxyError, writeError } from "./Proxy/Errors.js"
-import { type Attempt, type AttemptOutcome, attempt, type Exchange, hasNoBody } from "./Proxy/Forward.js"
+import {
+  type Attempt,
+  type AttemptOutcome,
+  attempt,
+  type Exchange,
+  hasNoBody,
+  type UpgradeTarget,
+} from "./Proxy/Forward.js"
 import { type HeaderPolicy, upstreamRequestHeaders } from "./Proxy/Headers.js"
 import * as ProxyMetrics from "./Proxy/Metrics.js"
 import * as PassThrough from "./Proxy/PassThrough.js"
 import * as PeerProof from "./Proxy/PeerProof.js"
 import { normalizeTarget } from "./Proxy/RequestTarget.js"
+import * as TcpTraffic from "./Proxy/TcpTraffic.js"
 import { type ClusterNode, Registry } from "./Registry.js"
 import { Shutdown } from "./Shutdown.js"
 
@@ -27,23 +37,28 @@ export { ProxyError, type ProxyFailure } from "./Proxy/Errors.js"
  * through its tunnel, or through the node that holds it. Failures are answered with a JSON `{"error": ...}` body,
  * never thrown.
  */
-export class Proxy extends Context.Tag("pico/Proxy")<
-  Proxy,
+export class ProxyHandler extends Context.Tag("pico/Proxy")<
+  ProxyHandler,
   {
     readonly handle: (req: http.IncomingMessage, res: http.ServerResponse) => Effect.Effect<void>
     readonly handleUpgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => Effect.Effect<void>
     /** False for a request forwarded by a peer that this node can no longer serve (a stale route). */
     readonly hasLocalUpstream: (req: http.IncomingMessage) => boolean
-    /** Upgraded connections (WebSockets) piped through this node, which a drain ends last. */
+    /** Upgraded connections (WebSockets, TCP connections) piped through this node, which a drain ends last. */
     readonly passThroughs: PassThrough.PassThroughs
+    /**
+     * Every TCP endpoint held by this node, by id, with the connections through its tunnels to it (and any other
+     * endpoint whose connections are still open), for status and metrics.
+     */
+    readonly tcpEndpoints: Effect.Effect<ReadonlyArray<readonly [EndpointId, TcpTraffic.TcpCounters]>>
   }
 >() {}
 
 export interface ProxyOptions {
-  /** Milliseconds to wait for response headers once the request body has been sent; also bounds route waits. */
-  readonly gatewayTimeout: number
-  /** Milliseconds a request body may pause between two reads; default 60 s. */
-  readonly idleTimeout?: number
+  /** How long to wait for response headers once the request body has been sent; also bounds route waits. */
+  readonly gatewayTimeout: Duration.DurationInput
+  /** How long a request body may pause between two reads; default 60 s. */
+  readonly idleTimeout?: Duration.DurationInput
   /** TLS to peer nodes, whose proxy ports serve TLS: a CA to verify them, and a certificate to present. */
   readonly peerTls?: PeerTls | undefined
 }
@@ -96,9 +111,26 @@ const proxyCredential = (
   return { header: req.headers.authorization, stripAuthorization: true }
 }
 
-/** The upgrade protocols Pico passes through: a pipe to anything else would be a tunnel nobody asked for. */
-const isSupportedUpgrade = (req: http.IncomingMessage): boolean =>
-  req.headers.upgrade?.toLowerCase() === "websocket"
+/**
+ * What an upgrade asks for: a WebSocket (to an HTTP endpoint) or a TCP connection (to a TCP endpoint); undefined
+ * for any other protocol, which Pico does not pass: a pipe to it would be a tunnel nobody asked for.
+ */
+const upgradeKind = (req: http.IncomingMessage): EndpointKind | undefined => {
+  const protocol = req.headers.upgrade?.toLowerCase()
+  return protocol === "websocket" ? "http" : protocol === tcpUpgradeToken ? "tcp" : undefined
+}
+
+/** An endpoint serves one kind of client: the other kind is told what the endpoint is, and nothing reaches it. */
+const wrongKind = (endpoint: EndpointKind): ProxyError =>
+  new ProxyError({ reason: endpoint === "tcp" ? "endpoint is tcp" : "endpoint is http" })
+
+/** An upgrade request's raw connection, as the server handed it over, and what to do once it has switched. */
+interface RawUpgrade {
+  readonly socket: Duplex
+  /** Bytes the client sent past its request head. */
+  readonly head: Buffer
+  readonly switched: () => void
+}
 
 /** How many other local upstreams (or pooled streams) a request without a spent body may try. */
 const LOCAL_RETRIES = 2
@@ -121,7 +153,10 @@ export const make = (options: ProxyOptions) =>
     const proof = PeerProof.make(Option.isSome(keys) ? keys.value.keyring : undefined)
     const metrics = yield* ProxyMetrics.make
     const passThroughs = PassThrough.make()
+    const tcpTraffic = TcpTraffic.make()
     const peerTls = options.peerTls
+    const gatewayTimeout = Duration.toMillis(options.gatewayTimeout)
+    const idleTimeout = Duration.toMillis(options.idleTimeout ?? defaultClientLimits.idleTimeout)
     // Keep-alive connections to peer nodes, shared by all forwarded requests.
     const peerAgent =
       peerTls === undefined
@@ -183,7 +218,7 @@ export const make = (options: ProxyOptions) =>
      */
     const retry = (
       exchange: Exchange,
-      endpointId: string,
+      endpointId: EndpointId,
       localHeaders: ReadonlyArray<string>,
       fromPeer: boolean,
       first: AttemptOutcome | undefined,
@@ -198,14 +233,17 @@ export const make = (options: ProxyOptions) =>
           const node =
             upstream === undefined && !fromPeer ? registry.pickRemote(endpointId, tried) : undefined
           if (upstream !== undefined) {
+            if (upstream.kind !== exchange.kind) return yield* wrongKind(upstream.kind)
             localRetries--
             metrics.forwardedLocal()
             last = yield* attempt(exchange, {
-              agent: upstream.httpAgent,
+              agent: upstream.session.httpAgent,
               headers: localHeaders,
               expectContinue: false,
             })
           } else if (node !== undefined) {
+            const nodeKind = node.tcpEndpoints.has(endpointId) ? "tcp" : "http"
+            if (nodeKind !== exchange.kind) return yield* wrongKind(nodeKind)
             remoteHeaders ??= peerHeaders(exchange)
             if (remoteHeaders === undefined) return yield* new ProxyError({ reason: "duplicate host header" })
             tried.add(node.id)
@@ -227,7 +265,7 @@ export const make = (options: ProxyOptions) =>
         }
       })
 
-    const route = (exchange: Exchange, endpointId: string) => (stripAuthorization: boolean) =>
+    const route = (exchange: Exchange, endpointId: EndpointId) => (stripAuthorization: boolean) =>
       Effect.suspend((): Effect.Effect<void, ProxyError> => {
         const { req } = exchange
         // Anyone may ask a node not to forward (the header's presence); only a proven peer is trusted.
@@ -243,9 +281,14 @@ export const make = (options: ProxyOptions) =>
         // The hot path: one local attempt, no generator, no waiting.
         const upstream = registry.pickLocal(endpointId)
         if (upstream === undefined) return retry(exchange, endpointId, localHeaders, fromPeer, undefined)
+        if (upstream.kind !== exchange.kind) return Effect.fail(wrongKind(upstream.kind))
         metrics.forwardedLocal()
         return Effect.flatMap(
-          attempt(exchange, { agent: upstream.httpAgent, headers: localHeaders, expectContinue: false }),
+          attempt(exchange, {
+            agent: upstream.session.httpAgent,
+            headers: localHeaders,
+            expectContinue: false,
+          }),
           (outcome) =>
             outcome._tag === "Done"
               ? Effect.void
@@ -253,27 +296,48 @@ export const make = (options: ProxyOptions) =>
         )
       })
 
+    /** Once an upgrade's upstream has switched protocols: the connection becomes a pass-through. */
+    const passThrough =
+      (raw: RawUpgrade, kind: EndpointKind, endpointId: EndpointId): UpgradeTarget["switched"] =>
+      (upstream, local) => {
+        passThroughs.open(
+          raw.socket,
+          upstream,
+          kind === "tcp"
+            ? { _tag: "Tcp", counters: local ? tcpTraffic.of(endpointId) : undefined }
+            : PassThrough.webSocket,
+        )
+        raw.switched()
+      }
+
     const serve = (
       req: http.IncomingMessage,
       res: http.ServerResponse,
-      upgrade: Exchange["upgrade"],
+      raw: RawUpgrade | undefined,
     ): Effect.Effect<void> => {
       if (!normalizeTarget(req))
         return answerFailure(new ProxyError({ reason: "invalid request target" }), undefined, res)
-      const endpointId = endpointIdFromHeaders(req.headers)
+      const kind = raw === undefined ? "http" : upgradeKind(req)
+      const endpointId = endpointIdFromHeaders(req.headers, kind === "tcp" ? req.url : undefined)
       if (endpointId === undefined)
         return answerFailure(new ProxyError({ reason: "missing pico endpoint id" }), endpointId, res)
-      if (upgrade !== undefined && !isSupportedUpgrade(req)) {
+      if (!isValidEndpointId(endpointId))
+        return answerFailure(new ProxyError({ reason: "invalid endpoint id" }), undefined, res)
+      if (kind === undefined) {
         const detail = `upgrade to ${req.headers.upgrade ?? ""}`
         return answerFailure(new ProxyError({ reason: "unsupported upgrade", detail }), endpointId, res)
       }
       const exchange: Exchange = {
+        kind,
         req,
         res,
-        upgrade,
-        gatewayTimeout: options.gatewayTimeout,
-        routeDeadline: Date.now() + options.gatewayTimeout,
-        idleTimeout: options.idleTimeout ?? defaultClientLimits.idleTimeout,
+        upgrade:
+          raw === undefined
+            ? undefined
+            : { socket: raw.socket, head: raw.head, switched: passThrough(raw, kind, endpointId) },
+        gatewayTimeout,
+        routeDeadline: Date.now() + gatewayTimeout,
+        idleTimeout,
         closeConnection: shutdown.isDraining,
         bodySpent: false,
       }
@@ -318,9 +382,8 @@ export const make = (options: ProxyOptions) =>
         ended()
       })
       res.once("close", ended)
-      const switched = (client: Duplex, upstream: Duplex) => {
+      const switched = () => {
         res.statusCode = 101
-        passThroughs.open(client, upstream, true)
         ended()
       }
       return serve(req, res, { socket, head, switched })
@@ -331,15 +394,23 @@ export const make = (options: ProxyOptions) =>
       const endpointId = endpointIdFromHeaders(req.headers)
       return (
         req.headers[PeerProof.forwardHeader] === undefined ||
-        (endpointId !== undefined && registry.pickLocal(endpointId) !== undefined)
+        (endpointId !== undefined &&
+          isValidEndpointId(endpointId) &&
+          registry.pickLocal(endpointId) !== undefined)
       )
     }
 
-    return Proxy.of({ handle, handleUpgrade, hasLocalUpstream, passThroughs })
+    const tcpEndpoints = Effect.map(registry.localEndpoints, (local) => {
+      const held = new Set<EndpointId>()
+      for (const [endpointId, upstreams] of local) if (upstreams[0]?.kind === "tcp") held.add(endpointId)
+      return tcpTraffic.snapshot(held)
+    })
+
+    return ProxyHandler.of({ handle, handleUpgrade, hasLocalUpstream, passThroughs, tcpEndpoints })
   })
 
-export const layer = (options: ProxyOptions): Layer.Layer<Proxy, never, Registry | Shutdown | Auth> =>
-  Layer.scoped(Proxy, make(options))
+export const layer = (options: ProxyOptions): Layer.Layer<ProxyHandler, never, Registry | Shutdown | Auth> =>
+  Layer.scoped(ProxyHandler, make(options))
 
 /** Answers CONNECT (a forward proxy's tunnel request), which a reverse proxy does not offer. */
 const refuseConnect = (_req: http.IncomingMessage, socket: Duplex) =>
@@ -350,7 +421,7 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, limits: ClientLim
   Layer.scoped(
     ProxyServer,
     Effect.gen(function* () {
-      const proxy = yield* Proxy
+      const proxy = yield* ProxyHandler
       const run = yield* FiberSet.makeRuntime<never>()
       const listener = yield* makeListener({
         name: "proxy",

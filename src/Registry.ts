@@ -1,5 +1,7 @@
-import type { Agent } from "node:http"
 import { Context, Effect, Layer, Metric, Queue, type Scope } from "effect"
+import type { EndpointId } from "./Domain/EndpointId.js"
+import type { EndpointKind } from "./Domain/EndpointKind.js"
+import { endpointKey, endpointValue } from "./Domain/GossipKeys.js"
 import { Gossip } from "./Gossip.js"
 import * as Metrics from "./Metrics.js"
 import { type ClusterNode, ClusterView } from "./Registry/ClusterView.js"
@@ -9,16 +11,17 @@ export type { ClusterNode } from "./Registry/ClusterView.js"
 
 /** One connected upstream: a tunnel session registered for an endpoint. */
 export interface Upstream {
-  readonly endpointId: string
+  readonly endpointId: EndpointId
+  /** What the endpoint carries, as its agent said when it connected. */
+  readonly kind: EndpointKind
   /** The remote address of the upstream's WebSocket connection, for status output and logs. */
   readonly remoteAddr: string
-  readonly tunnel: TunnelSession
-  /** Keep-alive HTTP connections over the session's streams. */
-  readonly httpAgent: Agent
+  readonly session: TunnelSession
 }
 
-/** Round-robin rotation of the upstreams of one endpoint. */
+/** Round-robin rotation of the upstreams of one endpoint, which all have the endpoint's kind. */
 interface Rotation {
+  readonly kind: EndpointKind
   readonly upstreams: Array<Upstream>
   next: number
 }
@@ -33,19 +36,25 @@ export class Registry extends Context.Tag("pico/Registry")<
     /** Adds the upstream for the lifetime of the current scope. */
     readonly register: (upstream: Upstream) => Effect.Effect<void, never, Scope.Scope>
     /**
+     * The endpoint's kind: its local upstreams' or, without any, the kind the active nodes holding it advertise;
+     * undefined when nobody holds it. The upstream port refuses an upstream of the other kind: an endpoint id means
+     * one thing.
+     */
+    readonly kindOf: (endpointId: EndpointId) => EndpointKind | undefined
+    /**
      * The next upstream of the endpoint (round robin) that can still take a new stream, or undefined. Synchronous
      * because it runs once per proxied request.
      */
-    readonly pickLocal: (endpointId: string) => Upstream | undefined
+    readonly pickLocal: (endpointId: EndpointId) => Upstream | undefined
     /**
      * A remote active node holding the endpoint, weighted by its upstream count, skipping `exclude` (nodes
      * already tried). Synchronous: it runs once per forwarded request.
      */
-    readonly pickRemote: (endpointId: string, exclude: ReadonlySet<string>) => ClusterNode | undefined
+    readonly pickRemote: (endpointId: EndpointId, exclude: ReadonlySet<string>) => ClusterNode | undefined
     /** Every remote node whose addresses are known (for the status API and metrics). */
     readonly clusterNodes: Effect.Effect<ReadonlyArray<ClusterNode>>
     /** Local endpoints and their upstreams, for the status API. */
-    readonly localEndpoints: Effect.Effect<ReadonlyMap<string, ReadonlyArray<Upstream>>>
+    readonly localEndpoints: Effect.Effect<ReadonlyMap<EndpointId, ReadonlyArray<Upstream>>>
     /** Asks every upstream to reconnect elsewhere: the node is draining. */
     readonly goAwayAll: Effect.Effect<void>
     /**
@@ -60,7 +69,7 @@ export class Registry extends Context.Tag("pico/Registry")<
      * or the endpoint lost a route (local or remote) in the last minute. A request for it then waits for the
      * cluster to converge, while one for an endpoint nobody has held fails at once.
      */
-    readonly routeExpected: (endpointId: string) => boolean
+    readonly routeExpected: (endpointId: EndpointId) => boolean
     /** The node has joined its cluster (or found nobody to join): its view of the routes is complete. */
     readonly markJoined: Effect.Effect<void>
     readonly hasJoined: () => boolean
@@ -72,8 +81,6 @@ const RECENTLY_LOST_MS = 60_000
 /** Past this many remembered endpoints, the old memories are dropped. */
 const LOST_MEMORY = 10_000
 
-export const endpointKey = (endpointId: string): string => `endpoint:${endpointId}`
-
 /**
  * `awaitJoin`: the node joins a cluster after its listeners start (a server): until `markJoined`, its routes are
  * incomplete, so readiness is off and requests for unknown endpoints wait. Otherwise the node is complete at once.
@@ -81,7 +88,7 @@ export const endpointKey = (endpointId: string): string => `endpoint:${endpointI
 export const make = (options: { readonly awaitJoin: boolean }) =>
   Effect.gen(function* () {
     const gossip = yield* Gossip
-    const rotations = new Map<string, Rotation>()
+    const rotations = new Map<EndpointId, Rotation>()
     let withdrawn = false
 
     // --- Route changes ---
@@ -111,17 +118,18 @@ export const make = (options: { readonly awaitJoin: boolean }) =>
 
     // --- Local upstreams ---
 
-    const publishCount = (endpointId: string) => {
-      const count = rotations.get(endpointId)?.upstreams.length ?? 0
-      return count === 0 || withdrawn
+    const publishCount = (endpointId: EndpointId) => {
+      const rotation = rotations.get(endpointId)
+      return rotation === undefined || withdrawn
         ? gossip.deleteLocal(endpointKey(endpointId))
-        : gossip.setLocal(endpointKey(endpointId), String(count))
+        : gossip.setLocal(endpointKey(endpointId), endpointValue(rotation.upstreams.length, rotation.kind))
     }
 
     const add = (upstream: Upstream) =>
       Effect.suspend(() => {
         const rotation = rotations.get(upstream.endpointId)
-        if (rotation === undefined) rotations.set(upstream.endpointId, { upstreams: [upstream], next: 0 })
+        if (rotation === undefined)
+          rotations.set(upstream.endpointId, { kind: upstream.kind, upstreams: [upstream], next: 0 })
         else rotation.upstreams.push(upstream)
         notifyRouteChange()
         return publishCount(upstream.endpointId)
@@ -146,7 +154,7 @@ export const make = (options: { readonly awaitJoin: boolean }) =>
         return publishCount(upstream.endpointId)
       })
 
-    const pickLocal = (endpointId: string): Upstream | undefined => {
+    const pickLocal = (endpointId: EndpointId): Upstream | undefined => {
       const rotation = rotations.get(endpointId)
       if (rotation === undefined) return undefined
       const { upstreams } = rotation
@@ -154,7 +162,7 @@ export const make = (options: { readonly awaitJoin: boolean }) =>
       for (let tried = 0; tried < upstreams.length; tried++) {
         const upstream = upstreams[rotation.next] as Upstream
         rotation.next = (rotation.next + 1) % upstreams.length
-        if (upstream.tunnel.canOpenStream()) return upstream
+        if (upstream.session.canOpenStream()) return upstream
       }
       return undefined
     }
@@ -181,16 +189,20 @@ export const make = (options: { readonly awaitJoin: boolean }) =>
           Effect.zipRight(add(upstream), Metric.increment(Metrics.upstreamConnections)),
           () => Effect.zipRight(remove(upstream), Metric.increment(Metrics.upstreamDisconnects)),
         ),
+      kindOf: (endpointId) => rotations.get(endpointId)?.kind ?? view.kindOf(endpointId),
       pickLocal,
       pickRemote: (endpointId, exclude) => view.pick(endpointId, exclude),
       clusterNodes: Effect.sync(() => view.list()),
       localEndpoints: Effect.sync(
         () => new Map([...rotations].map(([endpointId, rotation]) => [endpointId, [...rotation.upstreams]])),
       ),
-      goAwayAll: Effect.sync(() => {
-        for (const rotation of rotations.values())
-          for (const upstream of rotation.upstreams) upstream.tunnel.goAway()
-      }),
+      goAwayAll: Effect.suspend(() =>
+        Effect.forEach(
+          [...rotations.values()].flatMap((rotation) => rotation.upstreams),
+          (upstream) => upstream.session.goAway,
+          { discard: true },
+        ),
+      ),
       withdraw: Effect.suspend(() => {
         withdrawn = true
         return Effect.forEach(rotations.keys(), (endpointId) => gossip.deleteLocal(endpointKey(endpointId)), {

@@ -1,5 +1,6 @@
 import { HttpClient, HttpClientRequest, type HttpClientResponse } from "@effect/platform"
-import { Effect, Redacted, Schema } from "effect"
+import * as NodeHttpClient from "@effect/platform-node/NodeHttpClient"
+import { Context, Duration, Effect, Layer, Redacted, Schema } from "effect"
 import { formatGoDuration } from "./PicoConfig/Duration.js"
 
 /** Where `pico status` sends its requests, and how. */
@@ -10,14 +11,40 @@ export interface StatusTarget {
   readonly forward: string | undefined
   /** Sent as "Authorization: Bearer <token>", for an admin port that requires one. */
   readonly token: Redacted.Redacted<string> | undefined
-  /** Milliseconds to wait for the answer (--timeout). */
-  readonly timeout: number
+  /** How long to wait for the answer (--timeout). */
+  readonly timeout: Duration.DurationInput
 }
 
 /** A status request that got no usable answer; the message is one line for a human. */
 export class StatusError extends Schema.TaggedError<StatusError>()("StatusError", {
+  reason: Schema.Literal("unreachable", "timeout", "refused", "unexpected answer", "bad setting"),
   message: Schema.String,
+  cause: Schema.optional(Schema.Defect),
 }) {}
+
+/**
+ * Reads a node's admin API for `pico status`: the HTTP client by default (`StatusClient.layer`), or anything else
+ * that answers the same routes (a test, a library user's own transport).
+ */
+export class StatusClient extends Context.Tag("pico/StatusClient")<
+  StatusClient,
+  {
+    /** GETs an admin route and decodes its JSON body with `schema`. */
+    readonly get: <A, I>(path: string, schema: Schema.Schema<A, I>) => Effect.Effect<A, StatusError>
+  }
+>() {
+  /** Over HTTP(S) to `target`, with Node's HTTP client. */
+  static readonly layer = (target: StatusTarget): Layer.Layer<StatusClient> =>
+    Layer.effect(
+      StatusClient,
+      Effect.map(HttpClient.HttpClient, (client) =>
+        StatusClient.of({
+          get: (path, schema) =>
+            fetchStatus(target, path, schema).pipe(Effect.provideService(HttpClient.HttpClient, client)),
+        }),
+      ),
+    ).pipe(Layer.provide(NodeHttpClient.layer))
+}
 
 const urlFor = (target: StatusTarget, path: string): URL => {
   const url = new URL(target.serverUrl)
@@ -44,7 +71,7 @@ const rootCause = (error: unknown): string => {
 }
 
 /** GETs a status route and decodes its JSON body with `schema`. */
-export const fetchStatus = <A, I>(
+const fetchStatus = <A, I>(
   target: StatusTarget,
   path: string,
   schema: Schema.Schema<A, I>,
@@ -57,21 +84,33 @@ export const fetchStatus = <A, I>(
         : HttpClientRequest.get(url).pipe(HttpClientRequest.bearerToken(Redacted.value(target.token)))
     const response = yield* HttpClient.execute(request).pipe(
       Effect.mapError(
-        (error) => new StatusError({ message: `cannot reach ${url.host}: ${rootCause(error)}` }),
+        (error) =>
+          new StatusError({
+            reason: "unreachable",
+            message: `cannot reach ${url.host}: ${rootCause(error)}`,
+            cause: error,
+          }),
       ),
       Effect.timeoutFail({
         duration: target.timeout,
         onTimeout: () =>
           new StatusError({
-            message: `no answer from ${url.host} within ${formatGoDuration(target.timeout)} (--timeout)`,
+            reason: "timeout",
+            message: `no answer from ${url.host} within ${formatGoDuration(Duration.toMillis(target.timeout))} (--timeout)`,
           }),
       }),
     )
-    if (response.status !== 200) return yield* new StatusError({ message: yield* describeStatus(response) })
+    if (response.status !== 200)
+      return yield* new StatusError({ reason: "refused", message: yield* describeStatus(response) })
     return yield* response.json.pipe(
       Effect.flatMap(Schema.decodeUnknown(schema)),
       Effect.mapError(
-        (error) => new StatusError({ message: `unexpected answer from ${url.host}: ${error.message}` }),
+        (error) =>
+          new StatusError({
+            reason: "unexpected answer",
+            message: `unexpected answer from ${url.host}: ${error.message}`,
+            cause: error,
+          }),
       ),
     )
   })

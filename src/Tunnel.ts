@@ -1,32 +1,259 @@
+import type * as http from "node:http"
 import type { IncomingMessage } from "node:http"
+import type { createConnection } from "node:net"
 import type { Duplex } from "node:stream"
-import { Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Queue, Schema, type Scope } from "effect"
 import WebSocket from "ws"
-import { serveWebSocket } from "./Tunnel/ServerWebSocket.js"
-import type { CloseReason, Session } from "./Tunnel/Session.js"
-import { acceptWebSocket } from "./Tunnel/WebSocketHandshake.js"
-import { attachWebSocket } from "./Tunnel/WebSocketTransport.js"
+import { readRefusal } from "./internal/Refusal.js"
+import { attachWebSocket } from "./Tunnel/internal/ClientWebSocket.js"
+import { connectThroughProxy } from "./Tunnel/internal/ForwardProxy.js"
+import { TunnelAgent } from "./Tunnel/internal/HttpAgent.js"
+import { MemoryChannel } from "./Tunnel/internal/MemoryChannel.js"
+import { serveWebSocket } from "./Tunnel/internal/ServerWebSocket.js"
+import {
+  type CloseReason,
+  Session,
+  type SessionOptions,
+  type TunnelStream,
+} from "./Tunnel/internal/Session.js"
+import { acceptWebSocket } from "./Tunnel/internal/WebSocketHandshake.js"
 
-export type { CloseReason, Session as TunnelSession, TunnelStream } from "./Tunnel/Session.js"
+export type { CloseReason, TunnelStream } from "./Tunnel/internal/Session.js"
+
+/** Why the tunnel could not do what was asked. */
+export const TunnelFailure = Schema.Literal(
+  /** The session has closed, or the peer sent GoAway and takes no new streams. */
+  "closed",
+  /** A ping went unanswered for the heartbeat timeout. */
+  "timeout",
+  /** An upgrade request was not a valid WebSocket handshake; it has been answered with a 400. */
+  "handshake",
+)
+
+export class TunnelError extends Schema.TaggedError<TunnelError>()("TunnelError", {
+  reason: TunnelFailure,
+  message: Schema.String,
+  cause: Schema.optional(Schema.Defect),
+}) {}
 
 /** A tunnel could not be established: the server was unreachable, or it refused us with an HTTP status. */
 export class TunnelConnectError extends Schema.TaggedError<TunnelConnectError>()("TunnelConnectError", {
+  /** "unreachable": no HTTP answer came at all; "refused": the server answered the upgrade with `status`. */
+  reason: Schema.Literal("unreachable", "refused"),
   /** The HTTP status the server answered the upgrade with; absent when no HTTP answer came at all. */
   status: Schema.optional(Schema.Number),
+  /** The headers of that answer (names lower-case, repeated ones joined with ", "), to tell who answered. */
+  headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
+  /** The server's JSON `error`, else the status line ("HTTP 404 Not Found"); the network error without one. */
   message: Schema.String,
-}) {}
-
-/** An upgrade request was not a valid WebSocket handshake; it has been answered with a 400. */
-export class TunnelHandshakeError extends Schema.TaggedError<TunnelHandshakeError>()("TunnelHandshakeError", {
-  message: Schema.String,
+  cause: Schema.optional(Schema.Defect),
 }) {}
 
 export interface HeartbeatSettings {
-  /** Milliseconds between pings. */
-  readonly interval: number
-  /** Milliseconds a ping may go unanswered before the session is closed. */
-  readonly timeout: number
+  /** Time between pings. */
+  readonly interval: Duration.DurationInput
+  /** Time a ping may go unanswered before the session is closed. */
+  readonly timeout: Duration.DurationInput
 }
+
+/**
+ * One multiplexed session (yamux over a WebSocket), as the rest of Pico sees it. Streams are Node Duplexes with
+ * backpressure: bytes flow through them with no Effect per chunk; the Effects here are per session and per
+ * request.
+ */
+export interface TunnelSession {
+  /** A new stream to the peer; fails when the session has closed or the peer takes no new streams. */
+  readonly openStream: Effect.Effect<TunnelStream, TunnelError>
+  /** The round-trip time of a ping, in milliseconds. */
+  readonly ping: Effect.Effect<number, TunnelError>
+  /** Tells the peer to open no more streams here (sent once); streams opened from this side still work. */
+  readonly goAway: Effect.Effect<void>
+  readonly close: (message: string) => Effect.Effect<void>
+  /** Completes with the reason once the session has closed (at once if it has). */
+  readonly closed: Effect.Effect<CloseReason>
+  /** Completes once the peer has sent GoAway: it is going, and takes no new streams from us. */
+  readonly peerGoingAway: Effect.Effect<void>
+  /** Hands every stream the peer opens to `handler` while the scope lives; without one they are refused. */
+  readonly serveStreams: (handler: (stream: TunnelStream) => void) => Effect.Effect<void, never, Scope.Scope>
+  /** Whether `openStream` would succeed now: synchronous, for picking an upstream per request. */
+  readonly canOpenStream: () => boolean
+  /**
+   * HTTP/1.1 over this session's streams, kept alive: what the proxy sends requests through. Node's HTTP client
+   * frames the messages; the far end pipes each stream to its service untouched.
+   */
+  readonly httpAgent: http.Agent
+}
+
+/** Human-readable reason for logs. */
+export const describeClose = (reason: CloseReason): string =>
+  "message" in reason ? `${reason._tag}: ${reason.message}` : reason._tag
+
+const closedError = (cause: unknown) =>
+  new TunnelError({
+    reason: "closed",
+    message: cause instanceof Error ? cause.message : String(cause),
+    cause,
+  })
+
+/** The Effect-shaped face of a session. */
+const wrap = (session: Session): TunnelSession => {
+  let httpAgent: TunnelAgent | undefined
+  return {
+    openStream: Effect.try({ try: () => session.openStream(), catch: closedError }),
+    ping: Effect.tryPromise({ try: () => session.ping(), catch: closedError }),
+    goAway: Effect.sync(() => session.goAway()),
+    close: (message) => Effect.sync(() => session.close(message)),
+    closed: Effect.async<CloseReason>((resume) => {
+      const off = session.onClose((reason) => resume(Effect.succeed(reason)))
+      return Effect.sync(off)
+    }),
+    peerGoingAway: Effect.async<void>((resume) => {
+      // A GoAway that arrived before we asked has already made the session refuse new streams.
+      if (!session.closed && !session.canOpenStream()) return resume(Effect.void)
+      const off = session.onGoAway(() => resume(Effect.void))
+      return Effect.sync(off)
+    }),
+    serveStreams: (handler) =>
+      Effect.acquireRelease(
+        Effect.sync(() => session.onStream(handler)),
+        () => Effect.sync(() => session.onStream(undefined)),
+      ),
+    canOpenStream: () => session.canOpenStream(),
+    get httpAgent() {
+      httpAgent ??= new TunnelAgent(session)
+      return httpAgent
+    },
+  }
+}
+
+/** What runs beside a session for as long as it lives. */
+export interface RunOptions {
+  readonly heartbeat: HeartbeatSettings
+  /** Epoch ms at which the session ends (its credential expires): GoAway first, so the peer learns why. */
+  readonly expiresAt?: number | undefined
+}
+
+/** Pings every interval; a ping unanswered within the timeout closes the session (a silently dead path). */
+const heartbeat = (session: TunnelSession, settings: HeartbeatSettings) =>
+  session.ping.pipe(
+    Effect.timeoutFail({
+      duration: settings.timeout,
+      onTimeout: () =>
+        new TunnelError({
+          reason: "timeout",
+          message: `no answer to a ping within ${Duration.format(settings.timeout)}`,
+        }),
+    }),
+    Effect.delay(settings.interval),
+    Effect.forever,
+    Effect.catchTag("TunnelError", (error) =>
+      error.reason === "timeout"
+        ? Effect.logWarning("heartbeat timed out; closing session").pipe(
+            Effect.annotateLogs("timeout", Duration.format(settings.timeout)),
+            Effect.zipRight(session.close("heartbeat timeout")),
+          )
+        : Effect.void,
+    ),
+    Effect.annotateLogs("subsystem", "tunnel"),
+  )
+
+const expiry = (session: TunnelSession, expiresAt: number) =>
+  Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.sleep(Duration.millis(Math.max(0, expiresAt - now))),
+  ).pipe(Effect.zipRight(session.goAway), Effect.zipRight(session.close("token expired")))
+
+/**
+ * Ties a session to the scope: heartbeats (and the expiry) run while it lives, and the scope's end closes it and
+ * its HTTP connections.
+ */
+const runSession = (
+  session: Session,
+  options: RunOptions,
+): Effect.Effect<TunnelSession, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const tunnel = wrap(session)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        tunnel.httpAgent.destroy()
+        session.close("session ended")
+      }),
+    )
+    yield* Effect.forkScoped(heartbeat(tunnel, options.heartbeat))
+    if (options.expiresAt !== undefined) yield* Effect.forkScoped(expiry(tunnel, options.expiresAt))
+    return tunnel
+  })
+
+const flatHeaders = (response: IncomingMessage): Record<string, string> => {
+  const flat: Record<string, string> = {}
+  for (const [name, value] of Object.entries(response.headers)) {
+    if (value !== undefined) flat[name] = Array.isArray(value) ? value.join(", ") : value
+  }
+  return flat
+}
+
+/** TLS for wss:// connections: a CA to trust (PEM) and a client certificate to present (mTLS). */
+export interface ClientTls {
+  readonly ca?: Buffer
+  readonly cert?: Buffer
+  readonly key?: Buffer
+}
+
+const HANDSHAKE_TIMEOUT = 30_000
+
+/** The agent's end: streams its node opens before the agent serves them wait for it (see holdUnserved). */
+const clientSide: SessionOptions = { role: "client", holdUnserved: true }
+
+const openWebSocket = (
+  url: string,
+  headers: Readonly<Record<string, string>>,
+  tls: ClientTls = {},
+  proxy?: URL,
+) =>
+  Effect.async<{ readonly ws: WebSocket; readonly session: Session }, TunnelConnectError>((resume) => {
+    const ws = new WebSocket(url, {
+      ...tls,
+      headers: { ...headers },
+      perMessageDeflate: false,
+      handshakeTimeout: HANDSHAKE_TIMEOUT,
+      generateMask: (mask: Buffer) => void mask.fill(0),
+      // ws hands this to http.request, which also takes the asynchronous (options, callback) form that
+      // @types/ws does not declare.
+      ...(proxy === undefined
+        ? {}
+        : {
+            createConnection: connectThroughProxy(
+              proxy,
+              url.startsWith("wss:"),
+              HANDSHAKE_TIMEOUT,
+            ) as unknown as typeof createConnection,
+          }),
+    })
+    // The session must be listening before this callback returns: the node may send frames (a stream for a
+    // request already waiting) right behind its handshake answer, and ws drops messages nobody listens for.
+    ws.once("open", () => resume(Effect.succeed({ ws, session: attachWebSocket(ws, clientSide) })))
+    ws.once("unexpected-response", (request, response) => {
+      const status = response.statusCode ?? 0
+      void readRefusal(response).then((message) => {
+        request.destroy()
+        resume(
+          Effect.fail(
+            new TunnelConnectError({
+              reason: "refused",
+              status,
+              headers: flatHeaders(response),
+              message,
+            }),
+          ),
+        )
+      })
+    })
+    ws.once("error", (error) =>
+      resume(
+        Effect.fail(new TunnelConnectError({ reason: "unreachable", message: error.message, cause: error })),
+      ),
+    )
+    return Effect.sync(() => ws.terminate())
+  })
 
 /**
  * Multiplexed sessions over WebSockets (yamux framing): the node accepts them, the agent opens them. Both sides
@@ -37,132 +264,121 @@ export class Tunnel extends Context.Tag("pico/Tunnel")<
   {
     /**
      * Completes the WebSocket handshake of an upgrade request (Node's `upgrade` event: request, socket and the
-     * bytes read past the request) and runs the server side of a session over it until the scope closes.
+     * bytes read past the request) and runs the server side of a session over it until the scope closes or the
+     * session expires.
      */
     readonly serve: (
       req: IncomingMessage,
       socket: Duplex,
       head: Buffer,
-    ) => Effect.Effect<Session, TunnelHandshakeError, Scope.Scope>
-    /** Opens the client side of a session; the session lives until the scope closes. */
+      options?: { readonly expiresAt?: number | undefined },
+    ) => Effect.Effect<TunnelSession, TunnelError, Scope.Scope>
+    /**
+     * Opens the client side of a session; the session lives until the scope closes. With `proxy` (an http://
+     * forward proxy) the connection goes through the proxy's CONNECT tunnel, TLS still end to end for wss.
+     */
     readonly connect: (
       url: string,
       headers: Readonly<Record<string, string>>,
       tls?: ClientTls,
-    ) => Effect.Effect<Session, TunnelConnectError, Scope.Scope>
+      proxy?: URL,
+    ) => Effect.Effect<TunnelSession, TunnelConnectError, Scope.Scope>
   }
 >() {}
 
-/** Completes with the reason once the session has closed. */
-export const awaitClose = (session: Session): Effect.Effect<CloseReason> =>
-  Effect.async<CloseReason>((resume) => {
-    if (session.closeReason !== undefined) return resume(Effect.succeed(session.closeReason))
-    session.onClose((reason) => resume(Effect.succeed(reason)))
-  })
-
-/** Completes once the peer has sent GoAway (it will take no new streams from us). */
-export const awaitGoAway = (session: Session): Effect.Effect<number> =>
-  Effect.async<number>((resume) => {
-    // A GoAway that arrived before we asked has already made the session refuse new streams.
-    if (!session.closed && !session.canOpenStream()) return resume(Effect.succeed(0))
-    session.onGoAway((code) => resume(Effect.succeed(code)))
-  })
-
-/** Human-readable reason for logs. */
-export const describeClose = (reason: CloseReason): string =>
-  "message" in reason ? `${reason._tag}: ${reason.message}` : reason._tag
-
-const heartbeat = (session: Session, settings: HeartbeatSettings) =>
-  Effect.gen(function* () {
-    const rtt = yield* Effect.tryPromise(() => session.ping()).pipe(
-      Effect.timeout(Duration.millis(settings.timeout)),
-      Effect.option,
-    )
-    if (rtt._tag === "None" && !session.closed) {
-      yield* Effect.logWarning("heartbeat timed out; closing session").pipe(
-        Effect.annotateLogs("timeout_ms", settings.timeout),
-      )
-      session.close("heartbeat timeout")
-    }
-  }).pipe(
-    Effect.delay(Duration.millis(settings.interval)),
-    Effect.repeat({ while: () => !session.closed }),
-    Effect.annotateLogs("subsystem", "tunnel"),
-  )
-
-/** Ties a session to the scope: heartbeats run while it lives, and the scope's end closes it. */
-const runSession = (session: Session, settings: HeartbeatSettings) =>
-  Effect.gen(function* () {
-    yield* Effect.addFinalizer(() => Effect.sync(() => session.close("session ended")))
-    yield* Effect.forkScoped(heartbeat(session, settings))
-    return session
-  })
-
-const readErrorBody = (response: import("node:http").IncomingMessage): Promise<string> =>
-  new Promise((resolve) => {
-    const chunks: Array<Buffer> = []
-    let size = 0
-    response.on("data", (chunk: Buffer) => {
-      // A refusal body is a short JSON error; never hold more than a few KiB of it.
-      if (size < 4096) chunks.push(chunk)
-      size += chunk.length
-    })
-    response.on("end", () => resolve(Buffer.concat(chunks).toString("utf8").slice(0, 4096)))
-    response.on("error", () => resolve(""))
-  })
-
-const refusalMessage = (status: number, body: string): string => {
-  try {
-    const parsed = JSON.parse(body) as { error?: unknown }
-    if (typeof parsed.error === "string") return parsed.error
-  } catch {
-    // Not JSON: fall through to the status line.
-  }
-  return body.trim() === "" ? `HTTP ${status}` : body.trim()
-}
-
-/** TLS for wss:// connections: a CA to trust (PEM) and a client certificate to present (mTLS). */
-export interface ClientTls {
-  readonly ca?: Buffer
-  readonly cert?: Buffer
-  readonly key?: Buffer
-}
-
-const openWebSocket = (url: string, headers: Readonly<Record<string, string>>, tls: ClientTls = {}) =>
-  Effect.async<WebSocket, TunnelConnectError>((resume) => {
-    const ws = new WebSocket(url, {
-      ...tls,
-      headers: { ...headers },
-      perMessageDeflate: false,
-      handshakeTimeout: 30_000,
-      generateMask: (mask: Buffer) => void mask.fill(0),
-    })
-    ws.once("open", () => resume(Effect.succeed(ws)))
-    ws.once("unexpected-response", (request, response) => {
-      const status = response.statusCode ?? 0
-      void readErrorBody(response).then((body) => {
-        request.destroy()
-        resume(Effect.fail(new TunnelConnectError({ status, message: refusalMessage(status, body) })))
-      })
-    })
-    ws.once("error", (error) => resume(Effect.fail(new TunnelConnectError({ message: error.message }))))
-    return Effect.sync(() => ws.terminate())
-  })
-
-export const make = (settings: HeartbeatSettings) =>
+export const make = (heartbeat: HeartbeatSettings) =>
   Tunnel.of({
-    serve: (req, socket, head) =>
+    serve: (req, socket, head, options) =>
       Effect.suspend(() => {
         const refused = acceptWebSocket(req, socket)
         return refused === undefined
-          ? runSession(serveWebSocket(socket, head, { role: "server" }), settings)
-          : Effect.fail(new TunnelHandshakeError({ message: refused }))
+          ? runSession(serveWebSocket(socket, head, { role: "server" }), {
+              heartbeat,
+              expiresAt: options?.expiresAt,
+            })
+          : Effect.fail(new TunnelError({ reason: "handshake", message: refused }))
       }),
-    connect: (url, headers, tls) =>
-      Effect.acquireRelease(openWebSocket(url, headers, tls), (ws) => Effect.sync(() => ws.terminate())).pipe(
-        Effect.flatMap((ws) => runSession(attachWebSocket(ws, { role: "client" }), settings)),
-      ),
+    connect: (url, headers, tls, proxy) =>
+      Effect.acquireRelease(openWebSocket(url, headers, tls, proxy), ({ ws }) =>
+        Effect.sync(() => ws.terminate()),
+      ).pipe(Effect.flatMap(({ session }) => runSession(session, { heartbeat }))),
   })
 
-export const layer = (settings: HeartbeatSettings): Layer.Layer<Tunnel> =>
-  Layer.succeed(Tunnel, make(settings))
+export const layer = (heartbeat: HeartbeatSettings): Layer.Layer<Tunnel> =>
+  Layer.succeed(Tunnel, make(heartbeat))
+
+// --- In memory ---
+
+/** An in-memory link between two sessions: `cut` stops carrying bytes either way, as a network that fails. */
+export interface MemoryLink {
+  readonly client: TunnelSession
+  readonly server: TunnelSession
+  /** Stops delivering bytes in both directions (nothing is closed: the peers just hear nothing). */
+  readonly cut: Effect.Effect<void>
+  readonly heal: Effect.Effect<void>
+}
+
+/**
+ * Two ends of a tunnel in one process, with no sockets: each runs the same session logic (heartbeats, GoAway,
+ * expiry on the server side) as over a WebSocket, so it can be tested under TestClock.
+ */
+export const memoryLink = (
+  heartbeat: HeartbeatSettings,
+  server: Pick<RunOptions, "expiresAt"> = {},
+): Effect.Effect<MemoryLink, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const toServer = new MemoryChannel()
+    const toClient = new MemoryChannel()
+    const clientSession = new Session(toServer, clientSide)
+    const serverSession = new Session(toClient, { role: "server" })
+    toServer.peer = serverSession
+    toClient.peer = clientSession
+    const set = (paused: boolean) =>
+      Effect.sync(() => {
+        for (const channel of [toServer, toClient]) {
+          if (paused) channel.paused = true
+          else channel.resume()
+        }
+      })
+    return {
+      client: yield* runSession(clientSession, { heartbeat }),
+      server: yield* runSession(serverSession, { heartbeat, expiresAt: server.expiresAt }),
+      cut: set(true),
+      heal: set(false),
+    }
+  })
+
+/** A session a `layerMemory` tunnel connected: what the client asked for, and both ends. */
+export interface MemoryConnection {
+  readonly url: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly link: MemoryLink
+}
+
+/** The sessions a `layerMemory` tunnel connected, in order, for a test to play the server's part. */
+export class TunnelMemory extends Context.Tag("pico/TunnelMemory")<
+  TunnelMemory,
+  { readonly accepted: Queue.Dequeue<MemoryConnection> }
+>() {}
+
+/**
+ * A tunnel whose `connect` links to an in-memory server end (taken from `TunnelMemory.accepted`) instead of a
+ * WebSocket: agents run against it with no node and no socket. It serves no WebSocket upgrades.
+ */
+export const layerMemory = (heartbeat: HeartbeatSettings): Layer.Layer<Tunnel | TunnelMemory> =>
+  Layer.effectContext(
+    Effect.map(Queue.unbounded<MemoryConnection>(), (accepted) =>
+      Context.make(TunnelMemory, TunnelMemory.of({ accepted })).pipe(
+        Context.add(
+          Tunnel,
+          Tunnel.of({
+            serve: () => Effect.dieMessage("Tunnel.layerMemory serves no WebSocket upgrades"),
+            connect: (url, headers) =>
+              Effect.tap(memoryLink(heartbeat), (link) => Queue.offer(accepted, { url, headers, link })).pipe(
+                Effect.map((link) => link.client),
+              ),
+          }),
+        ),
+      ),
+    ),
+  )

@@ -1,16 +1,16 @@
 import type * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import type { Duplex } from "node:stream"
-import { Context, Duration, Effect, FiberSet, Layer } from "effect"
+import { Context, Effect, FiberSet, Layer } from "effect"
 import { Auth } from "./Auth.js"
 import type { HostPort } from "./Domain/Address.js"
-import { endpointIdRule, isValidEndpointId } from "./Domain/EndpointId.js"
+import { type EndpointId, endpointIdRule, isValidEndpointId } from "./Domain/EndpointId.js"
+import { type EndpointKind, isEndpointKind, kindParameter } from "./Domain/EndpointKind.js"
 import { errorBody, writeJson, writeJsonToSocket } from "./internal/JsonResponse.js"
 import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
-import { TunnelAgent } from "./Proxy/TunnelAgent.js"
 import { Registry } from "./Registry.js"
-import { awaitClose, describeClose, Tunnel } from "./Tunnel.js"
+import { describeClose, Tunnel } from "./Tunnel.js"
 
 /** The upstream port's listener, once bound. */
 export class UpstreamServer extends Context.Tag("pico/UpstreamServer")<
@@ -24,19 +24,32 @@ export class UpstreamServer extends Context.Tag("pico/UpstreamServer")<
 
 const listenerPrefix = "/pico/v1/listener/"
 
-type Route = { readonly endpointId: string } | { readonly status: number; readonly body: Buffer }
+type Route =
+  | { readonly endpointId: EndpointId; readonly kind: EndpointKind }
+  | { readonly status: number; readonly body: Buffer }
 
 const notFound = { status: 404, body: errorBody("not found") }
 const invalidEndpointId = { status: 400, body: errorBody(`invalid endpoint id: must be ${endpointIdRule}`) }
+const invalidKind = { status: 400, body: errorBody("invalid endpoint kind: expected http or tcp") }
 
-/** `GET /pico/v1/listener/<endpoint id>` is the only route; anything else is answered before any upgrade. */
+/**
+ * `GET /pico/v1/listener/<endpoint id>[?kind=tcp]` is the only route; anything else is answered before any
+ * upgrade. Without `kind` the endpoint is HTTP, as it was for agents that predate kinds.
+ */
 const route = (req: http.IncomingMessage): Route => {
   const url = req.url ?? ""
   if (req.method !== "GET" || !url.startsWith(listenerPrefix)) return notFound
   const query = url.indexOf("?")
   const endpointId = url.slice(listenerPrefix.length, query < 0 ? undefined : query)
-  return isValidEndpointId(endpointId) ? { endpointId } : invalidEndpointId
+  if (!isValidEndpointId(endpointId)) return invalidEndpointId
+  const kind = query < 0 ? null : new URLSearchParams(url.slice(query + 1)).get(kindParameter)
+  if (kind === null) return { endpointId, kind: "http" }
+  return isEndpointKind(kind) ? { endpointId, kind } : invalidKind
 }
+
+/** An endpoint id means one thing: an agent registering it as the other kind is refused (409; it retries later). */
+const kindConflict = (endpointId: EndpointId, known: EndpointKind): string =>
+  `endpoint ${endpointId} is already connected as ${known}`
 
 const remoteAddress = (req: http.IncomingMessage): string => {
   const { remoteAddress: host = "", remotePort = 0 } = req.socket
@@ -60,26 +73,29 @@ export const layerServer = (
       const registry = yield* Registry
       const run = yield* FiberSet.makeRuntime<never>()
 
-      const serveUpstream = (req: http.IncomingMessage, socket: Duplex, head: Buffer, endpointId: string) =>
+      const serveUpstream = (
+        req: http.IncomingMessage,
+        socket: Duplex,
+        head: Buffer,
+        endpointId: EndpointId,
+        kind: EndpointKind,
+      ) =>
         Effect.gen(function* () {
           const grant = yield* auth.upstream.authorize(req.headers.authorization, endpointId)
-          const session = yield* tunnel.serve(req, socket, head)
+          const known = registry.kindOf(endpointId)
+          if (known !== undefined && known !== kind) {
+            const reason = kindConflict(endpointId, known)
+            yield* Effect.logWarning("upstream refused").pipe(Effect.annotateLogs("reason", reason))
+            return writeJsonToSocket(socket, 409, errorBody(reason))
+          }
+          // The session ends when the token does (GoAway first, so the agent learns why).
+          const session = yield* tunnel.serve(req, socket, head, { expiresAt: grant.expiresAt })
           const remoteAddr = remoteAddress(req)
-          const httpAgent = new TunnelAgent(session)
-          yield* Effect.addFinalizer(() => Effect.sync(() => httpAgent.destroy()))
-          yield* registry.register({ endpointId, remoteAddr, tunnel: session, httpAgent })
-          yield* Effect.logInfo("upstream connected").pipe(Effect.annotateLogs("addr", remoteAddr))
-          const expiry =
-            grant.expiresAt === undefined
-              ? Effect.never
-              : Effect.sleep(Duration.millis(Math.max(0, grant.expiresAt - Date.now()))).pipe(
-                  // GoAway first, so the agent learns why before the session closes under it.
-                  Effect.zipRight(Effect.sync(() => session.goAway())),
-                  Effect.as("token expired"),
-                )
-          const ended = yield* Effect.race(awaitClose(session).pipe(Effect.map(describeClose)), expiry)
+          yield* registry.register({ endpointId, kind, remoteAddr, session })
+          yield* Effect.logInfo("upstream connected").pipe(Effect.annotateLogs({ addr: remoteAddr, kind }))
+          const ended = yield* session.closed
           yield* Effect.logInfo("upstream disconnected").pipe(
-            Effect.annotateLogs({ addr: remoteAddr, reason: ended }),
+            Effect.annotateLogs({ addr: remoteAddr, reason: describeClose(ended) }),
           )
         }).pipe(
           Effect.scoped,
@@ -89,8 +105,8 @@ export const layerServer = (
               Effect.zipRight(Effect.sync(() => writeJsonToSocket(socket, 401, errorBody(error.reason)))),
             ),
           ),
-          // Already answered with a 400.
-          Effect.catchTag("TunnelHandshakeError", (error) =>
+          // Not a WebSocket handshake: already answered with a 400.
+          Effect.catchTag("TunnelError", (error) =>
             Effect.logWarning("upstream refused").pipe(Effect.annotateLogs("reason", error.message)),
           ),
           Effect.annotateLogs({ subsystem: "upstream", "endpoint-id": endpointId }),
@@ -106,7 +122,7 @@ export const layerServer = (
       server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
         socket.on("error", () => socket.destroy())
         const target = route(req)
-        if ("endpointId" in target) run(serveUpstream(req, socket, head, target.endpointId))
+        if ("endpointId" in target) run(serveUpstream(req, socket, head, target.endpointId, target.kind))
         else writeJsonToSocket(socket, target.status, target.body)
       })
       return UpstreamServer.of({ address: listener.address, stopAccepting: listener.stopAccepting })

@@ -1,9 +1,9 @@
 import { generateKeyPairSync, type KeyObject } from "node:crypto"
 import { describe, expect, it, vi } from "@effect/vitest"
-import { Effect, Either, Schedule } from "effect"
+import { Effect, Either, Layer, Schedule } from "effect"
 import * as jose from "jose"
 import { makeVerifier, type TokenKeys } from "../src/Auth/Token.js"
-import { AuthError, type Guard, tokenGuard } from "../src/Auth.js"
+import { AuthError, type Guard, layer, tokenGuard } from "../src/Auth.js"
 import { startHttpServer } from "./support/http.js"
 
 const now = () => Math.floor(Date.now() / 1000)
@@ -276,4 +276,17 @@ describe("token verification", () => {
   it("AuthError messages are the client-facing reasons", () => {
     expect(new AuthError({ reason: "expired token", detail: "exp 123" }).message).toBe("expired token")
   })
+})
+
+describe("Auth.layer", () => {
+  it.effect("fails with a ConfigError naming the problem, not a throw, when a key cannot be used", () =>
+    Effect.gen(function* () {
+      const built = yield* Layer.build(layer({ upstream: { rsaPublicKeyPem: "not a key", leeway: 0 } })).pipe(
+        Effect.scoped,
+        Effect.flip,
+      )
+      expect(built._tag).toBe("ConfigError")
+      expect(built.message).toMatch(/^token keys: /)
+    }),
+  )
 })

@@ -53,4 +53,29 @@ describe("ClusterView", () => {
     view.apply({ _tag: "NodeRemoved", nodeId: "a" })
     expect(view.list()).toEqual([])
   })
+
+  it("learns each endpoint's kind from its gossiped value: a bare count is HTTP, '<count> tcp' is TCP", () => {
+    const view = new ClusterView()
+    addNode(view, "a")
+    view.apply({ _tag: "KeyUpdated", nodeId: "a", key: "endpoint:web", value: "2" })
+    view.apply({ _tag: "KeyUpdated", nodeId: "a", key: "endpoint:db", value: "1 tcp" })
+    expect(view.kindOf("web")).toBe("http")
+    expect(view.kindOf("db")).toBe("tcp")
+    expect(view.kindOf("nobody")).toBeUndefined()
+    expect(view.pick("db", new Set())?.tcpEndpoints).toEqual(new Set(["db"]))
+    expect(view.get("a")?.endpoints).toEqual(
+      new Map([
+        ["web", 2],
+        ["db", 1],
+      ]),
+    )
+    // The endpoint changes kind when its agent does; a kind nobody knows is malformed, like a bad count.
+    view.apply({ _tag: "KeyUpdated", nodeId: "a", key: "endpoint:db", value: "1" })
+    expect(view.kindOf("db")).toBe("http")
+    view.apply({ _tag: "KeyUpdated", nodeId: "a", key: "endpoint:db", value: "1 udp" })
+    expect(view.kindOf("db")).toBeUndefined()
+    // Only active nodes say what an endpoint is.
+    view.apply({ _tag: "NodeStatusChanged", nodeId: "a", status: "unreachable" })
+    expect(view.kindOf("web")).toBeUndefined()
+  })
 })

@@ -5,7 +5,7 @@ import { referenceRows } from "../src/PicoConfig/Reference.js"
 import { entries, flagName } from "../src/PicoConfig/Resolve.js"
 import type { SettingsTree } from "../src/PicoConfig/Setting.js"
 import { statusSettings } from "../src/PicoConfig/Status.js"
-import { agentSettings, serverSettings } from "../src/PicoConfig.js"
+import { agentSettings, forwardTcpSettings, serverSettings } from "../src/PicoConfig.js"
 
 const read = (path: string) => readFileSync(new URL(`../docs/${path}`, import.meta.url), "utf8")
 
@@ -27,10 +27,11 @@ const tableUnder = (heading: string): Array<string> => {
 }
 
 describe("docs", () => {
-  it("configuration.md lists every server and agent flag with its key, default and help, from the settings", () => {
-    // `npm run docs:config` rewrites these two tables from the code.
+  it("configuration.md lists every server, agent and forward flag with its key, default and help, from the settings", () => {
+    // `npm run docs:config` rewrites these tables from the code.
     expect(tableUnder("### `pico server`")).toEqual(referenceRows(serverSettings))
     expect(tableUnder("### `pico agent`")).toEqual(referenceRows(agentSettings))
+    expect(tableUnder("### `pico forward tcp`")).toEqual(referenceRows(forwardTcpSettings))
   })
 
   it("configuration.md documents every flag of dev cluster with its default", () => {

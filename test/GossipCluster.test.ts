@@ -2,9 +2,15 @@ import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Clock, Effect, Exit, Queue, type Scope } from "effect"
 import fc from "fast-check"
 import * as MemoryNetwork from "../src/Gossip/MemoryNetwork.js"
-import { addressOf, converged, type Node, start, visibleEverywhere } from "../src/Gossip/SimulatedCluster.js"
-import * as Simulation from "../src/Gossip/Simulation.js"
 import { GossipError } from "../src/Gossip.js"
+import {
+  addressOf,
+  converged,
+  type Node,
+  start,
+  visibleEverywhere,
+} from "./support/gossip/SimulatedCluster.js"
+import * as Simulation from "./support/gossip/Simulation.js"
 
 /** Runs a test body in simulated time, with a fresh network. */
 const simulate = <A, E>(

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { measurePropagation, type Propagation } from "../src/Gossip/SimulatedCluster.js"
+import { measurePropagation, type Propagation } from "./support/gossip/SimulatedCluster.js"
 
 const report = (size: number, result: Propagation) =>
   console.info(

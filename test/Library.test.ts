@@ -5,6 +5,7 @@ import {
   Admin,
   Agent,
   Auth,
+  EndpointId,
   Gossip,
   Proxy,
   Registry,
@@ -58,7 +59,7 @@ beforeAll(async () => {
   embedded = Effect.runFork(
     Agent.run({
       serverUrl: `http://127.0.0.1:${upstreamPort}`,
-      endpoints: [{ id: "public-app", server: app }],
+      endpoints: [{ id: EndpointId("public-app"), server: app }],
       forwardTimeout: 10_000,
       healthyAfter: 10_000,
     }).pipe(Effect.provide(Tunnel.layer(heartbeat)), Effect.provide(testLogger)),
@@ -74,7 +75,7 @@ describe("Pico as a library", () => {
   it("serves an in-process HTTP server through a node composed from layers with its own Auth", async () => {
     const registry = Context.get(context, Registry.Registry)
     await waitFor("embedded agent registered", async () =>
-      (await Effect.runPromise(registry.localEndpoints)).has("public-app"),
+      (await Effect.runPromise(registry.localEndpoints)).has(EndpointId("public-app")),
     )
     const proxyPort = Context.get(context, Proxy.ProxyServer).address.port
     const response = await request(`http://127.0.0.1:${proxyPort}/hello`, {
@@ -88,7 +89,7 @@ describe("Pico as a library", () => {
     const refused = await Effect.runPromise(
       Agent.run({
         serverUrl: `http://127.0.0.1:${Context.get(context, UpstreamListener.UpstreamServer).address.port}`,
-        endpoints: [{ id: "private-app", host: "127.0.0.1", port: 1 }],
+        endpoints: [{ id: EndpointId("private-app"), host: "127.0.0.1", port: 1 }],
         forwardTimeout: 10_000,
         healthyAfter: 10_000,
       }).pipe(Effect.provide(Tunnel.layer(heartbeat)), Effect.provide(testLogger), Effect.flip),

@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { parser } from "@prometheus-io/lezer-promql"
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import YAML from "yaml"
 import { agentFamilies, processFamilies, serverFamilies } from "../src/Metrics.js"
@@ -81,7 +81,7 @@ describe("deploy/kubernetes", () => {
       )
       expect(config.cluster.nodeIdPrefix).toBe("pico-0-")
       expect(config.cluster.join).toEqual(["pico"])
-      expect(config.server.gracefulShutdownTimeout).toBe(60_000)
+      expect(Duration.toMillis(config.server.gracefulShutdownTimeout)).toBe(60_000)
       expect(config.gossip.secretKey).toEqual(["file:/etc/pico-gossip/gossip-keys"])
     } finally {
       rmSync(directory, { recursive: true, force: true })

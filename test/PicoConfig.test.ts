@@ -2,8 +2,9 @@ import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either } from "effect"
+import { Duration, Effect, Either } from "effect"
 import { makeKeyring } from "../src/ClusterKeys.js"
+import { formatHostPort } from "../src/Domain/Address.js"
 import { parseAgentEndpoint } from "../src/PicoConfig/Agent.js"
 import { formatGoDuration, parseGoDuration } from "../src/PicoConfig/Duration.js"
 import { expandEnv } from "../src/PicoConfig/ExpandEnv.js"
@@ -65,9 +66,9 @@ describe("loading settings", () => {
   it.effect("uses the defaults when nothing is given", () =>
     Effect.gen(function* () {
       const config = yield* load(serverSettings, { flags: {} })
-      expect(config.proxy.bindAddr).toBe(":8000")
-      expect(config.proxy.gatewayTimeout).toBe(15_000)
-      expect(config.server.gracefulShutdownTimeout).toBe(60_000)
+      expect(formatHostPort(config.proxy.bindAddr)).toBe(":8000")
+      expect(Duration.toMillis(config.proxy.gatewayTimeout)).toBe(15_000)
+      expect(Duration.toMillis(config.server.gracefulShutdownTimeout)).toBe(60_000)
       expect(config.log.level).toBe("info")
     }),
   )
@@ -81,9 +82,9 @@ describe("loading settings", () => {
         flags: { "proxy.gateway-timeout": "7s" },
         configPath: path,
       })
-      expect(config.proxy.bindAddr).toBe("127.0.0.1:9000")
-      expect(config.proxy.gatewayTimeout).toBe(7000)
-      expect(config.upstream.bindAddr).toBe(":8001")
+      expect(formatHostPort(config.proxy.bindAddr)).toBe("127.0.0.1:9000")
+      expect(Duration.toMillis(config.proxy.gatewayTimeout)).toBe(7000)
+      expect(formatHostPort(config.upstream.bindAddr)).toBe(":8001")
       expect(config.log.subsystems).toEqual(["proxy", "tunnel"])
     }),
   )
@@ -92,7 +93,7 @@ describe("loading settings", () => {
     Effect.gen(function* () {
       const path = writeConfig("proxy:\n  bind_addr: ${PICO_TEST_ADDR:127.0.0.1:7000}\n")
       const expanded = yield* load(serverSettings, { flags: {}, configPath: path, expandEnv: true, env: {} })
-      expect(expanded.proxy.bindAddr).toBe("127.0.0.1:7000")
+      expect(formatHostPort(expanded.proxy.bindAddr)).toBe("127.0.0.1:7000")
       const raw = yield* failureMessage(load(serverSettings, { flags: {}, configPath: path }))
       expect(raw).toContain("proxy.bind_addr")
     }),
@@ -214,7 +215,7 @@ describe("cluster settings", () => {
       })
       expect(config.cluster.join).toEqual(["10.0.0.1", "pico.ns.svc:8003", "[::1]:8003"])
       expect(config.cluster.abortIfJoinFails).toBe(false)
-      expect(config.gossip.interval).toBe(500)
+      expect(Duration.toMillis(config.gossip.interval)).toBe(500)
     }),
   )
 })
@@ -306,16 +307,48 @@ describe("gossip keys", () => {
 })
 
 describe("agent endpoints", () => {
-  it("accepts host:port, a bare port and an http URL", () => {
+  it("accepts host:port, a bare port and an http URL, all plain HTTP", () => {
     expect(parseAgentEndpoint("my-endpoint/localhost:4000")).toEqual(
-      Either.right({ id: "my-endpoint", host: "localhost", port: 4000 }),
+      Either.right({ id: "my-endpoint", host: "localhost", port: 4000, scheme: "http" }),
     )
-    expect(parseAgentEndpoint("a/4000")).toEqual(Either.right({ id: "a", host: "localhost", port: 4000 }))
+    expect(parseAgentEndpoint("a/4000")).toEqual(
+      Either.right({ id: "a", host: "localhost", port: 4000, scheme: "http" }),
+    )
     expect(parseAgentEndpoint("a/http://10.0.0.2:8080")).toEqual(
-      Either.right({ id: "a", host: "10.0.0.2", port: 8080 }),
+      Either.right({ id: "a", host: "10.0.0.2", port: 8080, scheme: "http" }),
     )
     expect(parseAgentEndpoint("a/http://[::1]:8080")).toEqual(
-      Either.right({ id: "a", host: "::1", port: 8080 }),
+      Either.right({ id: "a", host: "::1", port: 8080, scheme: "http" }),
+    )
+    expect(parseAgentEndpoint("a/http://localhost")).toEqual(
+      Either.right({ id: "a", host: "localhost", port: 80, scheme: "http" }),
+    )
+  })
+
+  it("accepts an https URL: TLS to the service, port 443 unless given", () => {
+    expect(parseAgentEndpoint("api/https://localhost:8443")).toEqual(
+      Either.right({ id: "api", host: "localhost", port: 8443, scheme: "https" }),
+    )
+    expect(parseAgentEndpoint("api/https://internal.example.com")).toEqual(
+      Either.right({ id: "api", host: "internal.example.com", port: 443, scheme: "https" }),
+    )
+    expect(parseAgentEndpoint("api/https://[::1]:8443")).toEqual(
+      Either.right({ id: "api", host: "::1", port: 8443, scheme: "https" }),
+    )
+    expect(parseAgentEndpoint("api/ftp://localhost:21")).toEqual(
+      Either.left("address must be host:port, a port, or an http://, https:// or tcp:// URL"),
+    )
+  })
+
+  it("accepts a tcp URL, which makes a TCP endpoint and must name its port", () => {
+    expect(parseAgentEndpoint("db/tcp://localhost:5432")).toEqual(
+      Either.right({ id: "db", host: "localhost", port: 5432, scheme: "tcp" }),
+    )
+    expect(parseAgentEndpoint("ssh/tcp://[::1]:22")).toEqual(
+      Either.right({ id: "ssh", host: "::1", port: 22, scheme: "tcp" }),
+    )
+    expect(parseAgentEndpoint("db/tcp://localhost")).toEqual(
+      Either.left("a tcp:// address needs a port, e.g. tcp://localhost:5432"),
     )
   })
 

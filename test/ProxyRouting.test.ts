@@ -19,6 +19,7 @@ const peer = (id: string, port: number): ClusterNode => ({
   proxyAddr: `127.0.0.1:${port}`,
   adminAddr: `127.0.0.1:${port}`,
   endpoints: new Map([["e", 1]]),
+  tcpEndpoints: new Set(),
 })
 
 /** A proxy whose registry has no local upstream and offers `peers` in order, skipping the ones tried. */
@@ -27,6 +28,7 @@ const startProxy = async (peers: ReadonlyArray<ClusterNode>) => {
     Registry,
     Registry.of({
       register: () => Effect.void,
+      kindOf: () => "http",
       pickLocal: () => undefined,
       pickRemote: (_endpointId, exclude) => peers.find((node) => !exclude.has(node.id)),
       clusterNodes: Effect.succeed(peers),

@@ -1,21 +1,26 @@
-import { Agent } from "node:http"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
+import { EndpointId } from "../src/Domain/EndpointId.js"
 import * as Gossip from "../src/Gossip.js"
 import { Registry, layer as registryLayer, type Upstream } from "../src/Registry.js"
 import type { TunnelSession } from "../src/Tunnel.js"
 
-const upstream = (endpointId: string, name: string, live = { open: true }): Upstream => ({
-  endpointId,
+const upstream = (
+  endpointId: string,
+  name: string,
+  live = { open: true },
+  kind: Upstream["kind"] = "http",
+): Upstream => ({
+  endpointId: EndpointId(endpointId),
+  kind,
   remoteAddr: name,
-  tunnel: { canOpenStream: () => live.open } as unknown as TunnelSession,
-  httpAgent: new Agent(),
+  session: { canOpenStream: () => live.open } as unknown as TunnelSession,
 })
 
 const testLayer = registryLayer.pipe(Layer.provideMerge(Gossip.layerSingleNode("node-1")))
 
 const pickNames = (registry: Registry["Type"], endpointId: string, count: number) =>
-  Array.from({ length: count }, () => registry.pickLocal(endpointId)?.remoteAddr)
+  Array.from({ length: count }, () => registry.pickLocal(EndpointId(endpointId))?.remoteAddr)
 
 describe("Registry", () => {
   it.effect("round-robins and stays fair when upstreams leave", () =>
@@ -44,7 +49,7 @@ describe("Registry", () => {
       expect(pickNames(registry, "e", 3)).toEqual(["b", "b", "b"])
       closing.open = true
       expect(new Set(pickNames(registry, "e", 2))).toEqual(new Set(["a", "b"]))
-      expect(registry.pickLocal("other")).toBeUndefined()
+      expect(registry.pickLocal(EndpointId("other"))).toBeUndefined()
     }).pipe(Effect.scoped, Effect.provide(testLayer)),
   )
 
@@ -63,5 +68,20 @@ describe("Registry", () => {
       expect((yield* gossip.localEntries).has("endpoint:e")).toBe(false)
       expect((yield* registry.localEndpoints).size).toBe(0)
     }).pipe(Effect.provide(testLayer)),
+  )
+
+  it.effect("records each endpoint's kind, and gossips a TCP endpoint's count with it", () =>
+    Effect.gen(function* () {
+      const registry = yield* Registry
+      const gossip = yield* Gossip.Gossip
+      yield* registry.register(upstream("db", "a", { open: true }, "tcp"))
+      yield* registry.register(upstream("db", "b", { open: true }, "tcp"))
+      yield* registry.register(upstream("web", "c"))
+      expect(registry.kindOf(EndpointId("db"))).toBe("tcp")
+      expect(registry.kindOf(EndpointId("web"))).toBe("http")
+      expect(registry.kindOf(EndpointId("nobody"))).toBeUndefined()
+      const entries = yield* gossip.localEntries
+      expect([entries.get("endpoint:db"), entries.get("endpoint:web")]).toEqual(["2 tcp", "1"])
+    }).pipe(Effect.scoped, Effect.provide(testLayer)),
   )
 })

@@ -12,11 +12,11 @@ import {
   type FrameHeader,
   FrameType,
   GoAwayCode,
-} from "../src/Tunnel/Frame.js"
-import { serveWebSocket } from "../src/Tunnel/ServerWebSocket.js"
-import type { CloseReason, Session, TunnelStream } from "../src/Tunnel/Session.js"
-import { acceptValue, acceptWebSocket } from "../src/Tunnel/WebSocketHandshake.js"
-import { Opcode } from "../src/Tunnel/WebSocketReader.js"
+} from "../src/Tunnel/internal/Frame.js"
+import { serveWebSocket } from "../src/Tunnel/internal/ServerWebSocket.js"
+import type { CloseReason, Session, TunnelStream } from "../src/Tunnel/internal/Session.js"
+import { acceptValue, acceptWebSocket } from "../src/Tunnel/internal/WebSocketHandshake.js"
+import { Opcode } from "../src/Tunnel/internal/WebSocketReader.js"
 import {
   type ClientFrame,
   clientFrame,

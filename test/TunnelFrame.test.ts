@@ -9,7 +9,7 @@ import {
   FrameType,
   HEADER_SIZE,
   writeHeader,
-} from "../src/Tunnel/Frame.js"
+} from "../src/Tunnel/internal/Frame.js"
 import { isViewOf, split } from "./support/chunks.js"
 
 interface Frame {

@@ -14,80 +14,21 @@ import {
   GoAwayCode,
   MAX_DECODE_PAYLOAD,
   MAX_STREAM_ID,
-} from "../src/Tunnel/Frame.js"
+} from "../src/Tunnel/internal/Frame.js"
+import { MemoryChannel } from "../src/Tunnel/internal/MemoryChannel.js"
 import {
   type CloseReason,
   Session,
   SessionClosedError,
   type SessionOptions,
   StreamResetError,
-  type Transport,
   type TunnelStream,
-} from "../src/Tunnel/Session.js"
+} from "../src/Tunnel/internal/Session.js"
+import { waitFor } from "./support/http.js"
 import { startWebSocketServer } from "./support/webSocketServer.js"
 
 // ---------------------------------------------------------------------------------------------
 // Harnesses
-
-/** An in-memory pipe to a peer session: delivery is asynchronous and in order, with backpressure. */
-class MemoryTransport implements Transport {
-  peer: Session | undefined
-  writes = 0
-  paused = false
-  private readonly queue: Array<Buffer> = []
-  private queued = 0
-  private blocked = false
-  private scheduled = false
-  private closed = false
-  private readonly drainListeners: Array<() => void> = []
-
-  constructor(private readonly highWater = 4 * 1024 * 1024) {}
-
-  write(chunk: Buffer): boolean {
-    if (this.closed) return true
-    this.writes++
-    this.queue.push(chunk)
-    this.queued += chunk.length
-    this.schedule()
-    if (this.queued < this.highWater) return true
-    this.blocked = true
-    return false
-  }
-
-  onDrain(listener: () => void): void {
-    this.drainListeners.push(listener)
-  }
-
-  close(): void {
-    if (this.closed) return
-    this.closed = true
-    // The peer learns about the close after the bytes already queued.
-    this.schedule()
-  }
-
-  resume(): void {
-    this.paused = false
-    this.schedule()
-  }
-
-  private schedule(): void {
-    if (this.scheduled) return
-    this.scheduled = true
-    setImmediate(() => {
-      this.scheduled = false
-      if (this.paused) return
-      for (let chunk = this.queue.shift(); chunk !== undefined; chunk = this.queue.shift()) {
-        this.queued -= chunk.length
-        this.peer?.receive(chunk)
-      }
-      if (this.closed) this.peer?.transportClosed()
-      if (this.blocked) {
-        this.blocked = false
-        for (const listener of this.drainListeners) listener()
-      }
-    })
-  }
-}
 
 interface Pair {
   readonly client: Session
@@ -95,8 +36,8 @@ interface Pair {
 }
 
 const memoryPair = (client: Partial<SessionOptions> = {}, server: Partial<SessionOptions> = {}) => {
-  const clientTransport = new MemoryTransport()
-  const serverTransport = new MemoryTransport()
+  const clientTransport = new MemoryChannel()
+  const serverTransport = new MemoryChannel()
   const pair = {
     client: new Session(clientTransport, { ...client, role: "client" }),
     server: new Session(serverTransport, { ...server, role: "server" }),
@@ -600,8 +541,8 @@ describe("Session flow control", () => {
   })
 
   it("holds write callbacks while the transport reports backpressure", async () => {
-    const clientTransport = new MemoryTransport(16)
-    const server = new Session(new MemoryTransport(), { role: "server" })
+    const clientTransport = new MemoryChannel(16)
+    const server = new Session(new MemoryChannel(), { role: "server" })
     const client = new Session(clientTransport, { role: "client" })
     clientTransport.peer = server
     server.onStream(echo)
@@ -637,11 +578,11 @@ describe("Session flow control", () => {
   })
 
   it("rejects an initial window below the yamux default, and other options out of range", () => {
-    expect(() => new Session(new MemoryTransport(), { role: "client", initialWindow: 1024 })).toThrow(
+    expect(() => new Session(new MemoryChannel(), { role: "client", initialWindow: 1024 })).toThrow(
       RangeError,
     )
     const make = (options: Partial<SessionOptions>) => () =>
-      new Session(new MemoryTransport(), { role: "client", ...options })
+      new Session(new MemoryChannel(), { role: "client", ...options })
     for (const initialWindow of [DEFAULT_WINDOW - 1, DEFAULT_WINDOW + 0.5, MAX_STREAM_ID + 1])
       expect(make({ initialWindow })).toThrow("initialWindow must be an integer from 262144 to 4294967295")
     for (const maxFramePayload of [0, 0.5, MAX_DECODE_PAYLOAD + 1])
@@ -688,6 +629,45 @@ describe("Session stream admission", () => {
     expect(c?.errored).toBeInstanceOf(StreamResetError)
     expect(server.streamCount).toBe(2)
     expect(a?.destroyed || b?.destroyed).toBe(false)
+    client.close()
+  })
+})
+
+describe("Session streams held until served (holdUnserved)", () => {
+  it("hands streams opened before onStream to the handler, in order, with the data sent meanwhile", async () => {
+    const { client, server } = memoryPair({ holdUnserved: true })
+    for (const text of ["first", "second"]) ignoreErrors(server.openStream()).end(text)
+    await waitFor("both streams held", () => client.streamCount === 2)
+    const served: Array<Promise<Buffer>> = []
+    client.onStream((stream) => served.push(readAll(ignoreErrors(stream))))
+    expect((await Promise.all(served)).map(String)).toEqual(["first", "second"])
+    client.close()
+  })
+
+  it("drops a held stream the peer resets, and one the session closes, without an unhandled error", async () => {
+    const { client, server } = memoryPair({ holdUnserved: true })
+    const reset = ignoreErrors(server.openStream())
+    await waitFor("the stream held", () => client.streamCount === 1)
+    reset.destroy()
+    await waitFor("the reset stream dropped", () => client.streamCount === 0)
+    const handed: Array<TunnelStream> = []
+    client.onStream((stream) => handed.push(stream))
+    expect(handed).toEqual([])
+
+    client.onStream(undefined)
+    ignoreErrors(server.openStream())
+    await waitFor("the stream held", () => client.streamCount === 1)
+    client.close()
+    client.onStream((stream) => handed.push(stream))
+    expect(handed).toEqual([])
+  })
+
+  it("holds no more streams than the accept backlog", async () => {
+    const { client, server } = memoryPair({ holdUnserved: true, acceptBacklog: 1 })
+    const [held, refused] = [server.openStream(), server.openStream()].map(ignoreErrors)
+    await closed(refused as TunnelStream)
+    expect(refused?.errored).toBeInstanceOf(StreamResetError)
+    expect(held?.destroyed).toBe(false)
     client.close()
   })
 })

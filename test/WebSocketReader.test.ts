@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto"
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { MAX_FRAME_PAYLOAD, Opcode, WebSocketReader } from "../src/Tunnel/WebSocketReader.js"
+import { MAX_FRAME_PAYLOAD, Opcode, WebSocketReader } from "../src/Tunnel/internal/WebSocketReader.js"
 import { isViewOf, split } from "./support/chunks.js"
 import { type ClientFrame, clientFrame } from "./support/webSocketFrames.js"
 

@@ -59,6 +59,7 @@ export const makeForward = (options: ForwardOptions) =>
         if (headers === undefined) return write(res, jsonError(400, "duplicate host header"))
         headers.push(forwardHeader, "true")
         const exchange: Exchange = {
+          kind: "http",
           req,
           res,
           upgrade: undefined,

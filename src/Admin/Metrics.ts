@@ -4,6 +4,7 @@ import type { Handler } from "../internal/Router.js"
 import type { Sample } from "../Metrics/Exposition.js"
 import { makeMetricsRoute } from "../Metrics/Route.js"
 import * as Metrics from "../Metrics.js"
+import { ProxyHandler } from "../Proxy.js"
 import { Registry } from "../Registry.js"
 
 const statuses = ["active", "unreachable", "left"] as const
@@ -20,6 +21,7 @@ const entryKinds = [
 const makeStateSamples = Effect.gen(function* () {
   const registry = yield* Registry
   const gossip = yield* Gossip
+  const proxy = yield* ProxyHandler
   return Effect.gen(function* () {
     const samples = new Map<string, ReadonlyArray<Sample>>()
     const single = (family: Metrics.Family, value: number) =>
@@ -73,21 +75,56 @@ const makeStateSamples = Effect.gen(function* () {
     for (const connected of endpoints.values()) upstreams += connected.length
     single(Metrics.proxyConnectedUpstreams, upstreams)
     single(Metrics.proxyRegisteredEndpoints, endpoints.size)
+
+    const tcp = yield* proxy.tcpEndpoints
+    samples.set(
+      Metrics.proxyTcpConnections.name,
+      tcp.map(([endpointId, counters]) => ({ labels: [["endpoint_id", endpointId]], value: counters.open })),
+    )
+    samples.set(
+      Metrics.proxyTcpConnectionsTotal.name,
+      tcp.map(([endpointId, counters]) => ({
+        labels: [["endpoint_id", endpointId]],
+        value: counters.opened,
+      })),
+    )
+    samples.set(
+      Metrics.proxyTcpBytes.name,
+      tcp.flatMap(([endpointId, counters]) => [
+        {
+          labels: [
+            ["endpoint_id", endpointId],
+            ["direction", "from_client"],
+          ],
+          value: counters.bytesFromClients,
+        },
+        {
+          labels: [
+            ["endpoint_id", endpointId],
+            ["direction", "to_client"],
+          ],
+          value: counters.bytesToClients,
+        },
+      ]),
+    )
     return samples
   })
 })
 
 /** `/metrics` of a server node: its own series (see Metrics.isolate), its state, and the process's. */
-export const makeNodeMetricsRoute: Effect.Effect<Handler, never, Registry | Gossip | Scope.Scope> =
-  Effect.gen(function* () {
-    const labels = yield* Metrics.currentLabels
-    // Series without labels of their own read 0 before their first event, rather than being absent.
-    for (const metric of [
-      Metrics.proxyForwardedLocal,
-      Metrics.proxyRequestDuration,
-      Metrics.upstreamConnections,
-      Metrics.upstreamDisconnects,
-    ])
-      metric.unsafeValue(labels)
-    return yield* makeMetricsRoute(Metrics.serverFamilies, [yield* makeStateSamples])
-  })
+export const makeNodeMetricsRoute: Effect.Effect<
+  Handler,
+  never,
+  Registry | Gossip | ProxyHandler | Scope.Scope
+> = Effect.gen(function* () {
+  const labels = yield* Metrics.currentLabels
+  // Series without labels of their own read 0 before their first event, rather than being absent.
+  for (const metric of [
+    Metrics.proxyForwardedLocal,
+    Metrics.proxyRequestDuration,
+    Metrics.upstreamConnections,
+    Metrics.upstreamDisconnects,
+  ])
+    metric.unsafeValue(labels)
+  return yield* makeMetricsRoute(Metrics.serverFamilies, [yield* makeStateSamples])
+})

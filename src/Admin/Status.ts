@@ -1,7 +1,9 @@
 import { Effect, Option } from "effect"
+import { GossipKeys } from "../Domain/GossipKeys.js"
 import type * as Status from "../Domain/Status.js"
 import { Gossip, type GossipNode } from "../Gossip.js"
 import { type Handler, json, jsonError } from "../internal/Router.js"
+import { ProxyHandler } from "../Proxy.js"
 import { type ClusterNode, Registry } from "../Registry.js"
 
 const byId = (a: { readonly id: string }, b: { readonly id: string }) => (a.id < b.id ? -1 : 1)
@@ -47,6 +49,7 @@ const nodeNotFound = jsonError(404, "node not found")
 export const makeStatusRoutes = Effect.gen(function* () {
   const registry = yield* Registry
   const gossip = yield* Gossip
+  const proxy = yield* ProxyHandler
 
   const localDetail = Effect.gen(function* () {
     const entries = yield* gossip.localEntries
@@ -54,8 +57,8 @@ export const makeStatusRoutes = Effect.gen(function* () {
     return {
       id: gossip.nodeId,
       status: "active",
-      proxy_addr: entries.get("proxy_addr") ?? "",
-      admin_addr: entries.get("admin_addr") ?? "",
+      proxy_addr: entries.get(GossipKeys.proxyAddr) ?? "",
+      admin_addr: entries.get(GossipKeys.adminAddr) ?? "",
       endpoints: sortedRecord(
         [...endpoints].map(([endpointId, upstreams]) => [endpointId, upstreams.length]),
       ),
@@ -110,6 +113,23 @@ export const makeStatusRoutes = Effect.gen(function* () {
               upstreams.map((upstream) => upstream.remoteAddr),
             ]),
           ) satisfies Status.ProxyEndpoints,
+        ),
+      ),
+    "/status/proxy/tcp": () =>
+      Effect.map(proxy.tcpEndpoints, (endpoints) =>
+        json(
+          200,
+          Object.fromEntries(
+            endpoints.map(([endpointId, counters]) => [
+              endpointId,
+              {
+                connections: counters.open,
+                connections_total: counters.opened,
+                bytes_from_clients: counters.bytesFromClients,
+                bytes_to_clients: counters.bytesToClients,
+              },
+            ]),
+          ) satisfies Status.ProxyTcpEndpoints,
         ),
       ),
   }

@@ -1,5 +1,5 @@
 import { createPublicKey, type KeyObject } from "node:crypto"
-import { Effect } from "effect"
+import { Duration, Effect } from "effect"
 import * as jose from "jose"
 
 /** What a verified token allows: the endpoints it names (undefined: all) and when it stops being valid. */
@@ -30,12 +30,12 @@ export interface TokenKeys {
   readonly ecdsaPublicKeyPem?: string | undefined
   /** A JWKS document URL; cannot be combined with the static keys above. */
   readonly jwksUrl?: string | undefined
-  /** Milliseconds a fetched JWKS is trusted before it is fetched again. */
-  readonly jwksCacheTtl?: number
+  /** How long a fetched JWKS is trusted before it is fetched again (default 10 minutes). */
+  readonly jwksCacheTtl?: Duration.DurationInput
   readonly audience?: string | undefined
   readonly issuer?: string | undefined
-  /** Milliseconds of clock skew tolerated for exp, nbf and iat. */
-  readonly leeway: number
+  /** Clock skew tolerated for exp, nbf and iat. */
+  readonly leeway: Duration.DurationInput
 }
 
 const hmacAlgorithms = ["HS256", "HS384", "HS512"]
@@ -74,14 +74,16 @@ const failure = (reason: TokenFailure["reason"], detail: string): TokenFailure =
  * an RSA key is configured (so the public key can never be used as an HMAC secret), and `none` never verifies.
  */
 export const makeVerifier = (keys: TokenKeys): TokenVerifier => {
+  const leeway = Duration.toMillis(keys.leeway)
+  const jwksCacheTtl = Duration.toMillis(keys.jwksCacheTtl ?? "10 minutes")
   const algorithms: Array<string> = []
   let resolveKey: jose.JWTVerifyGetKey
   if (keys.jwksUrl !== undefined) {
     algorithms.push(...rsaAlgorithms, ...ecdsaAlgorithms)
     resolveKey = jose.createRemoteJWKSet(new URL(keys.jwksUrl), {
-      cacheMaxAge: keys.jwksCacheTtl ?? 600_000,
+      cacheMaxAge: jwksCacheTtl,
       // A token signed with a key rotated in since the last fetch triggers a refetch, at most this often.
-      cooldownDuration: Math.min(30_000, keys.jwksCacheTtl ?? 600_000),
+      cooldownDuration: Math.min(30_000, jwksCacheTtl),
       timeoutDuration: 5_000,
     })
   } else {
@@ -109,7 +111,7 @@ export const makeVerifier = (keys: TokenKeys): TokenVerifier => {
   }
   const options: jose.JWTVerifyOptions = {
     algorithms,
-    clockTolerance: keys.leeway / 1000,
+    clockTolerance: leeway / 1000,
     ...(keys.audience === undefined ? {} : { audience: keys.audience }),
     ...(keys.issuer === undefined ? {} : { issuer: keys.issuer }),
   }
@@ -125,14 +127,14 @@ export const makeVerifier = (keys: TokenKeys): TokenVerifier => {
       }).pipe(
         Effect.flatMap(({ payload }) => {
           // jose accepts an iat in the future; a token minted "later" is a clock or forgery problem either way.
-          if (typeof payload.iat === "number" && payload.iat * 1000 > Date.now() + keys.leeway) {
+          if (typeof payload.iat === "number" && payload.iat * 1000 > Date.now() + leeway) {
             return Effect.fail(failure("invalid token", "iat is in the future"))
           }
           const endpoints = endpointsClaim(payload)
           if (endpoints === "malformed") return Effect.fail(failure("invalid token", "malformed pico claim"))
           return Effect.succeed({
             endpoints,
-            expiresAt: typeof payload.exp === "number" ? payload.exp * 1000 + keys.leeway : undefined,
+            expiresAt: typeof payload.exp === "number" ? payload.exp * 1000 + leeway : undefined,
           })
         }),
       ),

@@ -1,6 +1,7 @@
 import { agentSettings } from "../PicoConfig/Agent.js"
 import { configFileSettings } from "../PicoConfig/ConfigFile.js"
 import { devClusterSettings } from "../PicoConfig/DevCluster.js"
+import { forwardTcpSettings } from "../PicoConfig/Forward.js"
 import { serverSettings } from "../PicoConfig/Server.js"
 import { statusSettings } from "../PicoConfig/Status.js"
 import type { CommandSpec } from "./Spec.js"
@@ -41,11 +42,16 @@ const agent: CommandSpec = {
     "Run a Pico agent next to your services. For each --endpoints entry it opens an outbound tunnel to a Pico " +
       "server's upstream port, registers the endpoint id, and forwards the requests that arrive to the local " +
       "address.",
+    "A tcp:// address makes a TCP endpoint (a database, SSH, any TCP service), which clients reach with pico " +
+      "forward tcp. An https:// address is reached with TLS (see --forwarder.tls.*). Through an HTTP proxy, set HTTPS_PROXY " +
+      "(or HTTP_PROXY for an http:// server URL), and NO_PROXY for hosts to reach directly.",
     configFileParagraph,
   ],
   examples: [
     "pico agent --endpoints my-endpoint/localhost:4000",
     "pico agent --endpoints api/4000,web/4001 --server.url https://pico.example.com",
+    "pico agent --endpoints api/https://host:8443 --forwarder.tls.ca-file ca.pem",
+    "pico agent --endpoints db/tcp://localhost:5432",
   ],
   settings: { ...configFileSettings, ...agentSettings },
   sections: {
@@ -57,6 +63,36 @@ const agent: CommandSpec = {
     log: "Logging",
   },
   load: () => import("./AgentCommand.js").then((command) => command.run),
+}
+
+const forward: CommandSpec = {
+  name: "forward",
+  summary: "Reach an endpoint from this machine through a Pico proxy port.",
+  subcommands: [
+    {
+      name: "tcp",
+      summary: "Accept local TCP connections and carry each one to a TCP endpoint.",
+      description: [
+        "Listen on a local address and carry each connection accepted there to a TCP endpoint (an agent's " +
+          "--endpoints id/tcp://host:port), through a node's proxy port: an HTTP upgrade, so it crosses load " +
+          "balancers, proxy authentication and TLS as HTTP does. Point psql, ssh or redis-cli at the local address.",
+        configFileParagraph,
+      ],
+      examples: [
+        "pico forward tcp --endpoint db --local.bind-addr 127.0.0.1:15432",
+        "pico forward tcp --endpoint ssh --server.url https://pico.example.com",
+      ],
+      settings: { ...configFileSettings, ...forwardTcpSettings },
+      sections: {
+        config: "Config file",
+        local: "Local listener",
+        server: "Pico proxy port",
+        auth: "Authentication",
+        log: "Logging",
+      },
+      load: () => import("./ForwardCommand.js").then((command) => command.tcp),
+    },
+  ],
 }
 
 const nodeId = {
@@ -153,5 +189,5 @@ export const pico: CommandSpec = {
       "agent next to a service opens an outbound connection to a node and registers an endpoint id; requests " +
       "for that endpoint come back down that connection, so the service never opens a port.",
   ],
-  subcommands: [server, agent, status, dev],
+  subcommands: [server, agent, forward, status, dev],
 }

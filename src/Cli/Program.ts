@@ -1,5 +1,7 @@
-import { Console, Effect, Either } from "effect"
-import { describeListenError, ListenError } from "../internal/Listen.js"
+import { Console, Effect, Either, Match } from "effect"
+import type { AgentError } from "../Agent.js"
+import type { GossipError } from "../Gossip/GossipError.js"
+import { describeListenError, type ListenError } from "../internal/Listen.js"
 import { configFileSettings } from "../PicoConfig/ConfigFile.js"
 import { resolve } from "../PicoConfig/Resolve.js"
 import type { Resolved, SettingsTree } from "../PicoConfig/Setting.js"
@@ -21,7 +23,7 @@ export const loadSettings = <T extends SettingsTree>(
   check?: (config: Resolved<T>) => string | undefined,
 ): Effect.Effect<Resolved<T>, PicoConfig.ConfigError> =>
   Either.match(resolve(configFileSettings, { flags: invocation.flags }), {
-    onLeft: (message) => Effect.fail(new PicoConfig.ConfigError({ message })),
+    onLeft: (message) => Effect.fail(new PicoConfig.ConfigError({ reason: "invalid", message })),
     onRight: ({ config: file }) =>
       PicoConfig.load(
         tree,
@@ -35,9 +37,20 @@ export const loadSettings = <T extends SettingsTree>(
       ),
   }).pipe(Effect.tapError(reportConfigError))
 
-/** What an operator reads when a program stops: a listener names the flag that set its address. */
-const failureText = (error: { readonly message: string }): string =>
-  error instanceof ListenError ? describeListenError(error) : error.message
+/** Why a long-lived program can stop. */
+export type ProgramFailure = PicoConfig.ConfigError | ListenError | GossipError | AgentError
+
+/** The one place a program's failure becomes what its operator reads: one line, naming what to fix. */
+const reportFailure = (error: ProgramFailure) =>
+  Match.valueTags(error, {
+    ConfigError: reportConfigError,
+    // A listener names the flag that set its address.
+    ListenError: (failed) => logFatal(describeListenError(failed)),
+    GossipError: (failed) => logFatal(failed.message),
+    AgentError: (failed) => logFatal(failed.message),
+  })
+
+const logFatal = (line: string) => Effect.logError(line).pipe(Effect.annotateLogs("subsystem", "main"))
 
 /**
  * Runs a long-lived program under the JSON logger, logging its config (secrets redacted) first and its fatal error
@@ -45,14 +58,10 @@ const failureText = (error: { readonly message: string }): string =>
  */
 export const withLogging =
   (program: string, tree: SettingsTree, config: { readonly log: PicoLogger.LogSettings }, version: string) =>
-  <E extends { readonly message: string }, R>(effect: Effect.Effect<never, E, R>) =>
+  <E extends ProgramFailure, R>(effect: Effect.Effect<never, E, R>) =>
     Effect.logInfo(`starting pico ${program}`).pipe(
       Effect.annotateLogs({ subsystem: "main", version, config: PicoConfig.redacted(tree, config) }),
       Effect.zipRight(effect),
-      Effect.tapError((error) =>
-        error instanceof PicoConfig.ConfigError
-          ? reportConfigError(error)
-          : Effect.logError(failureText(error)).pipe(Effect.annotateLogs("subsystem", "main")),
-      ),
+      Effect.tapError(reportFailure),
       Effect.provide(PicoLogger.layer(config.log)),
     )

@@ -1,7 +1,7 @@
 import * as net from "node:net"
 import { Effect, type Scope } from "effect"
-import { formatHostPort, type HostPort } from "../Domain/Address.js"
-import { ListenError } from "../internal/Listen.js"
+import type { HostPort } from "../Domain/Address.js"
+import { type ListenError, listenError } from "../internal/Listen.js"
 
 /**
  * A small TCP load balancer, like the one in front of a real cluster: each connection goes to the next backend
@@ -46,17 +46,7 @@ export const make = (
         }
         tryBackend(0)
       })
-      server.once("error", (error) =>
-        resume(
-          Effect.fail(
-            new ListenError({
-              listener,
-              address: formatHostPort(address),
-              message: error.message,
-            }),
-          ),
-        ),
-      )
+      server.once("error", (error) => resume(Effect.fail(listenError(listener, address, error))))
       server.listen(address.port, address.host === "" ? undefined : address.host, () =>
         resume(Effect.succeed({ server, sockets })),
       )

@@ -32,5 +32,7 @@ export const dialAddress = (addr: string): HostPort => parseHostPort(addr) ?? { 
 export const formatHostPort = ({ host, port }: HostPort): string =>
   host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
 
+export const addressExpected = 'expected an address such as ":8000" or "127.0.0.1:8000"'
+
 export const bindAddrProblem = (text: string): string | undefined =>
-  parseHostPort(text) === undefined ? 'expected an address such as ":8000" or "127.0.0.1:8000"' : undefined
+  parseHostPort(text) === undefined ? addressExpected : undefined

@@ -1,6 +1,6 @@
 import type { AddressInfo } from "node:net"
 import { networkInterfaces } from "node:os"
-import { formatHostPort } from "./Address.js"
+import { formatHostPort, type HostPort } from "./Address.js"
 
 const privateIpv4 = /^(10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.)/
 
@@ -20,8 +20,8 @@ export const privateIp = (): string => {
  * The address to tell other nodes: the configured one, else the bound one, except that a listener on every
  * interface (0.0.0.0 or ::) advertises the machine's private IP with the bound port.
  */
-export const advertiseAddress = (configured: string, bound: AddressInfo): string => {
-  if (configured !== "") return configured
+export const advertiseAddress = (configured: HostPort | undefined, bound: AddressInfo): string => {
+  if (configured !== undefined) return formatHostPort(configured)
   const unspecified = bound.address === "0.0.0.0" || bound.address === "::"
   return formatHostPort({ host: unspecified ? privateIp() : bound.address, port: bound.port })
 }

@@ -73,3 +73,20 @@ export type GossipNodeDetail = typeof GossipNodeDetail.Type
 /** `/status/proxy/endpoints`: each local endpoint and the remote addresses of its upstreams. */
 export const ProxyEndpoints = Schema.Record({ key: Schema.String, value: Schema.Array(Schema.String) })
 export type ProxyEndpoints = typeof ProxyEndpoints.Type
+
+/**
+ * `/status/proxy/tcp`: each TCP endpoint held by this node, with the TCP connections through its tunnels to it
+ * (whichever node the clients entered through).
+ */
+export const ProxyTcpEndpoints = Schema.Record({
+  key: Schema.String,
+  value: Schema.Struct({
+    /** Open now. */
+    connections: Schema.Int,
+    /** Opened since the node started. */
+    connections_total: Schema.Int,
+    bytes_from_clients: Schema.Int,
+    bytes_to_clients: Schema.Int,
+  }),
+})
+export type ProxyTcpEndpoints = typeof ProxyTcpEndpoints.Type

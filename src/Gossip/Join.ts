@@ -1,7 +1,8 @@
 import { lookup } from "node:dns/promises"
 import { isIP } from "node:net"
-import { type Duration, Effect, Either, Schedule } from "effect"
+import { type Duration, Effect, Either, Ref, Schedule } from "effect"
 import { formatHostPort, parseHostPort } from "../Domain/Address.js"
+import { GossipError } from "./GossipError.js"
 
 /** "ENOTFOUND pico.internal": the resolver's error code and the name it could not resolve. */
 const lookupFailure = (name: string, error: unknown): string => {
@@ -63,35 +64,39 @@ export type JoinOutcome =
  * Joins the cluster at startup, retrying with backoff (1 s doubling to 10 s) until `timeout`: on Kubernetes the
  * first pods start before their peers' DNS records exist.
  */
-export const joinOnStartup = <E>(
-  join: (addresses: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, E>,
+export const joinOnStartup = (
+  join: (addresses: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, GossipError>,
   options: JoinOptions,
 ): Effect.Effect<JoinOutcome> => {
   if (options.entries.length === 0) return Effect.succeed({ _tag: "Alone" })
-  let lastFailure = "no join address resolved"
   const attempt = resolveJoinAddresses(options.entries, options.defaultPort).pipe(
     Effect.flatMap(({ addresses, failures }) => {
       const others = addresses.filter((address) => !options.self.has(address))
       if (addresses.length > 0 && others.length === 0) return Effect.succeed<JoinOutcome>({ _tag: "Alone" })
-      if (others.length === 0) return Effect.fail(`no join address resolved: ${failures.join(", ")}`)
-      return join(others).pipe(
-        Effect.map((nodeIds): JoinOutcome => ({ _tag: "Joined", nodeIds })),
-        Effect.mapError((error) => String(error instanceof Error ? error.message : error)),
-      )
+      if (others.length === 0)
+        return new GossipError({
+          reason: "join failed",
+          message: `no join address resolved: ${failures.join(", ")}`,
+        })
+      return Effect.map(join(others), (nodeIds): JoinOutcome => ({ _tag: "Joined", nodeIds }))
     }),
-    Effect.tapError((reason) =>
-      Effect.sync(() => {
-        lastFailure = reason
-      }).pipe(
-        Effect.zipRight(
-          Effect.logWarning("join failed; retrying").pipe(Effect.annotateLogs("reason", reason)),
+  )
+  return Effect.gen(function* () {
+    // What the last attempt said, for the outcome when the time is up.
+    const lastFailure = yield* Ref.make("no join address resolved")
+    return yield* attempt.pipe(
+      Effect.tapError((error) =>
+        Ref.set(lastFailure, error.message).pipe(
+          Effect.zipRight(
+            Effect.logWarning("join failed; retrying").pipe(Effect.annotateLogs("reason", error.message)),
+          ),
         ),
       ),
-    ),
-  )
-  return attempt.pipe(
-    Effect.retry(Schedule.exponential("1 second").pipe(Schedule.union(Schedule.spaced("10 seconds")))),
-    Effect.timeout(options.timeout),
-    Effect.catchAll(() => Effect.succeed<JoinOutcome>({ _tag: "Failed", reason: lastFailure })),
-  )
+      Effect.retry(Schedule.exponential("1 second").pipe(Schedule.union(Schedule.spaced("10 seconds")))),
+      Effect.timeout(options.timeout),
+      Effect.catchAll(() =>
+        Effect.map(Ref.get(lastFailure), (reason): JoinOutcome => ({ _tag: "Failed", reason })),
+      ),
+    )
+  })
 }

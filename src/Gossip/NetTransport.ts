@@ -1,8 +1,8 @@
 import * as dgram from "node:dgram"
 import * as net from "node:net"
-import { Duration, Effect, Option, Runtime, type Scope } from "effect"
+import { Duration, Effect, FiberSet, Option, type Scope } from "effect"
 import { formatHostPort, type HostPort, parseHostPort } from "../Domain/Address.js"
-import { ListenError } from "../internal/Listen.js"
+import { type ListenError, listenError } from "../internal/Listen.js"
 import { type Handler, type Transport, TransportError } from "./Transport.js"
 
 /** Request streams are length-prefixed; a peer announcing more than this is broken or hostile. */
@@ -53,13 +53,7 @@ const bindTcp = (address: HostPort) =>
   Effect.acquireRelease(
     Effect.async<net.Server, ListenError>((resume) => {
       const server = net.createServer()
-      server.once("error", (error) =>
-        resume(
-          Effect.fail(
-            new ListenError({ listener: "gossip", address: formatHostPort(address), message: error.message }),
-          ),
-        ),
-      )
+      server.once("error", (error) => resume(Effect.fail(listenError("gossip", address, error))))
       server.listen(address.port, address.host === "" ? undefined : address.host, () =>
         resume(Effect.succeed(server)),
       )
@@ -73,13 +67,7 @@ const bindUdp = (address: HostPort) =>
       const socket = dgram.createSocket({
         type: net.isIPv6(address.host) || address.host === "" ? "udp6" : "udp4",
       })
-      socket.once("error", (error) =>
-        resume(
-          Effect.fail(
-            new ListenError({ listener: "gossip", address: formatHostPort(address), message: error.message }),
-          ),
-        ),
-      )
+      socket.once("error", (error) => resume(Effect.fail(listenError("gossip", address, error))))
       socket.bind(address.port, address.host === "" ? undefined : address.host, () =>
         resume(Effect.succeed(socket)),
       )
@@ -148,7 +136,8 @@ export const make = (
 
     const serve = (handler: Handler) =>
       Effect.gen(function* () {
-        const run = Runtime.runFork(yield* Effect.runtime<never>())
+        // Each datagram and request is handled on a fiber of the serving scope, interrupted when it closes.
+        const run = yield* FiberSet.makeRuntime<never>()
         const onMessage = (packet: Buffer, peer: dgram.RemoteInfo) =>
           run(handler.packet(packet, formatHostPort({ host: peer.address, port: peer.port })))
         const onConnection = (socket: net.Socket) => {

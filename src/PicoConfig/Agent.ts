@@ -1,27 +1,46 @@
 import * as Either from "effect/Either"
 import { bindAddrProblem, parseHostPort } from "../Domain/Address.js"
-import { endpointIdRule, isValidEndpointId } from "../Domain/EndpointId.js"
+import { type EndpointId, endpointIdRule, isValidEndpointId } from "../Domain/EndpointId.js"
 import { logSettings } from "./Server.js"
 import * as Setting from "./Setting.js"
 
+/**
+ * How the agent reaches an endpoint's service: `http` and `https` make an HTTP endpoint (TLS to the service for
+ * https, see --forwarder.tls.*); `tcp` makes a TCP endpoint, whose connections are piped to the service as bytes.
+ */
+export type ServiceScheme = "http" | "https" | "tcp"
+
 /** One `--endpoints` entry: the endpoint id to register and the local service to forward its requests to. */
 export interface AgentEndpoint {
-  readonly id: string
+  readonly id: EndpointId
   readonly host: string
   readonly port: number
+  readonly scheme: ServiceScheme
 }
 
-/** "my-endpoint/localhost:4000", "my-endpoint/4000" or "my-endpoint/http://localhost:4000". */
+/** The port an http:// or https:// URL without one means; a tcp:// address must name its port. */
+const defaultPorts: Record<string, string> = { "http:": "80", "https:": "443" }
+
+const urlScheme = /^(https?|tcp):\/\//
+
+/**
+ * "my-endpoint/localhost:4000", "my-endpoint/4000", "my-endpoint/http://localhost:4000" (all plain HTTP),
+ * "my-endpoint/https://localhost:8443" (TLS to the service) or "db/tcp://localhost:5432" (a TCP endpoint).
+ */
 export const parseAgentEndpoint = (text: string): Either.Either<AgentEndpoint, string> => {
   const slash = text.indexOf("/")
   if (slash <= 0) return Either.left("expected <endpoint id>/<address>, e.g. my-endpoint/localhost:4000")
   const id = text.slice(0, slash)
   if (!isValidEndpointId(id)) return Either.left(`endpoint id must be ${endpointIdRule}`)
   let address = text.slice(slash + 1)
-  if (address.startsWith("http://")) {
+  const prefix = urlScheme.exec(address)
+  const scheme = (prefix?.[1] ?? "http") as ServiceScheme
+  if (prefix !== null) {
     try {
       const url = new URL(address)
-      address = `${url.hostname}:${url.port === "" ? "80" : url.port}`
+      const port = url.port === "" ? defaultPorts[url.protocol] : url.port
+      if (port === undefined) return Either.left("a tcp:// address needs a port, e.g. tcp://localhost:5432")
+      address = `${url.hostname}:${port}`
     } catch {
       return Either.left("invalid URL")
     }
@@ -30,9 +49,9 @@ export const parseAgentEndpoint = (text: string): Either.Either<AgentEndpoint, s
   }
   const target = parseHostPort(address)
   if (target === undefined || target.host === "" || target.port === 0) {
-    return Either.left("address must be host:port, a port, or an http:// URL")
+    return Either.left("address must be host:port, a port, or an http://, https:// or tcp:// URL")
   }
-  return Either.right({ id, host: target.host, port: target.port })
+  return Either.right({ id, host: target.host, port: target.port, scheme })
 }
 
 const serverUrlProblem = (text: string): string | undefined => {
@@ -49,7 +68,7 @@ const serverUrlProblem = (text: string): string | undefined => {
 /** Everything `pico agent` can be configured with, as flags or as YAML keys. */
 export const agentSettings = {
   endpoints: Setting.list(
-    "Endpoints to register as <id>/<address>, e.g. my-endpoint/localhost:4000.",
+    "Endpoints as <id>/<address>, e.g. web/4000, api/https://host:8443, db/tcp://host:5432.",
     parseAgentEndpoint,
     "id/addr",
   ),
@@ -88,6 +107,10 @@ export const agentSettings = {
   },
   forwarder: {
     timeout: Setting.duration("Time to connect to the local service before answering 504.", "10s"),
+    tls: {
+      caFile: Setting.string("PEM CA bundle for https:// endpoints; empty: Node's public CAs.", "", "file"),
+      insecureSkipVerify: Setting.toggle("Accept any certificate from https:// endpoints. Dangerous."),
+    },
   },
   log: logSettings,
 }

@@ -19,17 +19,33 @@ export const readSecretValue = (
   const path = value.slice(filePrefix.length)
   return Effect.tryPromise({
     try: () => readFile(path, "utf8"),
-    catch: (cause) =>
-      new ConfigError({ message: `--${flag}: cannot read ${path}: ${(cause as Error).message}` }),
+    catch: unreadable(flag, path),
   }).pipe(Effect.map((text) => text.replace(/\r?\n$/, "")))
 }
+
+const unreadable = (flag: string, path: string) => (cause: unknown) =>
+  new ConfigError({
+    reason: "unreadable",
+    message: `--${flag}: cannot read ${path}: ${(cause as Error).message}`,
+    cause,
+  })
+
+/** A PEM file a flag names (a CA, certificate or key), read once; empty means not set. */
+export const readPemFile = (path: string, flag: string): Effect.Effect<Buffer | undefined, ConfigError> =>
+  path === ""
+    ? Effect.succeed(undefined)
+    : Effect.tryPromise({ try: () => readFile(path), catch: unreadable(flag, path) })
 
 const checkPublicKey = (pem: string | undefined, type: "rsa" | "ec", flag: string) =>
   Effect.try({
     try: () => pem !== undefined && parsePublicKey(pem, type),
     // Never echo the value: say only what is wrong with it.
     catch: (cause) =>
-      new ConfigError({ message: `--${flag}: not a usable public key: ${(cause as Error).message}` }),
+      new ConfigError({
+        reason: "unusable",
+        message: `--${flag}: not a usable public key: ${(cause as Error).message}`,
+        cause,
+      }),
   })
 
 /**
@@ -58,6 +74,7 @@ export const loadTokenKeys = (
     ].filter(([value]) => value !== undefined)
     if (jwksUrl !== undefined && staticKeys.length > 0) {
       return yield* new ConfigError({
+        reason: "invalid",
         message: `--${prefix}.jwks-url cannot be combined with --${prefix}.${staticKeys[0]?.[1]}: use one or the other`,
       })
     }
@@ -95,11 +112,15 @@ export const loadClusterKeys = (
       const path = value.slice(filePrefix.length)
       const lines = ((yield* readSecretValue(value, flag)) ?? "").split(/\r?\n/).map((line) => line.trim())
       const keys = lines.filter((line) => line !== "")
-      if (keys.length === 0) return yield* new ConfigError({ message: `--${flag}: ${path} holds no key` })
+      if (keys.length === 0)
+        return yield* new ConfigError({ reason: "invalid", message: `--${flag}: ${path} holds no key` })
       for (const [i, line] of lines.entries()) {
         const problem = line === "" ? undefined : secretProblem(line)
         if (problem !== undefined)
-          return yield* new ConfigError({ message: `--${flag}: ${path} line ${i + 1}: ${problem}` })
+          return yield* new ConfigError({
+            reason: "invalid",
+            message: `--${flag}: ${path} line ${i + 1}: ${problem}`,
+          })
       }
       secrets.push(...keys)
     }
@@ -124,6 +145,7 @@ export const tlsFiles = (
       ? Effect.succeed(undefined)
       : Effect.fail(
           new ConfigError({
+            reason: "invalid",
             message: `--${prefix}.client-ca-file needs --${prefix}.cert-file and --${prefix}.key-file`,
           }),
         )
@@ -132,6 +154,7 @@ export const tlsFiles = (
     const missing = certFile === "" ? "cert-file" : "key-file"
     return Effect.fail(
       new ConfigError({
+        reason: "invalid",
         message: `--${prefix}.${missing} is required with --${prefix}.${missing === "cert-file" ? "key-file" : "cert-file"}`,
       }),
     )

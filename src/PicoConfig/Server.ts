@@ -1,24 +1,13 @@
 import * as Either from "effect/Either"
-import { bindAddrProblem } from "../Domain/Address.js"
 import { filePrefix, secretProblem } from "./SecretText.js"
 import { tlsSettings, tokenSettings } from "./Security.js"
 import * as Setting from "./Setting.js"
 
 export const bindAddr = (what: string, defaultValue: string) =>
-  Setting.checkedString(
-    `Address for ${what}; ":PORT" is every interface.`,
-    defaultValue,
-    bindAddrProblem,
-    "addr",
-  )
+  Setting.address(`Address for ${what}; ":PORT" is every interface.`, defaultValue)
 
 const advertiseAddr = (port: string) =>
-  Setting.checkedString(
-    `How other nodes reach this ${port} port; empty: the bound address or private IP.`,
-    "",
-    (text) => (text === "" ? undefined : bindAddrProblem(text)),
-    "addr",
-  )
+  Setting.optionalAddress(`How other nodes reach this ${port} port; empty: the bound address or private IP.`)
 
 const joinAddress = (item: string) =>
   /^[A-Za-z0-9.\-_:[\]]+$/.test(item)

@@ -1,6 +1,8 @@
 // The Either module, not the "effect" barrel, here and in the other settings modules: `pico --help` loads the
 // settings tables and nothing else of Effect (a barrel import would pull all of it into the bundle's entry chunk).
+import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
+import { addressExpected, formatHostPort, type HostPort, parseHostPort } from "../Domain/Address.js"
 import { formatGoDuration, parseGoDuration } from "./Duration.js"
 
 /**
@@ -92,24 +94,64 @@ export const checkedString = (
     },
   })
 
+/** A check for checkedString: the value must be an http or https URL, like `example`. */
+export const httpUrl =
+  (example: string) =>
+  (text: string): string | undefined => {
+    const url = URL.parse(text)
+    return url !== null && (url.protocol === "http:" || url.protocol === "https:")
+      ? undefined
+      : `expected an http(s) URL such as ${example}`
+  }
+
+/** A host:port to listen on (":8000" is every interface), decoded once, here. */
+export const address = (description: string, defaultText: string): Setting<HostPort> =>
+  make({
+    description,
+    defaultValue: parseHostPort(defaultText) as HostPort,
+    defaultText,
+    valueName: "addr",
+    encode: formatHostPort,
+    decode: (raw) => {
+      const parsed = parseHostPort(scalarText(raw) ?? "")
+      return parsed === undefined ? Either.left(addressExpected) : Either.right(parsed)
+    },
+  })
+
+/** An address that may be left empty (undefined: the setting's documented fallback). */
+export const optionalAddress = (description: string): Setting<HostPort | undefined> =>
+  make<HostPort | undefined>({
+    description,
+    defaultValue: undefined,
+    defaultText: "",
+    valueName: "addr",
+    encode: (value) => (value === undefined ? "" : formatHostPort(value)),
+    decode: (raw) => {
+      const text = scalarText(raw)
+      if (text === "") return Either.right(undefined)
+      const parsed = parseHostPort(text ?? "")
+      return parsed === undefined ? Either.left(addressExpected) : Either.right(parsed)
+    },
+  })
+
 export const secret = (description: string, valueName = "string"): Setting<string> => ({
   ...string(description, "", valueName),
   secret: true,
 })
 
-/** A Go-style duration, decoded to milliseconds. */
+/** A Go-style duration ("15s"), decoded to a Duration once, here, so nothing past the config counts milliseconds. */
 export const duration = (description: string, defaultText: string, options?: { allowZero?: boolean }) =>
-  make<number>({
+  make<Duration.Duration>({
     description,
-    defaultValue: parseGoDuration(defaultText) ?? 0,
+    defaultValue: Duration.millis(parseGoDuration(defaultText) ?? 0),
     defaultText,
     valueName: "duration",
-    encode: formatGoDuration,
+    encode: (value) => formatGoDuration(Duration.toMillis(value)),
     decode: (raw) => {
       const millis = typeof raw === "string" ? parseGoDuration(raw) : undefined
       if (millis === undefined) return Either.left("expected a duration such as 500ms, 15s or 1m")
       if (millis === 0 && options?.allowZero !== true) return Either.left("must be greater than zero")
-      return Either.right(millis)
+      return Either.right(Duration.millis(millis))
     },
   })
 

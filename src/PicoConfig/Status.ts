@@ -1,19 +1,12 @@
 import * as Setting from "./Setting.js"
 
-const adminUrlProblem = (text: string): string | undefined => {
-  const url = URL.parse(text)
-  return url !== null && (url.protocol === "http:" || url.protocol === "https:")
-    ? undefined
-    : "expected an http(s) URL such as http://localhost:8002"
-}
-
 /** The flags of `pico status ...`, given anywhere after `status`. */
 export const statusSettings = {
   server: {
     url: Setting.checkedString(
       "Admin URL of a node or of a load balancer in front of them.",
       "http://localhost:8002",
-      adminUrlProblem,
+      Setting.httpUrl("http://localhost:8002"),
       "url",
     ),
   },

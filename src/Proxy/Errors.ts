@@ -2,6 +2,7 @@ import type * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { Schema } from "effect"
 import { type AuthError, AuthFailureReason } from "../Auth.js"
+import { tcpUpgradeToken } from "../Domain/EndpointKind.js"
 import { errorBody, writeJson, writeJsonToSocket } from "../internal/JsonResponse.js"
 
 /** Pico's own error responses carry their reason in this header, which is how a node tells a stale route from an upstream's own 503. */
@@ -10,9 +11,12 @@ export const picoErrorHeader = "x-pico-error"
 /** Why the proxy answered a request itself instead of with an upstream's response. */
 export const ProxyFailure = Schema.Literal(
   "missing pico endpoint id",
+  "invalid endpoint id",
   "invalid request target",
   "duplicate host header",
   "unsupported upgrade",
+  "endpoint is tcp",
+  "endpoint is http",
   "request body timeout",
   "endpoint not found",
   "upstream unreachable",
@@ -35,19 +39,29 @@ interface ErrorResponse {
 
 const statuses: Record<ProxyFailure, number> = {
   "missing pico endpoint id": 400,
+  "invalid endpoint id": 400,
   "invalid request target": 400,
   "duplicate host header": 400,
   "unsupported upgrade": 400,
+  // An HTTP request (or WebSocket) for a TCP endpoint: the client must upgrade to pico-tcp (RFC 9110 §15.5.22).
+  "endpoint is tcp": 426,
+  // A TCP connection asked of an HTTP endpoint.
+  "endpoint is http": 400,
   "request body timeout": 408,
   "endpoint not found": 503,
   "upstream unreachable": 502,
   "endpoint timeout": 504,
 }
 
+/** A 426 must name the protocol to upgrade to. */
+const extraHeaders: Partial<Record<ProxyFailure, Readonly<Record<string, string>>>> = {
+  "endpoint is tcp": { upgrade: tcpUpgradeToken },
+}
+
 const errorResponse = (status: number, reason: string): ErrorResponse => ({
   status,
   body: errorBody(reason),
-  headers: { [picoErrorHeader]: reason },
+  headers: { [picoErrorHeader]: reason, ...extraHeaders[reason as ProxyFailure] },
 })
 
 /** Precomputes the answer for every reason: they are sent on hot paths. */

@@ -4,6 +4,7 @@ import type { Socket } from "node:net"
 import type { Duplex } from "node:stream"
 import { Effect } from "effect"
 import type { HostPort } from "../Domain/Address.js"
+import type { EndpointKind } from "../Domain/EndpointKind.js"
 import { ProxyError, picoErrorHeader } from "./Errors.js"
 import { clientResponseHeaders, responseHead } from "./Headers.js"
 
@@ -49,12 +50,17 @@ export interface UpgradeTarget {
   readonly socket: Duplex
   /** Bytes the client sent past its request head. */
   readonly head: Buffer
-  /** Called with the upstream connection once both sides have switched protocols. */
-  readonly switched: (client: Duplex, upstream: Duplex) => void
+  /**
+   * Called with the upstream connection once both sides have switched protocols; `local` when it runs through
+   * this node's own tunnel, not on to a peer node.
+   */
+  readonly switched: (upstream: Duplex, local: boolean) => void
 }
 
 /** One client request being forwarded, across however many attempts it takes. */
 export interface Exchange {
+  /** What the client asks for: a TCP connection (a pico-tcp upgrade), or HTTP (anything else). */
+  readonly kind: EndpointKind
   readonly req: http.IncomingMessage
   readonly res: http.ServerResponse
   readonly upgrade: UpgradeTarget | undefined
@@ -129,7 +135,9 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
       clearTimeout(timer)
       timer = setTimeout(() => {
         upstreamReq.destroy()
-        fail("endpoint timeout")
+        const from =
+          target.target === undefined ? "the upstream" : `${target.target.host}:${target.target.port}`
+        fail("endpoint timeout", `no response headers from ${from} within ${exchange.gatewayTimeout}ms`)
       }, exchange.gatewayTimeout)
     })
 
@@ -158,7 +166,7 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
           upgrade.socket.write(responseHead(upstreamRes))
           if (upstreamHead.length > 0) upgrade.socket.write(upstreamHead)
           if (upgrade.head.length > 0) upstream.write(upgrade.head)
-          upgrade.switched(upgrade.socket, upstream)
+          upgrade.switched(upstream, target.target === undefined)
           settle(Effect.succeed(done))
         },
       )

@@ -20,10 +20,9 @@ export const make: Effect.Effect<ProxyMetrics> = Effect.map(Metrics.currentLabel
   const byTarget = Metrics.labelCache(node, "node_id", (nodeId: string) => nodeId)
   return {
     requestEnded: (res, started) => {
-      Metrics.proxyRequests.unsafeUpdate(
-        1,
-        byStatus(res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST),
-      )
+      // A switched upgrade's 101 went out on the raw connection, past the response object: it counts as sent.
+      const answered = res.headersSent || res.statusCode === 101
+      Metrics.proxyRequests.unsafeUpdate(1, byStatus(answered ? res.statusCode : CLIENT_CLOSED_REQUEST))
       Metrics.proxyRequestDuration.unsafeUpdate((performance.now() - started) / 1000, node)
     },
     forwardedLocal: () => Metrics.proxyForwardedLocal.unsafeUpdate(1, node),

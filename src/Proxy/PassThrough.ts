@@ -1,18 +1,31 @@
 import type { Duplex } from "node:stream"
 import { Effect } from "effect"
+import { resetConnection } from "../internal/Reset.js"
+import type { TcpCounters } from "./TcpTraffic.js"
 import { FrameBoundaries, goingAwayToClient, goingAwayToServer } from "./WebSocketFrames.js"
 
 /** How long a pass-through being closed may take to finish the frame under way and say goodbye. */
 const CLOSE_GRACE_MS = 1_000
 
+/** What a pass-through carries, which decides how it is ended. */
+export type Carried =
+  /** A WebSocket: ended with a close frame with 1001 (Going Away) in each direction, at a frame boundary. */
+  | { readonly _tag: "WebSocket" }
+  /**
+   * A TCP connection to a TCP endpoint: half-closes pass through, and it is ended with FIN. Its connections and
+   * bytes count in `counters` when it runs through this node's own tunnel (not when it goes on to a peer node).
+   */
+  | { readonly _tag: "Tcp"; readonly counters: TcpCounters | undefined }
+
+export const webSocket: Carried = { _tag: "WebSocket" }
+
 /**
- * Connections that became byte pipes after the upstream answered `101 Switching Protocols`: WebSockets, and any
- * other protocol Pico passes through. A draining node keeps them open through its grace period, then ends them
- * cleanly: a WebSocket gets a close frame with 1001 (Going Away) in each direction, at a frame boundary.
+ * Connections that became byte pipes after the upstream answered `101 Switching Protocols`: WebSockets and TCP
+ * connections. A draining node keeps them open through its grace period, then ends them cleanly.
  */
 export interface PassThroughs {
   /** Pipes `client` and `upstream` together, both ways with backpressure, until either side ends. */
-  readonly open: (client: Duplex, upstream: Duplex, websocket: boolean) => void
+  readonly open: (client: Duplex, upstream: Duplex, carried: Carried) => void
   readonly count: () => number
   /** Completes once no pass-through is open. */
   readonly awaitNone: Effect.Effect<void>
@@ -26,6 +39,7 @@ const direction = (
   to: Duplex,
   frames: FrameBoundaries | undefined,
   goodbye: Buffer | undefined,
+  counted: ((bytes: number) => void) | undefined,
 ): { readonly close: () => void } => {
   let closing = false
   let finished = false
@@ -51,6 +65,7 @@ const direction = (
   const onData = (chunk: Buffer) => {
     if (!closing) {
       frames?.feed(chunk)
+      counted?.(chunk.length)
       return write(chunk)
     }
     // Closing: pass on only what completes the frame under way, then say goodbye.
@@ -77,24 +92,48 @@ export const make = (): PassThroughs => {
   const open = new Set<() => void>()
   // Open while no pass-through is.
   const none = Effect.unsafeMakeLatch(true)
-  const removed = (close: () => void) => {
-    if (open.delete(close) && open.size === 0) none.unsafeOpen()
+  /** False when it was removed already (both sides report their end). */
+  const removed = (close: () => void): boolean => {
+    if (!open.delete(close)) return false
+    if (open.size === 0) none.unsafeOpen()
+    return true
   }
 
   return {
-    open: (client, upstream, websocket) => {
+    open: (client, upstream, carried) => {
+      const websocket = carried._tag === "WebSocket"
+      const counters = carried._tag === "Tcp" ? carried.counters : undefined
+      if (!websocket) {
+        // TCP's half-close: one side's FIN ends only its direction (Node would end the other with it).
+        client.allowHalfOpen = true
+        upstream.allowHalfOpen = true
+      }
       const toClient = direction(
         upstream,
         client,
         websocket ? new FrameBoundaries() : undefined,
         websocket ? goingAwayToClient : undefined,
+        counters === undefined
+          ? undefined
+          : (bytes) => {
+              counters.bytesToClients += bytes
+            },
       )
       const toUpstream = direction(
         client,
         upstream,
         websocket ? new FrameBoundaries() : undefined,
         websocket ? goingAwayToServer : undefined,
+        counters === undefined
+          ? undefined
+          : (bytes) => {
+              counters.bytesFromClients += bytes
+            },
       )
+      if (counters !== undefined) {
+        counters.open++
+        counters.opened++
+      }
       const close = () => {
         toClient.close()
         toUpstream.close()
@@ -106,14 +145,15 @@ export const make = (): PassThroughs => {
       }
       open.add(close)
       none.unsafeClose()
-      // Either side failing or closing ends both; errors must be handled here or they would be thrown.
+      // Either side closing ends both; errors must be handled here or they would be thrown. A side that failed
+      // (a reset, a broken connection) is passed on as a reset, so the other end does not take it for a clean end.
       const end = () => {
         client.destroy()
         upstream.destroy()
-        removed(close)
+        if (removed(close) && counters !== undefined) counters.open--
       }
-      client.on("error", end)
-      upstream.on("error", end)
+      client.on("error", () => resetConnection(upstream))
+      upstream.on("error", () => resetConnection(client))
       client.on("close", end)
       upstream.on("close", end)
     },

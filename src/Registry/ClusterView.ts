@@ -1,3 +1,6 @@
+import type { EndpointKind } from "../Domain/EndpointKind.js"
+import { endpointOfKey, GossipKeys, parseEndpointValue } from "../Domain/GossipKeys.js"
+
 /** A remote node's routing information, learned through gossip. */
 export interface ClusterNode {
   readonly id: string
@@ -6,6 +9,8 @@ export interface ClusterNode {
   readonly adminAddr: string
   /** Endpoint id → number of upstreams connected to that node. */
   readonly endpoints: ReadonlyMap<string, number>
+  /** Which of those endpoints are TCP endpoints (the others are HTTP). */
+  readonly tcpEndpoints: ReadonlySet<string>
 }
 
 /** The gossip events the view needs (a subset of Gossip's, so the view can be tested on its own). */
@@ -21,11 +26,11 @@ interface MutableNode {
   proxyAddr: string | undefined
   adminAddr: string | undefined
   readonly endpoints: Map<string, number>
+  readonly tcpEndpoints: Set<string>
 }
 
-const endpointPrefix = "endpoint:"
-
 const none: ReadonlyArray<string> = []
+const noneExcluded: ReadonlySet<string> = new Set()
 
 /**
  * Which remote node holds which endpoint, built from gossip events. A node becomes routable only once both of
@@ -47,21 +52,25 @@ export class ClusterView {
         return none
       case "KeyUpdated": {
         const node = this.nodeFor(event.nodeId)
-        if (event.key === "proxy_addr") node.proxyAddr = event.value
-        else if (event.key === "admin_addr") node.adminAddr = event.value
-        else if (event.key.startsWith(endpointPrefix)) {
-          const endpointId = event.key.slice(endpointPrefix.length)
-          const count = Number(event.value)
-          // A malformed count is ignored rather than routed to: it can only come from a buggy or hostile peer.
-          if (Number.isInteger(count) && count > 0) node.endpoints.set(endpointId, count)
-          else if (node.endpoints.delete(endpointId)) return [endpointId]
+        const endpointId = endpointOfKey(event.key)
+        if (event.key === GossipKeys.proxyAddr) node.proxyAddr = event.value
+        else if (event.key === GossipKeys.adminAddr) node.adminAddr = event.value
+        else if (endpointId !== undefined) {
+          const parsed = parseEndpointValue(event.value)
+          // A malformed value is ignored rather than routed to: it can only come from a buggy or hostile peer.
+          if (parsed !== undefined) {
+            node.endpoints.set(endpointId, parsed.upstreams)
+            if (parsed.kind === "tcp") node.tcpEndpoints.add(endpointId)
+            else node.tcpEndpoints.delete(endpointId)
+          } else if (this.forget(node, endpointId)) return [endpointId]
         }
         return none
       }
       case "KeyDeleted": {
-        if (!event.key.startsWith(endpointPrefix)) return none
-        const endpointId = event.key.slice(endpointPrefix.length)
-        return this.nodes.get(event.nodeId)?.endpoints.delete(endpointId) === true ? [endpointId] : none
+        const endpointId = endpointOfKey(event.key)
+        if (endpointId === undefined) return none
+        const node = this.nodes.get(event.nodeId)
+        return node !== undefined && this.forget(node, endpointId) ? [endpointId] : none
       }
       case "NodeStatusChanged": {
         const node = this.nodeFor(event.nodeId)
@@ -96,6 +105,15 @@ export class ClusterView {
     return undefined
   }
 
+  /** The kind of the endpoint as the active nodes holding it advertise it; undefined when none does. */
+  kindOf(endpointId: string): EndpointKind | undefined {
+    for (const [id, node] of this.nodes) {
+      if (node.endpoints.has(endpointId) && this.routable(id, node, noneExcluded))
+        return node.tcpEndpoints.has(endpointId) ? "tcp" : "http"
+    }
+    return undefined
+  }
+
   /** Every node whose addresses are known (pending nodes are left out). */
   list(): ReadonlyArray<ClusterNode> {
     const out: Array<ClusterNode> = []
@@ -119,10 +137,21 @@ export class ClusterView {
     )
   }
 
+  private forget(node: MutableNode, endpointId: string): boolean {
+    node.tcpEndpoints.delete(endpointId)
+    return node.endpoints.delete(endpointId)
+  }
+
   private nodeFor(id: string): MutableNode {
     let node = this.nodes.get(id)
     if (node === undefined) {
-      node = { status: "active", proxyAddr: undefined, adminAddr: undefined, endpoints: new Map() }
+      node = {
+        status: "active",
+        proxyAddr: undefined,
+        adminAddr: undefined,
+        endpoints: new Map(),
+        tcpEndpoints: new Set(),
+      }
       this.nodes.set(id, node)
     }
     return node
@@ -135,6 +164,7 @@ export class ClusterView {
       proxyAddr: node.proxyAddr as string,
       adminAddr: node.adminAddr as string,
       endpoints: new Map(node.endpoints),
+      tcpEndpoints: new Set(node.tcpEndpoints),
     }
   }
 }

@@ -24,7 +24,8 @@ const readTls = (files: TlsFiles) =>
       key: await readFile(files.keyFile),
       ca: files.clientCaFile === undefined ? undefined : await readFile(files.clientCaFile),
     }),
-    catch: (cause) => new ConfigError({ message: `TLS: ${(cause as Error).message}` }),
+    catch: (cause) =>
+      new ConfigError({ reason: "unusable", message: `TLS: ${(cause as Error).message}`, cause }),
   })
 
 /** A fingerprint of the files' state; a rotation changes it. */

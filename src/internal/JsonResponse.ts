@@ -15,12 +15,19 @@ export const writeJson = (
 }
 
 /**
- * Answers on a raw socket, for upgrade requests refused before any WebSocket handshake: the client sees a normal
- * HTTP response with a JSON body, then the connection closes.
+ * Answers on a raw socket, for upgrade requests refused before any handshake: the client sees a normal HTTP
+ * response with a JSON body, then the connection closes.
  */
-export const writeJsonToSocket = (socket: Duplex, status: number, body: Buffer): void => {
+export const writeJsonToSocket = (
+  socket: Duplex,
+  status: number,
+  body: Buffer,
+  headers: Readonly<Record<string, string>> = {},
+): void => {
+  let extra = ""
+  for (const [name, value] of Object.entries(headers)) extra += `${name}: ${value}\r\n`
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\ncontent-type: application/json\r\n` +
-      `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body.toString()}`,
+      `content-length: ${body.length}\r\n${extra}connection: close\r\n\r\n${body.toString()}`,
   )
 }

@@ -1,4 +1,4 @@
-import type { AddressInfo } from "node:net"
+import type { AddressInfo, Server } from "node:net"
 import { Effect, Schema, type Scope } from "effect"
 import { formatHostPort, type HostPort } from "../Domain/Address.js"
 import type { HttpServer } from "./HttpServer.js"
@@ -9,39 +9,47 @@ import { describeSystemError } from "./SystemError.js"
  * ("proxy", "gossip", ...), whose address is set by `--<listener>.bind-addr`.
  */
 export class ListenError extends Schema.TaggedError<ListenError>()("ListenError", {
+  reason: Schema.Literal("address in use", "not permitted", "address unavailable", "failed"),
   listener: Schema.String,
   address: Schema.String,
   message: Schema.String,
+  cause: Schema.optional(Schema.Defect),
 }) {}
+
+const reasons: Record<string, ListenError["reason"]> = {
+  EADDRINUSE: "address in use",
+  EACCES: "not permitted",
+  EADDRNOTAVAIL: "address unavailable",
+}
+
+/** The ListenError for `listener` failing to bind `address` with the system's `error`. */
+export const listenError = (listener: string, address: HostPort, error: NodeJS.ErrnoException): ListenError =>
+  new ListenError({
+    reason: reasons[error.code ?? ""] ?? "failed",
+    listener,
+    address: formatHostPort(address),
+    message: error.message,
+    cause: error,
+  })
 
 /** "--gossip.bind-addr :8003: address already in use": the flag to change, its value, and why it failed. */
 export const describeListenError = (error: ListenError): string =>
   `--${error.listener}.bind-addr ${error.address}: ${describeSystemError(error.message)}`
 
-/** Stops accepting new connections; those already open carry on. Safe to call more than once. */
-export const stopAccepting = (server: HttpServer): Effect.Effect<void> =>
-  Effect.sync(() => {
-    if (server.listening) server.close()
-    server.closeIdleConnections()
-  })
-
 /**
  * Binds `server` for the lifetime of the scope and returns the bound address (port 0 becomes the real port).
- * On release, every connection still open is cut: the graceful part of shutdown happens before this.
+ * On release, an HTTP server's connections still open are cut: the graceful part of shutdown happens before this
+ * (a plain TCP server's owner cuts its own before).
  */
 export const listen = (
-  server: HttpServer,
+  server: HttpServer | Server,
   address: HostPort,
   listener: string,
 ): Effect.Effect<AddressInfo, ListenError, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.async<AddressInfo, ListenError>((resume) => {
-      const onError = (error: Error) =>
-        resume(
-          Effect.fail(
-            new ListenError({ listener, address: formatHostPort(address), message: error.message }),
-          ),
-        )
+      const onError = (error: NodeJS.ErrnoException) =>
+        resume(Effect.fail(listenError(listener, address, error)))
       server.once("error", onError)
       const onListening = () => {
         server.off("error", onError)
@@ -52,7 +60,7 @@ export const listen = (
     }),
     () =>
       Effect.async<void>((resume) => {
-        server.closeAllConnections()
+        if ("closeAllConnections" in server) server.closeAllConnections()
         if (!server.listening) return resume(Effect.void)
         server.close(() => resume(Effect.void))
       }),

@@ -1,7 +1,7 @@
 import type * as http from "node:http"
 import type { AddressInfo, Socket } from "node:net"
 import type { Duplex } from "node:stream"
-import { Effect, type Scope } from "effect"
+import { Duration, Effect, type Scope } from "effect"
 import type { HostPort } from "../Domain/Address.js"
 import type { ConfigError } from "../PicoConfig/ConfigError.js"
 import type { TlsFiles } from "../PicoConfig/KeyMaterial.js"
@@ -12,18 +12,18 @@ import { formatAddressInfo, type ListenError, listen } from "./Listen.js"
 
 /** How long clients may take and how many may connect: the limits every listener puts on its clients. */
 export interface ClientLimits {
-  /** Milliseconds to receive a complete request head, counted from the connection or the previous request. */
-  readonly readHeaderTimeout: number
-  /** Milliseconds a connection may sit with no request in flight (keep-alive, or silent), and between reads of a body. */
-  readonly idleTimeout: number
+  /** Time to receive a complete request head, counted from the connection or from a later request's first byte. */
+  readonly readHeaderTimeout: Duration.DurationInput
+  /** Time a connection may sit with no request in flight (keep-alive, or silent), and between reads of a body. */
+  readonly idleTimeout: Duration.DurationInput
   /** Open connections at most; past it the oldest idle one is closed to make room, or the newcomer refused. */
   readonly maxConnections: number
 }
 
 /** The documented defaults of --<port>.read-header-timeout, --<port>.idle-timeout and a proxy's connection cap. */
 export const defaultClientLimits: ClientLimits = {
-  readHeaderTimeout: 10_000,
-  idleTimeout: 60_000,
+  readHeaderTimeout: "10 seconds",
+  idleTimeout: "60 seconds",
   maxConnections: 10_000,
 }
 
@@ -88,15 +88,16 @@ export const makeListener = (
 ): Effect.Effect<Listener, ConfigError | ListenError, Scope.Scope> =>
   Effect.gen(function* () {
     const { limits } = options
+    const readHeaderTimeout = Duration.toMillis(limits.readHeaderTimeout)
     const server = yield* makeHttpServer(
       options.tls,
       {
         ...options.server,
         // No total request time: a proxied download may stream for hours. The head and idle gaps are bounded.
         requestTimeout: 0,
-        headersTimeout: limits.readHeaderTimeout,
-        keepAliveTimeout: limits.idleTimeout,
-        connectionsCheckingInterval: checkingInterval(limits.readHeaderTimeout),
+        headersTimeout: readHeaderTimeout,
+        keepAliveTimeout: Duration.toMillis(limits.idleTimeout),
+        connectionsCheckingInterval: checkingInterval(readHeaderTimeout),
       },
       options.name,
     )

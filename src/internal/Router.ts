@@ -26,10 +26,17 @@ export const jsonError = (status: number, message: string): AdminResponse => ({
 
 export const notFound = jsonError(404, "not found")
 
+/**
+ * Marks every admin answer as one: the upstream port's 404 is the same `{"error":"not found"}`, and an agent
+ * pointed at an admin port by mistake tells the two apart by this header to say which port it reached.
+ */
+export const adminHeader = "x-pico-admin"
+
 export const write = (res: http.ServerResponse, response: AdminResponse): void => {
   res.writeHead(response.status, {
     "content-type": response.contentType,
     "content-length": response.body.length,
+    [adminHeader]: "1",
   })
   res.end(response.body)
 }

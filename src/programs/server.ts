@@ -3,14 +3,13 @@ import { Duration, Effect, Layer } from "effect"
 import * as Admin from "../Admin.js"
 import * as Auth from "../Auth.js"
 import * as ClusterKeys from "../ClusterKeys.js"
-import { parseHostPort } from "../Domain/Address.js"
 import { advertiseAddress } from "../Domain/Advertise.js"
+import { GossipKeys } from "../Domain/GossipKeys.js"
 import * as Drain from "../Drain.js"
 import { joinOnStartup } from "../Gossip/Join.js"
 import * as NetTransport from "../Gossip/NetTransport.js"
 import * as Gossip from "../Gossip.js"
 import type { ListenError } from "../internal/Listen.js"
-import type { ClientLimits } from "../internal/Listener.js"
 import * as Metrics from "../Metrics.js"
 import { loadClusterKeys, loadTokenKeys, type TlsFiles, tlsFiles } from "../PicoConfig/KeyMaterial.js"
 import { ConfigError, type ServerConfigShape } from "../PicoConfig.js"
@@ -19,19 +18,6 @@ import * as Registry from "../Registry.js"
 import * as Shutdown from "../Shutdown.js"
 import * as Tunnel from "../Tunnel.js"
 import * as UpstreamListener from "../UpstreamListener.js"
-
-// Bind addresses were validated when the config was loaded.
-const address = (text: string) => parseHostPort(text) as NonNullable<ReturnType<typeof parseHostPort>>
-
-const clientLimits = (port: {
-  readonly readHeaderTimeout: number
-  readonly idleTimeout: number
-  readonly maxConnections: number
-}): ClientLimits => ({
-  readHeaderTimeout: port.readHeaderTimeout,
-  idleTimeout: port.idleTimeout,
-  maxConnections: port.maxConnections,
-})
 
 /**
  * Tells the cluster how to reach this node, then joins it (retrying up to --cluster.join-timeout). With
@@ -45,8 +31,14 @@ const joinCluster = (config: ServerConfigShape) =>
       const registry = yield* Registry.Registry
       const proxyServer = yield* Proxy.ProxyServer
       const adminServer = yield* Admin.AdminServer
-      yield* gossip.setLocal("proxy_addr", advertiseAddress(config.proxy.advertiseAddr, proxyServer.address))
-      yield* gossip.setLocal("admin_addr", advertiseAddress(config.admin.advertiseAddr, adminServer.address))
+      yield* gossip.setLocal(
+        GossipKeys.proxyAddr,
+        advertiseAddress(config.proxy.advertiseAddr, proxyServer.address),
+      )
+      yield* gossip.setLocal(
+        GossipKeys.adminAddr,
+        advertiseAddress(config.admin.advertiseAddr, adminServer.address),
+      )
       const self = (yield* gossip.nodes).find((node) => node.id === gossip.nodeId)?.addr
       yield* Effect.logInfo("gossip listening").pipe(
         Effect.annotateLogs({ "node-id": gossip.nodeId, addr: self ?? "", keys: gossip.keys }),
@@ -58,9 +50,9 @@ const joinCluster = (config: ServerConfigShape) =>
         )
       const outcome = yield* joinOnStartup(gossip.join, {
         entries: config.cluster.join,
-        defaultPort: address(config.gossip.bindAddr).port,
+        defaultPort: config.gossip.bindAddr.port,
         self: new Set(self === undefined ? [] : [self]),
-        timeout: Duration.millis(config.cluster.joinTimeout),
+        timeout: config.cluster.joinTimeout,
       })
       switch (outcome._tag) {
         case "Joined":
@@ -94,7 +86,7 @@ export const gossipLayer = (
   Layer.unwrapEffect(
     Effect.map(ClusterKeys.ClusterKeys, ({ keyring }) =>
       Gossip.layer(
-        NetTransport.make(address(config.gossip.bindAddr), (bound) =>
+        NetTransport.make(config.gossip.bindAddr, (bound) =>
           advertiseAddress(config.gossip.advertiseAddr, bound),
         ),
         {
@@ -102,7 +94,7 @@ export const gossipLayer = (
             config.cluster.nodeId === ""
               ? Gossip.generateNodeId(config.cluster.nodeIdPrefix)
               : config.cluster.nodeId,
-          interval: Duration.millis(config.gossip.interval),
+          interval: config.gossip.interval,
           maxPacketSize: config.gossip.maxPacketSize,
           keyring,
         },
@@ -123,7 +115,12 @@ const loadPeerTls = (config: ServerConfigShape, files: TlsFiles | undefined) =>
           cert: await readFile(files.certFile),
           key: await readFile(files.keyFile),
         }),
-        catch: (cause) => new ConfigError({ message: `--proxy.tls.*: ${(cause as Error).message}` }),
+        catch: (cause) =>
+          new ConfigError({
+            reason: "unreadable",
+            message: `--proxy.tls.*: ${(cause as Error).message}`,
+            cause,
+          }),
       })
 
 /** Key material and TLS files, read and checked before anything listens. */
@@ -167,14 +164,10 @@ export const serverLayer = (
           Auth.layer(auth),
         ).pipe(Layer.provideMerge(gossip), Layer.provideMerge(ClusterKeys.layer(keyring)))
         const listeners = Layer.mergeAll(
-          Proxy.layerServer(address(config.proxy.bindAddr), tls.proxy, clientLimits(config.proxy)),
-          UpstreamListener.layerServer(
-            address(config.upstream.bindAddr),
-            tls.upstream,
-            clientLimits(config.upstream),
-          ),
-          Admin.layerServer(address(config.admin.bindAddr), tls.admin, {
-            limits: clientLimits(config.admin),
+          Proxy.layerServer(config.proxy.bindAddr, tls.proxy, config.proxy),
+          UpstreamListener.layerServer(config.upstream.bindAddr, tls.upstream, config.upstream),
+          Admin.layerServer(config.admin.bindAddr, tls.admin, {
+            limits: config.admin,
             forwardTimeout: config.admin.forwardTimeout,
           }),
         ).pipe(
@@ -188,7 +181,7 @@ export const serverLayer = (
         )
         return Drain.layer({
           gracePeriod: config.server.gracefulShutdownTimeout,
-          propagation: 4 * config.gossip.interval,
+          propagation: Duration.times(config.gossip.interval, 4),
         }).pipe(
           Layer.provideMerge(joinCluster(config)),
           Layer.provideMerge(listeners),

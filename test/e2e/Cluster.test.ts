@@ -1,41 +1,12 @@
 import { afterEach, describe, expect, it } from "vitest"
 import { request, startHttpServer, waitFor } from "../support/http.js"
-import { listeningPort, type PicoProcess, picoPerTest } from "../support/process.js"
+import { picoPerTest } from "../support/process.js"
+import { type ServerProcess, startServerProcess } from "../support/serverProcess.js"
 
 const { pico, cleanups } = picoPerTest(afterEach)
 
-interface ServerProcess {
-  readonly process: PicoProcess
-  readonly nodeId: string
-  readonly gossipAddr: string
-  readonly proxyPort: number
-  readonly upstreamPort: number
-}
-
 /** A real `pico server` on loopback ephemeral ports, gossiping fast, joining `join`. */
-const startServer = async (join: ReadonlyArray<string>): Promise<ServerProcess> => {
-  const server = pico([
-    "server",
-    ...["--proxy.bind-addr", "127.0.0.1:0", "--upstream.bind-addr", "127.0.0.1:0"],
-    ...[
-      "--admin.bind-addr",
-      "127.0.0.1:0",
-      "--gossip.bind-addr",
-      "127.0.0.1:0",
-      "--gossip.interval",
-      "100ms",
-    ],
-    ...join.flatMap((address) => ["--cluster.join", address]),
-  ])
-  const gossip = await server.waitForLog("gossip listening")
-  return {
-    process: server,
-    nodeId: String(gossip["node-id"]),
-    gossipAddr: String(gossip.addr),
-    proxyPort: await listeningPort(server, "proxy"),
-    upstreamPort: await listeningPort(server, "upstream"),
-  }
-}
+const startServer = (join: ReadonlyArray<string>) => startServerProcess(pico, join)
 
 const startAgent = (upstreamPort: number, servicePort: number) =>
   pico([

@@ -124,7 +124,7 @@ describe("mistakes on the command line", () => {
       ["status", "cluster", "nods"],
       'pico status cluster: unknown command "nods" (did you mean nodes?); commands: nodes, node',
     ],
-    [["bogus"], 'pico: unknown command "bogus"; commands: server, agent, status, dev'],
+    [["bogus"], 'pico: unknown command "bogus"; commands: server, agent, forward, status, dev'],
     [
       ["status", "cluster", "nodes", "--output", "xml"],
       'invalid config: --output: invalid value "xml": expected one of yaml, json',
@@ -155,6 +155,15 @@ describe("mistakes on the command line", () => {
     [["server", "--proxy.bind-addr"], "pico server: --proxy.bind-addr needs a value"],
     [["status", "cluster", "node"], "pico status cluster node: missing <node-id>"],
     [["status", "cluster", "nodes", "extra"], 'pico status cluster nodes: unexpected argument "extra"'],
+    [["forward", "tcp"], "invalid config: --endpoint: required, e.g. --endpoint db"],
+    [
+      ["forward", "tcp", "--endpoint", "db", "--local.bind-addr", "15432"],
+      'invalid config: --local.bind-addr: invalid value "15432": expected an address such as ":8000" or "127.0.0.1:8000"',
+    ],
+    [
+      ["forward", "tcp", "--endpoint", "no spaces"],
+      'invalid config: --endpoint: invalid value "no spaces": endpoint id must be 1-128 characters of A-Z a-z 0-9 . _ ~ -',
+    ],
   ]
   for (const [args, message] of cases) {
     it(`pico ${args.join(" ")}`, async () => {

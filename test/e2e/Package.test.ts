@@ -7,6 +7,7 @@ import { promisify } from "node:util"
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest"
 import { request, waitFor } from "../support/http.js"
 import { listeningPort, picoPerTest } from "../support/process.js"
+import { startTcpService } from "../support/tcp.js"
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL("../../", import.meta.url))
@@ -33,7 +34,7 @@ const installArgs = (tarball: string) => {
 // The local npm cache serves the dependencies when it has them; the registry only what it lacks.
 const npmFlags = ["--prefer-offline", "--no-audit", "--no-fund"]
 
-const { node } = picoPerTest(afterEach)
+const { node, cleanups } = picoPerTest(afterEach)
 let work: string
 let app: string
 let tarball: string
@@ -72,8 +73,34 @@ describe(`the ${packageJson.name} package, installed from its tarball into an em
     expect(refused).toContain("ERESOLVE")
   })
 
+  it("runs docs/library.md's examples that swap one layer of each program, as written", async () => {
+    for (const name of ["cluster-in-memory.mjs", "agent-in-memory.mjs", "status-canned.mjs"])
+      writeFileSync(join(app, name), examples.get(name) as string)
+    const outputs = await Promise.all(
+      ["cluster-in-memory.mjs", "agent-in-memory.mjs", "status-canned.mjs"].map(async (name) => {
+        const example = node(name, [], { cwd: app })
+        expect(await example.exited, `${name}: ${example.text()}`).toBe(0)
+        return example.text()
+      }),
+    )
+    expect(outputs[0]).toBe("answered through node 1 for /hello\n")
+    expect(outputs[1]).toBe("the agent connected to ws://localhost:8001/pico/v1/listener/app\n")
+    expect(outputs[2]).toBe(
+      "nodes:\n- id: pico-1-abcdefg\n  status: active\n  proxy_addr: 10.0.0.1:8000\n  admin_addr: 10.0.0.1:8002\n" +
+        "  endpoints: 1\n  upstreams: 2\n",
+    )
+  })
+
   it("runs docs/library.md's examples as written: a node from a YAML file, an embedded agent, custom auth", async () => {
-    expect([...examples.keys()]).toEqual(["embed.mjs", "own-auth.mjs", "server.mjs"])
+    expect([...examples.keys()]).toEqual([
+      "embed.mjs",
+      "tcp-client.mjs",
+      "own-auth.mjs",
+      "server.mjs",
+      "cluster-in-memory.mjs",
+      "agent-in-memory.mjs",
+      "status-canned.mjs",
+    ])
     for (const [name, code] of examples) writeFileSync(join(app, name), code)
 
     // server.mjs reads the YAML file pico server --config.path would.
@@ -102,6 +129,21 @@ describe(`the ${packageJson.name} package, installed from its tarball into an em
     ])
     expect(await status.exited).toBe(0)
     expect(status.text()).toContain("my-service:")
+
+    // tcp-client.mjs reads a TCP endpoint that an agent (the installed pico) serves from a local service.
+    const clock = await startTcpService((socket) => socket.end("it is time"))
+    cleanups.push(clock.close)
+    const clockAgent = node(installedPico(), [
+      ...["agent", "--endpoints", `clock/tcp://127.0.0.1:${clock.port}`],
+      ...["--server.url", `http://127.0.0.1:${upstreamPort}`],
+    ])
+    await clockAgent.waitForLog("connected")
+    const client = node("tcp-client.mjs", [], {
+      cwd: app,
+      env: { PICO_PROXY_URL: `http://127.0.0.1:${proxyPort}` },
+    })
+    expect(await client.exited, client.text()).toBe(0)
+    expect(client.text()).toBe("it is time\n")
 
     const ownAuth = node("own-auth.mjs", [], { cwd: app })
     let ownUpstream = 0

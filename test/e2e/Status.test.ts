@@ -7,6 +7,7 @@ import YAML from "yaml"
 import { closedPort, request, startHttpServer, waitFor } from "../support/http.js"
 import { startAgent, startNode, type TestNode } from "../support/node.js"
 import { runPico } from "../support/process.js"
+import { connectTcp, startEchoService, startTcpAgent } from "../support/tcp.js"
 import { hmacSecret, hmacToken } from "../support/tokens.js"
 
 const cleanups: Array<() => Promise<void>> = []
@@ -68,6 +69,38 @@ describe("pico status", () => {
       stderr: "",
     })
     expect((await status(second, "proxy", "endpoints")).stdout).toBe("endpoints: {}\n")
+  })
+
+  it("proxy endpoints: a node with TCP endpoints adds their open connections and bytes each way", async () => {
+    const node = await startNode()
+    cleanups.push(node.close)
+    const echo = await startEchoService()
+    cleanups.push(echo.close)
+    const agent = startTcpAgent(node.upstreamUrl, { db: echo.port })
+    cleanups.push(agent.stop)
+    await waitFor("db registered", async () => (await node.upstreamCount("db")) === 1)
+    const connection = await connectTcp(node.proxyUrl, "db")
+    cleanups.push(async () => void connection.destroy())
+    const echoed = new Promise((resolve) => connection.once("data", resolve))
+    connection.write("hello")
+    await echoed
+    const upstream = JSON.parse((await request(`${node.adminUrl}/status/proxy/endpoints`)).body).db[0]
+    expect(await status(node, "proxy", "endpoints")).toEqual({
+      code: 0,
+      stdout: [
+        "endpoints:",
+        "  db:",
+        `  - ${upstream}`,
+        "tcp_endpoints:",
+        "  db:",
+        "    connections: 1",
+        "    connections_total: 1",
+        "    bytes_from_clients: 5",
+        "    bytes_to_clients: 5",
+        "",
+      ].join("\n"),
+      stderr: "",
+    })
   })
 
   it("cluster node <id>: one node with its endpoint map; local is the node asked", async () => {

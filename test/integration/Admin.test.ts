@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { request, startHttpServer, waitFor } from "../support/http.js"
+import { rawExchange, request, startHttpServer, waitFor } from "../support/http.js"
 import { startAgent, startNode, type TestAgent, type TestNode } from "../support/node.js"
 import { hmacSecret, hmacToken, newClusterKey } from "../support/tokens.js"
 
@@ -115,6 +115,26 @@ describe("status routes", () => {
     })
     const post = await request(`${a.adminUrl}/status/cluster/nodes`, { method: "POST" })
     expect(post.status).toBe(404)
+  })
+
+  it("mark every answer as the admin port's, and answer a WebSocket upgrade at once, as a request", async () => {
+    const [a] = nodes
+    expect((await request(`${a.adminUrl}/health`)).headers["x-pico-admin"]).toBe("1")
+    expect((await request(`${a.adminUrl}/status/nothing`)).headers["x-pico-admin"]).toBe("1")
+    // An agent pointed here by mistake: the upgrade gets the router's 404, and the connection closes after it.
+    const answer = await rawExchange(
+      a.adminPort,
+      "GET /pico/v1/listener/e HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    expect(answer).toMatch(/^HTTP\/1\.1 404 Not Found\r\n/)
+    expect(answer).toMatch(/\r\nx-pico-admin: 1\r\n/)
+    expect(answer).toMatch(/\r\n\r\n\{"error":"not found"\}$/)
+    const health = await rawExchange(
+      a.adminPort,
+      "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    expect(health).toMatch(/^HTTP\/1\.1 200 OK\r\n/)
   })
 })
 

@@ -140,6 +140,7 @@ describe("draining a node", () => {
     const load = steadyLoad(() => proxyBalancer.port, 4)
     for (let index = 0; index < nodes.length; index++) {
       const leaving = nodes[index] as TestNode
+      const sentBefore = load.sent()
       await leaving.close()
       const others = nodes.filter((node) => node !== leaving)
       const replacement = await start(others)
@@ -150,10 +151,11 @@ describe("draining a node", () => {
         return true
       })
       await waitFor("every node routes the endpoint", everyNodeRoutes)
+      // However slow the machine, each restart is crossed by traffic.
+      await waitFor("requests flowed across the restart", async () => load.sent() >= sentBefore + 30)
     }
     await load.stop()
     expect(load.lost).toEqual([])
-    expect(load.sent()).toBeGreaterThan(100)
   }, 120_000)
 
   it("keeps pass-through WebSockets open through the grace period, then closes them with 1001", async () => {

@@ -1,6 +1,7 @@
 import { X509Certificate } from "node:crypto"
 import { readFileSync, writeFileSync } from "node:fs"
 import * as tls from "node:tls"
+import * as jose from "jose"
 import { afterEach, describe, expect, it } from "vitest"
 import WebSocket from "ws"
 import { request, startHttpServer, waitFor } from "../support/http.js"
@@ -77,7 +78,7 @@ describe("upstream authentication", () => {
     cleanups.push(node.close)
     // Already past exp, still within the leeway: accepted, and held until exp + 3 s, not cut at once.
     const token = await hmacToken({}, -1)
-    const connected = Date.now()
+    const { exp = 0 } = jose.decodeJwt(token)
     const agent = startAgent(
       node.upstreamUrl,
       { e: service.port },
@@ -87,8 +88,8 @@ describe("upstream authentication", () => {
     await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
     expect((await request(`${node.proxyUrl}/`, { headers: { "x-pico-endpoint": "e" } })).status).toBe(200)
     expect((await agent.failure).message).toBe("server refused the connection: expired token")
-    // One session, ended at exp + leeway (about 2 s after connecting), then refused at the handshake.
-    expect(Date.now() - connected).toBeGreaterThanOrEqual(1500)
+    // One session, ended at exp + leeway (1 to 2 s after connecting), then refused at the handshake.
+    expect(Date.now()).toBeGreaterThanOrEqual((exp + 3) * 1000 - 10) // timers may round a millisecond early
     const metrics = (await request(`${node.adminUrl}/metrics`)).body
     expect(metrics).toMatch(/^pico_upstream_connections_total 1$/m)
   })

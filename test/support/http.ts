@@ -86,6 +86,17 @@ export const waitFor = async (
   }
 }
 
+/** Whether something accepts TCP connections on the port (the connection is closed at once). */
+export const accepts = (port: number, host = "127.0.0.1"): Promise<boolean> =>
+  new Promise((resolve) => {
+    const socket = net.connect(port, host)
+    socket.once("connect", () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once("error", () => resolve(false))
+  })
+
 /** A port nothing listens on: bound, then released. */
 export const closedPort = async (): Promise<number> => {
   const { port, close } = await startHttpServer(() => {})

@@ -1,8 +1,7 @@
 import { existsSync, readFileSync } from "node:fs"
 import { mkdir, writeFile } from "node:fs/promises"
-import { connect } from "node:net"
 import { join } from "node:path"
-import { waitFor } from "./http.js"
+import { accepts, waitFor } from "./http.js"
 import type { Host } from "./netns.js"
 import { type PicoProcess, spawnProcess } from "./process.js"
 
@@ -33,16 +32,6 @@ const nginxBinary = (): string =>
     existsSync(path),
   ) ??
   "nginx"
-
-const accepts = (host: string, port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const socket = connect(port, host)
-    socket.once("connect", () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once("error", () => resolve(false))
-  })
 
 /**
  * Runs the demo's balancer on `host` in front of `nodes`, with its error log and temp files in `dir`, and waits until
@@ -81,7 +70,7 @@ export const startDemoBalancer = async (
     "the load balancer to accept connections",
     async () => {
       if (nginx.child.exitCode !== null) throw new Error(`nginx exited: ${nginx.text()}`)
-      return accepts(host.ip, 8000)
+      return accepts(8000, host.ip)
     },
     15_000,
   )

@@ -1,6 +1,7 @@
 import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { AdminServer } from "../../src/Admin.js"
 import * as Agent from "../../src/Agent.js"
+import { EndpointId } from "../../src/Domain/EndpointId.js"
 import * as Gossip from "../../src/Gossip.js"
 import { load, serverSettings } from "../../src/PicoConfig.js"
 import * as PicoLogger from "../../src/PicoLogger.js"
@@ -72,13 +73,13 @@ export const startNode = async (flags: Record<string, unknown> = {}): Promise<Te
     adminUrl: `http://127.0.0.1:${adminPort}`,
     gossipAddr: self?.addr ?? "",
     nodeId: gossip.nodeId,
-    routesRemotely: (endpointId) => registry.pickRemote(endpointId, new Set()) !== undefined,
+    routesRemotely: (endpointId) => registry.pickRemote(EndpointId(endpointId), new Set()) !== undefined,
     knows: async (nodeId) =>
       (await Effect.runPromise(registry.clusterNodes)).some(
         (node) => node.id === nodeId && node.status === "active",
       ),
     upstreamCount: async (endpointId) =>
-      (await Effect.runPromise(registry.localEndpoints)).get(endpointId)?.length ?? 0,
+      (await Effect.runPromise(registry.localEndpoints)).get(EndpointId(endpointId))?.length ?? 0,
     close: () => {
       closed ??= Effect.runPromise(Scope.close(scope, Exit.void))
       return closed
@@ -106,7 +107,11 @@ export const startAgent = (
   const fiber = Effect.runFork(
     Agent.run({
       serverUrl,
-      endpoints: Object.entries(endpoints).map(([id, port]) => ({ id, host: "127.0.0.1", port })),
+      endpoints: Object.entries(endpoints).map(([id, port]) => ({
+        id: EndpointId(id),
+        host: "127.0.0.1",
+        port,
+      })),
       forwardTimeout: 10_000,
       healthyAfter: 1000,
       ...options,

@@ -118,7 +118,7 @@ export const runPico = (args: ReadonlyArray<string>): Promise<PicoRun> =>
   })
 
 /**
- * Processes and cleanups that end with each test: `pico(args)` spawns the CLI and `node(script, args)` any script,
+ * Processes and cleanups that end with each test: `pico(args, options)` spawns the CLI and `node(script, args)` any script,
  * both stopped after the test; `cleanups` take anything else to undo.
  */
 export const picoPerTest = (afterEach: (fn: () => Promise<void>) => void) => {
@@ -133,6 +133,7 @@ export const picoPerTest = (afterEach: (fn: () => Promise<void>) => void) => {
     processes.push(started)
     return started
   }
-  const pico = (args: ReadonlyArray<string>): PicoProcess => node(picoBin, args)
+  const pico = (args: ReadonlyArray<string>, options?: SpawnOptions): PicoProcess =>
+    node(picoBin, args, options)
   return { pico, node, cleanups }
 }

@@ -2,10 +2,10 @@ import { once } from "node:events"
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import WebSocket from "ws"
-import { serveWebSocket } from "../../src/Tunnel/ServerWebSocket.js"
-import type { Session } from "../../src/Tunnel/Session.js"
-import { acceptWebSocket } from "../../src/Tunnel/WebSocketHandshake.js"
-import { attachWebSocket } from "../../src/Tunnel/WebSocketTransport.js"
+import { attachWebSocket } from "../../src/Tunnel/internal/ClientWebSocket.js"
+import { serveWebSocket } from "../../src/Tunnel/internal/ServerWebSocket.js"
+import type { Session } from "../../src/Tunnel/internal/Session.js"
+import { acceptWebSocket } from "../../src/Tunnel/internal/WebSocketHandshake.js"
 
 export interface Accepted {
   readonly session: Session

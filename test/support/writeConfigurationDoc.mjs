@@ -1,13 +1,14 @@
 // `npm run docs:config`: rewrites the option tables of docs/configuration.md from the settings table (built dist).
 import { readFileSync, writeFileSync } from "node:fs"
 import { referenceRows } from "../../dist/PicoConfig/Reference.js"
-import { agentSettings, serverSettings } from "../../dist/PicoConfig.js"
+import { agentSettings, forwardTcpSettings, serverSettings } from "../../dist/PicoConfig.js"
 
 const path = new URL("../../docs/configuration.md", import.meta.url)
 let doc = readFileSync(path, "utf8")
 for (const [heading, tree] of [
   ["### `pico server`", serverSettings],
   ["### `pico agent`", agentSettings],
+  ["### `pico forward tcp`", forwardTcpSettings],
 ]) {
   const [before, after] = doc.split(`${heading}\n`)
   const lines = after.split("\n")

@@ -1,6 +1,6 @@
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
-import type { TunnelSession } from "../Tunnel.js"
+import type { Session } from "./Session.js"
 
 /**
  * An HTTP agent whose connections are streams of one tunnel session. With keep-alive, a stream that finished a
@@ -9,9 +9,9 @@ import type { TunnelSession } from "../Tunnel.js"
  * When the service closes its side, the stream ends and Node's agent drops it from the pool.
  */
 export class TunnelAgent extends http.Agent {
-  private readonly session: TunnelSession
+  private readonly session: Session
 
-  constructor(session: TunnelSession) {
+  constructor(session: Session) {
     super({ keepAlive: true, scheduling: "lifo", maxFreeSockets: 64 })
     this.session = session
   }
@@ -25,7 +25,11 @@ export class TunnelAgent extends http.Agent {
       const stream = this.session.openStream()
       // HTTP wants TCP's default: once the far side is done (the service closed its connection), close ours
       // too, so a pooled stream the service gave up on leaves the pool instead of swallowing the next request.
-      stream.once("end", () => stream.end())
+      const endWithPeer = () => stream.end()
+      stream.once("end", endWithPeer)
+      // Node's client takes a stream out of the pool when it switches protocols: from then on it is a byte pipe
+      // (a TCP connection) whose half-close must pass through.
+      stream.once("agentRemove", () => stream.off("end", endWithPeer))
       return stream
     } catch (error) {
       callback?.(error as Error, undefined as unknown as Duplex)

@@ -1,7 +1,7 @@
 import { isUtf8 } from "node:buffer"
 import { Socket } from "node:net"
 import type { Duplex } from "node:stream"
-import { Session, type SessionOptions, type Transport } from "./Session.js"
+import { type ByteChannel, Session, type SessionOptions } from "./Session.js"
 import { Opcode, WebSocketReader } from "./WebSocketReader.js"
 
 /** How long a closing connection may take to finish the close handshake before it is cut. */
@@ -51,7 +51,7 @@ const closeFrame = (code: number): Buffer => {
 }
 
 /** The sending half: each transport write becomes one binary frame on the socket. */
-class ServerWebSocketTransport implements Transport {
+class ServerWebSocketTransport implements ByteChannel {
   private readonly socket: Duplex
   /** Set once our close frame (or FIN) is on its way: nothing may be written after it. */
   private closing = false

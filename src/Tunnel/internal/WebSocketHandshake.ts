@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto"
 import type { IncomingMessage } from "node:http"
 import type { Duplex } from "node:stream"
-import { errorBody, writeJsonToSocket } from "../internal/JsonResponse.js"
+import { errorBody, writeJsonToSocket } from "../../internal/JsonResponse.js"
 
 /** RFC 6455 §1.3: appended to the client's key before hashing. */
 const ACCEPT_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

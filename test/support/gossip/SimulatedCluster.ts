@@ -3,8 +3,8 @@
  * and measure how fast a key spreads. Meant to run inside `Simulation.run`.
  */
 import { Context, Effect, Layer, Random, type Scope } from "effect"
-import { Gossip, type GossipOptions, layerMemory } from "../Gossip.js"
-import * as MemoryNetwork from "./MemoryNetwork.js"
+import * as MemoryNetwork from "../../../src/Gossip/MemoryNetwork.js"
+import { Gossip, type GossipOptions, layerMemory } from "../../../src/Gossip.js"
 import * as Simulation from "./Simulation.js"
 
 export type Node = Gossip["Type"]

@@ -1,6 +1,6 @@
 import type { Socket } from "node:net"
 import WebSocket from "ws"
-import { Session, type SessionOptions, type Transport } from "./Session.js"
+import { type ByteChannel, Session, type SessionOptions } from "./Session.js"
 
 /** Above this many queued bytes the session stops framing data until the socket catches up. */
 const HIGH_WATER = 1024 * 1024
@@ -11,7 +11,7 @@ const CLOSE_GRACE_MS = 2_000
 
 const SEND_OPTIONS = { binary: true } as const
 
-class WebSocketTransport implements Transport {
+class WebSocketTransport implements ByteChannel {
   private readonly ws: WebSocket
   private readonly drainListeners: Array<() => void> = []
   private waitingForDrain = false

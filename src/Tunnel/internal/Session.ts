@@ -13,8 +13,8 @@ import {
   MAX_STREAM_ID,
 } from "./Frame.js"
 
-/** The byte pipe a session runs over (a WebSocket in Pico). */
-export interface Transport {
+/** The byte pipe a session runs over (a WebSocket in Pico, a pair of buffers in memory). */
+export interface ByteChannel {
   /**
    * Queue bytes for the peer. Returns false when the peer is slow (caller should wait for onDrain). `onWritten`,
    * if the transport supports it, is called once it no longer needs `chunk`, so the buffer can be reused.
@@ -34,6 +34,12 @@ export interface SessionOptions {
   readonly maxFramePayload?: number
   /** Streams the peer may have open at once; SYNs beyond it are answered with RST. Default 4096. */
   readonly acceptBacklog?: number
+  /**
+   * Streams the peer opens before `onStream` has a handler wait for one (within acceptBacklog) instead of being
+   * refused with RST. The agent's side holds them: its node may open a stream the moment the handshake is done.
+   * The node's side does not, so an agent cannot park streams (and their buffers) on it.
+   */
+  readonly holdUnserved?: boolean
 }
 
 export type CloseReason =
@@ -330,6 +336,8 @@ export class TunnelStream extends Duplex {
   }
 }
 
+const ignoreUnservedError = (): void => {}
+
 interface PendingPing {
   readonly start: number
   readonly resolve: (rttMs: number) => void
@@ -337,11 +345,11 @@ interface PendingPing {
 }
 
 /**
- * A yamux session over a Transport. The owner feeds received bytes to `receive` and reports the
+ * A yamux session over a ByteChannel. The owner feeds received bytes to `receive` and reports the
  * end of the transport with `transportClosed`; everything else is driven from here.
  */
 export class Session {
-  private readonly transport: Transport
+  private readonly transport: ByteChannel
   private readonly initialWindow: number
   private readonly acceptBacklog: number
   /** Stream id parity we open (1 = odd); the peer must open the other one. */
@@ -352,9 +360,12 @@ export class Session {
   private readonly streams = new Map<number, TunnelStream>()
   private readonly drainWaiters = new Set<TunnelStream>()
   private readonly pings = new Map<number, PendingPing>()
-  private readonly goAwayHandlers: Array<(code: number) => void> = []
-  private readonly closeHandlers: Array<(reason: CloseReason) => void> = []
+  private readonly goAwayHandlers = new Set<(code: number) => void>()
+  private readonly closeHandlers = new Set<(reason: CloseReason) => void>()
   private streamHandler: ((stream: TunnelStream) => void) | undefined
+  private readonly holdUnserved: boolean
+  /** Streams accepted while no handler was set (holdUnserved), in arrival order. */
+  private readonly unserved: Array<TunnelStream> = []
   /** Where the pieces of the Data frame being decoded go (undefined: dropped). */
   private dataStream: TunnelStream | undefined
   private nextStreamId: number
@@ -368,7 +379,7 @@ export class Session {
   private peerGoAway: number | undefined
   private reason: CloseReason | undefined
 
-  constructor(transport: Transport, options: SessionOptions) {
+  constructor(transport: ByteChannel, options: SessionOptions) {
     const initialWindow = options.initialWindow ?? DEFAULT_WINDOW
     const maxFramePayload = options.maxFramePayload ?? 64 * 1024
     const acceptBacklog = options.acceptBacklog ?? 4096
@@ -386,6 +397,7 @@ export class Session {
     this.transport = transport
     this.initialWindow = initialWindow
     this.acceptBacklog = acceptBacklog
+    this.holdUnserved = options.holdUnserved ?? false
     this.localParity = options.role === "client" ? 1 : 0
     this.nextStreamId = options.role === "client" ? 1 : 2
     this.decoder = new FrameDecoder({
@@ -463,19 +475,34 @@ export class Session {
     return stream
   }
 
-  /** Handle streams the peer opens; without a handler they are refused with RST. */
-  onStream(handler: (stream: TunnelStream) => void): void {
+  /**
+   * Handle streams the peer opens, starting with any held for a handler (holdUnserved); without a handler
+   * (undefined) new ones are refused with RST, or held.
+   */
+  onStream(handler: ((stream: TunnelStream) => void) | undefined): void {
     this.streamHandler = handler
+    if (handler === undefined) return
+    for (let stream = this.unserved.shift(); stream !== undefined; stream = this.unserved.shift()) {
+      stream.off("error", ignoreUnservedError)
+      // Reset by the peer, or the session closed, while it waited.
+      if (!stream.destroyed) handler(stream)
+    }
   }
 
-  onGoAway(handler: (code: number) => void): void {
-    this.goAwayHandlers.push(handler)
+  /** Calls `handler` when the peer sends GoAway; the returned function unregisters it. */
+  onGoAway(handler: (code: number) => void): () => void {
+    this.goAwayHandlers.add(handler)
+    return () => void this.goAwayHandlers.delete(handler)
   }
 
-  /** Called once when the session closes (at once if it already has). */
-  onClose(handler: (reason: CloseReason) => void): void {
-    if (this.reason !== undefined) handler(this.reason)
-    else this.closeHandlers.push(handler)
+  /** Called once when the session closes (at once if it already has); the returned function unregisters it. */
+  onClose(handler: (reason: CloseReason) => void): () => void {
+    if (this.reason !== undefined) {
+      handler(this.reason)
+      return () => {}
+    }
+    this.closeHandlers.add(handler)
+    return () => void this.closeHandlers.delete(handler)
   }
 
   /** Round-trip time in milliseconds; rejects with SessionClosedError if the session closes first. */
@@ -516,13 +543,15 @@ export class Session {
     const error = new SessionClosedError(`session closed: ${describeCloseReason(reason)}`)
     const streams = [...this.streams.values()]
     this.streams.clear()
+    this.unserved.length = 0
     this.remoteOpen = 0
     this.drainWaiters.clear()
     for (const stream of streams) stream.abort(error)
     for (const ping of this.pings.values()) ping.reject(error)
     this.pings.clear()
-    for (const handler of this.closeHandlers) handler(reason)
-    this.closeHandlers.length = 0
+    const handlers = [...this.closeHandlers]
+    this.closeHandlers.clear()
+    for (const handler of handlers) handler(reason)
   }
 
   private send(
@@ -648,7 +677,7 @@ export class Session {
 
   private accept(id: number): TunnelStream | undefined {
     const handler = this.streamHandler
-    if (handler === undefined || this.remoteOpen >= this.acceptBacklog) {
+    if ((handler === undefined && !this.holdUnserved) || this.remoteOpen >= this.acceptBacklog) {
       this.send(FrameType.WindowUpdate, Flag.RST, id, 0)
       return undefined
     }
@@ -656,6 +685,12 @@ export class Session {
     this.streams.set(id, stream)
     this.remoteOpen++
     this.send(FrameType.WindowUpdate, Flag.ACK, id, this.initialWindow - DEFAULT_WINDOW)
+    if (handler === undefined) {
+      // Until a handler takes it, nobody else would hear a reset or the session closing.
+      stream.on("error", ignoreUnservedError)
+      this.unserved.push(stream)
+      return stream
+    }
     handler(stream)
     return stream.isReleased ? undefined : stream
   }

@@ -1,0 +1,97 @@
+import type { ClientRequestArgs } from "node:http"
+import * as net from "node:net"
+import type { Duplex } from "node:stream"
+import * as tls from "node:tls"
+
+/** The proxy's answer head is a status line and a few headers; anything longer is not a proxy talking. */
+const MAX_ANSWER_HEAD = 16 * 1024
+
+/** Where a CONNECT goes: `host:port`, with an IPv6 literal in brackets. */
+const authority = (host: string, port: number | string): string =>
+  `${net.isIPv6(host) ? `[${host}]` : host}:${port}`
+
+/** The proxy as logs may show it: its address, never the credentials in its URL. */
+export const describeProxy = (proxy: URL): string => `${proxy.protocol}//${proxy.host}`
+
+const connectRequest = (target: string, proxy: URL): string => {
+  const credentials =
+    proxy.username === "" && proxy.password === ""
+      ? ""
+      : `Proxy-Authorization: Basic ${Buffer.from(
+          `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`,
+        ).toString("base64")}\r\n`
+  return `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${credentials}\r\n`
+}
+
+type Oncreate = (error: Error | null, socket: Duplex) => void
+
+/**
+ * A `createConnection` for http.request (and so for ws) that reaches the target through an http:// forward
+ * proxy: it asks the proxy to CONNECT to the target, then hands over the tunnel, wrapped in TLS for a secure
+ * target so that TLS runs end to end between us and the target (the proxy only relays the bytes it cannot read).
+ */
+export const connectThroughProxy =
+  (proxy: URL, secure: boolean, timeoutMs: number): NonNullable<ClientRequestArgs["createConnection"]> =>
+  (options, oncreate: Oncreate) => {
+    const host = options.host ?? "localhost"
+    const port = options.port ?? (secure ? 443 : 80)
+    const target = authority(host, port)
+    const socket = net.connect(
+      Number(proxy.port === "" ? 80 : proxy.port),
+      proxy.hostname.replace(/^\[|\]$/g, ""),
+    )
+    let head = Buffer.alloc(0)
+    let settled = false
+
+    const fail = (reason: string) => {
+      if (settled) return
+      settled = true
+      socket.destroy()
+      oncreate(new Error(`proxy ${describeProxy(proxy)}: ${reason}`), socket)
+    }
+    const tunnelled = (rest: Buffer) => {
+      settled = true
+      socket.setTimeout(0)
+      socket.off("readable", onReadable)
+      socket.off("error", onError)
+      socket.off("end", onEnd)
+      socket.off("timeout", onTimeout)
+      // Bytes the target sent right behind the proxy's answer belong to whoever reads the tunnel next.
+      if (rest.length > 0) socket.unshift(rest)
+      if (!secure) return oncreate(null, socket)
+      // The request's options carry the TLS ones too (ca, cert, key, servername), as in a direct connection.
+      const tlsOptions = options as tls.ConnectionOptions
+      const servername = tlsOptions.servername ?? (net.isIP(host) === 0 ? host : "")
+      oncreate(null, tls.connect({ ...tlsOptions, path: undefined, socket, servername }))
+    }
+    // "readable" rather than "data": once this listener is gone the socket is no longer flowing, so nothing the
+    // target sends is lost before the HTTP client (or TLS) starts reading.
+    const onReadable = () => {
+      for (let chunk: Buffer | null = socket.read(); chunk !== null; chunk = socket.read()) {
+        head = Buffer.concat([head, chunk])
+      }
+      const end = head.indexOf("\r\n\r\n")
+      if (end < 0) {
+        if (head.length > MAX_ANSWER_HEAD) fail("not an HTTP answer to CONNECT")
+        return
+      }
+      const statusLine = head.subarray(0, head.indexOf("\r\n")).toString("latin1")
+      const status = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1]
+      if (status === undefined) return fail("not an HTTP answer to CONNECT")
+      if (!status.startsWith("2")) {
+        return fail(`refused CONNECT ${target}: ${statusLine.slice(statusLine.indexOf(" ") + 1)}`)
+      }
+      tunnelled(head.subarray(end + 4))
+    }
+    const onError = (error: Error) => fail(error.message)
+    const onEnd = () => fail(`closed the connection before answering CONNECT ${target}`)
+    const onTimeout = () => fail(`no answer to CONNECT ${target} within ${timeoutMs}ms`)
+
+    socket.setTimeout(timeoutMs)
+    socket.on("readable", onReadable)
+    socket.on("error", onError)
+    socket.on("end", onEnd)
+    socket.on("timeout", onTimeout)
+    socket.once("connect", () => socket.write(connectRequest(target, proxy)))
+    return undefined
+  }

@@ -1,0 +1,98 @@
+import * as net from "node:net"
+import type { Duplex } from "node:stream"
+import { afterEach, describe, expect, it } from "vitest"
+import { connectThroughProxy } from "../src/Tunnel/internal/ForwardProxy.js"
+import { closedPort } from "./support/http.js"
+
+const servers: Array<net.Server> = []
+afterEach(() => {
+  for (const server of servers.splice(0)) server.close()
+})
+
+/**
+ * A scripted proxy on 127.0.0.1: `answer` gets each connection once its CONNECT request head has arrived, and
+ * the head itself, to reply however the test wants.
+ */
+const scriptedProxy = async (answer: (socket: net.Socket, head: string) => void): Promise<number> => {
+  const server = net.createServer((socket) => {
+    let head = ""
+    socket.on("error", () => {})
+    socket.on("data", function onData(chunk: Buffer) {
+      head += chunk.toString("latin1")
+      if (!head.includes("\r\n\r\n")) return
+      socket.off("data", onData)
+      answer(socket, head)
+    })
+  })
+  servers.push(server)
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  return (server.address() as net.AddressInfo).port
+}
+
+/** Opens a plain (ws://) tunnel to pico.example.com:8001 through the proxy: the socket, or the error's message. */
+const tunnel = (proxyUrl: string, timeoutMs = 10_000) =>
+  new Promise<Duplex | string>((resolve) => {
+    connectThroughProxy(
+      new URL(proxyUrl),
+      false,
+      timeoutMs,
+    )({ host: "pico.example.com", port: 8001 }, (error, socket) =>
+      resolve(error === null ? socket : error.message),
+    )
+  })
+
+describe("a connection through a forward proxy's CONNECT", () => {
+  it("asks for the target with the URL's credentials, and hands over bytes sent right behind the answer", async () => {
+    let request = ""
+    const port = await scriptedProxy((socket, head) => {
+      request = head
+      // The answer and the target's first bytes arrive in one packet: none may be lost.
+      socket.write("HTTP/1.1 200 Connection established\r\nProxy-Agent: test\r\n\r\nhello from the target")
+      socket.on("data", (chunk: Buffer) => socket.write(`echo ${chunk}`))
+    })
+    const socket = await tunnel(`http://me:p%40ss@127.0.0.1:${port}`)
+    if (typeof socket === "string") throw new Error(socket)
+    expect(request).toBe(
+      "CONNECT pico.example.com:8001 HTTP/1.1\r\nHost: pico.example.com:8001\r\n" +
+        `Proxy-Authorization: Basic ${Buffer.from("me:p@ss").toString("base64")}\r\n\r\n`,
+    )
+    let received = ""
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString()
+    })
+    socket.write("ping")
+    await expect.poll(() => received).toBe("hello from the targetecho ping")
+    socket.destroy()
+  })
+
+  it("fails with the proxy's status line when it refuses", async () => {
+    const port = await scriptedProxy((socket) =>
+      socket.end("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"),
+    )
+    expect(await tunnel(`http://127.0.0.1:${port}`)).toBe(
+      `proxy http://127.0.0.1:${port}: refused CONNECT pico.example.com:8001: 407 Proxy Authentication Required`,
+    )
+  })
+
+  it("fails on an answer that is not HTTP, and on a proxy that hangs up first", async () => {
+    const garbage = await scriptedProxy((socket) => socket.end("SSH-2.0-OpenSSH_9.2\r\n\r\n"))
+    expect(await tunnel(`http://127.0.0.1:${garbage}`)).toBe(
+      `proxy http://127.0.0.1:${garbage}: not an HTTP answer to CONNECT`,
+    )
+    const hangUp = await scriptedProxy((socket) => socket.end())
+    expect(await tunnel(`http://127.0.0.1:${hangUp}`)).toBe(
+      `proxy http://127.0.0.1:${hangUp}: closed the connection before answering CONNECT pico.example.com:8001`,
+    )
+  })
+
+  it("fails when the proxy is unreachable, or does not answer in time", async () => {
+    const closed = await closedPort()
+    expect(await tunnel(`http://127.0.0.1:${closed}`)).toBe(
+      `proxy http://127.0.0.1:${closed}: connect ECONNREFUSED 127.0.0.1:${closed}`,
+    )
+    const silent = await scriptedProxy(() => {})
+    expect(await tunnel(`http://127.0.0.1:${silent}`, 200)).toBe(
+      `proxy http://127.0.0.1:${silent}: no answer to CONNECT pico.example.com:8001 within 200ms`,
+    )
+  })
+})
