@@ -107,6 +107,22 @@ describe("the agent's sessions (Tunnel.layerMemory, TestClock)", () => {
   )
 })
 
+describe("heartbeats over a live link (Tunnel.memoryLink, TestClock)", () => {
+  it.scoped("keep a session whose peer answers every ping, through many intervals", () =>
+    Effect.gen(function* () {
+      const link = yield* Tunnel.memoryLink(heartbeat)
+      const closed = yield* Effect.fork(link.client.closed)
+      for (let interval = 0; interval < 6; interval++) {
+        yield* TestClock.adjust(10_000)
+        yield* settle
+        yield* TestClock.adjust(4_999)
+        yield* settle
+      }
+      expect(Option.isNone(yield* Fiber.poll(closed))).toBe(true)
+    }),
+  )
+})
+
 describe("a server session's token expiry (Tunnel.memoryLink, TestClock)", () => {
   it.scoped("sends GoAway, then closes, at the expiry instant and not before", () =>
     Effect.gen(function* () {

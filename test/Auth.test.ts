@@ -1,6 +1,6 @@
 import { generateKeyPairSync, type KeyObject } from "node:crypto"
-import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, Schedule } from "effect"
+import { describe, expect, it, vi } from "@effect/vitest"
+import { Effect, Either, Layer, Schedule } from "effect"
 import * as jose from "jose"
 import { makeVerifier, type TokenKeys } from "../src/Auth/Token.js"
 import { AuthError, type Guard, layer, tokenGuard } from "../src/Auth.js"
@@ -119,6 +119,8 @@ describe("token verification", () => {
       const expired = yield* Effect.promise(() => sign("HS256", hmacKey, { exp: now() - 10 }))
       expect(yield* outcome(strict, bearer(expired))).toBe("expired token")
       expect(yield* outcome(lenient, bearer(expired))).toBe("ok")
+      const longExpired = yield* Effect.promise(() => sign("HS256", hmacKey, { exp: now() - 60 }))
+      expect(yield* outcome(lenient, bearer(longExpired))).toBe("expired token")
       const notYet = yield* Effect.promise(() => sign("HS256", hmacKey, { nbf: now() + 10 }))
       expect(yield* outcome(strict, bearer(notYet))).toBe("invalid token")
       expect(yield* outcome(lenient, bearer(notYet))).toBe("ok")
@@ -156,8 +158,12 @@ describe("token verification", () => {
       expect(yield* outcome(g, bearer(limited), "c")).toBe("endpoint not permitted")
       const empty = yield* Effect.promise(() => sign("HS256", hmacKey, { pico: { endpoints: [] } }))
       expect(yield* outcome(g, bearer(empty), "anything")).toBe("ok")
-      const malformed = yield* Effect.promise(() => sign("HS256", hmacKey, { pico: { endpoints: "a" } }))
-      expect(yield* outcome(g, bearer(malformed), "a")).toBe("invalid token")
+      const noEndpoints = yield* Effect.promise(() => sign("HS256", hmacKey, { pico: {} }))
+      expect(yield* outcome(g, bearer(noEndpoints), "anything")).toBe("ok")
+      for (const pico of [{ endpoints: "a" }, { endpoints: ["a", 1] }, "a", null]) {
+        const malformed = yield* Effect.promise(() => sign("HS256", hmacKey, { pico }))
+        expect(yield* outcome(g, bearer(malformed), "a"), JSON.stringify(pico)).toBe("invalid token")
+      }
     }),
   )
 
@@ -174,7 +180,7 @@ describe("token verification", () => {
     }),
   )
 
-  it.live("fetches keys from a JWKS URL and picks up a rotated key", () =>
+  it.live("fetches keys from a JWKS URL, picks up a rotated key and drops a removed one", () =>
     Effect.gen(function* () {
       const first = generateKeyPairSync("ec", { namedCurve: "P-256" })
       const second = generateKeyPairSync("ec", { namedCurve: "P-256" })
@@ -204,6 +210,14 @@ describe("token verification", () => {
         Effect.timeout("5 seconds"),
       )
       expect(rotated).toBe("ok")
+      // A key removed from the set stops verifying once the cached set is older than the TTL.
+      keys = []
+      const revoked = yield* outcome(g, bearer(two)).pipe(
+        Effect.filterOrFail((result) => result !== "ok"),
+        Effect.retry(Schedule.spaced("20 millis")),
+        Effect.timeout("5 seconds"),
+      )
+      expect(revoked).toBe("invalid token")
       // HMAC tokens never verify against a JWKS.
       expect(yield* outcome(g, bearer(yield* Effect.promise(() => sign("HS256", hmacKey))))).toBe(
         "invalid token",
@@ -211,9 +225,51 @@ describe("token verification", () => {
     }).pipe(Effect.scoped),
   )
 
-  it("refuses an EC key configured as the RSA key", () => {
+  it("refuses an EC key configured as the RSA key, and the other way round", () => {
     expect(() => makeVerifier({ leeway: 0, rsaPublicKeyPem: pem(ec.ES256.publicKey) })).toThrow(
-      /expected an RSA public key/,
+      "expected an RSA public key, got ec",
+    )
+    expect(() => makeVerifier({ leeway: 0, ecdsaPublicKeyPem: pem(rsa.publicKey) })).toThrow(
+      "expected an EC public key, got rsa",
+    )
+  })
+
+  describe("a verified token", () => {
+    const verify = (token: string, leeway = 0) =>
+      makeVerifier({ hmacSecret: secret, leeway }).verify(token).pipe(Effect.either)
+
+    it.effect("grants its endpoints until exp plus the leeway", () =>
+      Effect.gen(function* () {
+        const exp = now() + 60
+        const token = yield* Effect.promise(() => sign("HS256", hmacKey, { exp, pico: { endpoints: ["a"] } }))
+        expect(yield* verify(token, 5_000)).toEqual(
+          Either.right({ endpoints: ["a"], expiresAt: exp * 1000 + 5_000 }),
+        )
+        const forever = yield* Effect.promise(() => sign("HS256", hmacKey))
+        expect(yield* verify(forever)).toEqual(Either.right({ endpoints: undefined, expiresAt: undefined }))
+      }),
+    )
+
+    it.effect("is refused with a detail for the log", () =>
+      Effect.gen(function* () {
+        const future = yield* Effect.promise(() => sign("HS256", hmacKey, { iat: now() + 10 }))
+        expect(yield* verify(future)).toEqual(
+          Either.left({ reason: "invalid token", detail: "iat is in the future" }),
+        )
+        const malformed = yield* Effect.promise(() => sign("HS256", hmacKey, { pico: "a" }))
+        expect(yield* verify(malformed)).toEqual(
+          Either.left({ reason: "invalid token", detail: "malformed pico claim" }),
+        )
+      }),
+    )
+
+    it.effect("may have been issued this very millisecond", () =>
+      Effect.gen(function* () {
+        vi.useFakeTimers({ toFake: ["Date"], now: 1_800_000_000_000 })
+        yield* Effect.addFinalizer(() => Effect.sync(() => vi.useRealTimers()))
+        const token = yield* Effect.promise(() => sign("HS256", hmacKey, { iat: 1_800_000_000 }))
+        expect(Either.isRight(yield* verify(token))).toBe(true)
+      }).pipe(Effect.scoped),
     )
   })
 

@@ -12,6 +12,9 @@ describe("endpoint id from a request", () => {
   it("takes the first label of a dotted Host, port stripped", () => {
     expect(endpointIdFromHeaders({ host: "my-endpoint.pico.example.com:8000" })).toBe("my-endpoint")
     expect(endpointIdFromHeaders({ host: "xyz.pico.example.com" })).toBe("xyz")
+    // Names that merely contain an address are names.
+    expect(endpointIdFromHeaders({ host: "a1.2.3.4" })).toBe("a1")
+    expect(endpointIdFromHeaders({ host: "10.0.0.1.nip.io" })).toBe("10")
   })
 
   it("finds none in single-label hosts and IP literals", () => {
@@ -20,7 +23,10 @@ describe("endpoint id from a request", () => {
       "localhost",
       "10.0.0.1:8000",
       "127.0.0.1",
+      "192.168.100.200:8000",
       "[::1]:8000",
+      "[v1.fe80::1]:8000",
+      ":e.example.com",
       "",
       ".example.com",
     ]) {

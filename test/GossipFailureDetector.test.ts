@@ -29,6 +29,12 @@ describe("FailureDetector", () => {
     expect(detector.phi("a", t + 200)).toBeCloseTo(log10e)
   })
 
+  it("keeps exactly windowSize intervals, the bootstrap one first out", () => {
+    const detector = new FailureDetector(1000, 2)
+    for (const t of [0, 100, 200]) detector.heartbeat("a", t)
+    expect(detector.phi("a", 300)).toBeCloseTo(log10e)
+  })
+
   it("knows nothing of unknown or removed nodes", () => {
     const detector = new FailureDetector(1000)
     detector.heartbeat("a", 0)

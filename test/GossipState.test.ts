@@ -220,9 +220,11 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     const { a, b, c } = cluster()
     passTime(b, [c], 2000, 19_000)
     expect(b.state.nodeView("a")?.status).toBe("active")
+    expect(b.state.livePeers()).toEqual(["a:8003", "c:8003"])
     passTime(b, [c], 20_000, 20_000)
     expect(b.state.nodeView("a")).toMatchObject({ status: "unreachable", expiresAt: 80_000 })
     expect(b.state.probeTargets()).toEqual(["a:8003"])
+    expect(b.state.livePeers()).toEqual(["c:8003"])
     a.state.tick()
     b.state.heardFrom(a.state.sender(), 21_000)
     passTime(b, [c], 21_000, 21_000)
@@ -258,6 +260,11 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     gossip(a, c)
     expect(b.state.applyDigest(c.state.digest(), "c", 82_000).probes).toEqual(["a:8003"])
     expect(b.state.applyDigest(c.state.digest(), "c", 82_000).probes).toEqual([])
+    expect(ids(b)).not.toContain("a")
+    // Deltas carry the same news: a newer heartbeat heard by a third party is worth one more probe.
+    a.state.tick()
+    gossip(a, c)
+    expect(b.state.applyDeltas(c.state.deltaFor([], true), "c", 83_000)).toEqual(["a:8003"])
     expect(ids(b)).not.toContain("a")
   })
 
@@ -332,5 +339,33 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     expect(removed(b.state.digest())).toEqual([["a", "a:8003", 0, 1, RowState.removed]])
     b.state.expire(80_000 + 10 * expiry)
     expect(removed(b.state.digest())).toEqual([])
+  })
+
+  it("keeps the newest death certificate it hears of, and probes only on newer news", () => {
+    const { b } = cluster()
+    const row = (id: string, addr: string, heartbeat: number, state: DigestRow[4]): DigestRow => [
+      id,
+      addr,
+      0,
+      heartbeat,
+      state,
+    ]
+    const removedRows = () => b.state.digest().filter((digestRow) => digestRow[4] === RowState.removed)
+    b.state.applyDigest([row("x", "x:8003", 1, RowState.removed), row("y", "", 1, RowState.removed)], "c", 0)
+    // x said alive at 10 by a third party: probed once, up to 10.
+    expect(b.state.applyDigest([row("x", "x:8003", 10, RowState.live)], "c", 0).probes).toEqual(["x:8003"])
+    b.state.applyDigest(
+      [row("x", "x:8003", 5, RowState.removed), row("x", "x:8003", 3, RowState.removed)],
+      "c",
+      0,
+    )
+    expect(removedRows()).toEqual([
+      row("x", "x:8003", 5, RowState.removed),
+      row("y", "", 1, RowState.removed),
+    ])
+    expect(b.state.applyDigest([row("x", "x:8003", 8, RowState.live)], "c", 0).probes).toEqual([])
+    expect(b.state.applyDigest([row("x", "x:8003", 11, RowState.live)], "c", 0).probes).toEqual(["x:8003"])
+    // A certificate without an address is gossiped on, but there is nobody to probe.
+    expect(b.state.probeTargets()).toEqual(["x:8003"])
   })
 })

@@ -34,6 +34,42 @@ describe("PeerProof", () => {
 
   it("verifies what a node of the same cluster signed", () => {
     expect(proof.verify(signedRequest(proof))).toBe(true)
+    // Repeated headers reach the node joined with ", ", as Node joins them.
+    expect(proof.verify(signedRequest(proof, [...forwarding, "X-Forwarded-For", "198.51.100.1"]))).toBe(true)
+  })
+
+  it("goes in x-pico-forward as v1.<ms>.<HMAC>, and anything else there is refused, never thrown", () => {
+    const value = proof.sign("POST", "/a?b=1", forwarding)
+    expect(value).toMatch(/^v1\.\d+\.[\w-]{43}$/)
+    const withProof = (proofValue?: string) =>
+      received(
+        "POST",
+        "/a?b=1",
+        proofValue === undefined ? forwarding : [...forwarding, "X-Pico-Forward", proofValue],
+      )
+    expect(proof.verify(withProof(value))).toBe(true)
+    const [, timestamp, signature] = value.split(".")
+    for (const altered of [
+      undefined,
+      `v2.${timestamp}.${signature}`,
+      `v1.${timestamp}`,
+      `v1.${timestamp}.${signature?.slice(1)}`,
+      `${value}.extra`,
+    ])
+      expect(proof.verify(withProof(altered)), altered).toBe(false)
+  })
+
+  it("keys its proofs with the cluster key's own subkey for forwarding", () => {
+    const keyring = makeKeyring([key])
+    const purposes: Array<string> = []
+    PeerProof.make({
+      ...keyring,
+      subkeys: (purpose) => {
+        purposes.push(purpose)
+        return keyring.subkeys(purpose)
+      },
+    })
+    expect(purposes).toEqual(["forward"])
   })
 
   it("refuses a proof from another cluster, a bare loop guard, and garbage", () => {
@@ -47,21 +83,23 @@ describe("PeerProof", () => {
 
   it("covers the method, the target and every forwarding header", () => {
     const good = signedRequest(proof)
-    const tampered: Array<
-      [string, Partial<Pick<http.IncomingMessage, "method" | "url">>, http.IncomingHttpHeaders]
-    > = [
-      ["method", { method: "GET" }, {}],
-      ["target", { url: "/other" }, {}],
-      ["client address", {}, { "x-forwarded-for": "6.6.6.6" }],
-      ["an added client address", {}, { "x-forwarded-for": `${good.headers["x-forwarded-for"]}, 6.6.6.6` }],
-      ["protocol", {}, { "x-forwarded-proto": "http" }],
-      ["forwarded host", {}, { "x-forwarded-host": "victim.example.com" }],
-      ["host", {}, { host: "other.example.com" }],
-      ["endpoint header", {}, { "x-pico-endpoint": "other" }],
+    const tampered: Array<[string, Partial<Pick<http.IncomingMessage, "method" | "url" | "headers">>]> = [
+      ["method", { method: "GET" }],
+      ["target", { url: "/other" }],
+      ["client address", { headers: { "x-forwarded-for": "6.6.6.6" } }],
+      ["an added client address", { headers: { "x-forwarded-for": "203.0.113.7, 6.6.6.6" } }],
+      ["protocol", { headers: { "x-forwarded-proto": "http" } }],
+      ["forwarded host", { headers: { "x-forwarded-host": "victim.example.com" } }],
+      ["host", { headers: { host: "other.example.com" } }],
+      ["endpoint header", { headers: { "x-pico-endpoint": "other" } }],
+      [
+        "a character moved between headers",
+        { headers: { "x-forwarded-for": "203.0.113.", "x-forwarded-proto": "7https" } },
+      ],
     ]
-    for (const [what, line, headers] of tampered) {
-      const req = { ...good, ...line, headers: { ...good.headers, ...headers } } as http.IncomingMessage
-      expect(proof.verify(req), what).toBe(false)
+    for (const [what, change] of tampered) {
+      const req = { ...good, ...change, headers: { ...good.headers, ...change.headers } }
+      expect(proof.verify(req as http.IncomingMessage), what).toBe(false)
     }
   })
 

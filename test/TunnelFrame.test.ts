@@ -232,8 +232,11 @@ describe("FrameDecoder", () => {
     rejects(bytes, /unknown frame type 4/)
   })
 
-  it("rejects a Data payload above the maximum", () => {
+  it("rejects a Data payload above the maximum, and only above it", () => {
     rejects(encodeHeader(FrameType.Data, 0, 1, 1025), /1025 bytes exceeds the maximum of 1024/, 1024)
+    const { decoder: d, frames, errors } = decoder(1024)
+    d.push(encodeFrame(frameOf(FrameType.Data, 1, Buffer.alloc(1024))))
+    expect([frames.length, errors]).toEqual([1, []])
   })
 
   it("rejects Ping and GoAway on a nonzero stream", () => {
@@ -272,5 +275,61 @@ describe("FrameEncoder", () => {
     expect(batches[0]).toEqual(first)
     expect(first.subarray(HEADER_SIZE).toString()).toBe("hello")
     expect(batches).toHaveLength(2)
+  })
+})
+
+describe("FrameEncoder batches", () => {
+  /** An encoder of Ping frames whose batches, and their release callbacks, are kept. */
+  const pings = (largestFrame: number, batchSize?: number) => {
+    const batches: Array<{ readonly batch: Buffer; readonly release: () => void }> = []
+    const encoder = new FrameEncoder(
+      (batch, release) => batches.push({ batch, release }),
+      largestFrame,
+      batchSize,
+    )
+    const send = (count: number) => {
+      for (let i = 0; i < count; i++) encoder.frame(FrameType.Ping, Flag.SYN, 0, i)
+      encoder.flush()
+    }
+    return { encoder, batches, send }
+  }
+
+  it("fill up to exactly their size, 256 KiB unless told", () => {
+    const small = pings(HEADER_SIZE, 2 * HEADER_SIZE)
+    small.send(3)
+    expect(small.batches.map(({ batch }) => batch.length)).toEqual([24, 12])
+    const fullSize = pings(HEADER_SIZE)
+    const fit = Math.floor((256 * 1024) / HEADER_SIZE)
+    fullSize.send(fit + 1)
+    expect(fullSize.batches.map(({ batch }) => batch.length)).toEqual([fit * HEADER_SIZE, HEADER_SIZE])
+  })
+
+  it("grow to hold the largest frame whole", () => {
+    const batches: Array<Buffer> = []
+    const encoder = new FrameEncoder((batch) => batches.push(batch), HEADER_SIZE + 1000, 512)
+    const payload = Buffer.alloc(1000, 7)
+    encoder.frame(FrameType.Data, 0, 1, payload.length, payload)
+    encoder.flush()
+    expect(batches).toEqual([Buffer.concat([encodeHeader(FrameType.Data, 0, 1, 1000), payload])])
+  })
+
+  it("reuse a released batch's memory, however often it is released, keeping at most 16", () => {
+    const { batches, send } = pings(HEADER_SIZE, HEADER_SIZE)
+    send(1)
+    const first = batches[0] as (typeof batches)[number]
+    first.release()
+    first.release()
+    send(2)
+    const memory = batches.map(({ batch }) => batch.buffer)
+    // Released twice, the first batch's memory still backs one batch at a time.
+    expect(memory).toEqual([first.batch.buffer, first.batch.buffer, expect.anything()])
+    expect(memory[2]).not.toBe(first.batch.buffer)
+    batches.length = 0
+    send(17)
+    for (const { release } of batches) release()
+    const released = new Set(batches.map(({ batch }) => batch.buffer))
+    batches.length = 0
+    send(17)
+    expect(batches.filter(({ batch }) => released.has(batch.buffer))).toHaveLength(16)
   })
 })

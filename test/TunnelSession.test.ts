@@ -12,6 +12,8 @@ import {
   type FrameHeader,
   FrameType,
   GoAwayCode,
+  MAX_DECODE_PAYLOAD,
+  MAX_STREAM_ID,
 } from "../src/Tunnel/internal/Frame.js"
 import { MemoryChannel } from "../src/Tunnel/internal/MemoryChannel.js"
 import {
@@ -47,17 +49,21 @@ const memoryPair = (client: Partial<SessionOptions> = {}, server: Partial<Sessio
   return pair
 }
 
-/** A session under test whose peer is the test itself, speaking raw frames. */
+/** A session under test whose peer is the test itself, speaking raw frames; `blocked` makes its writes back up. */
 const rawPeer = (options: SessionOptions) => {
   const written: Array<Buffer> = []
   let transportClosed = false
+  let drain = () => {}
+  const transport = { blocked: false }
   const session = new Session(
     {
       write: (chunk) => {
         written.push(chunk)
-        return true
+        return !transport.blocked
       },
-      onDrain: () => {},
+      onDrain: (listener) => {
+        drain = listener
+      },
       close: () => {
         transportClosed = true
       },
@@ -79,7 +85,22 @@ const rawPeer = (options: SessionOptions) => {
     session.receive(
       payload === undefined ? encodeHeader(type, flags, streamId, length) : frame(streamId, payload, flags),
     )
-  return { session, frames, send, isTransportClosed: () => transportClosed }
+  const unblock = () => {
+    transport.blocked = false
+    drain()
+  }
+  const block = () => {
+    transport.blocked = true
+  }
+  return {
+    session,
+    frames,
+    send,
+    bytes: () => Buffer.concat(written),
+    block,
+    unblock,
+    isTransportClosed: () => transportClosed,
+  }
 }
 
 const frame = (streamId: number, payload: Buffer, flags = 0): Buffer =>
@@ -337,7 +358,7 @@ describe.each(transports)("Session over $name", ({ setup }) => {
     const reset = once(accepted, "error")
     while (accepted.readableLength < DEFAULT_WINDOW) await nextImmediate()
     stream.destroy()
-    expect(await writeError).toBeInstanceOf(Error)
+    expect(await writeError).toMatchObject({ message: "stream 1 was destroyed before the write completed" })
     expect((await reset)[0]).toBeInstanceOf(StreamResetError)
     await noStreamsLeft(client, server)
     client.close()
@@ -556,10 +577,20 @@ describe("Session flow control", () => {
     server.close()
   })
 
-  it("rejects an initial window below the yamux default", () => {
+  it("rejects an initial window below the yamux default, and other options out of range", () => {
     expect(() => new Session(new MemoryChannel(), { role: "client", initialWindow: 1024 })).toThrow(
       RangeError,
     )
+    const make = (options: Partial<SessionOptions>) => () =>
+      new Session(new MemoryChannel(), { role: "client", ...options })
+    for (const initialWindow of [DEFAULT_WINDOW - 1, DEFAULT_WINDOW + 0.5, MAX_STREAM_ID + 1])
+      expect(make({ initialWindow })).toThrow("initialWindow must be an integer from 262144 to 4294967295")
+    for (const maxFramePayload of [0, 0.5, MAX_DECODE_PAYLOAD + 1])
+      expect(make({ maxFramePayload })).toThrow("maxFramePayload must be an integer from 1 to 16777216")
+    for (const acceptBacklog of [-1, 0.5])
+      expect(make({ acceptBacklog })).toThrow("acceptBacklog must be a non-negative integer")
+    expect(make({ initialWindow: MAX_STREAM_ID, maxFramePayload: 1, acceptBacklog: 0 })).not.toThrow()
+    expect(make({ maxFramePayload: MAX_DECODE_PAYLOAD })).not.toThrow()
   })
 
   it("announces a larger window with the SYN and honours it", async () => {
@@ -741,6 +772,44 @@ describe("Session protocol errors", () => {
       (peer) => peer.send(FrameType.Data, 0, 5, 0, Buffer.from("x")),
       /Data frame for stream 5, which was never opened/,
     )
+    // Below the next id the server would open itself, and the next id of its own.
+    for (const streamId of [1, 4])
+      await expectProtocolError(
+        { role: "server" },
+        (peer) => {
+          ignoreErrors(peer.session.openStream())
+          peer.send(FrameType.WindowUpdate, 0, streamId, 1)
+        },
+        new RegExp(`WindowUpdate frame for stream ${streamId}, which was never opened`),
+      )
+  })
+
+  it("on a Data or WindowUpdate frame on stream 0", async () => {
+    await expectProtocolError(
+      { role: "server" },
+      (peer) => peer.send(FrameType.WindowUpdate, 0, 0, 1),
+      /WindowUpdate frame on stream 0/,
+    )
+  })
+
+  it("on a SYN whose id does not increase, even one of a stream closed since", async () => {
+    await expectProtocolError(
+      { role: "server" },
+      (peer) => {
+        peer.send(FrameType.WindowUpdate, Flag.SYN, 3, 0)
+        peer.send(FrameType.WindowUpdate, Flag.SYN, 1, 0)
+      },
+      /SYN for stream 1: stream ids must increase \(last was 3\)/,
+    )
+    await expectProtocolError(
+      { role: "server" },
+      (peer) => {
+        peer.send(FrameType.WindowUpdate, Flag.SYN, 1, 0)
+        peer.send(FrameType.WindowUpdate, Flag.RST, 1, 0)
+        peer.send(FrameType.WindowUpdate, Flag.SYN, 1, 0)
+      },
+      /SYN for stream 1: stream ids must increase \(last was 1\)/,
+    )
   })
 
   it("on data after FIN", async () => {
@@ -860,6 +929,307 @@ describe("Session Data frames arriving in pieces", () => {
     peer.send(FrameType.Data, 0, 1, 0, Buffer.alloc(DEFAULT_WINDOW / 2))
     await nextImmediate()
     expect(peer.session.closed).toBe(false)
+  })
+})
+
+describe("Session stream lifecycle, frame by frame", () => {
+  type Peer = ReturnType<typeof rawPeer>
+  const windowUpdate = (streamId: number, flags: number, length = 0) => ({
+    type: FrameType.WindowUpdate,
+    flags,
+    streamId,
+    length,
+  })
+  const dataLengths = (peer: Peer) =>
+    peer
+      .frames()
+      .filter((header) => header.type === FrameType.Data)
+      .map((header) => header.length)
+
+  it("announces a larger receive window with its SYN, and sends a frame larger than a batch whole", async () => {
+    const peer = rawPeer({
+      role: "client",
+      initialWindow: 4 * DEFAULT_WINDOW,
+      maxFramePayload: 2 * DEFAULT_WINDOW,
+    })
+    const stream = peer.session.openStream()
+    peer.send(FrameType.WindowUpdate, Flag.ACK, stream.id, DEFAULT_WINDOW)
+    const payload = randomBytes(2 * DEFAULT_WINDOW)
+    stream.write(payload)
+    await nextImmediate()
+    expect(peer.frames()).toEqual([
+      windowUpdate(1, Flag.SYN, 3 * DEFAULT_WINDOW),
+      { type: FrameType.Data, flags: 0, streamId: 1, length: 2 * DEFAULT_WINDOW },
+    ])
+    expect(peer.bytes().subarray(24)).toEqual(payload)
+  })
+
+  it("releases a stream finished both ways, whichever side finished first, without a reset", async () => {
+    const peer = rawPeer({ role: "client" })
+    const accepted: Array<TunnelStream> = []
+    peer.session.onStream((stream) => accepted.push(stream))
+    const ours = peer.session.openStream()
+    ours.end()
+    await nextImmediate()
+    peer.send(FrameType.WindowUpdate, Flag.FIN, ours.id, 0)
+    peer.send(FrameType.WindowUpdate, Flag.SYN | Flag.FIN, 2, 0)
+    accepted[0]?.end()
+    await nextImmediate()
+    expect(peer.session.streamCount).toBe(0)
+    expect(peer.frames()).toEqual([
+      windowUpdate(1, Flag.SYN),
+      windowUpdate(1, Flag.FIN),
+      windowUpdate(2, Flag.ACK),
+      windowUpdate(2, Flag.FIN),
+    ])
+  })
+
+  it("resets a stream destroyed after ending it, but not one the peer reset", async () => {
+    const peer = rawPeer({ role: "client" })
+    const [ended, reset] = [peer.session.openStream(), peer.session.openStream()].map(ignoreErrors)
+    ended.end()
+    await nextImmediate()
+    ended.destroy()
+    peer.send(FrameType.WindowUpdate, Flag.RST, 3, 0)
+    await nextImmediate()
+    expect(reset?.errored).toMatchObject({
+      name: "StreamResetError",
+      streamId: 3,
+      message: "stream 3 was reset by the peer",
+    })
+    expect(peer.frames().filter((header) => header.flags === Flag.RST)).toEqual([windowUpdate(1, Flag.RST)])
+    expect(peer.session.streamCount).toBe(0)
+  })
+
+  it("drops the payload of a Data frame that resets its stream", async () => {
+    const peer = rawPeer({ role: "server" })
+    const received: Array<Buffer> = []
+    peer.session.onStream((stream) =>
+      ignoreErrors(stream).on("data", (chunk: Buffer) => received.push(chunk)),
+    )
+    peer.send(FrameType.WindowUpdate, Flag.SYN, 1, 0)
+    peer.send(FrameType.Data, Flag.RST, 1, 0, Buffer.from("dropped"))
+    await nextImmediate()
+    expect(received).toEqual([])
+    expect(peer.session.streamCount).toBe(0)
+    expect(peer.session.closed).toBe(false)
+  })
+
+  it("takes a repeated FIN, as an empty Data frame, in its stride", async () => {
+    const peer = rawPeer({ role: "server" })
+    peer.session.onStream(ignoreErrors)
+    peer.send(FrameType.WindowUpdate, Flag.SYN | Flag.FIN, 1, 0)
+    peer.send(FrameType.Data, Flag.FIN, 1, 0, Buffer.alloc(0))
+    await nextImmediate()
+    expect(peer.session.closed).toBe(false)
+  })
+
+  it("credits nothing back once the peer has finished sending", async () => {
+    const peer = rawPeer({ role: "server" })
+    const ended = new Promise((resolve) =>
+      peer.session.onStream((stream) => stream.resume().on("end", resolve)),
+    )
+    peer.send(FrameType.Data, Flag.SYN | Flag.FIN, 1, 0, Buffer.alloc(DEFAULT_WINDOW))
+    await ended
+    await nextImmediate()
+    expect(peer.frames()).toEqual([windowUpdate(1, Flag.ACK)])
+  })
+
+  it("counts only the streams the peer opened against its backlog", async () => {
+    const peer = rawPeer({ role: "server", acceptBacklog: 1 })
+    peer.session.onStream(ignoreErrors)
+    ignoreErrors(peer.session.openStream())
+    peer.send(FrameType.WindowUpdate, Flag.RST, 2, 0)
+    peer.send(FrameType.WindowUpdate, Flag.SYN, 1, 0)
+    peer.send(FrameType.WindowUpdate, Flag.SYN, 3, 0)
+    peer.send(FrameType.WindowUpdate, Flag.RST, 1, 0)
+    peer.send(FrameType.WindowUpdate, Flag.SYN, 5, 0)
+    await nextImmediate()
+    expect(peer.frames().filter((header) => header.streamId !== 2)).toEqual([
+      windowUpdate(1, Flag.ACK),
+      windowUpdate(3, Flag.RST),
+      windowUpdate(5, Flag.ACK),
+    ])
+  })
+
+  it("frames bytes at once with writeNow, within the window and the frame size", async () => {
+    const peer = rawPeer({ role: "client", maxFramePayload: 1000 })
+    const stream = peer.session.openStream()
+    expect(stream.writeNowCapacity).toBe(DEFAULT_WINDOW)
+    const source = Buffer.from(Array.from({ length: 3000 }, (_, i) => i % 251))
+    expect(stream.writeNow(source, 100, 2600)).toBe(2500)
+    expect(stream.writeNowCapacity).toBe(DEFAULT_WINDOW - 2500)
+    const rest = Buffer.alloc(DEFAULT_WINDOW)
+    expect(stream.writeNow(rest, 0, rest.length)).toBe(DEFAULT_WINDOW - 2500)
+    expect(stream.writeNowCapacity).toBe(0)
+    expect(stream.writeNow(rest, 0, 1)).toBe(0)
+    await nextImmediate()
+    const lengths = dataLengths(peer)
+    expect(lengths.slice(0, 3)).toEqual([1000, 1000, 500])
+    expect(Math.max(...lengths)).toBe(1000)
+    expect(lengths.reduce((sum, length) => sum + length)).toBe(DEFAULT_WINDOW)
+    // After the SYN and the first Data header: the bytes from `start` on.
+    expect(peer.bytes().subarray(24, 1024)).toEqual(source.subarray(100, 1100))
+  })
+
+  it("takes nothing with writeNow while write() data waits, after end() or once reset", async () => {
+    const peer = rawPeer({ role: "client" })
+    const [held, corked, ended, reset] = [1, 2, 3, 4].map(() => ignoreErrors(peer.session.openStream()))
+    held?.write(Buffer.alloc(DEFAULT_WINDOW + 1))
+    corked?.cork()
+    corked?.write("x")
+    ended?.end()
+    peer.send(FrameType.WindowUpdate, Flag.RST, 7, 0)
+    await nextImmediate()
+    for (const stream of [held, corked, ended, reset] as Array<TunnelStream>) {
+      expect(stream.writeNowCapacity).toBe(0)
+      expect(stream.writeNow(Buffer.alloc(1), 0, 1)).toBe(0)
+    }
+  })
+
+  it("wakes a paused producer once both the window and the transport have room", async () => {
+    const peer = rawPeer({ role: "client" })
+    const [a, b] = [peer.session.openStream(), peer.session.openStream()] as [TunnelStream, TunnelStream]
+    a.writeNow(Buffer.alloc(DEFAULT_WINDOW), 0, DEFAULT_WINDOW)
+    peer.block()
+    await nextImmediate()
+    expect([a.writeNowCapacity, b.writeNowCapacity]).toEqual([0, 0])
+    const woken: Array<number> = []
+    for (const stream of [a, b]) stream.onceWritable(() => woken.push(stream.id))
+    peer.send(FrameType.WindowUpdate, 0, b.id, 10)
+    expect(woken).toEqual([])
+    peer.unblock()
+    expect(woken).toEqual([b.id])
+    peer.send(FrameType.WindowUpdate, 0, a.id, 10)
+    expect(woken).toEqual([b.id, a.id])
+    // Each was woken once, as asked.
+    peer.send(FrameType.WindowUpdate, 0, b.id, 10)
+    expect(woken).toEqual([b.id, a.id])
+  })
+
+  it("wakes a paused producer once write() data has gone out, and never once destroyed", async () => {
+    const peer = rawPeer({ role: "client" })
+    const [held, destroyed] = [peer.session.openStream(), peer.session.openStream()] as [
+      TunnelStream,
+      TunnelStream,
+    ]
+    held.write(Buffer.alloc(DEFAULT_WINDOW + 1))
+    const woken: Array<number> = []
+    held.onceWritable(() => woken.push(held.id))
+    peer.send(FrameType.WindowUpdate, 0, held.id, 2)
+    expect(woken).toEqual([held.id])
+    peer.block()
+    await nextImmediate()
+    ignoreErrors(destroyed).onceWritable(() => woken.push(destroyed.id))
+    destroyed.destroy()
+    peer.unblock()
+    expect(woken).toEqual([held.id])
+  })
+
+  it("is socket enough for Node's HTTP client, but will not decode", () => {
+    const stream = rawPeer({ role: "client" }).session.openStream()
+    for (const result of [
+      stream.setTimeout(1),
+      stream.setNoDelay(),
+      stream.setKeepAlive(),
+      stream.ref(),
+      stream.unref(),
+    ])
+      expect(result).toBe(stream)
+    expect(() => stream.setEncoding("utf8")).toThrow(
+      "TunnelStream does not support setEncoding(); decode the Buffers instead",
+    )
+  })
+})
+
+describe("Session close, GoAway and pings, frame by frame", () => {
+  it("closes once, for the first reason, and tells streams, pings and late handlers why", async () => {
+    const peer = rawPeer({ role: "client" })
+    const stream = ignoreErrors(peer.session.openStream())
+    const ping = peer.session.ping()
+    const accepted: Array<TunnelStream> = []
+    peer.session.onStream((remote) => accepted.push(remote))
+    const reasons: Array<CloseReason> = []
+    peer.session.onClose((reason) => reasons.push(reason))
+    peer.session.close()
+    peer.session.close("again")
+    peer.session.protocolError("too late")
+    peer.session.onClose((reason) => reasons.push(reason))
+    expect(peer.session.closed).toBe(true)
+    expect(peer.session.closeReason).toEqual({ _tag: "Local", message: "closed" })
+    expect(reasons).toEqual([peer.session.closeReason, peer.session.closeReason])
+    await expect(ping).rejects.toThrow("session closed: closed")
+    expect(stream.errored).toMatchObject({ name: "SessionClosedError", message: "session closed: closed" })
+    expect(() => peer.session.openStream()).toThrow("session is closed (closed)")
+    await expect(peer.session.ping()).rejects.toThrow("session is closed (closed)")
+    expect(peer.session.canOpenStream()).toBe(false)
+    expect(peer.isTransportClosed()).toBe(true)
+    // Nothing is decoded any more, and a local close, unlike a protocol error, sends no GoAway.
+    peer.send(FrameType.WindowUpdate, Flag.SYN, 2, 0)
+    expect(accepted).toEqual([])
+    expect(peer.frames().map((header) => header.type)).toEqual([FrameType.WindowUpdate, FrameType.Ping])
+  })
+
+  it("names the reason it closed for", () => {
+    const closes: Array<[(session: Session) => void, string]> = [
+      [(session) => session.transportClosed(), "transport closed"],
+      [(session) => session.protocolError("bad"), "protocol error: bad"],
+    ]
+    for (const [close, reason] of closes) {
+      const { session } = rawPeer({ role: "client" })
+      close(session)
+      expect(() => session.openStream()).toThrow(`session is closed (${reason})`)
+    }
+  })
+
+  it("writes nothing more once the transport has gone", async () => {
+    const peer = rawPeer({ role: "client" })
+    const ping = peer.session.ping()
+    peer.session.transportClosed()
+    await expect(ping).rejects.toThrow("session closed: transport closed")
+    await nextImmediate()
+    expect(peer.bytes()).toHaveLength(0)
+    expect(peer.isTransportClosed()).toBe(false)
+  })
+
+  it("sends GoAway once, and opens no stream once the peer has sent one", async () => {
+    const peer = rawPeer({ role: "client" })
+    expect(peer.session.canOpenStream()).toBe(true)
+    peer.session.goAway()
+    peer.session.goAway(GoAwayCode.InternalError)
+    peer.send(FrameType.GoAway, 0, 0, GoAwayCode.InternalError)
+    expect(peer.session.canOpenStream()).toBe(false)
+    expect(() => peer.session.openStream()).toThrow(
+      "the peer sent GoAway (code 2) and accepts no new streams",
+    )
+    await nextImmediate()
+    expect(peer.frames()).toEqual([
+      { type: FrameType.GoAway, flags: 0, streamId: 0, length: GoAwayCode.Normal },
+    ])
+  })
+
+  it("numbers its pings and settles each on its own ACK only, with the time it took", async () => {
+    const peer = rawPeer({ role: "client" })
+    const started = performance.now()
+    const [first, second] = [peer.session.ping(), peer.session.ping()]
+    let settled = false
+    void second.then(() => {
+      settled = true
+    })
+    await nextImmediate()
+    expect(peer.frames()).toEqual([
+      { type: FrameType.Ping, flags: Flag.SYN, streamId: 0, length: 0 },
+      { type: FrameType.Ping, flags: Flag.SYN, streamId: 0, length: 1 },
+    ])
+    // Neither SYN nor ACK, and an ACK for a ping never sent: both ignored.
+    peer.send(FrameType.Ping, 0, 0, 1)
+    peer.send(FrameType.Ping, Flag.ACK, 0, 7)
+    await nextImmediate()
+    expect(settled).toBe(false)
+    peer.send(FrameType.Ping, Flag.ACK, 0, 1)
+    expect(await second).toBeLessThanOrEqual(performance.now() - started)
+    peer.session.close()
+    await expect(first).rejects.toThrow(SessionClosedError)
   })
 })
 

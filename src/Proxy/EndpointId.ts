@@ -22,7 +22,7 @@ export const endpointIdFromHeaders = (
     return tcpTarget.slice(tcpPathPrefix.length, query < 0 ? undefined : query)
   }
   const host = headers.host
-  if (host === undefined || host === "" || host.charCodeAt(0) === 91 /* "[": IPv6 literal */) return undefined
+  if (host === undefined || host.charCodeAt(0) === 91 /* "[": an IP literal */) return undefined
   const colon = host.indexOf(":")
   const name = colon < 0 ? host : host.slice(0, colon)
   const dot = name.indexOf(".")

@@ -249,7 +249,8 @@ export class FrameEncoder {
   flush(): void {
     const buffer = this.buffer
     const used = this.position
-    if (buffer === undefined || used === 0) return
+    // A batch buffer exists exactly while frames are waiting in it.
+    if (buffer === undefined) return
     this.buffer = undefined
     this.position = 0
     let released = false

@@ -320,7 +320,8 @@ export class TunnelStream extends Duplex {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.release(!(this.finSent && this.finReceived))
+    // A stream finished both ways was released then; any other is reset.
+    this.release(true)
     const pending = this.pendingCallback
     this.pending = undefined
     this.pendingCallback = undefined

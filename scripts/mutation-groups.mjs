@@ -1,0 +1,34 @@
+// The groups `npm run mutate` tests (docs/testing.md): the modules each mutates, and the unit tests that judge
+// them, so each module is held to its own fast tests. A `:from-to` suffix mutates only those lines.
+export const groups = {
+  tunnel: {
+    // Tunnel.ts: the heartbeat, less its log line (AgentSession.test.ts drives it over an in-memory link).
+    mutate: [
+      "src/Tunnel/internal/Frame.ts",
+      "src/Tunnel/internal/Session.ts",
+      "src/Tunnel.ts:137-150",
+      "src/Tunnel.ts:153-158",
+    ],
+    tests: ["test/TunnelFrame.test.ts", "test/TunnelSession.test.ts", "test/AgentSession.test.ts"],
+  },
+  auth: { mutate: ["src/Auth/Token.ts"], tests: ["test/Auth.test.ts"] },
+  gossip: {
+    mutate: ["src/Gossip/State.ts", "src/Gossip/FailureDetector.ts"],
+    tests: ["test/GossipState.test.ts", "test/GossipFailureDetector.test.ts"],
+  },
+  headers: { mutate: ["src/Proxy/Headers.ts"], tests: ["test/ProxyHeaders.test.ts"] },
+  endpointId: {
+    mutate: ["src/Proxy/EndpointId.ts", "src/Domain/EndpointId.ts"],
+    tests: ["test/EndpointId.test.ts"],
+  },
+  peerProof: { mutate: ["src/Proxy/PeerProof.ts"], tests: ["test/PeerProof.test.ts"] },
+  webSocketFrames: { mutate: ["src/Proxy/WebSocketFrames.ts"], tests: ["test/ProxyWebSocketFrames.test.ts"] },
+}
+
+/** The group named by MUTATE_GROUP, which scripts/mutate.mjs sets for each Stryker run. */
+export const currentGroup = () => {
+  const name = process.env.MUTATE_GROUP ?? ""
+  const group = groups[name]
+  if (group === undefined) throw new Error(`MUTATE_GROUP must be one of ${Object.keys(groups).join(", ")}`)
+  return { name, ...group }
+}

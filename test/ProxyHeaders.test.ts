@@ -1,0 +1,135 @@
+import type * as http from "node:http"
+import { describe, expect, it } from "vitest"
+import {
+  clientResponseHeaders,
+  type HeaderPolicy,
+  responseHead,
+  upstreamRequestHeaders,
+} from "../src/Proxy/Headers.js"
+
+/** A message as Node parses it: a flat raw list, and names lower-cased with repeats joined (the first Host wins). */
+const message = (raw: ReadonlyArray<string>, socket: object = { remoteAddress: "203.0.113.7" }) => {
+  const headers: Record<string, string> = {}
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as string).toLowerCase()
+    const value = raw[i + 1] as string
+    if (headers[name] === undefined) headers[name] = value
+    else if (name !== "host") headers[name] = `${headers[name]}, ${value}`
+  }
+  return { rawHeaders: [...raw], headers, socket } as unknown as http.IncomingMessage
+}
+
+const plain: HeaderPolicy = { keepUpgrade: false, credentials: "strip", fromPeer: false }
+
+/** The headers sent upstream, less the X-Forwarded-* ones Pico appends for a client that is not a peer. */
+const forwarded = (raw: ReadonlyArray<string>, policy: Partial<HeaderPolicy> = {}) =>
+  upstreamRequestHeaders(message(raw), { ...plain, ...policy, fromPeer: true })
+
+const hopByHop = [
+  ["Connection", "keep-alive"],
+  ["Keep-Alive", "timeout=5"],
+  ["Proxy-Connection", "keep-alive"],
+  ["Proxy-Authenticate", "Basic"],
+  ["Proxy-Authorization", "Basic eDp5"],
+  ["TE", "trailers"],
+  ["Trailer", "X-Checksum"],
+  ["Transfer-Encoding", "chunked"],
+  ["Upgrade", "websocket"],
+].flat()
+
+describe("request headers for the next hop", () => {
+  it("keeps end-to-end headers in order, case and repeats, and drops hop-by-hop ones", () => {
+    const endToEnd = ["Host", "e.example.com", "Accept", "a", "x-custom", "1", "X-Custom", "2"]
+    expect(forwarded([...hopByHop, ...endToEnd])).toEqual(endToEnd)
+  })
+
+  it("drops the headers that Connection lists, whatever their case and spacing", () => {
+    const raw = ["Connection", "close,  X-Hop ,Keep-Alive", "X-Hop", "1", "X-Kept", "2", "Keep-Alive", "t=1"]
+    expect(forwarded(raw)).toEqual(["X-Kept", "2"])
+    expect(forwarded(["Connection", "X-Hop", "X-Hop", "1"])).toEqual([])
+  })
+
+  it("refuses two Host headers, in any case", () => {
+    expect(forwarded(["Host", "a.example.com", "HOST", "b.example.com"])).toBeUndefined()
+    expect(forwarded(["Host", "a.example.com", "Accept", "a"])).toEqual([
+      "Host",
+      "a.example.com",
+      "Accept",
+      "a",
+    ])
+  })
+
+  it("strips Pico's credentials unless they are forwarded to a peer, and never forwards the peer proof", () => {
+    const credentials = ["X-Pico-Authorization", "Bearer p", "Authorization", "Bearer a"]
+    const raw = [...credentials, "X-Pico-Forward", "v1.1.x", "Accept", "*/*"]
+    expect(forwarded(raw)).toEqual(["Authorization", "Bearer a", "Accept", "*/*"])
+    expect(forwarded(raw, { credentials: "strip authorization" })).toEqual(["Accept", "*/*"])
+    expect(forwarded(raw, { credentials: "forward" })).toEqual([...credentials, "Accept", "*/*"])
+  })
+
+  it("passes a WebSocket upgrade: Upgrade and Connection: Upgrade only", () => {
+    const raw = ["Connection", "Upgrade, X-Hop", "X-Hop", "1", ...hopByHop.slice(2)]
+    expect(forwarded(raw, { keepUpgrade: true })).toEqual(["Upgrade", "websocket", "Connection", "Upgrade"])
+  })
+
+  it("describes the client in X-Forwarded-*, appending to For and replacing Proto and Host", () => {
+    const raw = [
+      "Host",
+      "e.example.com",
+      "X-Forwarded-For",
+      "198.51.100.1",
+      "x-forwarded-for",
+      "198.51.100.2",
+      "X-Forwarded-Proto",
+      "https",
+      "X-Forwarded-Host",
+      "spoofed.example.com",
+    ]
+    expect(upstreamRequestHeaders(message(raw), plain)).toEqual([
+      "Host",
+      "e.example.com",
+      "X-Forwarded-For",
+      "198.51.100.1, 198.51.100.2, 203.0.113.7",
+      "X-Forwarded-Proto",
+      "http",
+      "X-Forwarded-Host",
+      "e.example.com",
+    ])
+    // From a peer that proved itself, they already describe the client.
+    expect(upstreamRequestHeaders(message(raw), { ...plain, fromPeer: true })).toEqual(raw)
+  })
+
+  it("names the client by its IPv4 address, and TLS as https; no Host, no X-Forwarded-Host", () => {
+    const tls = message([], { remoteAddress: "::ffff:192.0.2.1", encrypted: true })
+    expect(upstreamRequestHeaders(tls, plain)).toEqual([
+      "X-Forwarded-For",
+      "192.0.2.1",
+      "X-Forwarded-Proto",
+      "https",
+    ])
+    const v6 = message([], { remoteAddress: "2001:db8::ffff:1" })
+    expect(upstreamRequestHeaders(v6, plain)?.[1]).toBe("2001:db8::ffff:1")
+    // A socket that has already closed has no address.
+    expect(upstreamRequestHeaders(message([], {}), plain)?.[1]).toBe("")
+  })
+})
+
+describe("response headers for the client", () => {
+  it("drops hop-by-hop and Connection-listed headers, keeps repeats, and asks to close while draining", () => {
+    const endToEnd = ["Set-Cookie", "a=1", "Set-Cookie", "b=2", "Content-Length", "2"]
+    const res = message(["Connection", "X-Hop", "X-Hop", "1", ...hopByHop.slice(2), ...endToEnd])
+    expect(clientResponseHeaders(res, false)).toEqual(endToEnd)
+    expect(clientResponseHeaders(res, true)).toEqual([...endToEnd, "Connection", "close"])
+    expect(clientResponseHeaders(message(endToEnd), false)).toEqual(endToEnd)
+  })
+
+  it("writes a 101's head with every header, for the raw connection", () => {
+    const res = Object.assign(message(["Upgrade", "websocket", "Connection", "Upgrade"]), {
+      statusCode: 101,
+      statusMessage: "Switching Protocols",
+    })
+    expect(responseHead(res)).toBe(
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+  })
+})
