@@ -32,7 +32,8 @@ import * as PeerProof from "./Proxy/PeerProof.js"
 import { requestIdOf } from "./Proxy/RequestId.js"
 import { normalizeTarget } from "./Proxy/RequestTarget.js"
 import * as TcpTraffic from "./Proxy/TcpTraffic.js"
-import { type ClusterNode, Registry } from "./Registry.js"
+import { sendThroughTunnel } from "./Proxy/TunnelExchange.js"
+import { type ClusterNode, Registry, type Upstream } from "./Registry.js"
 import { Shutdown } from "./Shutdown.js"
 
 export { ProxyError, type ProxyFailure } from "./Proxy/Errors.js"
@@ -222,6 +223,20 @@ export const make = (options: ProxyOptions) =>
     }
 
     /**
+     * Sends the request to an upstream of this node, through its tunnel: a plain request on one of the session's
+     * kept-alive HTTP connections, an upgrade on a stream of its own, which becomes the pass-through.
+     */
+    const sendLocal = (exchange: Exchange, upstream: Upstream, headers: ReadonlyArray<string>) => {
+      metrics.forwardedLocal()
+      exchange.route = "local"
+      exchange.via = upstream.remoteAddr
+      const { http } = upstream.session
+      return exchange.upgrade === undefined
+        ? sendThroughTunnel(exchange, http, headers)
+        : attempt(exchange, { createConnection: http.openStream, headers, expectContinue: false })
+    }
+
+    /**
      * Tries local upstreams, then (unless a peer sent the request: one hop at most) the nodes holding the
      * endpoint, skipping each that turns out stale or unreachable. With no route left and none of the body spent,
      * an entry node waits for the cluster to converge (an agent moving, a node draining), up to the route
@@ -246,14 +261,7 @@ export const make = (options: ProxyOptions) =>
           if (upstream !== undefined) {
             if (upstream.kind !== exchange.kind) return yield* wrongKind(upstream.kind)
             localRetries--
-            metrics.forwardedLocal()
-            exchange.route = "local"
-            exchange.via = upstream.remoteAddr
-            last = yield* attempt(exchange, {
-              agent: upstream.session.httpAgent,
-              headers: localHeaders,
-              expectContinue: false,
-            })
+            last = yield* sendLocal(exchange, upstream, localHeaders)
           } else if (node !== undefined) {
             const nodeKind = node.tcpEndpoints.has(endpointId) ? "tcp" : "http"
             if (nodeKind !== exchange.kind) return yield* wrongKind(nodeKind)
@@ -295,19 +303,10 @@ export const make = (options: ProxyOptions) =>
         const upstream = registry.pickLocal(endpointId)
         if (upstream === undefined) return retry(exchange, endpointId, localHeaders, fromPeer, undefined)
         if (upstream.kind !== exchange.kind) return Effect.fail(wrongKind(upstream.kind))
-        metrics.forwardedLocal()
-        exchange.route = "local"
-        exchange.via = upstream.remoteAddr
-        return Effect.flatMap(
-          attempt(exchange, {
-            agent: upstream.session.httpAgent,
-            headers: localHeaders,
-            expectContinue: false,
-          }),
-          (outcome) =>
-            outcome._tag === "Done"
-              ? Effect.void
-              : retry(exchange, endpointId, localHeaders, fromPeer, outcome),
+        return Effect.flatMap(sendLocal(exchange, upstream, localHeaders), (outcome) =>
+          outcome._tag === "Done"
+            ? Effect.void
+            : retry(exchange, endpointId, localHeaders, fromPeer, outcome),
         )
       })
 

@@ -1,4 +1,3 @@
-import type * as http from "node:http"
 import type { IncomingMessage } from "node:http"
 import type { createConnection } from "node:net"
 import type { Duplex } from "node:stream"
@@ -7,7 +6,7 @@ import WebSocket from "ws"
 import { readRefusal } from "./internal/Refusal.js"
 import { attachWebSocket } from "./Tunnel/internal/ClientWebSocket.js"
 import { connectThroughProxy } from "./Tunnel/internal/ForwardProxy.js"
-import { TunnelAgent } from "./Tunnel/internal/HttpAgent.js"
+import { HttpConnections } from "./Tunnel/internal/HttpConnections.js"
 import { MemoryChannel } from "./Tunnel/internal/MemoryChannel.js"
 import { serveWebSocket } from "./Tunnel/internal/ServerWebSocket.js"
 import {
@@ -78,10 +77,10 @@ export interface TunnelSession {
   /** Whether `openStream` would succeed now: synchronous, for picking an upstream per request. */
   readonly canOpenStream: () => boolean
   /**
-   * HTTP/1.1 over this session's streams, kept alive: what the proxy sends requests through. Node's HTTP client
-   * frames the messages; the far end pipes each stream to its service untouched.
+   * HTTP/1.1 over this session's streams, kept alive: what the proxy sends requests through. The far end pipes
+   * each stream to its service untouched.
    */
-  readonly httpAgent: http.Agent
+  readonly http: HttpConnections
 }
 
 /** Human-readable reason for logs. */
@@ -97,7 +96,7 @@ const closedError = (cause: unknown) =>
 
 /** The Effect-shaped face of a session. */
 const wrap = (session: Session): TunnelSession => {
-  let httpAgent: TunnelAgent | undefined
+  let http: HttpConnections | undefined
   return {
     openStream: Effect.try({ try: () => session.openStream(), catch: closedError }),
     ping: Effect.tryPromise({ try: () => session.ping(), catch: closedError }),
@@ -119,9 +118,9 @@ const wrap = (session: Session): TunnelSession => {
         () => Effect.sync(() => session.onStream(undefined)),
       ),
     canOpenStream: () => session.canOpenStream(),
-    get httpAgent() {
-      httpAgent ??= new TunnelAgent(session)
-      return httpAgent
+    get http() {
+      http ??= new HttpConnections(() => session.openStream())
+      return http
     },
   }
 }
@@ -174,7 +173,7 @@ const runSession = (
     const tunnel = wrap(session)
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
-        tunnel.httpAgent.destroy()
+        tunnel.http.destroy()
         session.close("session ended")
       }),
     )

@@ -1,7 +1,6 @@
-import type * as http from "node:http"
 import type * as Capture from "../Domain/Capture.js"
 import type { Exchange } from "../Proxy/Forward.js"
-import { replayHeader } from "../Proxy/Headers.js"
+import { replayHeader, type ResponseHead as UpstreamHead } from "../Proxy/Headers.js"
 
 /** Characters (names, values and the request target) a recording keeps of one head; the rest is left out. */
 export const HEAD_CHARS = 16 * 1024
@@ -137,7 +136,7 @@ export class Recording {
     this.responseBody = new BodyPrefix(limits.bodyBytes)
   }
 
-  readonly response = (res: http.IncomingMessage): void => {
+  readonly response = (res: UpstreamHead): void => {
     this.responseHead = {
       status: res.statusCode ?? 0,
       message: res.statusMessage ?? "",

@@ -8,7 +8,7 @@ import type { EndpointId } from "../Domain/EndpointId.js"
 import type { EndpointKind } from "../Domain/EndpointKind.js"
 import type { Recording } from "../Inspector/Recording.js"
 import { ProxyError, picoErrorHeader } from "./Errors.js"
-import { clientResponseHeaders, responseHead } from "./Headers.js"
+import { clientResponseHeaders, type ResponseHead, responseHead } from "./Headers.js"
 
 /** A request without a body can be sent again when a kept-alive stream turns out to be closed already. */
 export const hasNoBody = (req: http.IncomingMessage): boolean =>
@@ -20,7 +20,9 @@ const PEER_CONNECT_TIMEOUT_MS = 3_000
 
 /** One try at sending the request: through which pool of connections, with which headers. */
 export interface Attempt {
-  readonly agent: http.Agent
+  /** The pool of connections to a peer node; none for a tunnel, where `createConnection` opens a stream. */
+  readonly agent?: http.Agent
+  readonly createConnection?: () => Duplex
   /** The peer node to send to; undefined for a tunnel, whose agent already knows where its streams go. */
   readonly target?: HostPort
   /** The target speaks TLS (then `agent` is an https.Agent). */
@@ -142,6 +144,34 @@ export const newExchange = (
   }
 }
 
+/**
+ * Starts the client's response with the upstream's head, minus hop-by-hop headers. A response that comes before the
+ * client has finished sending closes the client connection after it: the rest of that body must not be read as a
+ * next request.
+ */
+export const relayHead = (exchange: Exchange, head: ResponseHead, sentAt: number): void => {
+  const { req, res } = exchange
+  exchange.upstreamMs = performance.now() - sentAt
+  exchange.capture?.response(head)
+  const close = exchange.closeConnection() || exchange.upgrade !== undefined || !req.complete
+  res.writeHead(head.statusCode ?? 502, head.statusMessage, clientResponseHeaders(head, close))
+}
+
+/** Counts (and captures) the request body as it is read, when the access log or a capture wants it. */
+export const observeRequestBody = (exchange: Exchange): void => {
+  if (exchange.observed || exchange.capture !== undefined)
+    exchange.req.on("data", (chunk: Buffer) => {
+      exchange.bytesIn += chunk.length
+      exchange.capture?.addRequestBody(chunk)
+    })
+}
+
+/** Counts (and captures) the response body as it is written, when the access log or a capture wants it. */
+export const observeResponseBody = (exchange: Exchange, chunk: Buffer): void => {
+  exchange.bytesOut += chunk.length
+  exchange.capture?.addResponseBody(chunk)
+}
+
 const isStaleRoute = (res: http.IncomingMessage): boolean =>
   res.statusCode === 503 && res.headers[picoErrorHeader] === "endpoint not found"
 
@@ -173,6 +203,7 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
       path: req.url,
       headers: target.headers as Array<string>,
       agent: target.agent,
+      createConnection: target.createConnection,
       ...(target.target === undefined ? {} : { host: target.target.host, port: target.target.port }),
     })
     const retryOrFail = (reason: RetryReason, detail: string) => {
@@ -212,23 +243,12 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
       if (target.target !== undefined && !exchange.bodySpent && isStaleRoute(upstreamRes))
         return retryOrFail("stale route", "peer no longer has the endpoint")
       clearTimeout(timer)
-      exchange.upstreamMs = performance.now() - sentAt
-      exchange.capture?.response(upstreamRes)
-      // Answered before the client finished sending: the rest of its body must not be read as a next request.
-      const close = exchange.closeConnection() || upgrade !== undefined || !req.complete
-      res.writeHead(
-        upstreamRes.statusCode ?? 502,
-        upstreamRes.statusMessage,
-        clientResponseHeaders(upstreamRes, close),
-      )
+      relayHead(exchange, upstreamRes, sentAt)
       // Cut mid-body (the session died): the client must see a broken connection, not a short "complete" body.
       upstreamRes.on("error", () => res.destroy())
       upstreamRes.on("aborted", () => res.destroy())
       if (exchange.observed || exchange.capture !== undefined)
-        upstreamRes.on("data", (chunk: Buffer) => {
-          exchange.bytesOut += chunk.length
-          exchange.capture?.addResponseBody(chunk)
-        })
+        upstreamRes.on("data", (chunk: Buffer) => observeResponseBody(exchange, chunk))
       upstreamRes.pipe(res)
     })
     if (upgrade !== undefined) {
@@ -268,11 +288,7 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
         () => fail("endpoint timeout"),
       )
       // Added in the same tick as the pipe, so neither misses a chunk.
-      if (exchange.observed || exchange.capture !== undefined)
-        req.on("data", (chunk: Buffer) => {
-          exchange.bytesIn += chunk.length
-          exchange.capture?.addRequestBody(chunk)
-        })
+      observeRequestBody(exchange)
       req.pipe(upstreamReq)
     }
     if (bodiless) upstreamReq.end()
@@ -301,17 +317,17 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
  * Bounds a body by the gap between two reads, not by its total time. When the gap runs out, whoever stalled is
  * blamed: the client (408) if we were waiting to read, the upstream (504) if it had stopped taking bytes.
  */
-const watchBodyIdle = (
+export const watchBodyIdle = (
   exchange: Exchange,
-  upstreamReq: http.ClientRequest,
+  upstream: { readonly writableNeedDrain: boolean; destroy(): void },
   clientStalled: () => void,
   upstreamStalled: () => void,
 ) => {
   const { req } = exchange
   if (req.complete) return
   const idle = setTimeout(() => {
-    upstreamReq.destroy()
-    if (upstreamReq.writableNeedDrain) upstreamStalled()
+    upstream.destroy()
+    if (upstream.writableNeedDrain) upstreamStalled()
     else clientStalled()
     // The rest of the body will never be read: this connection carries no further request.
     exchange.res.once("finish", () => req.socket.destroy())

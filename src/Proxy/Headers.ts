@@ -107,10 +107,28 @@ export const upstreamRequestHeaders = (
   return out
 }
 
+/** A response head as Node's client gives it (an IncomingMessage) or as the tunnel's connections read it. */
+export interface ResponseHead {
+  readonly statusCode?: number | undefined
+  readonly statusMessage?: string | undefined
+  readonly rawHeaders: ReadonlyArray<string>
+}
+
+/** The values of every `Connection` header of a raw list, joined as Node joins them; undefined without one. */
+const connectionHeader = (raw: ReadonlyArray<string>): string | undefined => {
+  let value: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    if (name.length === 10 && name.toLowerCase() === "connection")
+      value = value === undefined ? raw[i + 1] : `${value}, ${raw[i + 1]}`
+  }
+  return value
+}
+
 /** The upstream response's headers minus hop-by-hop ones, as a flat raw list (two Set-Cookie stay two). */
-export const clientResponseHeaders = (res: http.IncomingMessage, closeConnection: boolean): Array<string> => {
+export const clientResponseHeaders = (res: ResponseHead, closeConnection: boolean): Array<string> => {
   const raw = res.rawHeaders
-  const listed = connectionListed(res.headers.connection)
+  const listed = connectionListed(connectionHeader(raw))
   const out: Array<string> = []
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
@@ -124,7 +142,7 @@ export const clientResponseHeaders = (res: http.IncomingMessage, closeConnection
 }
 
 /** Serialises a response head for a raw connection: the upstream's 101, whose headers all belong to the switch. */
-export const responseHead = (res: http.IncomingMessage): string => {
+export const responseHead = (res: ResponseHead): string => {
   const raw = res.rawHeaders
   let head = `HTTP/1.1 ${res.statusCode} ${res.statusMessage}\r\n`
   for (let i = 0; i < raw.length; i += 2) head += `${raw[i]}: ${raw[i + 1]}\r\n`

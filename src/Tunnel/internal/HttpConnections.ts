@@ -1,0 +1,175 @@
+import { ResponseParser } from "./ResponseParser.js"
+import type { TunnelStream } from "./Session.js"
+
+/** An HTTP response head as read from a stream. */
+export interface ResponseHead {
+  readonly statusCode: number
+  readonly statusMessage: string
+  readonly rawHeaders: Array<string>
+}
+
+/** What one exchange on a connection hears back. Exactly one of `end` and `fail` is called, once. */
+export interface ResponseListener {
+  /** The final response head (informational 1xx heads are skipped). */
+  readonly head: (head: ResponseHead) => void
+  readonly body: (chunk: Buffer) => void
+  readonly end: () => void
+  /**
+   * The stream failed or ended before the response did (`invalid` false), or the service sent something that is
+   * not a valid response (`invalid` true: it did get the request); `detail` says what.
+   */
+  readonly fail: (detail: string, invalid: boolean) => void
+}
+
+/** Idle connections kept per session; more than this many idle at once are closed. */
+const MAX_IDLE = 64
+
+/**
+ * HTTP/1.1 connections over one tunnel session's streams, kept alive: the proxy writes a request on a stream
+ * and reads the response back with Node's parser (ResponseParser), with none of Node's HTTP client around it.
+ * The far end pipes each stream to one TCP connection to its service, so a stream reused here is that service
+ * connection reused too, as its keep-alive allows. Idle connections are reused newest first.
+ */
+export class HttpConnections {
+  private readonly idle: Array<HttpConnection> = []
+  /**
+   * A stream of its own, never pooled: for an upgrade request, sent with Node's client, whose stream becomes a
+   * byte pipe once the service switches protocols. Throws when the session takes no new streams.
+   */
+  readonly openStream: () => TunnelStream
+
+  constructor(openStream: () => TunnelStream) {
+    this.openStream = openStream
+  }
+
+  /** An idle connection, or a new one (throws when the session takes no new streams). */
+  take(): HttpConnection {
+    return this.idle.pop() ?? new HttpConnection(this.openStream(), this)
+  }
+
+  /** Closes every idle connection (the session is ending). */
+  destroy(): void {
+    for (const connection of this.idle.splice(0)) connection.destroy()
+  }
+
+  /** @internal A connection whose exchange completed cleanly offers itself for the next one. */
+  release(connection: HttpConnection): void {
+    if (this.idle.length >= MAX_IDLE) connection.destroy()
+    else this.idle.push(connection)
+  }
+
+  /** @internal A connection that closed leaves the idle list. */
+  forget(connection: HttpConnection): void {
+    const at = this.idle.indexOf(connection)
+    if (at >= 0) this.idle.splice(at, 1)
+  }
+}
+
+/** One stream carrying one exchange at a time. */
+export class HttpConnection {
+  readonly stream: TunnelStream
+  /** Whether an exchange went through it before: a service may have closed it meanwhile (a stale connection). */
+  reused = false
+  private readonly pool: HttpConnections
+  private readonly parser: ResponseParser
+  private listener: ResponseListener | undefined
+  private headOnly = false
+  private answered = false
+  private keepAlive = false
+  private requestDone = false
+  private responseDone = false
+  private closed = false
+
+  constructor(stream: TunnelStream, pool: HttpConnections) {
+    this.stream = stream
+    this.pool = pool
+    this.parser = new ResponseParser({
+      head: (statusCode, statusMessage, rawHeaders, keepAlive) => {
+        if (statusCode < 200 && statusCode !== 101) return false // 100 Continue, 103 Early Hints: not the answer
+        if (this.listener === undefined || this.answered || statusCode === 101) {
+          this.fail(statusCode === 101 ? "switched protocols unasked" : "a response nobody asked for", true)
+          return true
+        }
+        this.answered = true
+        this.keepAlive = keepAlive
+        this.listener.head({ statusCode, statusMessage, rawHeaders })
+        return this.headOnly
+      },
+      body: (chunk) => this.listener?.body(chunk),
+      complete: () => {
+        if (!this.answered) return
+        this.responseDone = true
+        const listener = this.listener
+        this.listener = undefined
+        listener?.end()
+        this.settle()
+      },
+    })
+    stream.on("data", (chunk: Buffer) => {
+      if (this.closed) return
+      const error = this.parser.execute(chunk)
+      if (error !== undefined) this.fail(`invalid response: ${error.message}`, true)
+    })
+    stream.on("end", () => {
+      // A body that runs until the connection ends completes here; anything else is cut short.
+      const error = this.parser.finish()
+      if (error === undefined) this.fail("connection closed", false)
+      else this.fail(`invalid response: ${error.message}`, true)
+    })
+    stream.on("error", (error: Error) => this.fail(error.message, false))
+    stream.on("close", () => this.fail("connection closed", false))
+  }
+
+  /**
+   * Starts an exchange: the response goes to `listener`. `headOnly` for a HEAD request, whose response has no
+   * body whatever its headers say. The caller writes the request on `stream` and calls `requestSent` after it.
+   */
+  begin(listener: ResponseListener, headOnly: boolean): void {
+    this.listener = listener
+    this.headOnly = headOnly
+    this.answered = false
+    this.requestDone = false
+    this.responseDone = false
+  }
+
+  /** The whole request has been written. */
+  requestSent(): void {
+    this.requestDone = true
+    this.settle()
+  }
+
+  /** Pauses the response (the client is slow) or resumes it; the tunnel's flow control holds the rest. */
+  pause(): void {
+    this.stream.pause()
+  }
+
+  resume(): void {
+    this.stream.resume()
+  }
+
+  /** Abandons the connection: the far end sees a reset, so its service connection is cut too. */
+  destroy(): void {
+    this.fail("abandoned", false)
+  }
+
+  /** Both halves of the exchange are done: the connection is free for the next one, if the response allows. */
+  private settle(): void {
+    if (!this.requestDone || !this.responseDone || this.closed) return
+    if (!this.keepAlive) this.destroy()
+    else {
+      this.reused = true
+      this.pool.release(this)
+    }
+  }
+
+  private fail(detail: string, invalid: boolean): void {
+    if (this.closed) return
+    this.closed = true
+    this.pool.forget(this)
+    this.parser.close()
+    if (!this.stream.destroyed) this.stream.destroy()
+    const listener = this.listener
+    this.listener = undefined
+    listener?.fail(detail, invalid)
+  }
+}
