@@ -32,7 +32,7 @@ import * as PeerProof from "./Proxy/PeerProof.js"
 import { requestIdOf } from "./Proxy/RequestId.js"
 import { normalizeTarget } from "./Proxy/RequestTarget.js"
 import * as TcpTraffic from "./Proxy/TcpTraffic.js"
-import { sendThroughTunnel } from "./Proxy/TunnelExchange.js"
+import { sendThroughTunnel, sendThroughTunnelEffect } from "./Proxy/TunnelExchange.js"
 import { type ClusterNode, Registry, type Upstream } from "./Registry.js"
 import { Shutdown } from "./Shutdown.js"
 
@@ -46,8 +46,9 @@ export { ProxyError, type ProxyFailure } from "./Proxy/Errors.js"
 export class ProxyHandler extends Context.Tag("pico/Proxy")<
   ProxyHandler,
   {
-    readonly handle: (req: http.IncomingMessage, res: http.ServerResponse) => Effect.Effect<void>
-    readonly handleUpgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => Effect.Effect<void>
+    /** Serves a request (in fibers of the handler's own, when it needs any). */
+    readonly handle: (req: http.IncomingMessage, res: http.ServerResponse) => void
+    readonly handleUpgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void
     /** False for a request forwarded by a peer that this node can no longer serve (a stale route). */
     readonly hasLocalUpstream: (req: http.IncomingMessage) => boolean
     /** Upgraded connections (WebSockets, TCP connections) piped through this node, which a drain ends last. */
@@ -160,6 +161,8 @@ export const make = (options: ProxyOptions) =>
     const keys = yield* Effect.serviceOption(ClusterKeys)
     const proof = PeerProof.make(Option.isSome(keys) ? keys.value.keyring : undefined)
     const metrics = yield* ProxyMetrics.make
+    // Requests that need a fiber run in this set, interrupted when the handler's scope closes.
+    const run = yield* FiberSet.makeRuntime<never>()
     const passThroughs = PassThrough.make()
     const tcpTraffic = TcpTraffic.make()
     const peerTls = options.peerTls
@@ -232,7 +235,7 @@ export const make = (options: ProxyOptions) =>
       exchange.via = upstream.remoteAddr
       const { http } = upstream.session
       return exchange.upgrade === undefined
-        ? sendThroughTunnel(exchange, http, headers)
+        ? sendThroughTunnelEffect(exchange, http, headers)
         : attempt(exchange, { createConnection: http.openStream, headers, expectContinue: false })
     }
 
@@ -266,7 +269,7 @@ export const make = (options: ProxyOptions) =>
             const nodeKind = node.tcpEndpoints.has(endpointId) ? "tcp" : "http"
             if (nodeKind !== exchange.kind) return yield* wrongKind(nodeKind)
             remoteHeaders ??= peerHeaders(exchange)
-            if (remoteHeaders === undefined) return yield* new ProxyError({ reason: "duplicate host header" })
+            if (remoteHeaders === undefined) return yield* duplicateHost
             tried.add(node.id)
             last = yield* attempt(exchange, peerAttempt(exchange, node, remoteHeaders))
           } else {
@@ -286,19 +289,28 @@ export const make = (options: ProxyOptions) =>
         }
       })
 
+    /** The headers for an upstream of this node; undefined for a request with two Host headers. */
+    const localHeadersFor = (exchange: Exchange, fromPeer: boolean, stripAuthorization: boolean) => {
+      const { req } = exchange
+      const policy: HeaderPolicy = {
+        keepUpgrade: exchange.upgrade !== undefined,
+        credentials: stripAuthorization ? "strip authorization" : "strip",
+        fromPeer: fromPeer && proof.verify(req),
+      }
+      return upstreamRequestHeaders(req, policy, exchange.requestId)
+    }
+
+    /** Anyone may ask a node not to forward (the header's presence); only a proven peer is trusted. */
+    const askedNotToForward = (req: http.IncomingMessage) =>
+      req.headers[PeerProof.forwardHeader] !== undefined
+
+    const duplicateHost = new ProxyError({ reason: "duplicate host header" })
+
     const route = (exchange: Exchange, endpointId: EndpointId) => (stripAuthorization: boolean) =>
       Effect.suspend((): Effect.Effect<void, ProxyError> => {
-        const { req } = exchange
-        // Anyone may ask a node not to forward (the header's presence); only a proven peer is trusted.
-        const fromPeer = req.headers[PeerProof.forwardHeader] !== undefined
-        const policy: HeaderPolicy = {
-          keepUpgrade: exchange.upgrade !== undefined,
-          credentials: stripAuthorization ? "strip authorization" : "strip",
-          fromPeer: fromPeer && proof.verify(req),
-        }
-        const localHeaders = upstreamRequestHeaders(req, policy, exchange.requestId)
-        if (localHeaders === undefined)
-          return Effect.fail(new ProxyError({ reason: "duplicate host header" }))
+        const fromPeer = askedNotToForward(exchange.req)
+        const localHeaders = localHeadersFor(exchange, fromPeer, stripAuthorization)
+        if (localHeaders === undefined) return Effect.fail(duplicateHost)
         // The hot path: one local attempt, no generator, no waiting.
         const upstream = registry.pickLocal(endpointId)
         if (upstream === undefined) return retry(exchange, endpointId, localHeaders, fromPeer, undefined)
@@ -316,32 +328,70 @@ export const make = (options: ProxyOptions) =>
         ? { _tag: "Tcp", counters: local ? tcpTraffic.of(exchange.endpointId as EndpointId) : undefined }
         : PassThrough.webSocket
 
-    const serve = (exchange: Exchange): Effect.Effect<void> => {
+    /**
+     * What can be checked at once: the request id, the target, the endpoint id, the upgrade. Returns the endpoint
+     * id, or why the request is refused.
+     */
+    const prepare = (exchange: Exchange): EndpointId | ProxyError => {
       const { req } = exchange
       exchange.requestId = requestIdOf(req)
-      if (!normalizeTarget(req))
-        return answerFailure(new ProxyError({ reason: "invalid request target" }), exchange)
+      if (!normalizeTarget(req)) return new ProxyError({ reason: "invalid request target" })
       const kind = exchange.upgrade === undefined ? "http" : upgradeKind(req)
       const endpointId = endpointIdFromHeaders(req.headers, kind === "tcp" ? req.url : undefined)
-      if (endpointId === undefined)
-        return answerFailure(new ProxyError({ reason: "missing pico endpoint id" }), exchange)
-      if (!isValidEndpointId(endpointId))
-        return answerFailure(new ProxyError({ reason: "invalid endpoint id" }), exchange)
+      if (endpointId === undefined) return new ProxyError({ reason: "missing pico endpoint id" })
+      if (!isValidEndpointId(endpointId)) return new ProxyError({ reason: "invalid endpoint id" })
       exchange.endpointId = endpointId
       // Captured where the client's request arrived: a peer's forwarded copy was captured by that peer.
       const capture = inspector.captureOf(endpointId)
-      if (capture !== undefined && req.headers[PeerProof.forwardHeader] === undefined)
-        exchange.capture = capture.begin(exchange)
-      if (kind === undefined) {
-        const detail = `upgrade to ${req.headers.upgrade ?? ""}`
-        return answerFailure(new ProxyError({ reason: "unsupported upgrade", detail }), exchange)
-      }
+      if (capture !== undefined && !askedNotToForward(req)) exchange.capture = capture.begin(exchange)
+      if (kind === undefined)
+        return new ProxyError({
+          reason: "unsupported upgrade",
+          detail: `upgrade to ${req.headers.upgrade ?? ""}`,
+        })
       exchange.kind = kind
+      return endpointId
+    }
+
+    /** Authorizes (when the port requires it) and routes a prepared request, answering any failure. */
+    const forward = (exchange: Exchange, endpointId: EndpointId): Effect.Effect<void> => {
       const forwarded =
         guard === undefined
           ? route(exchange, endpointId)(false)
-          : Effect.flatMap(authorize(req, endpointId), route(exchange, endpointId))
+          : Effect.flatMap(authorize(exchange.req, endpointId), route(exchange, endpointId))
       return Effect.catchAll(forwarded, (error) => answerFailure(error, exchange))
+    }
+
+    /**
+     * The common case with no fiber at all: an open proxy port, a plain request, an upstream of this node. Says
+     * whether it took the request; a retry or failure later goes on as a fiber, like everything else.
+     */
+    const sendLocalNow = (exchange: Exchange, endpointId: EndpointId): boolean => {
+      if (guard !== undefined || exchange.upgrade !== undefined) return false
+      const upstream = registry.pickLocal(endpointId)
+      if (upstream === undefined || upstream.kind !== "http") return false
+      const fromPeer = askedNotToForward(exchange.req)
+      const headers = localHeadersFor(exchange, fromPeer, false)
+      if (headers === undefined) return false
+      metrics.forwardedLocal()
+      exchange.route = "local"
+      exchange.via = upstream.remoteAddr
+      sendThroughTunnel(exchange, upstream.session.http, headers, (result) => {
+        if (result._tag === "ProxyError") run(answerFailure(result, exchange))
+        else if (result._tag === "Retry")
+          run(
+            Effect.catchAll(retry(exchange, endpointId, headers, fromPeer, result), (error) =>
+              answerFailure(error, exchange),
+            ),
+          )
+      })
+      return true
+    }
+
+    const serve = (exchange: Exchange): void => {
+      const endpointId = prepare(exchange)
+      if (typeof endpointId !== "string") run(answerFailure(endpointId, exchange))
+      else if (!sendLocalNow(exchange, endpointId)) run(forward(exchange, endpointId))
     }
 
     /** The client's status: what it was sent, or 499 when it went away before a response started. */
@@ -370,16 +420,16 @@ export const make = (options: ProxyOptions) =>
         accessLog !== undefined,
       )
 
-    // The hot path: one fiber, no per-request log annotations (added only on failure), no auth work when the
-    // port is open, metrics updated without allocating, and a capture only when its endpoint's is on.
-    const handle = (req: http.IncomingMessage, res: http.ServerResponse): Effect.Effect<void> => {
+    // The hot path: no fiber (sendLocalNow), no per-request log annotations (added only on failure), no auth work
+    // when the port is open, metrics updated without allocating, and a capture only when its endpoint's is on.
+    const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       const exchange = exchangeFor(req, res, undefined)
       const done = shutdown.begin()
       res.once("close", () => {
         done()
         finished(exchange, true)
       })
-      return serve(exchange)
+      serve(exchange)
     }
 
     /**
@@ -388,7 +438,7 @@ export const make = (options: ProxyOptions) =>
      * after that answer: bytes the client sent behind it are never parsed as another request. A pass-through is
      * logged when it closes, with the bytes it carried.
      */
-    const handleUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): Effect.Effect<void> => {
+    const handleUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
       const done = shutdown.begin()
       const res = new http.ServerResponse(req)
       res.shouldKeepAlive = false
@@ -417,7 +467,7 @@ export const make = (options: ProxyOptions) =>
         ended(false, 101)
       }
       const exchange = exchangeFor(req, res, { socket, head, switched })
-      return serve(exchange)
+      serve(exchange)
     }
 
     /** A peer that asks first (Expect: 100-continue) learns at once, before sending a body, if the route is stale. */
@@ -455,7 +505,6 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, limits: ClientLim
     ProxyServer,
     Effect.gen(function* () {
       const proxy = yield* ProxyHandler
-      const run = yield* FiberSet.makeRuntime<never>()
       const listener = yield* makeListener({
         name: "proxy",
         address,
@@ -466,13 +515,13 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, limits: ClientLim
         server: { highWaterMark: 256 * 1024 },
       })
       const { server } = listener
-      server.on("request", (req, res) => run(proxy.handle(req, res)))
+      server.on("request", proxy.handle)
       // Answering Expect: 100-continue ourselves lets a peer's stale route be refused before its body is sent.
       server.on("checkContinue", (req, res) => {
         if (proxy.hasLocalUpstream(req)) res.writeContinue()
-        run(proxy.handle(req, res))
+        proxy.handle(req, res)
       })
-      server.on("upgrade", (req, socket: Duplex, head: Buffer) => run(proxy.handleUpgrade(req, socket, head)))
+      server.on("upgrade", proxy.handleUpgrade)
       server.on("connect", refuseConnect)
       return ProxyServer.of({ address: listener.address, stopAccepting: listener.stopAccepting })
     }),

@@ -11,10 +11,10 @@ import { newExchange } from "../src/Proxy/Forward.js"
 const dir = mkdtempSync(join(tmpdir(), "pico-access-unit-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
-const exchange = () => {
+const exchange = (url = "/search?token=query-secret") => {
   const req = {
     method: "GET",
-    url: "/search?token=query-secret",
+    url,
     headers: {},
     socket: { remoteAddress: "::ffff:10.0.0.7" },
   } as unknown as http.IncomingMessage
@@ -31,11 +31,11 @@ const exchange = () => {
 }
 
 /** The lines one exchange writes with these settings, read after the log has closed (which flushes it). */
-const linesWith = async (settings: Omit<AccessLog.AccessLogSettings, "file">, name: string) => {
+const linesWith = async (settings: Omit<AccessLog.AccessLogSettings, "file">, name: string, url?: string) => {
   const file = join(dir, name)
   await Effect.runPromise(
     Effect.scoped(
-      Effect.map(AccessLog.make({ ...settings, file }, "node-1"), (log) => log?.(exchange(), 200)),
+      Effect.map(AccessLog.make({ ...settings, file }, "node-1"), (log) => log?.(exchange(url), 200)),
     ),
   )
   return readFileSync(file, "utf8")
@@ -55,6 +55,29 @@ describe("the access log", () => {
     })
     const [kept] = await linesWith({ enabled: true, query: true }, "kept.log")
     expect(kept?.path).toBe("/search?token=query-secret")
+  })
+
+  it("writes every field as JSON, escaping what a client put in the path", async () => {
+    const path = '/a"b\\c\u00e9\u2028/d'
+    const [line] = await linesWith({ enabled: true, query: false }, "escaped.log", path)
+    expect(line).toEqual({
+      level: "info",
+      ts: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      subsystem: "access",
+      msg: "request",
+      "node-id": "node-1",
+      "request-id": "rid",
+      "endpoint-id": "e",
+      method: "GET",
+      path,
+      status: 200,
+      "bytes-in": 0,
+      "bytes-out": 0,
+      "duration-ms": expect.any(Number),
+      "upstream-ms": -1,
+      route: "none",
+      "client-addr": "10.0.0.7",
+    })
   })
 
   it("writes nothing when off", async () => {

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto"
 import * as http from "node:http"
 import { duplexPair } from "node:stream"
-import { Effect, FiberSet, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import type { ReplayEdits, ReplayResult } from "../Domain/Capture.js"
 import { replayHeader } from "../Proxy/Headers.js"
 import { requestIdHeader } from "../Proxy/RequestId.js"
@@ -65,9 +65,8 @@ const replayHeaders = (
 export const makeReplay = (nodeId: string, bodyBytes: number) =>
   Effect.gen(function* () {
     const proxy = yield* ProxyHandler
-    const run = yield* FiberSet.makeRuntime<never>()
     // Never listens: connections are handed to it. It only runs the proxy's handler.
-    const server = http.createServer((req, res) => run(proxy.handle(req, res)))
+    const server = http.createServer(proxy.handle)
     yield* Effect.addFinalizer(() => Effect.sync(() => server.closeAllConnections()))
 
     return (recording: Recording, edits: ReplayEdits): Effect.Effect<ReplayResult, ReplayError> =>

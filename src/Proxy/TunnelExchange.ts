@@ -62,120 +62,129 @@ export const sendThroughTunnel = (
   exchange: Exchange,
   connections: HttpConnections,
   headers: ReadonlyArray<string>,
+  settled: (result: AttemptOutcome | ProxyError) => void,
+): (() => void) => {
+  const { req, res } = exchange
+  let connection: HttpConnection
+  try {
+    connection = connections.take()
+  } catch (error) {
+    settled({ _tag: "Retry", reason: "connection failed", detail: String(error) })
+    return () => {}
+  }
+  let over = false
+  let responding = false
+  let timer: NodeJS.Timeout | undefined
+  const settle = (result: AttemptOutcome | ProxyError) => {
+    if (over) return
+    over = true
+    clearTimeout(timer)
+    settled(result)
+  }
+  // Settled first: destroying the connection reports its own failure, which must not replace this one.
+  const fail = (reason: ProxyError["reason"], detail?: string) => {
+    settle(new ProxyError(detail === undefined ? { reason } : { reason, detail }))
+    connection.destroy()
+  }
+  const bodiless = hasNoBody(req)
+  const reused = connection.reused
+  const sentAt = performance.now()
+  let waitingForClient = false
+  const resumeResponse = () => {
+    waitingForClient = false
+    connection.resume()
+  }
+
+  connection.begin(
+    {
+      head: (head) => {
+        clearTimeout(timer)
+        responding = true
+        relayHead(exchange, head, sentAt)
+      },
+      body: (chunk) => {
+        if (exchange.observed || exchange.capture !== undefined) observeResponseBody(exchange, chunk)
+        if (res.write(chunk) || waitingForClient) return
+        waitingForClient = true
+        connection.pause()
+        res.once("drain", resumeResponse)
+      },
+      end: () => {
+        res.end()
+        // Answered before the upload ended: the rest is not wanted, and the connection cannot carry another.
+        if (!req.complete) connection.destroy()
+      },
+      fail: (detail, invalid) => {
+        if (over) return
+        if (responding) {
+          // Cut mid-body: the client must see a broken connection, not a short "complete" body.
+          res.destroy()
+          settle(done)
+        } else if (invalid) {
+          // The service got the request and answered nonsense: sending it again elsewhere could run it twice.
+          fail("upstream unreachable", detail)
+        } else if (!exchange.bodySpent || (bodiless && reused)) {
+          clearTimeout(timer)
+          settle({
+            _tag: "Retry",
+            reason: reused && bodiless ? "stale connection" : "connection failed",
+            detail,
+          })
+        } else fail("upstream unreachable", detail)
+      },
+    },
+    req.method === "HEAD",
+  )
+
+  const chunked = req.headers["transfer-encoding"] !== undefined
+  connection.stream.write(requestHead(req, headers, chunked))
+  const waitForResponse = () => {
+    if (over || responding) return
+    timer = setTimeout(
+      () =>
+        fail("endpoint timeout", `no response headers from the upstream within ${exchange.gatewayTimeout}ms`),
+      exchange.gatewayTimeout,
+    )
+  }
+  if (bodiless) {
+    connection.requestSent()
+    waitForResponse()
+  } else {
+    // From here the upload is bounded by the pause between reads, then by the gateway timeout.
+    exchange.bodySpent = true
+    watchBodyIdle(
+      exchange,
+      connection.stream,
+      () => fail("request body timeout"),
+      () => fail("endpoint timeout"),
+    )
+    observeRequestBody(exchange)
+    sendBody(req, connection, chunked)
+    req.once("end", waitForResponse)
+  }
+
+  // A client that goes away resets the stream, so the upstream stops work on the request too.
+  res.on("close", () => {
+    if (!res.writableFinished) connection.destroy()
+    settle(done)
+  })
+  res.on("finish", () => settle(done))
+  req.on("error", () => connection.destroy())
+  return () => {
+    clearTimeout(timer)
+    connection.destroy()
+  }
+}
+
+/** sendThroughTunnel as an Effect, for the proxy's retries: interrupting it abandons the attempt. */
+export const sendThroughTunnelEffect = (
+  exchange: Exchange,
+  connections: HttpConnections,
+  headers: ReadonlyArray<string>,
 ): Effect.Effect<AttemptOutcome, ProxyError> =>
   Effect.async<AttemptOutcome, ProxyError>((resume) => {
-    const { req, res } = exchange
-    let connection: HttpConnection
-    try {
-      connection = connections.take()
-    } catch (error) {
-      return resume(Effect.succeed({ _tag: "Retry", reason: "connection failed", detail: String(error) }))
-    }
-    let settled = false
-    let responding = false
-    let timer: NodeJS.Timeout | undefined
-    const settle = (outcome: Effect.Effect<AttemptOutcome, ProxyError>) => {
-      if (settled) return
-      settled = true
-      clearTimeout(timer)
-      resume(outcome)
-    }
-    // Settled first: destroying the connection reports its own failure, which must not replace this one.
-    const fail = (reason: ProxyError["reason"], detail?: string) => {
-      settle(Effect.fail(new ProxyError(detail === undefined ? { reason } : { reason, detail })))
-      connection.destroy()
-    }
-    const bodiless = hasNoBody(req)
-    const reused = connection.reused
-    const sentAt = performance.now()
-    let waitingForClient = false
-    const resumeResponse = () => {
-      waitingForClient = false
-      connection.resume()
-    }
-
-    connection.begin(
-      {
-        head: (head) => {
-          clearTimeout(timer)
-          responding = true
-          relayHead(exchange, head, sentAt)
-        },
-        body: (chunk) => {
-          if (exchange.observed || exchange.capture !== undefined) observeResponseBody(exchange, chunk)
-          if (res.write(chunk) || waitingForClient) return
-          waitingForClient = true
-          connection.pause()
-          res.once("drain", resumeResponse)
-        },
-        end: () => {
-          res.end()
-          // Answered before the upload ended: the rest is not wanted, and the connection cannot carry another.
-          if (!req.complete) connection.destroy()
-        },
-        fail: (detail, invalid) => {
-          if (settled) return
-          if (responding) {
-            // Cut mid-body: the client must see a broken connection, not a short "complete" body.
-            res.destroy()
-            settle(Effect.succeed(done))
-          } else if (invalid) {
-            // The service got the request and answered nonsense: sending it again elsewhere could run it twice.
-            fail("upstream unreachable", detail)
-          } else if (!exchange.bodySpent || (bodiless && reused)) {
-            clearTimeout(timer)
-            settle(
-              Effect.succeed({
-                _tag: "Retry",
-                reason: reused && bodiless ? "stale connection" : "connection failed",
-                detail,
-              }),
-            )
-          } else fail("upstream unreachable", detail)
-        },
-      },
-      req.method === "HEAD",
+    const abandon = sendThroughTunnel(exchange, connections, headers, (result) =>
+      resume(result._tag === "ProxyError" ? Effect.fail(result) : Effect.succeed(result)),
     )
-
-    const chunked = req.headers["transfer-encoding"] !== undefined
-    connection.stream.write(requestHead(req, headers, chunked))
-    const waitForResponse = () => {
-      if (settled || responding) return
-      timer = setTimeout(
-        () =>
-          fail(
-            "endpoint timeout",
-            `no response headers from the upstream within ${exchange.gatewayTimeout}ms`,
-          ),
-        exchange.gatewayTimeout,
-      )
-    }
-    if (bodiless) {
-      connection.requestSent()
-      waitForResponse()
-    } else {
-      // From here the upload is bounded by the pause between reads, then by the gateway timeout.
-      exchange.bodySpent = true
-      watchBodyIdle(
-        exchange,
-        connection.stream,
-        () => fail("request body timeout"),
-        () => fail("endpoint timeout"),
-      )
-      observeRequestBody(exchange)
-      sendBody(req, connection, chunked)
-      req.once("end", waitForResponse)
-    }
-
-    // A client that goes away resets the stream, so the upstream stops work on the request too.
-    res.on("close", () => {
-      if (!res.writableFinished) connection.destroy()
-      settle(Effect.succeed(done))
-    })
-    res.on("finish", () => settle(Effect.succeed(done)))
-    req.on("error", () => connection.destroy())
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      connection.destroy()
-    })
+    return Effect.sync(abandon)
   })
