@@ -148,12 +148,12 @@ const heartbeat = (session: TunnelSession, settings: HeartbeatSettings) =>
     Effect.catchTag("TunnelError", (error) =>
       error.reason === "timeout"
         ? Effect.logWarning("heartbeat timed out; closing session").pipe(
-            Effect.annotateLogs("timeout", Duration.format(settings.timeout)),
+            // Annotated here, not around the loop: a fiber that lives as long as its session stays small.
+            Effect.annotateLogs({ subsystem: "tunnel", timeout: Duration.format(settings.timeout) }),
             Effect.zipRight(session.close("heartbeat timeout")),
           )
         : Effect.void,
     ),
-    Effect.annotateLogs("subsystem", "tunnel"),
   )
 
 const expiry = (session: TunnelSession, expiresAt: number) =>

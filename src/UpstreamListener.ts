@@ -79,38 +79,42 @@ export const layerServer = (
         head: Buffer,
         endpointId: EndpointId,
         kind: EndpointKind,
-      ) =>
-        Effect.gen(function* () {
+      ) => {
+        // Annotated per line, not around the fiber: that fiber lives as long as the session, and an annotation
+        // around it would copy its fiber state once per session.
+        const log = (line: Effect.Effect<void>, annotations: Record<string, unknown>) =>
+          Effect.annotateLogs(line, { subsystem: "upstream", "endpoint-id": endpointId, ...annotations })
+        return Effect.gen(function* () {
           const grant = yield* auth.upstream.authorize(req.headers.authorization, endpointId)
           const known = registry.kindOf(endpointId)
           if (known !== undefined && known !== kind) {
             const reason = kindConflict(endpointId, known)
-            yield* Effect.logWarning("upstream refused").pipe(Effect.annotateLogs("reason", reason))
+            yield* log(Effect.logWarning("upstream refused"), { reason })
             return writeJsonToSocket(socket, 409, errorBody(reason))
           }
           // The session ends when the token does (GoAway first, so the agent learns why).
           const session = yield* tunnel.serve(req, socket, head, { expiresAt: grant.expiresAt })
           const remoteAddr = remoteAddress(req)
           yield* registry.register({ endpointId, kind, remoteAddr, session })
-          yield* Effect.logInfo("upstream connected").pipe(Effect.annotateLogs({ addr: remoteAddr, kind }))
+          yield* log(Effect.logInfo("upstream connected"), { addr: remoteAddr, kind })
           const ended = yield* session.closed
-          yield* Effect.logInfo("upstream disconnected").pipe(
-            Effect.annotateLogs({ addr: remoteAddr, reason: describeClose(ended) }),
-          )
+          yield* log(Effect.logInfo("upstream disconnected"), {
+            addr: remoteAddr,
+            reason: describeClose(ended),
+          })
         }).pipe(
           Effect.scoped,
           Effect.catchTag("AuthError", (error) =>
-            Effect.logWarning("upstream refused").pipe(
-              Effect.annotateLogs("reason", error.reason),
+            log(Effect.logWarning("upstream refused"), { reason: error.reason }).pipe(
               Effect.zipRight(Effect.sync(() => writeJsonToSocket(socket, 401, errorBody(error.reason)))),
             ),
           ),
           // Not a WebSocket handshake: already answered with a 400.
           Effect.catchTag("TunnelError", (error) =>
-            Effect.logWarning("upstream refused").pipe(Effect.annotateLogs("reason", error.message)),
+            log(Effect.logWarning("upstream refused"), { reason: error.message }),
           ),
-          Effect.annotateLogs({ subsystem: "upstream", "endpoint-id": endpointId }),
         )
+      }
 
       const listener = yield* makeListener({ name: "upstream", address, tls, limits })
       const { server } = listener
