@@ -1,11 +1,12 @@
 import type { IncomingMessage } from "node:http"
 import type { createConnection } from "node:net"
 import type { Duplex } from "node:stream"
-import { Clock, Context, Duration, Effect, Layer, Queue, Schema, type Scope } from "effect"
+import { Context, type Duration, Effect, Layer, Queue, Schema, type Scope } from "effect"
 import WebSocket from "ws"
 import { readRefusal } from "./internal/Refusal.js"
 import { attachWebSocket } from "./Tunnel/internal/ClientWebSocket.js"
 import { connectThroughProxy } from "./Tunnel/internal/ForwardProxy.js"
+import { Heartbeats } from "./Tunnel/internal/Heartbeats.js"
 import { HttpConnections } from "./Tunnel/internal/HttpConnections.js"
 import { MemoryChannel } from "./Tunnel/internal/MemoryChannel.js"
 import { serveWebSocket } from "./Tunnel/internal/ServerWebSocket.js"
@@ -70,6 +71,11 @@ export interface TunnelSession {
   readonly close: (message: string) => Effect.Effect<void>
   /** Completes with the reason once the session has closed (at once if it has). */
   readonly closed: Effect.Effect<CloseReason>
+  /**
+   * Calls `listener` with the reason once the session has closed (at once if it has): for whoever keeps many
+   * sessions, where a fiber waiting on `closed` for each would cost more memory than the session itself.
+   */
+  readonly whenClosed: (listener: (reason: CloseReason) => void) => void
   /** Completes once the peer has sent GoAway: it is going, and takes no new streams from us. */
   readonly peerGoingAway: Effect.Effect<void>
   /** Hands every stream the peer opens to `handler` while the scope lives; without one they are refused. */
@@ -106,6 +112,9 @@ const wrap = (session: Session): TunnelSession => {
       const off = session.onClose((reason) => resume(Effect.succeed(reason)))
       return Effect.sync(off)
     }),
+    whenClosed: (listener) => {
+      session.onClose(listener)
+    },
     peerGoingAway: Effect.async<void>((resume) => {
       // A GoAway that arrived before we asked has already made the session refuse new streams.
       if (!session.closed && !session.canOpenStream()) return resume(Effect.void)
@@ -127,39 +136,11 @@ const wrap = (session: Session): TunnelSession => {
 
 /** What runs beside a session for as long as it lives. */
 export interface RunOptions {
-  readonly heartbeat: HeartbeatSettings
+  /** The tunnel's heartbeats, which watch the session. */
+  readonly heartbeats: Heartbeats
   /** Epoch ms at which the session ends (its credential expires): GoAway first, so the peer learns why. */
   readonly expiresAt?: number | undefined
 }
-
-/** Pings every interval; a ping unanswered within the timeout closes the session (a silently dead path). */
-const heartbeat = (session: TunnelSession, settings: HeartbeatSettings) =>
-  session.ping.pipe(
-    Effect.timeoutFail({
-      duration: settings.timeout,
-      onTimeout: () =>
-        new TunnelError({
-          reason: "timeout",
-          message: `no answer to a ping within ${Duration.format(settings.timeout)}`,
-        }),
-    }),
-    Effect.delay(settings.interval),
-    Effect.forever,
-    Effect.catchTag("TunnelError", (error) =>
-      error.reason === "timeout"
-        ? Effect.logWarning("heartbeat timed out; closing session").pipe(
-            // Annotated here, not around the loop: a fiber that lives as long as its session stays small.
-            Effect.annotateLogs({ subsystem: "tunnel", timeout: Duration.format(settings.timeout) }),
-            Effect.zipRight(session.close("heartbeat timeout")),
-          )
-        : Effect.void,
-    ),
-  )
-
-const expiry = (session: TunnelSession, expiresAt: number) =>
-  Effect.flatMap(Clock.currentTimeMillis, (now) =>
-    Effect.sleep(Duration.millis(Math.max(0, expiresAt - now))),
-  ).pipe(Effect.zipRight(session.goAway), Effect.zipRight(session.close("token expired")))
 
 /**
  * Ties a session to the scope: heartbeats (and the expiry) run while it lives, and the scope's end closes it and
@@ -177,8 +158,7 @@ const runSession = (
         session.close("session ended")
       }),
     )
-    yield* Effect.forkScoped(heartbeat(tunnel, options.heartbeat))
-    if (options.expiresAt !== undefined) yield* Effect.forkScoped(expiry(tunnel, options.expiresAt))
+    yield* options.heartbeats.watch(session, options.expiresAt)
     return tunnel
   })
 
@@ -285,14 +265,15 @@ export class Tunnel extends Context.Tag("pico/Tunnel")<
   }
 >() {}
 
-export const make = (heartbeat: HeartbeatSettings) =>
-  Tunnel.of({
+export const make = (heartbeat: HeartbeatSettings) => {
+  const heartbeats = new Heartbeats(heartbeat)
+  return Tunnel.of({
     serve: (req, socket, head, options) =>
       Effect.suspend(() => {
         const refused = acceptWebSocket(req, socket)
         return refused === undefined
           ? runSession(serveWebSocket(socket, head, { role: "server" }), {
-              heartbeat,
+              heartbeats,
               expiresAt: options?.expiresAt,
             })
           : Effect.fail(new TunnelError({ reason: "handshake", message: refused }))
@@ -300,8 +281,9 @@ export const make = (heartbeat: HeartbeatSettings) =>
     connect: (url, headers, tls, proxy) =>
       Effect.acquireRelease(openWebSocket(url, headers, tls, proxy), ({ ws }) =>
         Effect.sync(() => ws.terminate()),
-      ).pipe(Effect.flatMap(({ session }) => runSession(session, { heartbeat }))),
+      ).pipe(Effect.flatMap(({ session }) => runSession(session, { heartbeats }))),
   })
+}
 
 export const layer = (heartbeat: HeartbeatSettings): Layer.Layer<Tunnel> =>
   Layer.succeed(Tunnel, make(heartbeat))
@@ -323,7 +305,7 @@ export interface MemoryLink {
  */
 export const memoryLink = (
   heartbeat: HeartbeatSettings,
-  server: Pick<RunOptions, "expiresAt"> = {},
+  server: { readonly expiresAt?: number | undefined } = {},
 ): Effect.Effect<MemoryLink, never, Scope.Scope> =>
   Effect.gen(function* () {
     const toServer = new MemoryChannel()
@@ -339,9 +321,10 @@ export const memoryLink = (
           else channel.resume()
         }
       })
+    const heartbeats = new Heartbeats(heartbeat)
     return {
-      client: yield* runSession(clientSession, { heartbeat }),
-      server: yield* runSession(serverSession, { heartbeat, expiresAt: server.expiresAt }),
+      client: yield* runSession(clientSession, { heartbeats }),
+      server: yield* runSession(serverSession, { heartbeats, expiresAt: server.expiresAt }),
       cut: set(true),
       heal: set(false),
     }

@@ -1,7 +1,7 @@
 import type * as http from "node:http"
 import type { AddressInfo } from "node:net"
 import type { Duplex } from "node:stream"
-import { Context, Effect, FiberSet, Layer } from "effect"
+import { Context, Effect, ExecutionStrategy, Exit, FiberSet, Layer, Scope } from "effect"
 import { Auth } from "./Auth.js"
 import type { HostPort } from "./Domain/Address.js"
 import { type EndpointId, endpointIdRule, isValidEndpointId } from "./Domain/EndpointId.js"
@@ -10,7 +10,7 @@ import { errorBody, writeJson, writeJsonToSocket } from "./internal/JsonResponse
 import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
 import { Registry } from "./Registry.js"
-import { describeClose, Tunnel } from "./Tunnel.js"
+import { type CloseReason, describeClose, Tunnel } from "./Tunnel.js"
 
 /** The upstream port's listener, once bound. */
 export class UpstreamServer extends Context.Tag("pico/UpstreamServer")<
@@ -72,6 +72,7 @@ export const layerServer = (
       const tunnel = yield* Tunnel
       const registry = yield* Registry
       const run = yield* FiberSet.makeRuntime<never>()
+      const listenerScope = yield* Effect.scope
 
       const serveUpstream = (
         req: http.IncomingMessage,
@@ -92,18 +93,26 @@ export const layerServer = (
             yield* log(Effect.logWarning("upstream refused"), { reason })
             return writeJsonToSocket(socket, 409, errorBody(reason))
           }
-          // The session ends when the token does (GoAway first, so the agent learns why).
-          const session = yield* tunnel.serve(req, socket, head, { expiresAt: grant.expiresAt })
+          // What lives as long as the session (its heartbeat, its registration) lives in a scope of its own,
+          // closed when the session closes or the listener stops: no fiber waits out each session.
+          const scope = yield* Scope.fork(listenerScope, ExecutionStrategy.sequential)
           const remoteAddr = remoteAddress(req)
-          yield* registry.register({ endpointId, kind, remoteAddr, session })
-          yield* log(Effect.logInfo("upstream connected"), { addr: remoteAddr, kind })
-          const ended = yield* session.closed
-          yield* log(Effect.logInfo("upstream disconnected"), {
-            addr: remoteAddr,
-            reason: describeClose(ended),
-          })
+          const disconnected = (ended: CloseReason) =>
+            log(Effect.logInfo("upstream disconnected"), {
+              addr: remoteAddr,
+              reason: describeClose(ended),
+            }).pipe(Effect.zipRight(Scope.close(scope, Exit.void)))
+          yield* Effect.gen(function* () {
+            // The session ends when the token does (GoAway first, so the agent learns why).
+            const session = yield* tunnel.serve(req, socket, head, { expiresAt: grant.expiresAt })
+            yield* registry.register({ endpointId, kind, remoteAddr, session })
+            yield* log(Effect.logInfo("upstream connected"), { addr: remoteAddr, kind })
+            session.whenClosed((ended) => run(disconnected(ended)))
+          }).pipe(
+            Scope.extend(scope),
+            Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause))),
+          )
         }).pipe(
-          Effect.scoped,
           Effect.catchTag("AuthError", (error) =>
             log(Effect.logWarning("upstream refused"), { reason: error.reason }).pipe(
               Effect.zipRight(Effect.sync(() => writeJsonToSocket(socket, 401, errorBody(error.reason)))),
