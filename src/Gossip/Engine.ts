@@ -181,8 +181,12 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
     /** Pushes the local entries newer than `before` to a few live peers, so a change does not wait for rounds. */
     const push = (before: number) =>
       Effect.gen(function* () {
+        const live = state.livePeers()
+        // Alone, there is no one to tell: building the delta (a pass over every local entry) would be wasted on
+        // each of thousands of agents connecting.
+        if (live.length === 0) return
         const delta = [state.localDelta(before)]
-        const peers = yield* Random.shuffle(state.livePeers())
+        const peers = yield* Random.shuffle(live)
         yield* Effect.forEach(Array.from(peers).slice(0, pushFanout), (address) => sendDeltas(address, delta))
       })
 
