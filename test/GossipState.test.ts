@@ -83,6 +83,17 @@ describe("ClusterState: local entries", () => {
     expect(state.localVersion).toBe(203)
   })
 
+  it("counts a deleted key set again as live: compaction waits for 100 tombstones at once", () => {
+    const { state } = node("a")
+    for (let i = 0; i < 100; i++) state.setLocal(`k${i}`, "v")
+    for (let i = 0; i < 99; i++) state.deleteLocal(`k${i}`)
+    state.setLocal("k0", "again")
+    state.deleteLocal("k99")
+    expect(state.nodeView("a")?.entries.filter((e) => e.deleted)).toHaveLength(99)
+    state.deleteLocal("k0")
+    expect(state.nodeView("a")?.entries.map((e) => e.key)).toEqual([COMPACT_KEY])
+  })
+
   it("leaves once, with an internal entry", () => {
     const { state } = node("a")
     expect(state.leave()).toBe(true)

@@ -143,9 +143,7 @@ export class ClusterState {
     const current = this.self.entries.get(key)
     if (current === undefined || current.deleted) return false
     this.write(key, "", current.internal, true)
-    let tombstones = 0
-    for (const entry of this.self.entries.values()) if (entry.deleted) tombstones++
-    if (tombstones >= this.options.compactionThreshold) this.compact()
+    if (this.localTombstones >= this.options.compactionThreshold) this.compact()
     return true
   }
 
@@ -169,7 +167,12 @@ export class ClusterState {
     return entries
   }
 
+  /** Tombstones among the local entries, counted as they come and go (10,000 agents leaving must not cost n²). */
+  private localTombstones = 0
+
   private write(key: string, value: string, internal: boolean, deleted: boolean): void {
+    if (this.self.entries.get(key)?.deleted === true) this.localTombstones--
+    if (deleted) this.localTombstones++
     this.self.version++
     this.self.entries.set(key, { key, value, version: this.self.version, internal, deleted })
   }
@@ -184,6 +187,7 @@ export class ClusterState {
       .filter((entry) => !entry.deleted && entry.key !== COMPACT_KEY)
       .sort(byVersion)
     this.self.entries.clear()
+    this.localTombstones = 0
     for (const entry of live) this.write(entry.key, entry.value, entry.internal, false)
     this.write(COMPACT_KEY, String(cut), true, false)
   }
