@@ -1,6 +1,6 @@
 import type * as http from "node:http"
 import { Effect } from "effect"
-import type { HttpConnection, HttpConnections } from "../Tunnel/internal/HttpConnections.js"
+import type { HttpConnection, HttpConnections, ResponseListener } from "../Tunnel/internal/HttpConnections.js"
 import { ProxyError } from "./Errors.js"
 import {
   type AttemptOutcome,
@@ -81,10 +81,12 @@ export const sendThroughTunnel = (
     clearTimeout(timer)
     settled(result)
   }
+  // Once the exchange is over, the connection may already carry the next one: only its owner may abandon it.
+  const abandon = () => connection.abandon(listener)
   // Settled first: destroying the connection reports its own failure, which must not replace this one.
   const fail = (reason: ProxyError["reason"], detail?: string) => {
     settle(new ProxyError(detail === undefined ? { reason } : { reason, detail }))
-    connection.destroy()
+    abandon()
   }
   const bodiless = hasNoBody(req)
   const reused = connection.reused
@@ -95,49 +97,54 @@ export const sendThroughTunnel = (
     connection.resume()
   }
 
-  connection.begin(
-    {
-      head: (head) => {
-        clearTimeout(timer)
-        responding = true
-        relayHead(exchange, head, sentAt)
-      },
-      body: (chunk) => {
-        if (exchange.observed || exchange.capture !== undefined) observeResponseBody(exchange, chunk)
-        if (res.write(chunk) || waitingForClient) return
-        waitingForClient = true
-        connection.pause()
-        res.once("drain", resumeResponse)
-      },
-      end: () => {
-        res.end()
-        // Answered before the upload ended: the rest is not wanted, and the connection cannot carry another.
-        if (!req.complete) connection.destroy()
-      },
-      fail: (detail, invalid) => {
-        if (over) return
-        if (responding) {
-          // Cut mid-body: the client must see a broken connection, not a short "complete" body.
-          res.destroy()
-          settle(done)
-        } else if (invalid) {
-          // The service got the request and answered nonsense: sending it again elsewhere could run it twice.
-          fail("upstream unreachable", detail)
-        } else if (!exchange.bodySpent || (bodiless && reused)) {
-          clearTimeout(timer)
-          settle({
-            _tag: "Retry",
-            reason: reused && bodiless ? "stale connection" : "connection failed",
-            detail,
-          })
-        } else fail("upstream unreachable", detail)
-      },
+  const listener: ResponseListener = {
+    head: (head) => {
+      clearTimeout(timer)
+      responding = true
+      relayHead(exchange, head, sentAt)
     },
-    req.method === "HEAD",
-  )
+    body: (chunk) => {
+      if (exchange.observed || exchange.capture !== undefined) observeResponseBody(exchange, chunk)
+      if (res.write(chunk) || waitingForClient) return
+      waitingForClient = true
+      connection.pause()
+      res.once("drain", resumeResponse)
+    },
+    end: () => {
+      // The client's response ends here, so it will not drain: a connection paused for it resumes before it
+      // serves another exchange.
+      if (waitingForClient) {
+        res.off("drain", resumeResponse)
+        resumeResponse()
+      }
+      res.end()
+      // Answered before the upload ended: the rest is not wanted, and the connection cannot carry another.
+      if (!req.complete) abandon()
+    },
+    fail: (detail, invalid) => {
+      if (over) return
+      if (responding) {
+        // Cut mid-body: the client must see a broken connection, not a short "complete" body.
+        res.destroy()
+        settle(done)
+      } else if (invalid) {
+        // The service got the request and answered nonsense: sending it again elsewhere could run it twice.
+        fail("upstream unreachable", detail)
+      } else if (!exchange.bodySpent || (bodiless && reused)) {
+        clearTimeout(timer)
+        settle({
+          _tag: "Retry",
+          reason: reused && bodiless ? "stale connection" : "connection failed",
+          detail,
+        })
+      } else fail("upstream unreachable", detail)
+    },
+  }
+  connection.begin(listener, req.method === "HEAD")
 
   const chunked = req.headers["transfer-encoding"] !== undefined
-  connection.stream.write(requestHead(req, headers, chunked))
+  // Latin-1, as Node's client writes a head: header values arrive from its parser one character per byte.
+  connection.stream.write(requestHead(req, headers, chunked), "latin1")
   const waitForResponse = () => {
     if (over || responding) return
     timer = setTimeout(
@@ -165,14 +172,14 @@ export const sendThroughTunnel = (
 
   // A client that goes away resets the stream, so the upstream stops work on the request too.
   res.on("close", () => {
-    if (!res.writableFinished) connection.destroy()
+    if (!res.writableFinished) abandon()
     settle(done)
   })
   res.on("finish", () => settle(done))
-  req.on("error", () => connection.destroy())
+  req.on("error", abandon)
   return () => {
     clearTimeout(timer)
-    connection.destroy()
+    abandon()
   }
 }
 

@@ -69,6 +69,10 @@ beforeAll(async () => {
           length: req.headers["content-length"] ?? null,
           encoding: req.headers["transfer-encoding"] ?? null,
           body: Buffer.concat(chunks).toString("utf8"),
+          // The header's bytes as they arrived (Node's parser gives one character per byte).
+          ...(req.headers["x-name"] === undefined
+            ? {}
+            : { name: Buffer.from(req.headers["x-name"] as string, "latin1").toString("hex") }),
         }),
       ),
     )
@@ -163,7 +167,7 @@ describe("request bodies written on tunnel streams", () => {
       })
         .map(([name, value]) => `${name}: ${value}\r\n`)
         .join("")
-      socket.write(`POST /upload HTTP/1.1\r\n${head}\r\n`)
+      socket.write(Buffer.from(`POST /upload HTTP/1.1\r\n${head}\r\n`, "utf8"))
       for (const piece of typeof body === "string" ? [body] : body) socket.write(piece)
     })
   const echoed = (answer: string) => JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4))
@@ -171,6 +175,11 @@ describe("request bodies written on tunnel streams", () => {
   it("sends a Content-Length body as it came", async () => {
     const answer = await post({ "content-length": "11" }, "hello world")
     expect(echoed(answer)).toEqual({ length: "11", encoding: null, body: "hello world" })
+  })
+
+  it("passes a header's bytes through unchanged, whatever they encode", async () => {
+    const answer = await post({ "content-length": "0", "x-name": "café 東京" }, "")
+    expect(echoed(answer).name).toBe(Buffer.from("café 東京", "utf8").toString("hex"))
   })
 
   it("sends a chunked body chunked again, whatever its chunk extensions and trailers", async () => {

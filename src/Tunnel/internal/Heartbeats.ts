@@ -3,18 +3,22 @@ import type { Session } from "./Session.js"
 
 /** A session being watched, and which of its heartbeat events is current. */
 interface Watched {
-  readonly session: Session
+  /** Dropped when the session closes: events still on the timeline must not keep a closed session alive. */
+  session: Session | undefined
   /** Bumped each time its heartbeat moves on (a ping sent, an answer received): older events are stale. */
   step: number
 }
 
-/** Something due for a session at `at` (epoch ms): a ping to send, an answer overdue, or its credential's end. */
+/** Something due for a session at `at` (monotonic ms): a ping to send, an answer overdue, or its credential's end. */
 interface Due {
   readonly at: number
   readonly watched: Watched
   readonly kind: "ping" | "answer" | "expiry"
   readonly step: number
 }
+
+/** Milliseconds on the clock's monotonic time, the base of every time on the timeline. */
+const monotonicMillis = (clock: Clock.Clock): number => Number(clock.unsafeCurrentTimeNanos() / 1_000_000n)
 
 /** A binary min-heap of events by time. */
 class Timeline {
@@ -62,8 +66,9 @@ class Timeline {
  * the next thing due, pings the sessions whose interval has passed, closes those whose ping went unanswered for
  * the timeout, and sends GoAway then closes those whose credential has expired. One fiber per session would do
  * the same, at the cost of a fiber's memory per idle session (about 8 KB: most of what an idle session cost).
- * Times come from Effect's Clock, so tests drive them with TestClock. The fiber runs while any session is
- * watched, and ends with the last one.
+ * Times come from Effect's Clock, so tests drive them with TestClock: its monotonic time, so a wall clock
+ * stepped by NTP neither closes sessions nor delays pings (an expiry, given in wall time, is converted once).
+ * The fiber runs while any session is watched, and ends with the last one.
  */
 export class Heartbeats {
   private readonly timeline = new Timeline()
@@ -87,12 +92,19 @@ export class Heartbeats {
   /** Watches `session` until it closes: its first ping is due an interval from now; `expiresAt` in epoch ms. */
   watch(session: Session, expiresAt: number | undefined): Effect.Effect<void> {
     return Effect.flatMap(Effect.clock, (clock) => {
-      const now = clock.unsafeCurrentTimeMillis()
+      const now = monotonicMillis(clock)
       const watched: Watched = { session, step: 0 }
       this.schedule({ at: now + this.interval, watched, kind: "ping", step: 0 })
-      if (expiresAt !== undefined) this.schedule({ at: expiresAt, watched, kind: "expiry", step: 0 })
+      if (expiresAt !== undefined)
+        this.schedule({
+          at: now + (expiresAt - clock.unsafeCurrentTimeMillis()),
+          watched,
+          kind: "expiry",
+          step: 0,
+        })
       this.live++
       session.onClose(() => {
+        watched.session = undefined
         this.live--
         if (this.live === 0) this.wake.unsafeOpen()
       })
@@ -109,8 +121,7 @@ export class Heartbeats {
   }
 
   private readonly run: Effect.Effect<void> = Effect.suspend(() => {
-    const clock = this.clock as Clock.Clock
-    const now = clock.unsafeCurrentTimeMillis()
+    const now = monotonicMillis(this.clock as Clock.Clock)
     let timedOut = 0
     for (let next = this.timeline.first; next !== undefined && next.at <= now; next = this.timeline.first) {
       this.timeline.pop()
@@ -143,7 +154,7 @@ export class Heartbeats {
   private handle(due: Due, now: number): boolean {
     const { watched } = due
     const { session } = watched
-    if (session.closed) return false
+    if (session === undefined || session.closed) return false
     if (due.kind === "expiry") {
       session.goAway()
       session.close("token expired")
@@ -159,7 +170,7 @@ export class Heartbeats {
     session.ping().then(
       () => {
         if (watched.step !== step || session.closed) return
-        const answeredAt = (this.clock as Clock.Clock).unsafeCurrentTimeMillis()
+        const answeredAt = monotonicMillis(this.clock as Clock.Clock)
         this.schedule({ at: answeredAt + this.interval, watched, kind: "ping", step: ++watched.step })
       },
       // Rejected only when the session closes, which is then no longer watched.

@@ -73,6 +73,8 @@ export class HttpConnection {
   private readonly pool: HttpConnections
   private readonly parser: ResponseParser
   private listener: ResponseListener | undefined
+  /** The exchange the connection serves, from `begin` until it is free again. */
+  private owner: ResponseListener | undefined
   private headOnly = false
   private answered = false
   private keepAlive = false
@@ -126,6 +128,7 @@ export class HttpConnection {
    */
   begin(listener: ResponseListener, headOnly: boolean): void {
     this.listener = listener
+    this.owner = listener
     this.headOnly = headOnly
     this.answered = false
     this.requestDone = false
@@ -147,7 +150,15 @@ export class HttpConnection {
     this.stream.resume()
   }
 
-  /** Abandons the connection: the far end sees a reset, so its service connection is cut too. */
+  /**
+   * Abandons the connection for the exchange `owner` (the listener it began with): the far end sees a reset, so
+   * its service connection is cut too. Nothing happens once the connection has moved on to another exchange.
+   */
+  abandon(owner: ResponseListener): void {
+    if (this.owner === owner) this.destroy()
+  }
+
+  /** Closes the connection, whatever it is doing. */
   destroy(): void {
     this.fail("abandoned", false)
   }
@@ -157,7 +168,10 @@ export class HttpConnection {
     if (!this.requestDone || !this.responseDone || this.closed) return
     if (!this.keepAlive) this.destroy()
     else {
+      this.owner = undefined
       this.reused = true
+      // An exchange may have paused it for a slow client just before the end: the next one starts flowing.
+      this.stream.resume()
       this.pool.release(this)
     }
   }
