@@ -2,12 +2,13 @@
 // them, so each module is held to its own fast tests. A `:from-to` suffix mutates only those lines.
 export const groups = {
   tunnel: {
-    // Tunnel.ts: the heartbeat, less its log line (AgentSession.test.ts drives it over an in-memory link).
+    // Tunnel.ts: the heartbeat (lines 137-158), less its log lines: the warning (151-152) and the subsystem
+    // annotation (157). AgentSession.test.ts drives it over an in-memory link.
     mutate: [
       "src/Tunnel/internal/Frame.ts",
       "src/Tunnel/internal/Session.ts",
       "src/Tunnel.ts:137-150",
-      "src/Tunnel.ts:153-158",
+      "src/Tunnel.ts:153-156",
     ],
     tests: ["test/TunnelFrame.test.ts", "test/TunnelSession.test.ts", "test/AgentSession.test.ts"],
   },
