@@ -10,6 +10,17 @@ describe("endpoint id from a request", () => {
     )
   })
 
+  it("takes a TCP upgrade's from its /pico/v1/tcp/ target, query cut, unless x-pico-endpoint names one", () => {
+    const host = { host: "from-host.example.com" }
+    expect(endpointIdFromHeaders(host, "/pico/v1/tcp/db")).toBe("db")
+    expect(endpointIdFromHeaders(host, "/pico/v1/tcp/db?kind=tcp")).toBe("db")
+    expect(endpointIdFromHeaders({ ...host, "x-pico-endpoint": "explicit" }, "/pico/v1/tcp/db")).toBe(
+      "explicit",
+    )
+    expect(endpointIdFromHeaders(host, "/other/pico/v1/tcp/")).toBe("from-host")
+    expect(endpointIdFromHeaders(host)).toBe("from-host")
+  })
+
   it("takes the first label of a dotted Host, port stripped", () => {
     expect(endpointIdFromHeaders({ host: "my-endpoint.pico.example.com:8000" })).toBe("my-endpoint")
     expect(endpointIdFromHeaders({ host: "xyz.pico.example.com" })).toBe("xyz")
