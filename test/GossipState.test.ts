@@ -175,11 +175,12 @@ describe("ClusterState: digests and deltas", () => {
     expect(liveEntries(late, "a")).toEqual({ keep: "1" })
   })
 
-  it("replays the remote state as events", () => {
-    const [a, b] = [node("a"), node("b")]
+  it("replays the remote state as events, a status only when not active", () => {
+    const [a, b, c] = [node("a"), node("b"), node("c")]
     a.state.setLocal("x", "1")
     a.state.setLocal("gone", "1")
     join(b, a)
+    join(b, c)
     a.state.deleteLocal("gone")
     a.state.leave()
     gossip(a, b)
@@ -187,6 +188,13 @@ describe("ClusterState: digests and deltas", () => {
       { _tag: "NodeJoined", nodeId: "a" },
       { _tag: "KeyUpdated", nodeId: "a", key: "x", value: "1" },
       { _tag: "NodeStatusChanged", nodeId: "a", status: "left" },
+      { _tag: "NodeJoined", nodeId: "c" },
+    ])
+  })
+
+  it("lists itself among the nodes, active", () => {
+    expect(node("a").state.nodeViews()).toEqual([
+      { id: "a", addr: "a:8003", version: 0, status: "active", expiresAt: undefined },
     ])
   })
 })
