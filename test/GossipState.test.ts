@@ -345,8 +345,26 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     passTime(b, [c], 2000, 80_000)
     const removed = (rows: ReadonlyArray<DigestRow>) => rows.filter((row) => row[4] === RowState.removed)
     expect(removed(b.state.digest())).toEqual([["a", "a:8003", 0, 1, RowState.removed]])
+    b.state.expire(80_000 + 10 * expiry - 1)
+    expect(removed(b.state.digest())).toHaveLength(1)
     b.state.expire(80_000 + 10 * expiry)
     expect(removed(b.state.digest())).toEqual([])
+  })
+
+  it("never suspects a node that left, nor itself", () => {
+    const { a, b } = cluster()
+    a.state.leave()
+    gossip(a, b, 1000)
+    b.state.checkLiveness(60_000)
+    expect(b.state.nodeView("a")).toMatchObject({ status: "left", expiresAt: 61_000 })
+    expect(b.state.nodeView("b")?.status).toBe("active")
+  })
+
+  it("ignores a sender it does not know, and has no view of it", () => {
+    const b = node("b")
+    b.state.heardFrom({ id: "x", addr: "x:8003", heartbeat: 1 }, 0)
+    expect(ids(b)).toEqual(["b"])
+    expect(b.state.nodeView("x")).toBeUndefined()
   })
 
   it("keeps the newest death certificate it hears of, and probes only on newer news", () => {
