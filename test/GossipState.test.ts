@@ -175,6 +175,14 @@ describe("ClusterState: digests and deltas", () => {
     expect(liveEntries(late, "a")).toEqual({ keep: "1" })
   })
 
+  it("marks compaction and departure with the wire's internal keys", () => {
+    const a = node("a")
+    for (let i = 0; i < 100; i++) a.state.setLocal(`k${i}`, "v")
+    for (let i = 0; i < 100; i++) a.state.deleteLocal(`k${i}`)
+    a.state.leave()
+    expect(a.state.localDelta(0).entries.map(([key]) => key)).toEqual(["_internal:compact", "_internal:left"])
+  })
+
   it("replays the remote state as events, a status only when not active", () => {
     const [a, b, c] = [node("a"), node("b"), node("c")]
     a.state.setLocal("x", "1")
@@ -329,6 +337,8 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     expect(b.state.nodeView("a")).toMatchObject({ status: "left", expiresAt: 61_000 })
     expect(b.events.at(-1)).toEqual({ _tag: "NodeStatusChanged", nodeId: "a", status: "left" })
     b.state.expire(61_000)
+    // Its death certificate keeps it from coming back, but is not spread: it left, nobody needs telling.
+    expect(b.state.digest().some(([id]) => id === "a")).toBe(false)
     expect(b.state.probeTargets()).toEqual([])
     a.state.tick()
     b.state.applyDigest(a.state.digest(), "a", 62_000)
