@@ -324,6 +324,7 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
   it("asks for refutation when a peer says we are dead", () => {
     const { a, b, c } = cluster()
     passTime(b, [c], 2000, 80_000)
+    expect(a.state.applyDigest(c.state.digest(), "c", 80_000).refute).toBe(false)
     expect(a.state.applyDigest(b.state.digest(), "b", 80_000).refute).toBe(true)
     expect(b.state.probeTargets()).toEqual(["a:8003"])
   })
