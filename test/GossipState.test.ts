@@ -175,6 +175,17 @@ describe("ClusterState: digests and deltas", () => {
     expect(liveEntries(late, "a")).toEqual({ keep: "1" })
   })
 
+  it("ignores a delayed delta older than what it holds", () => {
+    const [a, b] = [node("a"), node("b")]
+    a.state.setLocal("k", "1")
+    const delayed = a.state.localDelta(0)
+    a.state.setLocal("k", "2")
+    join(b, a)
+    b.state.applyDeltas([delayed], "a", 0)
+    expect(liveEntries(b, "a")).toEqual({ k: "2" })
+    expect(b.state.nodeView("a")?.version).toBe(2)
+  })
+
   it("marks compaction and departure with the wire's internal keys", () => {
     const a = node("a")
     for (let i = 0; i < 100; i++) a.state.setLocal(`k${i}`, "v")
@@ -293,6 +304,13 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     a.state.tick()
     expect(b.state.applyDigest(a.state.digest(), "a", 82_000)).toMatchObject({ probes: [] })
     expect(b.state.nodeView("a")).toMatchObject({ status: "active", version: 0 })
+    // Its death certificate is gone with it: the digest lists it once, live.
+    expect(
+      b.state
+        .digest()
+        .filter(([id]) => id === "a")
+        .map((row) => row[4]),
+    ).toEqual([RowState.live])
     gossip(a, b, 82_000)
     expect(liveEntries(b, "a")).toEqual({ "endpoint:e": "1" })
   })
