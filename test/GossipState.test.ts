@@ -380,6 +380,16 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     expect(removed(b.state.digest())).toEqual([])
   })
 
+  it("takes a repeated heartbeat for no news: a node heard only at its old one still turns unreachable", () => {
+    const { a, b, c } = cluster()
+    const stale = a.state.sender()
+    for (let now = 2000; now <= 20_000; now += 1000) {
+      b.state.heardFrom(stale, now)
+      passTime(b, [c], now, now)
+    }
+    expect(b.state.nodeView("a")?.status).toBe("unreachable")
+  })
+
   it("never suspects a node that left, nor itself", () => {
     const { a, b } = cluster()
     a.state.leave()
