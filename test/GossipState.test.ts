@@ -186,6 +186,22 @@ describe("ClusterState: digests and deltas", () => {
     expect(b.state.nodeView("a")?.version).toBe(2)
   })
 
+  it("sends and replays entries in the order they were written, a rewritten key last", () => {
+    const [a, b, late] = [node("a"), node("b"), node("late")]
+    a.state.setLocal("x", "1")
+    a.state.setLocal("y", "1")
+    join(b, a)
+    a.state.setLocal("x", "2")
+    gossip(a, b)
+    join(late, a)
+    expect(liveEntries(late, "a")).toEqual({ x: "2", y: "1" })
+    expect(b.state.replay()).toEqual([
+      { _tag: "NodeJoined", nodeId: "a" },
+      { _tag: "KeyUpdated", nodeId: "a", key: "y", value: "1" },
+      { _tag: "KeyUpdated", nodeId: "a", key: "x", value: "2" },
+    ])
+  })
+
   it("marks compaction and departure with the wire's internal keys", () => {
     const a = node("a")
     for (let i = 0; i < 100; i++) a.state.setLocal(`k${i}`, "v")
