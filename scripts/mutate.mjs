@@ -1,7 +1,8 @@
-// `npm run mutate [group ...] [-- stryker flags]`: mutation testing with StrykerJS, one run per group of
-// mutation-groups.mjs (all groups by default), each against that group's unit tests; then a score per module.
-// Runs incrementally: only mutants in changed code, or covered by changed tests, are tested again (`--force`
-// tests them all). StrykerJS needs Node >= 22, so the npm script runs this under `npx -y node@24`.
+// `npm run mutate -- [group ...] [stryker flags]`, e.g. `npm run mutate -- tunnel --concurrency 1`: mutation
+// testing with StrykerJS, one run per group of mutation-groups.mjs (all groups by default), each against that
+// group's unit tests; then a score per module. Runs incrementally: only mutants in changed code, or covered by
+// changed tests, are tested again (`--force` tests them all). StrykerJS needs Node >= 22, so the npm script runs
+// this under `npx -y node@24`.
 
 import { spawnSync } from "node:child_process"
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -13,8 +14,11 @@ const stryker = "node_modules/@stryker-mutator/core/bin/stryker.js"
 
 const args = process.argv.slice(2)
 const named = args.filter((arg) => arg in groups)
+// A word after a flag is its value (`--concurrency 1`); any other must name a group.
 const flags = args.filter((arg) => !(arg in groups))
-const unknown = flags.find((flag) => !flag.startsWith("-"))
+const unknown = args.find(
+  (arg, i) => !(arg in groups) && !arg.startsWith("-") && !args[i - 1]?.startsWith("-"),
+)
 if (unknown !== undefined) {
   console.error(`unknown mutation group ${unknown}: one of ${Object.keys(groups).join(", ")}`)
   process.exit(2)

@@ -2,14 +2,20 @@
 // them, so each module is held to its own fast tests. A `:from-to` suffix mutates only those lines.
 export const groups = {
   tunnel: {
-    // Tunnel.ts: the heartbeat, less its log line (AgentSession.test.ts drives it over an in-memory link).
+    // Heartbeats.ts less its warning's text and annotations (lines 143-149): TunnelHeartbeats.test.ts and, over
+    // an in-memory link, AgentSession.test.ts drive it.
     mutate: [
       "src/Tunnel/internal/Frame.ts",
       "src/Tunnel/internal/Session.ts",
-      "src/Tunnel.ts:137-150",
-      "src/Tunnel.ts:153-158",
+      "src/Tunnel/internal/Heartbeats.ts:1-142",
+      "src/Tunnel/internal/Heartbeats.ts:150-181",
     ],
-    tests: ["test/TunnelFrame.test.ts", "test/TunnelSession.test.ts", "test/AgentSession.test.ts"],
+    tests: [
+      "test/TunnelFrame.test.ts",
+      "test/TunnelSession.test.ts",
+      "test/TunnelHeartbeats.test.ts",
+      "test/AgentSession.test.ts",
+    ],
   },
   auth: { mutate: ["src/Auth/Token.ts"], tests: ["test/Auth.test.ts"] },
   gossip: {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Clock, Effect, Fiber, Option, Queue, TestClock } from "effect"
+import { Chunk, Clock, Effect, Fiber, Logger, Option, Queue, TestClock } from "effect"
 import * as Agent from "../src/Agent.js"
 import { EndpointId } from "../src/Domain/EndpointId.js"
 import * as Tunnel from "../src/Tunnel.js"
@@ -121,6 +121,27 @@ describe("heartbeats over a live link (Tunnel.memoryLink, TestClock)", () => {
       expect(Option.isNone(yield* Fiber.poll(closed))).toBe(true)
     }),
   )
+
+  it.scoped("end quietly on a session closed for another reason, with a ping in flight", () => {
+    const logged: Array<unknown> = []
+    return Effect.gen(function* () {
+      const link = yield* Tunnel.memoryLink(heartbeat)
+      yield* TestClock.adjust(10_000)
+      yield* link.client.close("done")
+      yield* settle
+      yield* TestClock.adjust(20_000)
+      yield* settle
+      expect(yield* link.client.closed).toEqual({ _tag: "Local", message: "done" })
+      expect(logged).toEqual([])
+    }).pipe(
+      Effect.provide(
+        Logger.replace(
+          Logger.defaultLogger,
+          Logger.make(({ message }) => logged.push(message)),
+        ),
+      ),
+    )
+  })
 })
 
 describe("a server session's token expiry (Tunnel.memoryLink, TestClock)", () => {

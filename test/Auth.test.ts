@@ -93,6 +93,15 @@ describe("token verification", () => {
         sign("HS256", new TextEncoder().encode(pem(rsa.publicKey))),
       )
       expect(yield* outcome(g, bearer(confused))).toBe("invalid token")
+      // Refused for its algorithm, before any key is tried.
+      expect(
+        yield* makeVerifier({ leeway: 0, rsaPublicKeyPem: pem(rsa.publicKey) })
+          .verify(confused)
+          .pipe(Effect.flip),
+      ).toEqual({
+        reason: "invalid token",
+        detail: '"alg" (Algorithm) Header Parameter value not allowed',
+      })
       const unsigned = new jose.UnsecuredJWT({ exp: now() + 60 }).encode()
       expect(yield* outcome(g, bearer(unsigned))).toBe("invalid token")
       expect(yield* outcome(guard({ hmacSecret: secret }), bearer(unsigned))).toBe("invalid token")
@@ -180,39 +189,56 @@ describe("token verification", () => {
     }),
   )
 
-  it.live("fetches keys from a JWKS URL, picks up a rotated key and drops a removed one", () =>
-    Effect.gen(function* () {
-      const first = generateKeyPairSync("ec", { namedCurve: "P-256" })
-      const second = generateKeyPairSync("ec", { namedCurve: "P-256" })
-      const jwk = (key: KeyObject, kid: string) => ({
-        ...key.export({ format: "jwk" }),
-        kid,
-        alg: "ES256",
-        use: "sig",
-      })
-      let keys = [jwk(first.publicKey, "one")]
-      const jwks = yield* Effect.promise(() =>
+  /** A JWKS endpoint serving `keys` (set by the test) and two ES256 keys with a token each, kid "one" and "two". */
+  const jwksServer = Effect.gen(function* () {
+    const first = generateKeyPairSync("ec", { namedCurve: "P-256" })
+    const second = generateKeyPairSync("ec", { namedCurve: "P-256" })
+    const jwk = (key: KeyObject, kid: string) => ({
+      ...key.export({ format: "jwk" }),
+      kid,
+      alg: "ES256",
+      use: "sig",
+    })
+    const served = { keys: [jwk(first.publicKey, "one")] }
+    const server = yield* Effect.acquireRelease(
+      Effect.promise(() =>
         startHttpServer((_req, res) => {
           res.setHeader("content-type", "application/json")
-          res.end(JSON.stringify({ keys }))
+          res.end(JSON.stringify({ keys: served.keys }))
         }),
-      )
-      yield* Effect.addFinalizer(() => Effect.promise(jwks.close))
-      const g = guard({ jwksUrl: `http://127.0.0.1:${jwks.port}/jwks.json`, jwksCacheTtl: 50 })
-      const one = yield* Effect.promise(() => sign("ES256", first.privateKey, {}, { kid: "one" }))
-      expect(yield* outcome(g, bearer(one))).toBe("ok")
+      ),
+      (server) => Effect.promise(server.close),
+    )
+    return {
+      url: `http://127.0.0.1:${server.port}/jwks.json`,
+      rotate: () => {
+        served.keys = [jwk(second.publicKey, "two")]
+      },
+      remove: () => {
+        served.keys = []
+      },
+      one: bearer(yield* Effect.promise(() => sign("ES256", first.privateKey, {}, { kid: "one" }))),
+      two: bearer(yield* Effect.promise(() => sign("ES256", second.privateKey, {}, { kid: "two" }))),
+    }
+  })
 
-      keys = [jwk(second.publicKey, "two")]
-      const two = yield* Effect.promise(() => sign("ES256", second.privateKey, {}, { kid: "two" }))
-      const rotated = yield* outcome(g, bearer(two)).pipe(
+  it.live("fetches keys from a JWKS URL, picks up a rotated key and drops a removed one", () =>
+    Effect.gen(function* () {
+      const jwks = yield* jwksServer
+      const g = guard({ jwksUrl: jwks.url, jwksCacheTtl: 50 })
+      expect(yield* outcome(g, jwks.one)).toBe("ok")
+
+      jwks.rotate()
+      const two = jwks.two
+      const rotated = yield* outcome(g, two).pipe(
         Effect.filterOrFail((result) => result === "ok"),
         Effect.retry(Schedule.spaced("20 millis")),
         Effect.timeout("5 seconds"),
       )
       expect(rotated).toBe("ok")
       // A key removed from the set stops verifying once the cached set is older than the TTL.
-      keys = []
-      const revoked = yield* outcome(g, bearer(two)).pipe(
+      jwks.remove()
+      const revoked = yield* outcome(g, two).pipe(
         Effect.filterOrFail((result) => result !== "ok"),
         Effect.retry(Schedule.spaced("20 millis")),
         Effect.timeout("5 seconds"),
@@ -222,6 +248,23 @@ describe("token verification", () => {
       expect(yield* outcome(g, bearer(yield* Effect.promise(() => sign("HS256", hmacKey))))).toBe(
         "invalid token",
       )
+    }).pipe(Effect.scoped),
+  )
+
+  it.live("refetches a fresh JWKS for a key it lacks, but at most every 30 seconds", () =>
+    Effect.gen(function* () {
+      const start = 1_800_000_000_000
+      vi.useFakeTimers({ toFake: ["Date"], now: start })
+      yield* Effect.addFinalizer(() => Effect.sync(() => vi.useRealTimers()))
+      const jwks = yield* jwksServer
+      // The default TTL: the set fetched now stays fresh for 10 minutes.
+      const g = guard({ jwksUrl: jwks.url })
+      expect(yield* outcome(g, jwks.one)).toBe("ok")
+      jwks.rotate()
+      vi.setSystemTime(start + 29_000)
+      expect(yield* outcome(g, jwks.two)).toBe("invalid token")
+      vi.setSystemTime(start + 31_000)
+      expect(yield* outcome(g, jwks.two)).toBe("ok")
     }).pipe(Effect.scoped),
   )
 

@@ -1,5 +1,6 @@
+import { Either } from "effect"
 import { describe, expect, it } from "vitest"
-import { isValidEndpointId } from "../src/Domain/EndpointId.js"
+import { EndpointId, isValidEndpointId } from "../src/Domain/EndpointId.js"
 import { endpointIdFromHeaders } from "../src/Proxy/EndpointId.js"
 
 describe("endpoint id from a request", () => {
@@ -7,6 +8,17 @@ describe("endpoint id from a request", () => {
     expect(endpointIdFromHeaders({ "x-pico-endpoint": "from-header", host: "from-host.example.com" })).toBe(
       "from-header",
     )
+  })
+
+  it("takes a TCP upgrade's from its /pico/v1/tcp/ target, query cut, unless x-pico-endpoint names one", () => {
+    const host = { host: "from-host.example.com" }
+    expect(endpointIdFromHeaders(host, "/pico/v1/tcp/db")).toBe("db")
+    expect(endpointIdFromHeaders(host, "/pico/v1/tcp/db?kind=tcp")).toBe("db")
+    expect(endpointIdFromHeaders({ ...host, "x-pico-endpoint": "explicit" }, "/pico/v1/tcp/db")).toBe(
+      "explicit",
+    )
+    expect(endpointIdFromHeaders(host, "/other/pico/v1/tcp/")).toBe("from-host")
+    expect(endpointIdFromHeaders(host)).toBe("from-host")
   })
 
   it("takes the first label of a dotted Host, port stripped", () => {
@@ -43,5 +55,17 @@ describe("endpoint id rules", () => {
       expect(isValidEndpointId(id)).toBe(true)
     for (const id of ["", "x".repeat(129), "a/b", "a b", "a%20", "é", "a?b"])
       expect(isValidEndpointId(id)).toBe(false)
+  })
+
+  it("brands a valid id, and refuses another naming the rule", () => {
+    expect(EndpointId.either("my-endpoint")).toEqual(Either.right("my-endpoint"))
+    expect(EndpointId.either("a/b")).toEqual(
+      Either.left([
+        {
+          message: 'invalid endpoint id "a/b": must be 1-128 characters of A-Z a-z 0-9 . _ ~ -',
+          meta: undefined,
+        },
+      ]),
+    )
   })
 })

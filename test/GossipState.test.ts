@@ -186,11 +186,47 @@ describe("ClusterState: digests and deltas", () => {
     expect(liveEntries(late, "a")).toEqual({ keep: "1" })
   })
 
-  it("replays the remote state as events", () => {
+  it("ignores a delayed delta older than what it holds", () => {
     const [a, b] = [node("a"), node("b")]
+    a.state.setLocal("k", "1")
+    const delayed = a.state.localDelta(0)
+    a.state.setLocal("k", "2")
+    join(b, a)
+    b.state.applyDeltas([delayed], "a", 0)
+    expect(liveEntries(b, "a")).toEqual({ k: "2" })
+    expect(b.state.nodeView("a")?.version).toBe(2)
+  })
+
+  it("sends and replays entries in the order they were written, a rewritten key last", () => {
+    const [a, b, late] = [node("a"), node("b"), node("late")]
+    a.state.setLocal("x", "1")
+    a.state.setLocal("y", "1")
+    join(b, a)
+    a.state.setLocal("x", "2")
+    gossip(a, b)
+    join(late, a)
+    expect(liveEntries(late, "a")).toEqual({ x: "2", y: "1" })
+    expect(b.state.replay()).toEqual([
+      { _tag: "NodeJoined", nodeId: "a" },
+      { _tag: "KeyUpdated", nodeId: "a", key: "y", value: "1" },
+      { _tag: "KeyUpdated", nodeId: "a", key: "x", value: "2" },
+    ])
+  })
+
+  it("marks compaction and departure with the wire's internal keys", () => {
+    const a = node("a")
+    for (let i = 0; i < 100; i++) a.state.setLocal(`k${i}`, "v")
+    for (let i = 0; i < 100; i++) a.state.deleteLocal(`k${i}`)
+    a.state.leave()
+    expect(a.state.localDelta(0).entries.map(([key]) => key)).toEqual(["_internal:compact", "_internal:left"])
+  })
+
+  it("replays the remote state as events, a status only when not active", () => {
+    const [a, b, c] = [node("a"), node("b"), node("c")]
     a.state.setLocal("x", "1")
     a.state.setLocal("gone", "1")
     join(b, a)
+    join(b, c)
     a.state.deleteLocal("gone")
     a.state.leave()
     gossip(a, b)
@@ -198,6 +234,13 @@ describe("ClusterState: digests and deltas", () => {
       { _tag: "NodeJoined", nodeId: "a" },
       { _tag: "KeyUpdated", nodeId: "a", key: "x", value: "1" },
       { _tag: "NodeStatusChanged", nodeId: "a", status: "left" },
+      { _tag: "NodeJoined", nodeId: "c" },
+    ])
+  })
+
+  it("lists itself among the nodes, active", () => {
+    expect(node("a").state.nodeViews()).toEqual([
+      { id: "a", addr: "a:8003", version: 0, status: "active", expiresAt: undefined },
     ])
   })
 })
@@ -288,6 +331,13 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     a.state.tick()
     expect(b.state.applyDigest(a.state.digest(), "a", 82_000)).toMatchObject({ probes: [] })
     expect(b.state.nodeView("a")).toMatchObject({ status: "active", version: 0 })
+    // Its death certificate is gone with it: the digest lists it once, live.
+    expect(
+      b.state
+        .digest()
+        .filter(([id]) => id === "a")
+        .map((row) => row[4]),
+    ).toEqual([RowState.live])
     gossip(a, b, 82_000)
     expect(liveEntries(b, "a")).toEqual({ "endpoint:e": "1" })
   })
@@ -319,6 +369,7 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
   it("asks for refutation when a peer says we are dead", () => {
     const { a, b, c } = cluster()
     passTime(b, [c], 2000, 80_000)
+    expect(a.state.applyDigest(c.state.digest(), "c", 80_000).refute).toBe(false)
     expect(a.state.applyDigest(b.state.digest(), "b", 80_000).refute).toBe(true)
     expect(b.state.probeTargets()).toEqual(["a:8003"])
   })
@@ -332,6 +383,8 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     expect(b.state.nodeView("a")).toMatchObject({ status: "left", expiresAt: 61_000 })
     expect(b.events.at(-1)).toEqual({ _tag: "NodeStatusChanged", nodeId: "a", status: "left" })
     b.state.expire(61_000)
+    // Its death certificate keeps it from coming back, but is not spread: it left, nobody needs telling.
+    expect(b.state.digest().some(([id]) => id === "a")).toBe(false)
     expect(b.state.probeTargets()).toEqual([])
     a.state.tick()
     b.state.applyDigest(a.state.digest(), "a", 62_000)
@@ -348,8 +401,36 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     passTime(b, [c], 2000, 80_000)
     const removed = (rows: ReadonlyArray<DigestRow>) => rows.filter((row) => row[4] === RowState.removed)
     expect(removed(b.state.digest())).toEqual([["a", "a:8003", 0, 1, RowState.removed]])
+    b.state.expire(80_000 + 10 * expiry - 1)
+    expect(removed(b.state.digest())).toHaveLength(1)
     b.state.expire(80_000 + 10 * expiry)
     expect(removed(b.state.digest())).toEqual([])
+  })
+
+  it("takes a repeated heartbeat for no news: a node heard only at its old one still turns unreachable", () => {
+    const { a, b, c } = cluster()
+    const stale = a.state.sender()
+    for (let now = 2000; now <= 20_000; now += 1000) {
+      b.state.heardFrom(stale, now)
+      passTime(b, [c], now, now)
+    }
+    expect(b.state.nodeView("a")?.status).toBe("unreachable")
+  })
+
+  it("never suspects a node that left, nor itself", () => {
+    const { a, b } = cluster()
+    a.state.leave()
+    gossip(a, b, 1000)
+    b.state.checkLiveness(60_000)
+    expect(b.state.nodeView("a")).toMatchObject({ status: "left", expiresAt: 61_000 })
+    expect(b.state.nodeView("b")?.status).toBe("active")
+  })
+
+  it("ignores a sender it does not know, and has no view of it", () => {
+    const b = node("b")
+    b.state.heardFrom({ id: "x", addr: "x:8003", heartbeat: 1 }, 0)
+    expect(ids(b)).toEqual(["b"])
+    expect(b.state.nodeView("x")).toBeUndefined()
   })
 
   it("keeps the newest death certificate it hears of, and probes only on newer news", () => {

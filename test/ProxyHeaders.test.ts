@@ -67,6 +67,18 @@ describe("request headers for the next hop", () => {
     expect(forwarded(raw, { credentials: "forward" })).toEqual([...credentials, "Accept", "*/*"])
   })
 
+  it("puts the request id in X-Request-Id, in place of the client's, and drops Pico's markers between nodes", () => {
+    const markers = ["X-Pico-Forwarded-By", "node-1", "X-Pico-Replay", "r-0"]
+    const raw = ["X-Request-Id", "from-client", ...markers, "Accept", "*/*"]
+    expect(forwarded(raw)).toEqual(["X-Request-Id", "from-client", "Accept", "*/*"])
+    expect(upstreamRequestHeaders(message(raw), { ...plain, fromPeer: true }, "r-1")).toEqual([
+      "Accept",
+      "*/*",
+      "X-Request-Id",
+      "r-1",
+    ])
+  })
+
   it("passes a WebSocket upgrade: Upgrade and Connection: Upgrade only", () => {
     const raw = ["Connection", "Upgrade, X-Hop", "X-Hop", "1", ...hopByHop.slice(2)]
     expect(forwarded(raw, { keepUpgrade: true })).toEqual(["Upgrade", "websocket", "Connection", "Upgrade"])

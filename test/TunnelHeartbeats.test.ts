@@ -19,7 +19,10 @@ const pair = () => {
   const far = new Session(toNear, { role: "client" })
   toFar.peer = far
   toNear.peer = near
-  return { near, far, silence: () => void (toFar.paused = true) }
+  const silence = () => {
+    toFar.paused = true
+  }
+  return { near, far, silence }
 }
 
 /** Lets fibers woken by the TestClock, and the in-memory link's deliveries (setImmediate), run. */

@@ -638,6 +638,8 @@ describe("Session streams held until served (holdUnserved)", () => {
     const { client, server } = memoryPair({ holdUnserved: true })
     for (const text of ["first", "second"]) ignoreErrors(server.openStream()).end(text)
     await waitFor("both streams held", () => client.streamCount === 2)
+    // Still no handler: they stay held.
+    client.onStream(undefined)
     const served: Array<Promise<Buffer>> = []
     client.onStream((stream) => served.push(readAll(ignoreErrors(stream))))
     expect((await Promise.all(served)).map(String)).toEqual(["first", "second"])
@@ -1206,6 +1208,18 @@ describe("Session close, GoAway and pings, frame by frame", () => {
     expect(peer.frames()).toEqual([
       { type: FrameType.GoAway, flags: 0, streamId: 0, length: GoAwayCode.Normal },
     ])
+  })
+
+  it("calls no GoAway or close handler once it is unregistered", () => {
+    const peer = rawPeer({ role: "client" })
+    const calls: Array<string> = []
+    peer.session.onGoAway(() => calls.push("GoAway, kept"))
+    peer.session.onGoAway(() => calls.push("GoAway, unregistered"))()
+    peer.session.onClose(() => calls.push("close, kept"))
+    peer.session.onClose(() => calls.push("close, unregistered"))()
+    peer.send(FrameType.GoAway, 0, 0, GoAwayCode.Normal)
+    peer.session.close()
+    expect(calls).toEqual(["GoAway, kept", "close, kept"])
   })
 
   it("numbers its pings and settles each on its own ACK only, with the time it took", async () => {

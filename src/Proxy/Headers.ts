@@ -17,9 +17,12 @@ const hopByHop = new Set([
 /** Header names the sender listed in `Connection`, which are hop-by-hop for this message too. */
 const connectionListed = (connection: string | undefined): ReadonlySet<string> | undefined => {
   if (connection === undefined) return undefined
-  const names = connection.toLowerCase().split(",")
-  if (names.length === 1 && (names[0] === "keep-alive" || names[0] === "close")) return undefined
-  return new Set(names.map((name) => name.trim()))
+  return new Set(
+    connection
+      .toLowerCase()
+      .split(",")
+      .map((name) => name.trim()),
+  )
 }
 
 /** The client's address as the socket gives it, without the IPv4-mapped prefix; "" for an in-process one. */

@@ -204,7 +204,6 @@ export class TunnelStream extends Duplex {
       this.sendWindow -= length
       offset += length
     }
-    if (host.isWriteBlocked()) host.waitForDrain(this)
     return offset - start
   }
 
