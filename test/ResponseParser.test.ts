@@ -13,7 +13,7 @@ const parse = (pieces: ReadonlyArray<string>, options: { headOnly?: boolean; clo
   const parser = new ResponseParser({
     head: (status, message, headers, keepAlive) => {
       events.push(["head", status, message, headers, keepAlive])
-      return options.headOnly === true
+      return options.headOnly === true ? "none" : "parse"
     },
     body: (chunk) => events.push(["body", chunk.toString("latin1")]),
     complete: () => {
@@ -23,7 +23,7 @@ const parse = (pieces: ReadonlyArray<string>, options: { headOnly?: boolean; clo
   })
   for (const piece of pieces) {
     const error = parser.execute(Buffer.from(piece, "latin1"))
-    if (error !== undefined) events.push(["error", (error as Error & { code?: string }).code])
+    if (error instanceof Error) events.push(["error", (error as Error & { code?: string }).code])
   }
   return { events, parser }
 }
@@ -64,6 +64,27 @@ describe("ResponseParser (Node's HTTP parser, without its client)", () => {
     expect(bodyOf(events)).toBe("")
   })
 
+  it("stops at the end of a head whose body the caller reads, and parses the next message after a reset", () => {
+    const events: Array<Event> = []
+    const parser = new ResponseParser({
+      head: (status) => {
+        events.push(["head", status])
+        return status === 200 ? "own" : "parse"
+      },
+      body: (chunk) => events.push(["body", chunk.toString()]),
+      complete: () => events.push(["complete"]),
+    })
+    const bytes = Buffer.from(
+      "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 201 OK\r\nContent-Length: 1\r\n\r\nx",
+    )
+    const headLength = parser.execute(bytes)
+    expect(headLength).toBe(38)
+    expect(events).toEqual([["head", 200], ["complete"]])
+    parser.reset()
+    expect(parser.execute(bytes.subarray((headLength as number) + 3))).toBe(39)
+    expect(events.slice(2)).toEqual([["head", 201], ["body", "x"], ["complete"]])
+  })
+
   it("reports informational heads as heads, then the final one", () => {
     const { events } = parse(["HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
     expect(events.map(([kind, status]) => (kind === "head" ? status : kind))).toEqual([
@@ -88,12 +109,12 @@ describe("ResponseParser (Node's HTTP parser, without its client)", () => {
     const parser = new ResponseParser({
       head: (_status, _message, _headers, keepAlive) => {
         events.push(["head", keepAlive])
-        return false
+        return "parse"
       },
       body: (chunk) => events.push(["body", chunk.toString()]),
       complete: () => events.push(["complete"]),
     })
-    expect(parser.execute(Buffer.from("HTTP/1.1 200 OK\r\n\r\nto the end"))).toBeUndefined()
+    expect(parser.execute(Buffer.from("HTTP/1.1 200 OK\r\n\r\nto the end"))).toBe(29)
     expect(events).toEqual([
       ["head", false],
       ["body", "to the end"],
@@ -123,7 +144,7 @@ describe("ResponseParser (Node's HTTP parser, without its client)", () => {
       { close: true },
     )
     expect(events.filter(([kind]) => kind === "complete").length).toBeGreaterThanOrEqual(1)
-    expect(parser.execute(Buffer.from("HTTP/1.1 200 OK\r\n\r\n"))).toBeUndefined()
+    expect(parser.execute(Buffer.from("HTTP/1.1 200 OK\r\n\r\n"))).toBe(0)
     expect(parser.finish()).toBeUndefined()
   })
 })

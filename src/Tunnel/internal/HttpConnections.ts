@@ -21,6 +21,15 @@ export interface ResponseListener {
   readonly fail: (detail: string, invalid: boolean) => void
 }
 
+/** The value of a response's Content-Length header, which the parser has checked; undefined without one. */
+const contentLength = (rawHeaders: ReadonlyArray<string>): number | undefined => {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string
+    if (name.length === 14 && name.toLowerCase() === "content-length") return Number(rawHeaders[i + 1])
+  }
+  return undefined
+}
+
 /** Idle connections kept per session; more than this many idle at once are closed. */
 const MAX_IDLE = 64
 
@@ -81,37 +90,40 @@ export class HttpConnection {
   private requestDone = false
   private responseDone = false
   private closed = false
+  /**
+   * Bytes still to come of a Content-Length body, which is read here rather than by the parser: its pieces go on
+   * as views of the stream's own chunks, where the parser would copy each one (at 1 MiB per response, those
+   * copies kept the collector busy).
+   */
+  private bodyRemaining = 0
 
   constructor(stream: TunnelStream, pool: HttpConnections) {
     this.stream = stream
     this.pool = pool
     this.parser = new ResponseParser({
       head: (statusCode, statusMessage, rawHeaders, keepAlive) => {
-        if (statusCode < 200 && statusCode !== 101) return false // 100 Continue, 103 Early Hints: not the answer
+        if (statusCode < 200 && statusCode !== 101) return "parse" // 100 Continue, 103 Early Hints: not the answer
         if (this.listener === undefined || this.answered || statusCode === 101) {
           this.fail(statusCode === 101 ? "switched protocols unasked" : "a response nobody asked for", true)
-          return true
+          return "none"
         }
         this.answered = true
         this.keepAlive = keepAlive
         this.listener.head({ statusCode, statusMessage, rawHeaders })
-        return this.headOnly
+        if (this.headOnly) return "none"
+        // The parser has checked the length (one value, digits only, no Transfer-Encoding beside it).
+        const length = statusCode === 204 || statusCode === 304 ? 0 : contentLength(rawHeaders)
+        if (length === undefined || length === 0) return "parse"
+        this.bodyRemaining = length
+        return "own"
       },
       body: (chunk) => this.listener?.body(chunk),
       complete: () => {
-        if (!this.answered) return
-        this.responseDone = true
-        const listener = this.listener
-        this.listener = undefined
-        listener?.end()
-        this.settle()
+        // With a body still to read here, the parser only reports that it stopped at the head.
+        if (this.answered && this.bodyRemaining === 0) this.responseEnded()
       },
     })
-    stream.on("data", (chunk: Buffer) => {
-      if (this.closed) return
-      const error = this.parser.execute(chunk)
-      if (error !== undefined) this.fail(`invalid response: ${error.message}`, true)
-    })
+    stream.on("data", (chunk: Buffer) => this.received(chunk))
     stream.on("end", () => {
       // A body that runs until the connection ends completes here; anything else is cut short.
       const error = this.parser.finish()
@@ -161,6 +173,35 @@ export class HttpConnection {
   /** Closes the connection, whatever it is doing. */
   destroy(): void {
     this.fail("abandoned", false)
+  }
+
+  private received(chunk: Buffer): void {
+    let offset = 0
+    while (offset < chunk.length && !this.closed) {
+      if (this.bodyRemaining === 0) {
+        const parsed = this.parser.execute(offset === 0 ? chunk : chunk.subarray(offset))
+        if (parsed instanceof Error) return this.fail(`invalid response: ${parsed.message}`, true)
+        offset += parsed
+        continue
+      }
+      const take = Math.min(this.bodyRemaining, chunk.length - offset)
+      const piece = take === chunk.length ? chunk : chunk.subarray(offset, offset + take)
+      offset += take
+      this.bodyRemaining -= take
+      this.listener?.body(piece)
+      if (this.bodyRemaining === 0) {
+        this.parser.reset()
+        this.responseEnded()
+      }
+    }
+  }
+
+  private responseEnded(): void {
+    this.responseDone = true
+    const listener = this.listener
+    this.listener = undefined
+    listener?.end()
+    this.settle()
   }
 
   /** Both halves of the exchange are done: the connection is free for the next one, if the response allows. */

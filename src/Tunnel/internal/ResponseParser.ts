@@ -32,18 +32,24 @@ const { HTTPParser } = createRequire(import.meta.url)("_http_common") as { HTTPP
 /** Node's default for --max-http-header-size: a response head larger than this is refused. */
 const MAX_HEADER_SIZE = 16 * 1024
 
+/**
+ * What follows a response head: a body the parser reads ("parse"), none whatever the headers say ("none": the
+ * answer to a HEAD request), or a body the caller reads itself ("own": parsing stops at the end of the head, and
+ * the caller calls `reset` before the next message).
+ */
+export type BodyReading = "parse" | "none" | "own"
+
+const headResults: Record<BodyReading, number> = { parse: 0, none: 1, own: 2 }
+
 /** What the parser reports, message by message, in order. */
 export interface ResponseEvents {
-  /**
-   * A response head; informational ones (1xx) included. Returns true when the message has no body whatever its
-   * headers say (the answer to a HEAD request).
-   */
+  /** A response head; informational ones (1xx) included. Says how its body is read. */
   readonly head: (
     statusCode: number,
     statusMessage: string,
     rawHeaders: Array<string>,
     keepAlive: boolean,
-  ) => boolean
+  ) => BodyReading
   readonly body: (chunk: Buffer) => void
   readonly complete: () => void
 }
@@ -75,22 +81,35 @@ export class ResponseParser {
         rawHeaders = this.earlyHeaders.concat(rawHeaders)
         this.earlyHeaders = []
       }
-      return events.head(statusCode, statusMessage, rawHeaders, keepAlive) ? 1 : 0
+      // 2 is Node's "upgrade": llhttp stops right after the head and `execute` says where.
+      return headResults[events.head(statusCode, statusMessage, rawHeaders, keepAlive)]
     }
     parser[HTTPParser.kOnBody] = events.body
     parser[HTTPParser.kOnMessageComplete] = events.complete
     parser[HTTPParser.kOnExecute] = () => {}
-    parser.initialize(HTTPParser.RESPONSE, {}, MAX_HEADER_SIZE, HTTPParser.kLenientNone)
+    this.reset()
   }
 
-  /** Parses the next bytes; an Error says why they are not a valid response stream. */
-  execute(chunk: Buffer): Error | undefined {
-    return this.run(() => this.parser.execute(chunk))
+  /** Ready for the next message, after a head whose body the caller read itself. */
+  reset(): void {
+    if (this.closed) return
+    this.earlyHeaders = []
+    this.parser.initialize(HTTPParser.RESPONSE, {}, MAX_HEADER_SIZE, HTTPParser.kLenientNone)
+  }
+
+  /**
+   * Parses the next bytes and says how many it took: all of them, unless a head's body is the caller's to read
+   * (then up to the end of that head). An Error says why they are not a valid response stream.
+   */
+  execute(chunk: Buffer): Error | number {
+    const result = this.run(() => this.parser.execute(chunk))
+    return result instanceof Error ? result : (result ?? 0)
   }
 
   /** The stream ended: completes a body that runs until the end, or says the end came too early. */
   finish(): Error | undefined {
-    return this.run(() => this.parser.finish())
+    const result = this.run(() => this.parser.finish())
+    return result instanceof Error ? result : undefined
   }
 
   /** Releases the native parser; asked from one of its own callbacks, once it has returned. */
@@ -104,12 +123,12 @@ export class ResponseParser {
   private running = false
   private closed = false
 
-  private run(parse: () => number | Error | undefined): Error | undefined {
+  private run(parse: () => number | Error | undefined): number | Error | undefined {
     if (this.closed || this.running) return undefined
     this.running = true
     const result = parse()
     this.running = false
     if (this.closed) this.parser.close()
-    return result instanceof Error ? result : undefined
+    return result
   }
 }
