@@ -180,7 +180,10 @@ export class HttpConnection {
     while (offset < chunk.length && !this.closed) {
       if (this.bodyRemaining === 0) {
         const parsed = this.parser.execute(offset === 0 ? chunk : chunk.subarray(offset))
-        if (parsed instanceof Error) return this.fail(`invalid response: ${parsed.message}`, true)
+        if (parsed instanceof Error) {
+          this.fail(`invalid response: ${parsed.message}`, true)
+          return
+        }
         offset += parsed
         continue
       }
