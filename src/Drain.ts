@@ -22,7 +22,8 @@ export interface DrainOptions {
  *    the old one open;
  * 2. once every endpoint held here is also held by another active node, this node withdraws its routes from
  *    gossip and gives them time to spread, serving locally all the while whatever still arrives;
- * 3. the proxy port stops accepting, and the requests under way finish;
+ * 3. the proxy port stops accepting, and the requests under way finish, as do the ones on connections it
+ *    accepted but had not read yet;
  * 4. the node leaves the cluster;
  * 5. pass-through WebSockets stay open to the end of the grace period and are then closed with 1001.
  *
@@ -71,7 +72,11 @@ export const drain = (options: DrainOptions) =>
     }
 
     yield* proxyServer.stopAccepting
-    if (Option.isNone(yield* untilDeadline(shutdown.awaitIdle)))
+    // A connection accepted just before has its request answered too (with Connection: close, as all are now).
+    const finished = yield* untilDeadline(
+      Effect.zipRight(proxyServer.awaitNoHttpConnections, shutdown.awaitIdle),
+    )
+    if (Option.isNone(finished))
       yield* Effect.logWarning("grace period over; cutting requests").pipe(
         Effect.annotateLogs("in_flight", shutdown.inFlight()),
       )

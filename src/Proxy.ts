@@ -86,6 +86,8 @@ export class ProxyServer extends Context.Tag("pico/ProxyServer")<
     readonly address: AddressInfo
     /** Stops taking new connections (the end of a drain); requests under way carry on. */
     readonly stopAccepting: Effect.Effect<void>
+    /** Completes once the only connections left are pass-throughs (WebSockets, TCP). */
+    readonly awaitNoHttpConnections: Effect.Effect<void>
   }
 >() {}
 
@@ -523,6 +525,10 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, limits: ClientLim
       })
       server.on("upgrade", proxy.handleUpgrade)
       server.on("connect", refuseConnect)
-      return ProxyServer.of({ address: listener.address, stopAccepting: listener.stopAccepting })
+      return ProxyServer.of({
+        address: listener.address,
+        stopAccepting: listener.stopAccepting,
+        awaitNoHttpConnections: listener.guard.awaitNoHttpConnections,
+      })
     }),
   )

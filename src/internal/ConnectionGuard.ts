@@ -19,6 +19,8 @@ type Shed = "closed idle" | "refused"
 export interface ConnectionGuard {
   /** Connections open right now. */
   readonly open: () => number
+  /** Completes once every connection still open is a pass-through (an upgrade), at once if that holds now. */
+  readonly awaitNoHttpConnections: Effect.Effect<void>
 }
 
 /** A TLS socket's TCP socket, which is what the server counted; a plain socket is its own. */
@@ -39,6 +41,14 @@ export const make = (
     // Oldest idle first: a Set iterates in insertion order, and a connection going idle is re-inserted.
     const idle = new Set<Duplex>()
     let open = 0
+    const passThroughs = new Set<Duplex>()
+    const whenNoHttp = new Set<() => void>()
+    const httpOpen = () => open - passThroughs.size
+    const notifyIfNoHttp = () => {
+      if (httpOpen() > 0 || whenNoHttp.size === 0) return
+      for (const resume of whenNoHttp) resume()
+      whenNoHttp.clear()
+    }
     const unlogged: Record<Shed, number> = { "closed idle": 0, refused: 0 }
     let logTimer: NodeJS.Timeout | undefined
 
@@ -81,6 +91,8 @@ export const make = (
       socket.once("close", () => {
         open--
         idle.delete(socket)
+        passThroughs.delete(socket)
+        notifyIfNoHttp()
       })
     }
     // One shared listener (no closure per request): `this` is the finished response.
@@ -95,7 +107,13 @@ export const make = (
       res.once("close", onResponseClose)
     }
     // An upgraded connection is a byte pipe from now on: never idle again.
-    const onUpgrade = (_req: http.IncomingMessage, socket: Duplex) => void idle.delete(tcpSocketOf(socket))
+    const onUpgrade = (_req: http.IncomingMessage, upgraded: Duplex) => {
+      const socket = tcpSocketOf(upgraded)
+      idle.delete(socket)
+      // Its "close" listener above has already run if it is closed.
+      if (!socket.closed) passThroughs.add(socket)
+      notifyIfNoHttp()
+    }
 
     server.on("connection", onConnection)
     server.prependListener("request", onRequest)
@@ -110,5 +128,13 @@ export const make = (
         clearTimeout(logTimer)
       }),
     )
-    return { open: () => open }
+    return {
+      open: () => open,
+      awaitNoHttpConnections: Effect.async<void>((resume) => {
+        if (httpOpen() === 0) return resume(Effect.void)
+        const done = () => resume(Effect.void)
+        whenNoHttp.add(done)
+        return Effect.sync(() => whenNoHttp.delete(done))
+      }),
+    }
   })

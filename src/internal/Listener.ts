@@ -1,5 +1,5 @@
 import type * as http from "node:http"
-import type { AddressInfo, Socket } from "node:net"
+import { type AddressInfo, Server as NetServer, type Socket } from "node:net"
 import type { Duplex } from "node:stream"
 import { Duration, Effect, type Scope } from "effect"
 import type { HostPort } from "../Domain/Address.js"
@@ -42,7 +42,10 @@ export interface Listener {
   readonly server: HttpServer
   readonly address: AddressInfo
   readonly guard: ConnectionGuard.ConnectionGuard
-  /** Stops accepting new connections and closes idle keep-alive ones; open exchanges carry on. */
+  /**
+   * Stops accepting new connections and closes kept-alive ones that wait for a next request. Open exchanges
+   * carry on, and so do connections accepted whose first request has not been read yet.
+   */
   readonly stopAccepting: Effect.Effect<void>
 }
 
@@ -112,7 +115,10 @@ export const makeListener = (
       address,
       guard,
       stopAccepting: Effect.sync(() => {
-        if (server.listening) server.close()
+        // net.Server's close: http.Server's also stops the header timeouts of the connections still open.
+        if (server.listening) NetServer.prototype.close.call(server)
+        // Node counts a connection whose first request is still unread as busy (its header timer runs), so only
+        // kept-alive connections waiting for a next request are closed.
         server.closeIdleConnections()
       }),
     }

@@ -1,6 +1,7 @@
+import * as net from "node:net"
 import { afterEach, describe, expect, it } from "vitest"
 import WebSocket from "ws"
-import { request, startHttpServer, waitFor } from "../support/http.js"
+import { accepts, request, startHttpServer, waitFor } from "../support/http.js"
 import { startLoadBalancer } from "../support/loadBalancer.js"
 import { startAgent, startNode } from "../support/node.js"
 
@@ -51,6 +52,47 @@ describe("graceful shutdown", () => {
     const responses = await Promise.all(inFlight)
     expect(responses.map((response) => response.status)).toEqual(Array(10).fill(200))
     expect(responses.map((response) => response.body)).toEqual(responses.map((_, i) => `done /hold/${i}`))
+    await closed
+  })
+
+  it("answers a connection it accepted before it stopped accepting, and closes kept-alive ones", async () => {
+    const service = await startHoldingService()
+    const node = await startNode()
+    cleanups.push(node.close)
+    const agent = startAgent(node.upstreamUrl, { e: service.port })
+    cleanups.push(agent.stop)
+    await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
+
+    const requestHead = (path: string) => `GET ${path} HTTP/1.1\r\nHost: e\r\nx-pico-endpoint: e\r\n\r\n`
+    const received = (socket: net.Socket) => {
+      let text = ""
+      socket.on("data", (chunk: Buffer) => {
+        text += chunk.toString("latin1")
+      })
+      return { text: () => text, closed: new Promise((resolve) => socket.once("close", resolve)) }
+    }
+    const connect = () =>
+      new Promise<net.Socket>((resolve, reject) => {
+        const socket = net.connect(node.proxyPort, "127.0.0.1", () => resolve(socket)).once("error", reject)
+      })
+    // A balancer's connection for a request it is about to send: opened before the drain, request sent after.
+    // Nothing is in flight, so only that connection keeps the node from finishing its drain.
+    const fresh = await connect()
+    const freshReceived = received(fresh)
+    // A kept-alive connection, idle after its first request.
+    const keptAlive = await connect()
+    const keptAliveReceived = received(keptAlive)
+    keptAlive.write(requestHead("/first"))
+    await waitFor("the first response", () => keptAliveReceived.text().endsWith("done /first"))
+
+    const closed = node.close()
+    await waitFor("the proxy port stopped accepting", async () => !(await accepts(node.proxyPort)))
+    await keptAliveReceived.closed
+    fresh.write(requestHead("/fresh"))
+    await freshReceived.closed
+    expect(freshReceived.text()).toMatch(/^HTTP\/1\.1 200 /)
+    expect(freshReceived.text().toLowerCase()).toContain("connection: close")
+    expect(freshReceived.text()).toMatch(/done \/fresh$/)
     await closed
   })
 
