@@ -39,6 +39,11 @@ export interface ChaosCluster {
   readonly startAgent: (endpointId: string) => Promise<PicoProcess>
   /** The running node whose agent session holds the endpoint. */
   readonly holder: (endpointId?: string) => Promise<NodeSlot>
+  /**
+   * Takes `slots` out of the balancer (NGINX's `down`, and a reload) and puts every other node back, as an
+   * operator does before stopping a node behind NGINX, which has no health checks to learn it on its own.
+   */
+  readonly setBalancerDown: (slots: ReadonlyArray<NodeSlot>) => Promise<void>
   /** SIGTERM, then waits for the process to exit (after its drain and leave). */
   readonly stopNode: (slot: NodeSlot) => Promise<void>
   /** Starts a new process on the slot's host, with a fresh node id, and waits until the cluster converged. */
@@ -187,7 +192,8 @@ export const startChaosCluster = async (options: ClusterOptions = {}): Promise<C
     }
     const nodes: Array<NodeSlot> = []
     for (const host of nodeHosts) nodes.push({ host, ...(await launch(host)) })
-    await startDemoBalancer(lb, nodeHosts, `${network.dir}/nginx`, options.balancerPrelude).then(track)
+    const balancer = await startDemoBalancer(lb, nodeHosts, `${network.dir}/nginx`, options.balancerPrelude)
+    track(balancer.process)
     const service = track(
       spawnProcess(process.execPath, [servicePath, String(SERVICE_PORT)], { netns: agentHost.netns }),
     )
@@ -226,6 +232,7 @@ export const startChaosCluster = async (options: ClusterOptions = {}): Promise<C
         }
         throw new Error(`no running node holds ${endpointId}`)
       },
+      setBalancerDown: (slots) => balancer.setDown(slots.map((slot) => slot.host)),
       stopNode: async (slot) => {
         slot.process.child.kill("SIGTERM")
         // The drain takes at most the 10 s grace period plus the 5 s leave.

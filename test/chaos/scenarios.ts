@@ -32,7 +32,12 @@ const moreRequests = (load: Load, count = STEADY_REQUESTS) => {
 const loggedAfter = (logs: ReadonlyArray<Record<string, unknown>>, msg: string, since: number) =>
   logs.map((log) => (log.msg === msg ? Date.parse(String(log.ts)) : Number.NaN)).find((ts) => ts >= since)
 
-/** SIGTERM each node in turn and start it again under a new id once it exited; wait for convergence in between. */
+/**
+ * Each node in turn, as an operator rolls a cluster behind NGINX: take it out of the balancer, SIGTERM it, start it
+ * again under a new id once it exited, wait for the cluster to converge, put it back. Taking it out first is what
+ * makes the roll lossless: a node that closes its listener while the balancer still sends to it has the kernel
+ * reset the connections in its accept queue, and NGINX does not retry a POST it has sent (docs/operations.md).
+ */
 export const rollingRestart = async (cluster: ChaosCluster): Promise<Figures> => {
   const started = Date.now()
   const load = startLoad(cluster.balancerUrl, ENDPOINT)
@@ -44,16 +49,20 @@ export const rollingRestart = async (cluster: ChaosCluster): Promise<Figures> =>
   for (const slot of cluster.nodes) {
     // The agent's new session lands on the balancer's next node, so usually each restart moves it once more.
     const held = (await cluster.holder()) === slot ? " (holding the agent)" : ""
+    const takingOut = Date.now()
+    await cluster.setBalancerDown([slot])
     const stopping = Date.now()
     await cluster.stopNode(slot)
     const exited = Date.now()
     await cluster.startNode(slot)
     const to = Date.now()
     phases.push({ name: `restart ${slot.host.name}${held}`, from, to })
+    timings[`${slot.host.name}: out of the balancer (reload)`] = stopping - takingOut
     timings[`${slot.host.name}: SIGTERM → exited`] = exited - stopping
     timings[`${slot.host.name}: started → joined and ready`] = to - exited
     from = to
   }
+  await cluster.setBalancerDown([])
   await moreRequests(load)
   await load.stop()
   phases.push({ name: "after", from, to: Date.now() })

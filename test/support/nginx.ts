@@ -10,16 +10,22 @@ export const demoConfigPath = new URL("../../docs/demo/nginx.conf", import.meta.
 
 /**
  * The demo config for these nodes: each `upstream` block lists every node's address, with the parameters of the
- * block's first server (the demo names three Docker hosts, pico-1..3). `httpPrelude` goes first in the `http`
- * block, for the harness's own logging and temp paths, or to lower a default the demo is expected to override.
+ * block's first server (the demo names three Docker hosts, pico-1..3), and `down` for the nodes in `down`.
+ * `httpPrelude` goes first in the `http` block, for the harness's own logging and temp paths, or to lower a
+ * default the demo is expected to override.
  */
-export const renderDemoConfig = (nodes: ReadonlyArray<Host>, httpPrelude: ReadonlyArray<string>): string => {
+export const renderDemoConfig = (
+  nodes: ReadonlyArray<Host>,
+  httpPrelude: ReadonlyArray<string>,
+  down: ReadonlySet<Host> = new Set(),
+): string => {
   const demo = readFileSync(demoConfigPath, "utf8")
   const rendered = demo
     .replace(/upstream (\w+) \{([^}]*)\}/g, (_block, name: string, servers: string) => {
-      const first = /server [\w.-]+(:\d+[^;]*;)/.exec(servers)?.[1]
-      if (first === undefined) throw new Error(`upstream ${name} in the demo config has no server`)
-      return `upstream ${name} { ${nodes.map((node) => `server ${node.ip}${first}`).join(" ")} }`
+      const parameters = /server [\w.-]+(:\d+[^;]*);/.exec(servers)?.[1]
+      if (parameters === undefined) throw new Error(`upstream ${name} in the demo config has no server`)
+      const server = (node: Host) => `server ${node.ip}${parameters}${down.has(node) ? " down" : ""};`
+      return `upstream ${name} { ${nodes.map(server).join(" ")} }`
     })
     .replace(/^http \{$/m, `http {\n${httpPrelude.map((line) => `  ${line}\n`).join("")}`)
   if (rendered === demo) throw new Error("the demo config has no http block or upstreams to render")
@@ -33,6 +39,18 @@ const nginxBinary = (): string =>
   ) ??
   "nginx"
 
+/** The demo's balancer, running. */
+export interface DemoBalancer {
+  readonly process: PicoProcess
+  /**
+   * Marks `nodes` down (and every other node up) and reloads, as an operator takes a node out of NGINX before
+   * stopping it; resolves once the workers of the old configuration stopped taking clients, so only requests
+   * already under way may still reach those nodes. (They may keep WebSockets open for a long time, so waiting
+   * for them to exit could wait for ever.)
+   */
+  readonly setDown: (nodes: ReadonlyArray<Host>) => Promise<void>
+}
+
 /**
  * Runs the demo's balancer on `host` in front of `nodes`, with its error log and temp files in `dir`, and waits until
  * it accepts on the proxy port. `httpPrelude` as for renderDemoConfig.
@@ -42,28 +60,27 @@ export const startDemoBalancer = async (
   nodes: ReadonlyArray<Host>,
   dir: string,
   httpPrelude: ReadonlyArray<string> = [],
-): Promise<PicoProcess> => {
+): Promise<DemoBalancer> => {
   await mkdir(dir, { recursive: true })
   const config = join(dir, "nginx.conf")
-  await writeFile(
-    config,
-    renderDemoConfig(nodes, [
-      // The error log (see balancerErrors) says why a request failed; a line per request would only cost CPU.
-      "access_log off;",
-      ...["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map(
-        (kind) => `${kind}_temp_path ${join(dir, kind)};`,
-      ),
-      ...httpPrelude,
-    ]),
-  )
+  const errorLog = join(dir, "error.log")
+  const render = (down?: ReadonlySet<Host>) =>
+    renderDemoConfig(
+      nodes,
+      [
+        // The error log (see balancerErrors) says why a request failed; a line per request would only cost CPU.
+        "access_log off;",
+        ...["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map(
+          (kind) => `${kind}_temp_path ${join(dir, kind)};`,
+        ),
+        ...httpPrelude,
+      ],
+      down,
+    )
+  await writeFile(config, render())
   const nginx = spawnProcess(
     nginxBinary(),
-    [
-      "-c",
-      config,
-      "-g",
-      `daemon off; pid ${join(dir, "nginx.pid")}; error_log ${join(dir, "error.log")} notice;`,
-    ],
+    ["-c", config, "-g", `daemon off; pid ${join(dir, "nginx.pid")}; error_log ${errorLog} notice;`],
     { netns: host.netns },
   )
   await waitFor(
@@ -74,7 +91,17 @@ export const startDemoBalancer = async (
     },
     15_000,
   )
-  return nginx
+  // Each worker of the old configuration logs this when it closes its listening sockets.
+  const workersRetired = () => readFileSync(errorLog, "utf8").match(/gracefully shutting down/g)?.length ?? 0
+  return {
+    process: nginx,
+    setDown: async (down) => {
+      await writeFile(config, render(new Set(down)))
+      const before = workersRetired()
+      nginx.child.kill("SIGHUP")
+      await waitFor("the balancer to reload", () => workersRetired() > before, 15_000)
+    },
+  }
 }
 
 /**
