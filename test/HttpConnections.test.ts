@@ -76,4 +76,20 @@ describe("HttpConnections", () => {
     expect(taken.stream.destroyed).toBe(true)
     expect(failures).toEqual(["abandoned"])
   })
+
+  it("reuses the newest idle connection first, and keeps at most 64 idle", async () => {
+    const connections = link()
+    const taken = Array.from({ length: 65 }, () => connections.take())
+    expect(new Set(taken).size).toBe(65)
+    for (const connection of taken) await exchange(connection)
+    // Released in order: the 65th found 64 idle already and was closed.
+    const last = taken[64] as HttpConnection
+    expect(last.stream.destroyed).toBe(true)
+    const reused = Array.from({ length: 64 }, () => connections.take())
+    expect(reused.map((connection) => taken.indexOf(connection))).toEqual(
+      Array.from({ length: 64 }, (_, i) => 63 - i),
+    )
+    expect(reused.some((connection) => connection.stream.destroyed)).toBe(false)
+    expect(connections.take()).not.toBe(last)
+  })
 })

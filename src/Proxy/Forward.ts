@@ -47,7 +47,8 @@ export type AttemptOutcome =
   | { readonly _tag: "Done" }
   | { readonly _tag: "Retry"; readonly reason: RetryReason; readonly detail: string }
 
-const done: AttemptOutcome = { _tag: "Done" }
+/** The one "Done" outcome: an attempt that ended (well or not) allocates nothing more to say so. */
+export const done: AttemptOutcome = { _tag: "Done" }
 
 /** The client's side of an upgrade request: its raw connection and what should happen once the upstream agrees. */
 export interface UpgradeTarget {

@@ -4,6 +4,7 @@ import type { HttpConnection, HttpConnections, ResponseListener } from "../Tunne
 import { ProxyError } from "./Errors.js"
 import {
   type AttemptOutcome,
+  done,
   type Exchange,
   hasNoBody,
   observeRequestBody,
@@ -11,8 +12,6 @@ import {
   relayHead,
   watchBodyIdle,
 } from "./Forward.js"
-
-const done: AttemptOutcome = { _tag: "Done" }
 
 /**
  * The request head for the tunnel. Every name and value came through Node's strict request parser (the client's

@@ -43,6 +43,11 @@ beforeAll(async () => {
   const agent = startAgent(a.upstreamUrl, { e: service.port })
   cleanups.push(agent.stop)
   await waitFor("route to e", () => b.routesRemotely("e"))
+  // c joined through a, so b may hear of it only a gossip round later.
+  await waitFor(
+    "b knows every node",
+    async () => valueOf(readMetrics(await scrape(b)), "pico_cluster_nodes", { status: "active" }) === 3,
+  )
 
   const proxied = (node: TestNode, path: string, endpointId = "e") =>
     request(`${node.proxyUrl}${path}`, { headers: { "x-pico-endpoint": endpointId } })
