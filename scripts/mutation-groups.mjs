@@ -2,20 +2,19 @@
 // them, so each module is held to its own fast tests. A `:from-to` suffix mutates only those lines.
 export const groups = {
   tunnel: {
-    // Heartbeats.ts less its warning's text and annotations (lines 143-149): TunnelHeartbeats.test.ts and, over
-    // an in-memory link, AgentSession.test.ts drive it.
-    mutate: [
-      "src/Tunnel/internal/Frame.ts",
-      "src/Tunnel/internal/Session.ts",
-      "src/Tunnel/internal/Heartbeats.ts:1-142",
-      "src/Tunnel/internal/Heartbeats.ts:150-181",
-    ],
+    mutate: ["src/Tunnel/internal/Frame.ts", "src/Tunnel/internal/Session.ts"],
     tests: [
       "test/TunnelFrame.test.ts",
       "test/TunnelSession.test.ts",
       "test/TunnelHeartbeats.test.ts",
       "test/AgentSession.test.ts",
     ],
+  },
+  heartbeats: {
+    // Less its warning's `subsystem` and `timeout` annotations (lines 146-147). TunnelHeartbeats.test.ts drives
+    // it on the TestClock, and AgentSession.test.ts over an in-memory link.
+    mutate: ["src/Tunnel/internal/Heartbeats.ts:1-145", "src/Tunnel/internal/Heartbeats.ts:148-183"],
+    tests: ["test/TunnelHeartbeats.test.ts", "test/AgentSession.test.ts"],
   },
   auth: { mutate: ["src/Auth/Token.ts"], tests: ["test/Auth.test.ts"] },
   gossip: {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, TestClock } from "effect"
+import { Chunk, Effect, Logger, TestClock } from "effect"
 import { Heartbeats } from "../src/Tunnel/internal/Heartbeats.js"
 import { MemoryChannel } from "../src/Tunnel/internal/MemoryChannel.js"
 import { Session } from "../src/Tunnel/internal/Session.js"
@@ -75,9 +75,11 @@ describe("Heartbeats: one fiber for every session of a tunnel", () => {
       sooner.far.onGoAway(() => {
         goAwayHeard = true
       })
+      yield* advance(1_000) // expiries are wall-clock instants, converted to the timeline's monotonic time
       yield* heartbeats.watch(later.near, 60_000)
-      // Watched after a session due later: the fiber, asleep until then, wakes for the sooner one.
-      yield* heartbeats.watch(sooner.near, 2_500)
+      yield* settle
+      // Watched once the fiber sleeps until the first one's ping is due: it wakes for the sooner expiry.
+      yield* heartbeats.watch(sooner.near, 3_500)
       yield* advance(2_499)
       expect(sooner.near.closed).toBe(false)
       yield* advance(1)
@@ -105,5 +107,136 @@ describe("Heartbeats: one fiber for every session of a tunnel", () => {
       yield* advance(1)
       expect(second.near.closeReason).toEqual({ _tag: "Local", message: "heartbeat timeout" })
     }),
+  )
+
+  it.effect("ends each of many sessions at its own expiry, whatever order they were watched in", () =>
+    Effect.gen(function* () {
+      const heartbeats = new Heartbeats(heartbeat)
+      // Out of order, with ties, and interleaved with the pings due at 10 s and 20 s: the timeline keeps them sorted.
+      const expiries = [7_300, 2_100, 11_500, 2_100, 9_900, 500, 15_000, 4_400, 20_000, 10_000, 3_200, 6_600]
+      const sessions = expiries.map(() => pair())
+      for (const [i, expiry] of expiries.entries())
+        yield* heartbeats.watch((sessions[i] as ReturnType<typeof pair>).near, expiry)
+      let now = 0
+      for (const expiry of [...new Set(expiries)].sort((a, b) => a - b)) {
+        yield* advance(expiry - 1 - now)
+        const due = expiries.map((at, i) => (at === expiry ? i : -1)).filter((i) => i >= 0)
+        expect(due.map((i) => sessions[i]?.near.closed)).toEqual(due.map(() => false))
+        yield* advance(1)
+        now = expiry
+        expect(due.map((i) => sessions[i]?.near.closeReason)).toEqual(
+          due.map(() => ({ _tag: "Local", message: "token expired" })),
+        )
+        const notYet = expiries.filter((at) => at > expiry).length
+        expect(sessions.filter((session) => !session.near.closed)).toHaveLength(notYet)
+      }
+    }),
+  )
+
+  it.effect(
+    "keeps a session whose answers come late but within the timeout, with an interval shorter than it",
+    () =>
+      Effect.gen(function* () {
+        const heartbeats = new Heartbeats({ interval: "2 seconds", timeout: "5 seconds" })
+        const toFar = new MemoryChannel()
+        const toNear = new MemoryChannel()
+        const near = new Session(toFar, { role: "server" })
+        const far = new Session(toNear, { role: "client" })
+        toFar.peer = far
+        toNear.peer = near
+        yield* heartbeats.watch(near, undefined)
+        // Each ping waits 2 s for its answer (the link to the far end is held, then let through), so the deadline
+        // of one ping passes while the next is in flight: that deadline must not count for the next ping.
+        for (let round = 0; round < 6; round++) {
+          toFar.paused = true
+          yield* advance(2_000)
+          yield* advance(2_000)
+          toFar.resume()
+          yield* settle
+          expect(near.closed).toBe(false)
+        }
+        // Still pinged: silent from now on, it is closed at its next ping's deadline.
+        toFar.paused = true
+        yield* advance(6_999)
+        expect(near.closed).toBe(false)
+        yield* advance(1)
+        expect(near.closeReason).toEqual({ _tag: "Local", message: "heartbeat timeout" })
+      }),
+  )
+
+  it.effect("runs one fiber, sleeping until the next thing due, and none after the last session closed", () =>
+    Effect.gen(function* () {
+      const heartbeats = new Heartbeats(heartbeat)
+      const first = pair()
+      const second = pair()
+      yield* heartbeats.watch(first.near, undefined)
+      yield* heartbeats.watch(second.near, 30_000)
+      yield* settle
+      expect(Chunk.toArray(yield* TestClock.sleeps())).toEqual([10_000])
+      yield* advance(10_000)
+      // The pings' deadlines: answered, so nothing to do then, but the timeline drops stale events only when due.
+      expect(Chunk.toArray(yield* TestClock.sleeps())).toEqual([15_000])
+      first.near.close("done")
+      second.near.close("done")
+      // The time of their pings and expiry passes: the TestClock lists a sleep until its time comes, even one
+      // interrupted, so an empty list after that says the fiber ended and did not sleep again.
+      yield* advance(60_000)
+      expect(Chunk.toArray(yield* TestClock.sleeps())).toEqual([])
+      const third = pair()
+      yield* heartbeats.watch(third.near, undefined)
+      third.silence()
+      yield* advance(14_999)
+      expect(third.near.closed).toBe(false)
+      yield* advance(1)
+      expect(third.near.closeReason).toEqual({ _tag: "Local", message: "heartbeat timeout" })
+      // That emptied the timeline; a fourth session starts the fiber again.
+      const fourth = pair()
+      yield* heartbeats.watch(fourth.near, undefined)
+      fourth.silence()
+      yield* advance(14_999)
+      expect(fourth.near.closed).toBe(false)
+      yield* advance(1)
+      expect(fourth.near.closeReason).toEqual({ _tag: "Local", message: "heartbeat timeout" })
+    }),
+  )
+
+  it.effect(
+    "logs one warning for the sessions whose pings went unanswered at the same instant, and none else",
+    () => {
+      const warnings: Array<{ readonly message: unknown; readonly sessions: unknown }> = []
+      const logger = Logger.make(({ logLevel, message, annotations }) => {
+        if (logLevel._tag === "Warning")
+          warnings.push({
+            message,
+            sessions: annotations.pipe((map) => [...map].find(([key]) => key === "sessions")?.[1]),
+          })
+      })
+      return Effect.gen(function* () {
+        const heartbeats = new Heartbeats(heartbeat)
+        const closedEarly = pair()
+        const expiring = pair()
+        const answering = pair()
+        const silent = [pair(), pair()]
+        yield* heartbeats.watch(closedEarly.near, undefined)
+        yield* heartbeats.watch(expiring.near, 12_000)
+        yield* heartbeats.watch(answering.near, undefined)
+        for (const { near, silence } of silent) {
+          yield* heartbeats.watch(near, undefined)
+          silence()
+        }
+        closedEarly.near.close("done")
+        yield* advance(10_000)
+        expect(warnings).toEqual([])
+        yield* advance(2_000)
+        expect(expiring.near.closed).toBe(true)
+        yield* advance(3_000)
+        expect(silent.map(({ near }) => near.closed)).toEqual([true, true])
+        expect(warnings).toEqual([{ message: ["heartbeat timed out; closing session"], sessions: 2 }])
+        for (let round = 0; round < 3; round++) yield* advance(10_000)
+        expect(warnings).toHaveLength(1)
+        answering.near.close("done")
+        yield* settle
+      }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+    },
   )
 })

@@ -44,8 +44,9 @@ class Timeline {
   pop(): Due | undefined {
     const items = this.items
     const first = items[0]
-    const last = items.pop()
-    if (first === undefined || last === undefined || items.length === 0) return first
+    const last = items.pop() as Due
+    // Empty now, or `last` was the only item.
+    if (items.length === 0) return first
     let at = 0
     for (;;) {
       const left = 2 * at + 1
@@ -68,7 +69,7 @@ class Timeline {
  * the same, at the cost of a fiber's memory per idle session (about 8 KB: most of what an idle session cost).
  * Times come from Effect's Clock, so tests drive them with TestClock: its monotonic time, so a wall clock
  * stepped by NTP neither closes sessions nor delays pings (an expiry, given in wall time, is converted once).
- * The fiber runs while any session is watched, and ends with the last one.
+ * The fiber runs while any session is watched, and ends at its first wake after the last one closed.
  */
 export class Heartbeats {
   private readonly timeline = new Timeline()
@@ -103,10 +104,10 @@ export class Heartbeats {
           step: 0,
         })
       this.live++
+      // The fiber notices at its next wake that none is left, and ends.
       session.onClose(() => {
         watched.session = undefined
         this.live--
-        if (this.live === 0) this.wake.unsafeOpen()
       })
       if (this.running) return Effect.void
       this.running = true
@@ -132,11 +133,11 @@ export class Heartbeats {
       this.wakeAt = Number.POSITIVE_INFINITY
       return Effect.void
     }
-    const next = this.timeline.first
-    this.wakeAt = next === undefined ? Number.POSITIVE_INFINITY : next.at
+    // A watched session always has its next ping, or its ping's deadline, on the timeline.
+    const next = this.timeline.first as Due
+    this.wakeAt = next.at
     this.wake.unsafeClose()
-    const wait =
-      next === undefined ? this.wake.await : Effect.raceFirst(Effect.sleep(next.at - now), this.wake.await)
+    const wait = Effect.raceFirst(Effect.sleep(next.at - now), this.wake.await)
     const warned =
       timedOut === 0
         ? Effect.void
@@ -155,27 +156,28 @@ export class Heartbeats {
     const { watched } = due
     const { session } = watched
     if (session === undefined || session.closed) return false
-    if (due.kind === "expiry") {
-      session.goAway()
-      session.close("token expired")
-      return false
+    switch (due.kind) {
+      case "expiry":
+        session.goAway()
+        session.close("token expired")
+        return false
+      case "answer":
+        if (due.step !== watched.step) return false
+        session.close("heartbeat timeout")
+        return true
+      // Never stale: nothing moves a session's heartbeat on between scheduling its ping and sending it.
+      case "ping":
+        this.schedule({ at: now + this.timeout, watched, kind: "answer", step: ++watched.step })
+        // One ping is in flight at a time: the next is scheduled only once this one is answered.
+        session.ping().then(
+          () => {
+            const answeredAt = monotonicMillis(this.clock as Clock.Clock)
+            this.schedule({ at: answeredAt + this.interval, watched, kind: "ping", step: ++watched.step })
+          },
+          // Rejected only when the session closes, which is then no longer watched.
+          () => {},
+        )
+        return false
     }
-    if (due.step !== watched.step) return false
-    if (due.kind === "answer") {
-      session.close("heartbeat timeout")
-      return true
-    }
-    const step = ++watched.step
-    this.schedule({ at: now + this.timeout, watched, kind: "answer", step })
-    session.ping().then(
-      () => {
-        if (watched.step !== step || session.closed) return
-        const answeredAt = monotonicMillis(this.clock as Clock.Clock)
-        this.schedule({ at: answeredAt + this.interval, watched, kind: "ping", step: ++watched.step })
-      },
-      // Rejected only when the session closes, which is then no longer watched.
-      () => {},
-    )
-    return false
   }
 }
