@@ -72,7 +72,8 @@ export const drain = (options: DrainOptions) =>
     }
 
     yield* proxyServer.stopAccepting
-    // A connection accepted just before has its request answered too (with Connection: close, as all are now).
+    // A connection accepted just before has its request answered too. Responses close their connections now, and
+    // a kept-alive one whose response began before the drain is closed once that ends.
     const finished = yield* untilDeadline(
       Effect.zipRight(proxyServer.awaitNoHttpConnections, shutdown.awaitIdle),
     )

@@ -425,6 +425,8 @@ export const make = (options: ProxyOptions) =>
     // The hot path: no fiber (sendLocalNow), no per-request log annotations (added only on failure), no auth work
     // when the port is open, metrics updated without allocating, and a capture only when its endpoint's is on.
     const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      // Draining: every response closes its connection, Pico's own errors too, so clients go elsewhere.
+      if (shutdown.isDraining()) res.shouldKeepAlive = false
       const exchange = exchangeFor(req, res, undefined)
       const done = shutdown.begin()
       res.once("close", () => {

@@ -21,6 +21,11 @@ export interface ConnectionGuard {
   readonly open: () => number
   /** Completes once every connection still open is a pass-through (an upgrade), at once if that holds now. */
   readonly awaitNoHttpConnections: Effect.Effect<void>
+  /**
+   * From now on (the listener has stopped), a connection is closed as soon as its response ends and it waits
+   * for a next request: one that began before the drain still had keep-alive, and would hold it to the end.
+   */
+  readonly closeWhenIdle: () => void
 }
 
 /** A TLS socket's TCP socket, which is what the server counted; a plain socket is its own. */
@@ -95,12 +100,16 @@ export const make = (
         notifyIfNoHttp()
       })
     }
+    let closingWhenIdle = false
+    // Once the response's end has been handled, so Node counts its connection as idle.
+    const closeIdleNow = () => server.closeIdleConnections()
     // One shared listener (no closure per request): `this` is the finished response.
     function onResponseClose(this: http.ServerResponse) {
       const socket = tcpSocketOf(this.req.socket)
       // Re-inserted, so it counts as the most recently idle.
       idle.delete(socket)
       if (!socket.destroyed) idle.add(socket)
+      if (closingWhenIdle) setImmediate(closeIdleNow)
     }
     const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
       idle.delete(tcpSocketOf(req.socket))
@@ -130,6 +139,10 @@ export const make = (
     )
     return {
       open: () => open,
+      closeWhenIdle: () => {
+        closingWhenIdle = true
+        server.closeIdleConnections()
+      },
       awaitNoHttpConnections: Effect.async<void>((resume) => {
         if (httpOpen() === 0) return resume(Effect.void)
         const done = () => resume(Effect.void)

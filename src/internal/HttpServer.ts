@@ -61,6 +61,8 @@ export const makeHttpServer = (
     const requireClientCert = material.ca !== undefined
     const server = https.createServer({
       ...options,
+      // A connection still in its TLS handshake is not HTTP yet, so the header timeout does not reach it.
+      ...(options.headersTimeout === undefined ? {} : { handshakeTimeout: options.headersTimeout }),
       ...secureContext(material),
       requestCert: requireClientCert,
       rejectUnauthorized: requireClientCert,

@@ -14,9 +14,13 @@ export const writeJson = (
   res.end(body)
 }
 
+/** How long a client answered on a raw socket has to close its end before the connection is cut. */
+const RAW_ANSWER_LINGER_MS = 5000
+
 /**
  * Answers on a raw socket, for upgrade requests refused before any handshake: the client sees a normal HTTP
- * response with a JSON body, then the connection closes.
+ * response with a JSON body, then the connection closes. The socket may be half-open (HTTP servers allow it), so
+ * a client that never closes its end is cut after a short linger, which lets it read the answer first.
  */
 export const writeJsonToSocket = (
   socket: Duplex,
@@ -30,4 +34,6 @@ export const writeJsonToSocket = (
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\ncontent-type: application/json\r\n` +
       `content-length: ${body.length}\r\n${extra}connection: close\r\n\r\n${body.toString()}`,
   )
+  const cut = setTimeout(() => socket.destroy(), RAW_ANSWER_LINGER_MS).unref()
+  socket.once("close", () => clearTimeout(cut))
 }

@@ -61,8 +61,14 @@ export const listen = (
     () =>
       Effect.async<void>((resume) => {
         if ("closeAllConnections" in server) server.closeAllConnections()
-        if (!server.listening) return resume(Effect.void)
-        server.close(() => resume(Effect.void))
+        if (server.listening) {
+          server.close(() => resume(Effect.void))
+          return
+        }
+        // Stopped accepting earlier (a drain): http.Server's close still stops its header-timeout checks, which
+        // would otherwise run, and keep the server and everything it calls reachable, for good.
+        server.close()
+        resume(Effect.void)
       }),
   )
 

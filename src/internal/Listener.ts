@@ -43,8 +43,8 @@ export interface Listener {
   readonly address: AddressInfo
   readonly guard: ConnectionGuard.ConnectionGuard
   /**
-   * Stops accepting new connections and closes kept-alive ones that wait for a next request. Open exchanges
-   * carry on, and so do connections accepted whose first request has not been read yet.
+   * Stops accepting new connections and closes kept-alive ones as soon as they wait for a next request. Open
+   * exchanges carry on, and so do connections accepted whose first request has not been read yet.
    */
   readonly stopAccepting: Effect.Effect<void>
 }
@@ -118,8 +118,8 @@ export const makeListener = (
         // net.Server's close: http.Server's also stops the header timeouts of the connections still open.
         if (server.listening) NetServer.prototype.close.call(server)
         // Node counts a connection whose first request is still unread as busy (its header timer runs), so only
-        // kept-alive connections waiting for a next request are closed.
-        server.closeIdleConnections()
+        // kept-alive connections waiting for a next request are closed, now and as others become so.
+        guard.closeWhenIdle()
       }),
     }
   })

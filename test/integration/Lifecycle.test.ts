@@ -10,13 +10,20 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
 })
 
-/** A local service that holds each request until the test releases it. */
+/**
+ * A local service that holds each /hold request until the test releases it, and sends a /stream response's head
+ * and first half at once and its second half on release.
+ */
 const startHoldingService = async () => {
   const held: Array<() => void> = []
   const service = await startHttpServer((req, res) => {
     const respond = () => res.end(`done ${req.url}`)
     if (req.url?.startsWith("/hold")) held.push(respond)
-    else respond()
+    else if (req.url?.startsWith("/stream")) {
+      res.writeHead(200, { "content-length": "4" })
+      res.write("ab")
+      held.push(() => res.end("cd"))
+    } else respond()
   })
   cleanups.push(service.close)
   return {
@@ -27,6 +34,24 @@ const startHoldingService = async () => {
     },
   }
 }
+
+/** A GET on a raw connection, kept alive, for the endpoint in the Host header. */
+const requestHead = (path: string, endpointId = "e") =>
+  `GET ${path} HTTP/1.1\r\nHost: ${endpointId}\r\nx-pico-endpoint: ${endpointId}\r\n\r\n`
+
+/** Everything a raw connection receives, and when it closes. */
+const received = (socket: net.Socket) => {
+  let text = ""
+  socket.on("data", (chunk: Buffer) => {
+    text += chunk.toString("latin1")
+  })
+  return { text: () => text, closed: new Promise((resolve) => socket.once("close", resolve)) }
+}
+
+const connect = (port: number) =>
+  new Promise<net.Socket>((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1", () => resolve(socket)).once("error", reject)
+  })
 
 describe("graceful shutdown", () => {
   it("finishes in-flight requests, turns /ready 503 and stops accepting", async () => {
@@ -63,24 +88,15 @@ describe("graceful shutdown", () => {
     cleanups.push(agent.stop)
     await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
 
-    const requestHead = (path: string) => `GET ${path} HTTP/1.1\r\nHost: e\r\nx-pico-endpoint: e\r\n\r\n`
-    const received = (socket: net.Socket) => {
-      let text = ""
-      socket.on("data", (chunk: Buffer) => {
-        text += chunk.toString("latin1")
-      })
-      return { text: () => text, closed: new Promise((resolve) => socket.once("close", resolve)) }
-    }
-    const connect = () =>
-      new Promise<net.Socket>((resolve, reject) => {
-        const socket = net.connect(node.proxyPort, "127.0.0.1", () => resolve(socket)).once("error", reject)
-      })
-    // A balancer's connection for a request it is about to send: opened before the drain, request sent after.
-    // Nothing is in flight, so only that connection keeps the node from finishing its drain.
-    const fresh = await connect()
+    // A balancer's connections for requests it is about to send: opened before the drain, requests sent after,
+    // one answered by the service and one by Pico itself (no such endpoint). Nothing is in flight, so only they
+    // keep the node from finishing its drain.
+    const fresh = await connect(node.proxyPort)
     const freshReceived = received(fresh)
+    const freshError = await connect(node.proxyPort)
+    const freshErrorReceived = received(freshError)
     // A kept-alive connection, idle after its first request.
-    const keptAlive = await connect()
+    const keptAlive = await connect(node.proxyPort)
     const keptAliveReceived = received(keptAlive)
     keptAlive.write(requestHead("/first"))
     await waitFor("the first response", () => keptAliveReceived.text().endsWith("done /first"))
@@ -93,6 +109,33 @@ describe("graceful shutdown", () => {
     expect(freshReceived.text()).toMatch(/^HTTP\/1\.1 200 /)
     expect(freshReceived.text().toLowerCase()).toContain("connection: close")
     expect(freshReceived.text()).toMatch(/done \/fresh$/)
+    freshError.write(requestHead("/", "nobody"))
+    await freshErrorReceived.closed
+    expect(freshErrorReceived.text()).toMatch(/^HTTP\/1\.1 503 /)
+    expect(freshErrorReceived.text().toLowerCase()).toContain("connection: close")
+    await closed
+  })
+
+  it("closes a kept-alive connection as soon as a response begun before the drain ends", async () => {
+    const service = await startHoldingService()
+    const node = await startNode()
+    cleanups.push(node.close)
+    const agent = startAgent(node.upstreamUrl, { e: service.port })
+    cleanups.push(agent.stop)
+    await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
+
+    const socket = await connect(node.proxyPort)
+    const got = received(socket)
+    socket.write(requestHead("/stream"))
+    await waitFor("the head and half the body", () => got.text().endsWith("\r\n\r\nab"))
+    expect(got.text().toLowerCase()).not.toContain("connection: close")
+
+    const closed = node.close()
+    await waitFor("the proxy port stopped accepting", async () => !(await accepts(node.proxyPort)))
+    service.releaseAll()
+    // Kept alive, it would hold the drain for the idle timeout; it is closed once its response has ended.
+    await got.closed
+    expect(got.text()).toMatch(/abcd$/)
     await closed
   })
 
