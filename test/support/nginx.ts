@@ -91,15 +91,24 @@ export const startDemoBalancer = async (
     },
     15_000,
   )
-  // Each worker of the old configuration logs this when it closes its listening sockets.
-  const workersRetired = () => readFileSync(errorLog, "utf8").match(/gracefully shutting down/g)?.length ?? 0
   return {
     process: nginx,
     setDown: async (down) => {
       await writeFile(config, render(new Set(down)))
-      const before = workersRetired()
+      const seen = readFileSync(errorLog, "utf8").length
       nginx.child.kill("SIGHUP")
-      await waitFor("the balancer to reload", () => workersRetired() > before, 15_000)
+      await waitFor(
+        "the balancer to reload",
+        () => {
+          const since = readFileSync(errorLog, "utf8").slice(seen)
+          // A configuration nginx refused: it keeps the old one, and says why.
+          const refused = /^.*\[emerg\].*$/m.exec(since)?.[0]
+          if (refused !== undefined) throw new Error(`nginx refused the new configuration: ${refused}`)
+          // The (one) worker of the old configuration logs this when it closes its listening sockets.
+          return since.includes("gracefully shutting down")
+        },
+        15_000,
+      )
     },
   }
 }
