@@ -16,7 +16,10 @@ const joinAddress = (item: string) =>
 
 /** The limits every HTTP port puts on its clients (see internal/Listener.ts and docs/configuration.md). */
 const clientLimits = (maxConnections: number) => ({
-  readHeaderTimeout: Setting.duration("Time a client has to send a whole request head, then 408.", "10s"),
+  readHeaderTimeout: Setting.duration(
+    "Time a client has to send a whole request head, then 408 (with TLS, also the time to finish the handshake).",
+    "10s",
+  ),
   idleTimeout: Setting.duration("Longest idle keep-alive, and longest pause in a request body.", "60s"),
   maxConnections: Setting.integer(
     "Open connections at most; past it the longest-idle one is closed.",

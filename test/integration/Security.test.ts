@@ -1,5 +1,6 @@
 import { X509Certificate } from "node:crypto"
 import { readFileSync, writeFileSync } from "node:fs"
+import * as net from "node:net"
 import * as tls from "node:tls"
 import * as jose from "jose"
 import { afterEach, describe, expect, it } from "vitest"
@@ -174,6 +175,26 @@ describe("TLS", () => {
       (await request(`https://localhost:${node.adminPort}/ready`, { tls: { ca: certs.ca } })).status,
     ).toBe(200)
     await expect(request(`http://127.0.0.1:${node.proxyPort}/`)).rejects.toThrow()
+  })
+
+  it("closes a connection that never starts its TLS handshake within --proxy.read-header-timeout", async () => {
+    const certs = makeCertificates()
+    const node = await startNode({
+      "proxy.tls.cert-file": certs.serverCert,
+      "proxy.tls.key-file": certs.serverKey,
+      "proxy.read-header-timeout": "500ms",
+    })
+    cleanups.push(node.close)
+    const started = Date.now()
+    // Not HTTP yet, so Node's header timeout does not reach it; left alone, it would hold a drain for 120 s.
+    const closedAfter = await new Promise<number>((resolve, reject) => {
+      const socket = net.connect(node.proxyPort, "127.0.0.1")
+      socket.on("error", () => {})
+      socket.once("close", () => resolve(Date.now() - started))
+      setTimeout(() => reject(new Error("still open after 5 s")), 5000).unref()
+    })
+    expect(closedAfter).toBeGreaterThanOrEqual(450)
+    expect(closedAfter).toBeLessThan(5000)
   })
 
   it("picks up a rotated certificate without a restart", async () => {
