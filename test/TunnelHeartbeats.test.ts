@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Effect, Logger, TestClock } from "effect"
+import { Chunk, Effect, Logger, Supervisor, TestClock } from "effect"
 import { Heartbeats } from "../src/Tunnel/internal/Heartbeats.js"
 import { MemoryChannel } from "../src/Tunnel/internal/MemoryChannel.js"
 import { Session } from "../src/Tunnel/internal/Session.js"
@@ -167,9 +167,10 @@ describe("Heartbeats: one fiber for every session of a tunnel", () => {
   it.effect("runs one fiber, sleeping until the next thing due, and none after the last session closed", () =>
     Effect.gen(function* () {
       const heartbeats = new Heartbeats(heartbeat)
+      const fibers = yield* Supervisor.track
       const first = pair()
       const second = pair()
-      yield* heartbeats.watch(first.near, undefined)
+      yield* heartbeats.watch(first.near, undefined).pipe(Effect.supervised(fibers))
       yield* heartbeats.watch(second.near, 30_000)
       yield* settle
       expect(Chunk.toArray(yield* TestClock.sleeps())).toEqual([10_000])
@@ -177,7 +178,11 @@ describe("Heartbeats: one fiber for every session of a tunnel", () => {
       // The pings' deadlines: answered, so nothing to do then, but the timeline drops stale events only when due.
       expect(Chunk.toArray(yield* TestClock.sleeps())).toEqual([15_000])
       first.near.close("done")
+      yield* settle
       second.near.close("done")
+      yield* settle
+      // Gone at once, not at its next wake: its sleep would keep a process alive.
+      expect(yield* fibers.value).toEqual([])
       // The time of their pings and expiry passes: the TestClock lists a sleep until its time comes, even one
       // interrupted, so an empty list after that says the fiber ended and did not sleep again.
       yield* advance(60_000)

@@ -69,7 +69,7 @@ class Timeline {
  * the same, at the cost of a fiber's memory per idle session (about 8 KB: most of what an idle session cost).
  * Times come from Effect's Clock, so tests drive them with TestClock: its monotonic time, so a wall clock
  * stepped by NTP neither closes sessions nor delays pings (an expiry, given in wall time, is converted once).
- * The fiber runs while any session is watched, and ends at its first wake after the last one closed.
+ * The fiber runs while any session is watched, and ends with the last one.
  */
 export class Heartbeats {
   private readonly timeline = new Timeline()
@@ -104,10 +104,10 @@ export class Heartbeats {
           step: 0,
         })
       this.live++
-      // The fiber notices at its next wake that none is left, and ends.
       session.onClose(() => {
         watched.session = undefined
-        this.live--
+        // The last one: the fiber ends now rather than at its next wake (its sleep would keep the process up).
+        if (--this.live === 0) this.wake.unsafeOpen()
       })
       if (this.running) return Effect.void
       this.running = true
