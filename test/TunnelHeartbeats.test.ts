@@ -11,7 +11,7 @@ import { Session } from "../src/Tunnel/internal/Session.js"
  * fiber, gone with the last session, starts again for the next.
  */
 
-/** A linked pair; `silence` stops the far end from answering (nothing is delivered to it). */
+/** A linked pair; `silence` stops the far end from answering (nothing is delivered to it until `toFar.resume()`). */
 const pair = () => {
   const toFar = new MemoryChannel()
   const toNear = new MemoryChannel()
@@ -22,7 +22,7 @@ const pair = () => {
   const silence = () => {
     toFar.paused = true
   }
-  return { near, far, silence }
+  return { near, far, silence, toFar }
 }
 
 /** Lets fibers woken by the TestClock, and the in-memory link's deliveries (setImmediate), run. */
@@ -34,6 +34,15 @@ const settle = Effect.promise(() => new Promise((resolve) => setImmediate(resolv
 const advance = (millis: number) => Effect.zipRight(TestClock.adjust(millis), settle)
 
 const heartbeat = { interval: "10 seconds", timeout: "5 seconds" } as const
+
+/** Advances `millis` and checks that `session` closed then for `message`, not 1 ms before. */
+const closesAfter = (session: Session, millis: number, message: string) =>
+  Effect.gen(function* () {
+    yield* advance(millis - 1)
+    expect(session.closed).toBe(false)
+    yield* advance(1)
+    expect(session.closeReason).toEqual({ _tag: "Local", message })
+  })
 
 describe("Heartbeats: one fiber for every session of a tunnel", () => {
   it.effect("closes each silent session at its own interval + timeout, and keeps those that answer", () =>
@@ -49,15 +58,10 @@ describe("Heartbeats: one fiber for every session of a tunnel", () => {
       yield* heartbeats.watch(silentLate.near, undefined)
       silentLate.silence()
 
-      yield* advance(11_999) // 14,999 ms: the early one's ping (sent at 10 s) is 1 ms short of its timeout
-      expect(silentEarly.near.closed).toBe(false)
-      yield* advance(1)
-      expect(silentEarly.near.closeReason).toEqual({ _tag: "Local", message: "heartbeat timeout" })
+      // At 15 s: the early one's ping, sent at 10 s, times out; the late one started at 3 s.
+      yield* closesAfter(silentEarly.near, 12_000, "heartbeat timeout")
       expect(silentLate.near.closed).toBe(false)
-      yield* advance(2_999) // 17,999 ms: the late one started at 3 s
-      expect(silentLate.near.closed).toBe(false)
-      yield* advance(1)
-      expect(silentLate.near.closeReason).toEqual({ _tag: "Local", message: "heartbeat timeout" })
+      yield* closesAfter(silentLate.near, 3_000, "heartbeat timeout")
 
       for (let round = 0; round < 5; round++) yield* advance(10_000)
       expect(answering.near.closed).toBe(false)
@@ -80,10 +84,7 @@ describe("Heartbeats: one fiber for every session of a tunnel", () => {
       yield* settle
       // Watched once the fiber sleeps until the first one's ping is due: it wakes for the sooner expiry.
       yield* heartbeats.watch(sooner.near, 3_500)
-      yield* advance(2_499)
-      expect(sooner.near.closed).toBe(false)
-      yield* advance(1)
-      expect(sooner.near.closeReason).toEqual({ _tag: "Local", message: "token expired" })
+      yield* closesAfter(sooner.near, 2_500, "token expired")
       expect(goAwayHeard).toBe(true)
       expect(later.near.closed).toBe(false)
       later.near.close("done")
@@ -102,10 +103,7 @@ describe("Heartbeats: one fiber for every session of a tunnel", () => {
       const second = pair()
       yield* heartbeats.watch(second.near, undefined)
       second.silence()
-      yield* advance(14_999)
-      expect(second.near.closed).toBe(false)
-      yield* advance(1)
-      expect(second.near.closeReason).toEqual({ _tag: "Local", message: "heartbeat timeout" })
+      yield* closesAfter(second.near, 15_000, "heartbeat timeout")
     }),
   )
 
@@ -138,12 +136,7 @@ describe("Heartbeats: one fiber for every session of a tunnel", () => {
     () =>
       Effect.gen(function* () {
         const heartbeats = new Heartbeats({ interval: "2 seconds", timeout: "5 seconds" })
-        const toFar = new MemoryChannel()
-        const toNear = new MemoryChannel()
-        const near = new Session(toFar, { role: "server" })
-        const far = new Session(toNear, { role: "client" })
-        toFar.peer = far
-        toNear.peer = near
+        const { near, toFar } = pair()
         yield* heartbeats.watch(near, undefined)
         // Each ping waits 2 s for its answer (the link to the far end is held, then let through), so the deadline
         // of one ping passes while the next is in flight: that deadline must not count for the next ping.
@@ -157,10 +150,7 @@ describe("Heartbeats: one fiber for every session of a tunnel", () => {
         }
         // Still pinged: silent from now on, it is closed at its next ping's deadline.
         toFar.paused = true
-        yield* advance(6_999)
-        expect(near.closed).toBe(false)
-        yield* advance(1)
-        expect(near.closeReason).toEqual({ _tag: "Local", message: "heartbeat timeout" })
+        yield* closesAfter(near, 7_000, "heartbeat timeout")
       }),
   )
 
@@ -190,18 +180,12 @@ describe("Heartbeats: one fiber for every session of a tunnel", () => {
       const third = pair()
       yield* heartbeats.watch(third.near, undefined)
       third.silence()
-      yield* advance(14_999)
-      expect(third.near.closed).toBe(false)
-      yield* advance(1)
-      expect(third.near.closeReason).toEqual({ _tag: "Local", message: "heartbeat timeout" })
+      yield* closesAfter(third.near, 15_000, "heartbeat timeout")
       // That emptied the timeline; a fourth session starts the fiber again.
       const fourth = pair()
       yield* heartbeats.watch(fourth.near, undefined)
       fourth.silence()
-      yield* advance(14_999)
-      expect(fourth.near.closed).toBe(false)
-      yield* advance(1)
-      expect(fourth.near.closeReason).toEqual({ _tag: "Local", message: "heartbeat timeout" })
+      yield* closesAfter(fourth.near, 15_000, "heartbeat timeout")
     }),
   )
 

@@ -35,6 +35,17 @@ const startHoldingService = async () => {
   }
 }
 
+/** A node whose endpoint "e" is a holding service's, its agent registered. */
+const startNodeWithService = async () => {
+  const service = await startHoldingService()
+  const node = await startNode()
+  cleanups.push(node.close)
+  const agent = startAgent(node.upstreamUrl, { e: service.port })
+  cleanups.push(agent.stop)
+  await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
+  return { service, node }
+}
+
 /** A GET on a raw connection, kept alive, for the endpoint in the Host header. */
 const requestHead = (path: string, endpointId = "e") =>
   `GET ${path} HTTP/1.1\r\nHost: ${endpointId}\r\nx-pico-endpoint: ${endpointId}\r\n\r\n`
@@ -55,12 +66,7 @@ const connect = (port: number) =>
 
 describe("graceful shutdown", () => {
   it("finishes in-flight requests, turns /ready 503 and stops accepting", async () => {
-    const service = await startHoldingService()
-    const node = await startNode()
-    cleanups.push(node.close)
-    const agent = startAgent(node.upstreamUrl, { e: service.port })
-    cleanups.push(agent.stop)
-    await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
+    const { service, node } = await startNodeWithService()
     expect((await request(`${node.adminUrl}/ready`)).status).toBe(200)
 
     const inFlight = Array.from({ length: 10 }, (_, i) =>
@@ -81,12 +87,7 @@ describe("graceful shutdown", () => {
   })
 
   it("answers a connection it accepted before it stopped accepting, and closes kept-alive ones", async () => {
-    const service = await startHoldingService()
-    const node = await startNode()
-    cleanups.push(node.close)
-    const agent = startAgent(node.upstreamUrl, { e: service.port })
-    cleanups.push(agent.stop)
-    await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
+    const { node } = await startNodeWithService()
 
     // A balancer's connections for requests it is about to send: opened before the drain, requests sent after,
     // one answered by the service and one by Pico itself (no such endpoint). Nothing is in flight, so only they
@@ -117,12 +118,7 @@ describe("graceful shutdown", () => {
   })
 
   it("closes a kept-alive connection as soon as a response begun before the drain ends", async () => {
-    const service = await startHoldingService()
-    const node = await startNode()
-    cleanups.push(node.close)
-    const agent = startAgent(node.upstreamUrl, { e: service.port })
-    cleanups.push(agent.stop)
-    await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
+    const { service, node } = await startNodeWithService()
 
     const socket = await connect(node.proxyPort)
     const got = received(socket)
