@@ -205,6 +205,11 @@ export interface PartitionFigures extends Figures {
   readonly membershipErrors: ReadonlyArray<string>
   /** Requests sent to each node directly after healing that failed (empty: no stale route). */
   readonly directFailures: ReadonlyArray<string>
+  /**
+   * Requests lost that had ended before the cut. The "before" phase counts requests by their start, so it also
+   * holds those still in flight through the node at the cut, which the partition may cost.
+   */
+  readonly lostBeforeCut: number
 }
 
 /** Cuts one node (one that does not hold the agent) off from the other nodes for `durationMs`, then heals. */
@@ -279,5 +284,6 @@ export const partition = async (cluster: ChaosCluster, durationMs = 30_000): Pro
     timings: { ...noticed, "heal → every node lists exactly the live nodes": converged - healed },
     logged: cluster.warnings(started),
   })
-  return { ...result, membershipErrors: errors, directFailures }
+  const lostBeforeCut = load.records.filter((record) => record.end < cut && record.failure !== undefined).length
+  return { ...result, membershipErrors: errors, directFailures, lostBeforeCut }
 }
