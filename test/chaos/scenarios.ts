@@ -284,6 +284,8 @@ export const partition = async (cluster: ChaosCluster, durationMs = 30_000): Pro
     timings: { ...noticed, "heal → every node lists exactly the live nodes": converged - healed },
     logged: cluster.warnings(started),
   })
-  const lostBeforeCut = load.records.filter((record) => record.end < cut && record.failure !== undefined).length
+  const lostBeforeCut = load.records.filter(
+    (record) => record.end < cut && record.failure !== undefined,
+  ).length
   return { ...result, membershipErrors: errors, directFailures, lostBeforeCut }
 }
