@@ -33,6 +33,12 @@ const settle = Effect.promise(() => new Promise((resolve) => setImmediate(resolv
 
 const advance = (millis: number) => Effect.zipRight(TestClock.adjust(millis), settle)
 
+/**
+ * Advances in 1 s steps, each settled: where an answered ping's deadline falls inside one long adjust, the TestClock
+ * can reach the deadline before the answer, which needs the link's I/O turns, has been read.
+ */
+const advanceSettled = (millis: number) => Effect.repeatN(advance(1_000), millis / 1_000 - 1)
+
 const heartbeat = { interval: "10 seconds", timeout: "5 seconds" } as const
 
 /** Advances `millis` and checks that `session` closed then for `message`, not 1 ms before. */
@@ -63,7 +69,7 @@ describe("Heartbeats: one fiber for every session of a tunnel", () => {
       expect(silentLate.near.closed).toBe(false)
       yield* closesAfter(silentLate.near, 3_000, "heartbeat timeout")
 
-      for (let round = 0; round < 5; round++) yield* advance(10_000)
+      yield* advanceSettled(50_000)
       expect(answering.near.closed).toBe(false)
       answering.near.close("done")
       yield* settle
@@ -221,7 +227,7 @@ describe("Heartbeats: one fiber for every session of a tunnel", () => {
         yield* advance(3_000)
         expect(silent.map(({ near }) => near.closed)).toEqual([true, true])
         expect(warnings).toEqual([{ message: ["heartbeat timed out; closing session"], sessions: 2 }])
-        for (let round = 0; round < 3; round++) yield* advance(10_000)
+        yield* advanceSettled(30_000)
         expect(warnings).toHaveLength(1)
         answering.near.close("done")
         yield* settle
