@@ -97,6 +97,29 @@ describe("request targets and Host", () => {
     expect([response.status, response.body]).toEqual([200, "/upper ok"])
   })
 
+  it("cuts a refused client that never closes its end, once it has had time to read the answer", async () => {
+    const socket = net.connect({ port: node.proxyPort, host: "127.0.0.1", allowHalfOpen: true })
+    let answer = ""
+    socket.on("data", (chunk: Buffer) => {
+      answer += chunk.toString("latin1")
+    })
+    socket.write("CONNECT e.example.com:443 HTTP/1.1\r\nHost: e.example.com:443\r\n\r\n")
+    // Half-open on both sides: the server has said all it will, the client keeps its end open.
+    await new Promise((resolve) => socket.once("end", resolve))
+    expect(statusOf(answer)).toBe(405)
+    expect(socket.destroyed).toBe(false)
+    // Once the server has let go of its end, the next byte the client sends is answered with a reset.
+    socket.on("error", () => {})
+    await waitFor(
+      "the server to cut the connection",
+      () => {
+        if (!socket.destroyed) socket.write("x")
+        return socket.destroyed
+      },
+      12_000,
+    )
+  }, 15_000)
+
   it("refuses CONNECT: a reverse proxy opens no tunnels on request", async () => {
     const response = await rawExchange(
       node.proxyPort,
