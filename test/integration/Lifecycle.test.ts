@@ -35,14 +35,14 @@ const startHoldingService = async () => {
   }
 }
 
-/** A node whose endpoint "e" is a holding service's, its agent registered. */
-const startNodeWithService = async () => {
+/** A node whose endpoint (by default "e") is a holding service's, its agent registered. */
+const startNodeWithService = async (endpointId = "e") => {
   const service = await startHoldingService()
   const node = await startNode()
   cleanups.push(node.close)
-  const agent = startAgent(node.upstreamUrl, { e: service.port })
+  const agent = startAgent(node.upstreamUrl, { [endpointId]: service.port })
   cleanups.push(agent.stop)
-  await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
+  await waitFor("agent registered", async () => (await node.upstreamCount(endpointId)) === 1)
   return { service, node }
 }
 
@@ -187,12 +187,7 @@ describe("bad upstream input", () => {
   const closedWithin = (ws: WebSocket) => new Promise<void>((resolve) => ws.once("close", () => resolve()))
 
   it("closes only the session that sent a malformed frame or a text message", async () => {
-    const service = await startHoldingService()
-    const node = await startNode()
-    cleanups.push(node.close)
-    const agent = startAgent(node.upstreamUrl, { good: service.port })
-    cleanups.push(agent.stop)
-    await waitFor("agent registered", async () => (await node.upstreamCount("good")) === 1)
+    const { node } = await startNodeWithService("good")
 
     const garbage = await openRaw(`ws://127.0.0.1:${node.upstreamPort}/pico/v1/listener/bad`)
     await waitFor("bad session registered", async () => (await node.upstreamCount("bad")) === 1)
