@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { createRequire } from "node:module"
 import { main } from "../Cli.js"
+import { setHeapGrowth } from "../internal/HeapGrowth.js"
 
 // dist/bin/pico.js, built or bundled, sits two levels below package.json.
 const { version } = createRequire(import.meta.url)("../../package.json") as { version: string }
@@ -20,4 +21,5 @@ const onSignal = () => {
 process.on("SIGINT", onSignal)
 process.on("SIGTERM", onSignal)
 
+setHeapGrowth()
 main(process.argv, version)
