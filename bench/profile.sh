@@ -19,7 +19,7 @@ trap cleanup EXIT
 wait_for() { for _ in $(seq 1 150); do curl -sf "$@" >/dev/null && return 0; sleep 0.1; done; echo "gave up on $*"; exit 1; }
 
 B=$((21000 + (RANDOM % 200) * 10))
-UPSTREAM_PORT=$B UPSTREAM_DIR="$PWD/$OUT/upstream" taskset -c 0 "$UPSTREAM" >/dev/null 2>&1 &
+UPSTREAM_PORT=$B UPSTREAM_DIR="$(realpath "$OUT")/upstream" taskset -c 0 "$UPSTREAM" >/dev/null 2>&1 &
 PIDS+=($!)
 wait_for "http://127.0.0.1:$B/1k"
 taskset -c 0 node --cpu-prof --cpu-prof-dir="$OUT/server" dist/bin/pico.js server \

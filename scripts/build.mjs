@@ -56,9 +56,9 @@ await build({
   format: "esm",
   platform: "node",
   target: "node20.19",
-  // Optional native speed-ups that ws loads when present; they stay outside the bundle.
-  external: ["bufferutil", "utf-8-validate"],
-  // Bundled CommonJS dependencies (ws, yaml) call require() for Node's own modules.
+  // A native module (the WebSocket reader's unmasking): loaded from node_modules, not bundled.
+  external: ["bufferutil"],
+  // Bundled CommonJS dependencies (yaml) call require() for Node's own modules.
   banner: {
     js: 'import { createRequire as __picoCreateRequire } from "node:module"; const require = __picoCreateRequire(import.meta.url);',
   },

@@ -1,24 +1,21 @@
 import type { IncomingMessage } from "node:http"
-import type { createConnection } from "node:net"
 import type { Duplex } from "node:stream"
 import { Context, type Duration, Effect, Layer, Queue, Schema, type Scope } from "effect"
-import WebSocket from "ws"
-import { readRefusal } from "./internal/Refusal.js"
-import { attachWebSocket } from "./Tunnel/internal/ClientWebSocket.js"
-import { connectThroughProxy } from "./Tunnel/internal/ForwardProxy.js"
 import { Heartbeats } from "./Tunnel/internal/Heartbeats.js"
 import { HttpConnections } from "./Tunnel/internal/HttpConnections.js"
 import { MemoryChannel } from "./Tunnel/internal/MemoryChannel.js"
-import { serveWebSocket } from "./Tunnel/internal/ServerWebSocket.js"
 import {
   type CloseReason,
   Session,
   type SessionOptions,
   type TunnelStream,
 } from "./Tunnel/internal/Session.js"
+import { type ClientTls, openWebSocket } from "./Tunnel/internal/WebSocketClient.js"
 import { acceptWebSocket } from "./Tunnel/internal/WebSocketHandshake.js"
+import { runWebSocketSession } from "./Tunnel/internal/WebSocketSession.js"
 
 export type { CloseReason, TunnelStream } from "./Tunnel/internal/Session.js"
+export type { ClientTls } from "./Tunnel/internal/WebSocketClient.js"
 
 /** Why the tunnel could not do what was asked. */
 export const TunnelFailure = Schema.Literal(
@@ -162,76 +159,52 @@ const runSession = (
     return tunnel
   })
 
-const flatHeaders = (response: IncomingMessage): Record<string, string> => {
-  const flat: Record<string, string> = {}
-  for (const [name, value] of Object.entries(response.headers)) {
-    if (value !== undefined) flat[name] = Array.isArray(value) ? value.join(", ") : value
-  }
-  return flat
-}
-
-/** TLS for wss:// connections: a CA to trust (PEM) and a client certificate to present (mTLS). */
-export interface ClientTls {
-  readonly ca?: Buffer
-  readonly cert?: Buffer
-  readonly key?: Buffer
-}
-
-const HANDSHAKE_TIMEOUT = 30_000
+/** How long reaching the node and its WebSocket handshake may take, a forward proxy's CONNECT included. */
+const HANDSHAKE_TIMEOUT_MS = 30_000
 
 /** The agent's end: streams its node opens before the agent serves them wait for it (see holdUnserved). */
 const clientSide: SessionOptions = { role: "client", holdUnserved: true }
 
-const openWebSocket = (
-  url: string,
-  headers: Readonly<Record<string, string>>,
-  tls: ClientTls = {},
-  proxy?: URL,
-) =>
-  Effect.async<{ readonly ws: WebSocket; readonly session: Session }, TunnelConnectError>((resume) => {
-    const ws = new WebSocket(url, {
-      ...tls,
-      headers: { ...headers },
-      perMessageDeflate: false,
-      handshakeTimeout: HANDSHAKE_TIMEOUT,
-      generateMask: (mask: Buffer) => void mask.fill(0),
-      // ws hands this to http.request, which also takes the asynchronous (options, callback) form that
-      // @types/ws does not declare.
-      ...(proxy === undefined
-        ? {}
-        : {
-            createConnection: connectThroughProxy(
-              proxy,
-              url.startsWith("wss:"),
-              HANDSHAKE_TIMEOUT,
-            ) as unknown as typeof createConnection,
-          }),
-    })
-    // The session must be listening before this callback returns: the node may send frames (a stream for a
-    // request already waiting) right behind its handshake answer, and ws drops messages nobody listens for.
-    ws.once("open", () => resume(Effect.succeed({ ws, session: attachWebSocket(ws, clientSide) })))
-    ws.once("unexpected-response", (request, response) => {
-      const status = response.statusCode ?? 0
-      void readRefusal(response).then((message) => {
-        request.destroy()
-        resume(
-          Effect.fail(
-            new TunnelConnectError({
-              reason: "refused",
-              status,
-              headers: flatHeaders(response),
-              message,
-            }),
-          ),
-        )
-      })
-    })
-    ws.once("error", (error) =>
-      resume(
-        Effect.fail(new TunnelConnectError({ reason: "unreachable", message: error.message, cause: error })),
-      ),
+const openSession = (url: string, headers: Readonly<Record<string, string>>, tls?: ClientTls, proxy?: URL) =>
+  Effect.async<{ readonly socket: Duplex; readonly session: Session }, TunnelConnectError>((resume) => {
+    const abandon = openWebSocket(
+      { url, headers, tls, proxy, timeoutMs: HANDSHAKE_TIMEOUT_MS },
+      (outcome) => {
+        switch (outcome._tag) {
+          case "Open":
+            // The session must be reading before this callback returns: the node may send frames (a stream for
+            // a request already waiting) right behind its handshake answer.
+            return resume(
+              Effect.succeed({
+                socket: outcome.socket,
+                session: runWebSocketSession(outcome.socket, outcome.head, clientSide),
+              }),
+            )
+          case "Refused":
+            return resume(
+              Effect.fail(
+                new TunnelConnectError({
+                  reason: "refused",
+                  status: outcome.status,
+                  headers: outcome.headers,
+                  message: outcome.message,
+                }),
+              ),
+            )
+          case "Unreachable":
+            return resume(
+              Effect.fail(
+                new TunnelConnectError({
+                  reason: "unreachable",
+                  message: outcome.message,
+                  cause: outcome.cause,
+                }),
+              ),
+            )
+        }
+      },
     )
-    return Effect.sync(() => ws.terminate())
+    return Effect.sync(abandon)
   })
 
 /**
@@ -272,15 +245,15 @@ export const make = (heartbeat: HeartbeatSettings) => {
       Effect.suspend(() => {
         const refused = acceptWebSocket(req, socket)
         return refused === undefined
-          ? runSession(serveWebSocket(socket, head, { role: "server" }), {
+          ? runSession(runWebSocketSession(socket, head, { role: "server" }), {
               heartbeats,
               expiresAt: options?.expiresAt,
             })
           : Effect.fail(new TunnelError({ reason: "handshake", message: refused }))
       }),
     connect: (url, headers, tls, proxy) =>
-      Effect.acquireRelease(openWebSocket(url, headers, tls, proxy), ({ ws }) =>
-        Effect.sync(() => ws.terminate()),
+      Effect.acquireRelease(openSession(url, headers, tls, proxy), ({ socket }) =>
+        Effect.sync(() => socket.destroy()),
       ).pipe(Effect.flatMap(({ session }) => runSession(session, { heartbeats }))),
   })
 }

@@ -13,10 +13,10 @@ import {
   FrameType,
   GoAwayCode,
 } from "../src/Tunnel/internal/Frame.js"
-import { serveWebSocket } from "../src/Tunnel/internal/ServerWebSocket.js"
 import type { CloseReason, Session, TunnelStream } from "../src/Tunnel/internal/Session.js"
 import { acceptValue, acceptWebSocket } from "../src/Tunnel/internal/WebSocketHandshake.js"
 import { Opcode } from "../src/Tunnel/internal/WebSocketReader.js"
+import { runWebSocketSession } from "../src/Tunnel/internal/WebSocketSession.js"
 import {
   type ClientFrame,
   clientFrame,
@@ -271,7 +271,7 @@ describe("Pico's server WebSocket endpoint", () => {
   it("over any Duplex, decodes data that arrives together with the end of input before closing", async () => {
     // A TLS socket, unlike TCP, can emit its last data and 'end' in the same loop iteration.
     const socket = new Duplex({ read: () => {}, write: (_chunk, _encoding, callback) => callback() })
-    const session = serveWebSocket(socket, Buffer.alloc(0), { role: "server" })
+    const session = runWebSocketSession(socket, Buffer.alloc(0), { role: "server" })
     const received: Array<Buffer> = []
     session.onStream((stream) =>
       stream.on("error", () => {}).on("data", (chunk: Buffer) => received.push(chunk)),
@@ -355,7 +355,7 @@ describe("Pico's server WebSocket endpoint", () => {
   })
 
   it("stops framing data while the socket is backed up and resumes on drain", async () => {
-    const { client, server: session, ws, serverSocket } = await server.connect("zero")
+    const { client, server: session, clientSocket, serverSocket } = await server.connectAsAgent()
     const hashes = new Map<number, Promise<string>>()
     client.onStream((stream) => {
       hashes.set(
@@ -368,7 +368,7 @@ describe("Pico's server WebSocket endpoint", () => {
       )
     })
     // With the agent not reading, the kernel buffers fill and the server's socket starts queueing in memory.
-    ws.pause()
+    clientSocket.pause()
     const block = randomBytes(64 * 1024)
     const sent = Array.from({ length: 128 }, async () => {
       const stream = session.openStream().on("error", () => {})
@@ -386,7 +386,7 @@ describe("Pico's server WebSocket endpoint", () => {
       maxQueued = Math.max(maxQueued, serverSocket.writableLength)
       await sleep(1)
     }
-    ws.resume()
+    clientSocket.resume()
     for (const [id, hash] of await Promise.all(sent)) expect(await hashes.get(id)).toBe(hash)
     // Blocked after a batch; at most the batch in progress and the one already scheduled follow.
     expect(maxQueued).toBeLessThanOrEqual(2 * 256 * 1024 + 64 * 1024 + 100)

@@ -139,6 +139,32 @@ describe("WebSocketReader", () => {
     rejects(clientFrame({ opcode: Opcode.Binary, payload: Buffer.from("x"), mask: null }), /unmasked/)
   })
 
+  it("reading a server's frames (the agent's side), takes unmasked frames and rejects a masked one", () => {
+    const pieces: Array<Buffer> = []
+    const controls: Array<number> = []
+    const errors: Array<string> = []
+    const fromServer = new WebSocketReader(
+      {
+        onBinary: (piece) => pieces.push(piece),
+        onControl: (opcode) => controls.push(opcode),
+        onError: (reason) => errors.push(reason),
+      },
+      "server",
+    )
+    const payload = randomBytes(70_000)
+    const bytes = Buffer.concat([
+      clientFrame({ opcode: Opcode.Binary, payload, mask: null }),
+      clientFrame({ opcode: Opcode.Ping, payload: Buffer.from("p"), mask: null }),
+    ])
+    for (const chunk of split(bytes, [3, 100, 65_536])) fromServer.push(chunk)
+    expect(errors).toEqual([])
+    expect(Buffer.concat(pieces)).toEqual(payload)
+    expect(controls).toEqual([Opcode.Ping])
+    fromServer.push(clientFrame({ opcode: Opcode.Binary, payload: Buffer.from("x"), mask: zeroMask }))
+    expect(errors).toEqual(["masked websocket frame from the server"])
+    expect(Buffer.concat(pieces)).toEqual(payload)
+  })
+
   it("rejects RSV bits", () => {
     for (const rsv of [0x40, 0x20, 0x10]) {
       rejects(clientFrame({ opcode: Opcode.Binary, payload: Buffer.from("x"), rsv }), /RSV bits/)

@@ -2,10 +2,11 @@ import { once } from "node:events"
 import * as http from "node:http"
 import type { Duplex } from "node:stream"
 import WebSocket from "ws"
-import { attachWebSocket } from "../../src/Tunnel/internal/ClientWebSocket.js"
-import { serveWebSocket } from "../../src/Tunnel/internal/ServerWebSocket.js"
 import type { Session } from "../../src/Tunnel/internal/Session.js"
+import { openWebSocket } from "../../src/Tunnel/internal/WebSocketClient.js"
 import { acceptWebSocket } from "../../src/Tunnel/internal/WebSocketHandshake.js"
+import { runWebSocketSession } from "../../src/Tunnel/internal/WebSocketSession.js"
+import { attachWsClient } from "./wsClientSession.js"
 
 export interface Accepted {
   readonly session: Session
@@ -13,8 +14,9 @@ export interface Accepted {
 }
 
 /**
- * Pico's server side of tunnels on 127.0.0.1: the upgrade handshake and serveWebSocket, as the upstream listener
- * runs them. connect() adds a `ws` client as Pico's agent uses it and yields the two ends of one session.
+ * Pico's server side of tunnels on 127.0.0.1: the upgrade handshake and runWebSocketSession, as the upstream
+ * listener runs them. connect() adds a client, Pico's agent's own or a `ws` one, and yields the two ends of one
+ * session with the client's socket.
  */
 export const startWebSocketServer = async () => {
   const server = http.createServer()
@@ -25,7 +27,7 @@ export const startWebSocketServer = async () => {
     sockets.add(socket)
     socket.on("close", () => sockets.delete(socket))
     if (acceptWebSocket(req, socket) !== undefined) return
-    const connection = { session: serveWebSocket(socket, head, { role: "server" }), socket }
+    const connection = { session: runWebSocketSession(socket, head, { role: "server" }), socket }
     const waiter = waiting.shift()
     if (waiter === undefined) accepted.push(connection)
     else waiter(connection)
@@ -45,23 +47,38 @@ export const startWebSocketServer = async () => {
       : Promise.resolve(connection)
   }
 
-  /** `masks`: "zero" as Pico's agent sends, or "random" as other clients (and RFC 6455) do. */
-  const connect = async (masks: "zero" | "random" = "zero") => {
-    const ws = new WebSocket(
-      url,
-      masks === "zero" ? { generateMask: (mask: Buffer) => void mask.fill(0) } : undefined,
+  /** Pico's agent's client, whose frames carry the all-zero masking key. */
+  const connectAsAgent = async () => {
+    const server = nextAccepted()
+    const opened = await new Promise<{ readonly socket: Duplex; readonly head: Buffer }>((resolve, reject) =>
+      openWebSocket({ url, headers: {}, timeoutMs: 5_000 }, (outcome) =>
+        outcome._tag === "Open" ? resolve(outcome) : reject(new Error(JSON.stringify(outcome))),
+      ),
     )
+    const client = runWebSocketSession(opened.socket, opened.head, { role: "client" })
+    const { session, socket } = await server
+    return { client, server: session, clientSocket: opened.socket, serverSocket: socket }
+  }
+
+  /** A `ws` client with random masks, as other clients (and RFC 6455) send them. */
+  const connectWithWs = async () => {
+    const ws = new WebSocket(url)
     const server = nextAccepted()
     await once(ws, "open")
-    const client = attachWebSocket(ws, { role: "client" })
+    const client = attachWsClient(ws, { role: "client" })
     const { session, socket } = await server
-    return { client, server: session, ws, serverSocket: socket }
+    const clientSocket = (ws as unknown as { readonly _socket: Duplex })._socket
+    return { client, server: session, clientSocket, serverSocket: socket, ws }
   }
+
+  /** `masks`: "zero" with Pico's agent's client, or "random" with a `ws` client. */
+  const connect = (masks: "zero" | "random" = "zero") =>
+    masks === "zero" ? connectAsAgent() : connectWithWs()
 
   const stop = async () => {
     for (const socket of sockets) socket.destroy()
     server.closeAllConnections()
     await new Promise((resolve) => server.close(resolve))
   }
-  return { port, connect, nextAccepted, stop }
+  return { port, connect, connectAsAgent, connectWithWs, nextAccepted, stop }
 }

@@ -26,7 +26,7 @@ const connectRequest = (target: string, proxy: URL): string => {
 type Oncreate = (error: Error | null, socket: Duplex) => void
 
 /**
- * A `createConnection` for http.request (and so for ws) that reaches the target through an http:// forward
+ * A `createConnection` for http.request that reaches the target through an http:// forward
  * proxy: it asks the proxy to CONNECT to the target, then hands over the tunnel, wrapped in TLS for a secure
  * target so that TLS runs end to end between us and the target (the proxy only relays the bytes it cannot read).
  */

@@ -36,13 +36,17 @@ export interface WebSocketReaderHandlers {
   readonly onError: (reason: string) => void
 }
 
+/** Who sends the frames a reader reads: a client must mask every frame, a server must mask none (RFC 6455 §5.1). */
+export type FrameSender = "client" | "server"
+
 /**
- * Incremental parser of the frames a WebSocket client sends (RFC 6455 §5), strict about everything a server
+ * Incremental parser of the frames a WebSocket peer sends (RFC 6455 §5), strict about everything its side
  * must check. Binary payload is never copied or joined: it is unmasked in place inside the pushed chunks, which
  * the reader therefore owns (a socket's read buffers qualify: nobody else holds them), and handed out as views.
  */
 export class WebSocketReader {
   private readonly handlers: WebSocketReaderHandlers
+  private readonly sender: FrameSender
   /** The start of a header that straddles chunks. */
   private readonly partial = Buffer.allocUnsafe(MAX_HEADER_SIZE)
   private partialLength = 0
@@ -60,8 +64,9 @@ export class WebSocketReader {
   private fragmented = false
   private halted = false
 
-  constructor(handlers: WebSocketReaderHandlers) {
+  constructor(handlers: WebSocketReaderHandlers, sender: FrameSender = "client") {
     this.handlers = handlers
+    this.sender = sender
   }
 
   /** Stop parsing; later pushes are ignored. */
@@ -120,8 +125,11 @@ export class WebSocketReader {
       this.fail(invalid)
       return
     }
-    source.copy(this.mask, 0, position, position + 4)
-    this.masked = this.mask.readUInt32BE(0) !== 0
+    if ((second & 0x80) === 0) this.masked = false
+    else {
+      source.copy(this.mask, 0, position, position + 4)
+      this.masked = this.mask.readUInt32BE(0) !== 0
+    }
     if (opcode >= Opcode.Close) {
       this.control = length === 0 ? EMPTY : Buffer.allocUnsafe(length)
       this.controlOpcode = opcode
@@ -138,7 +146,9 @@ export class WebSocketReader {
   private invalidFrame(first: number, second: number, opcode: number, length: number): string | undefined {
     const final = (first & 0x80) !== 0
     if ((first & 0x70) !== 0) return "websocket frame with RSV bits set (no extension was negotiated)"
-    if ((second & 0x80) === 0) return "unmasked websocket frame from the client"
+    const masked = (second & 0x80) !== 0
+    if (this.sender === "client" && !masked) return "unmasked websocket frame from the client"
+    if (this.sender === "server" && masked) return "masked websocket frame from the server"
     switch (opcode) {
       case Opcode.Text:
         return "text websocket message"

@@ -1,6 +1,6 @@
 import type { Socket } from "node:net"
 import WebSocket from "ws"
-import { type ByteChannel, Session, type SessionOptions } from "./Session.js"
+import { type ByteChannel, Session, type SessionOptions } from "../../src/Tunnel/internal/Session.js"
 
 /** Above this many queued bytes the session stops framing data until the socket catches up. */
 const HIGH_WATER = 1024 * 1024
@@ -87,8 +87,12 @@ class WebSocketTransport implements ByteChannel {
 const toBuffer = (data: WebSocket.RawData): Buffer =>
   Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data)
 
-/** Run a yamux session over an open WebSocket: binary messages carry the byte stream. */
-export const attachWebSocket = (ws: WebSocket, options: SessionOptions): Session => {
+/**
+ * Runs a yamux session over an open `ws` client: binary messages carry the byte stream. Pico's agent has its own
+ * WebSocket client (WebSocketClient, WebSocketSession); this one, with random masks, checks that Pico's server
+ * endpoint serves any conforming client, and that nothing depends on a message arriving in one piece.
+ */
+export const attachWsClient = (ws: WebSocket, options: SessionOptions): Session => {
   ws.binaryType = "nodebuffer"
   const session = new Session(new WebSocketTransport(ws), options)
   ws.on("message", (data, isBinary) => {

@@ -23,44 +23,52 @@ const invalidClose = (payload: Buffer): string | undefined => {
   return undefined
 }
 
-/** Header of an unmasked, final frame (servers never mask). */
-const frameHeader = (opcode: number, length: number): Buffer => {
-  if (length < 126) return Buffer.from([0x80 | opcode, length])
-  if (length < 0x1_0000) {
-    const header = Buffer.allocUnsafe(4)
-    header[0] = 0x80 | opcode
-    header[1] = 126
-    header.writeUInt16BE(length, 2)
-    return header
-  }
-  const header = Buffer.allocUnsafe(10)
+/**
+ * Header of a final frame. A server's frames are unmasked; a client's must be masked (RFC 6455 §5.3), and Pico's
+ * client uses the all-zero key, which the standard allows and which leaves the payload as it is: nothing to copy.
+ */
+const frameHeader = (opcode: number, length: number, masked: boolean): Buffer => {
+  const lengthBytes = length < 126 ? 0 : length < 0x1_0000 ? 2 : 8
+  // allocUnsafe comes from Node's pool; the zero key needs zeroed bytes, written below.
+  const header = Buffer.allocUnsafe(2 + lengthBytes + (masked ? 4 : 0))
   header[0] = 0x80 | opcode
-  header[1] = 127
-  header.writeUInt32BE(Math.floor(length / 0x1_0000_0000), 2)
-  header.writeUInt32BE(length >>> 0, 6)
+  const maskBit = masked ? 0x80 : 0
+  if (lengthBytes === 0) header[1] = maskBit | length
+  else if (lengthBytes === 2) {
+    header[1] = maskBit | 126
+    header.writeUInt16BE(length, 2)
+  } else {
+    header[1] = maskBit | 127
+    header.writeUInt32BE(Math.floor(length / 0x1_0000_0000), 2)
+    header.writeUInt32BE(length >>> 0, 6)
+  }
+  if (masked) header.writeUInt32BE(0, 2 + lengthBytes)
   return header
 }
 
-const controlFrame = (opcode: number, payload: Buffer): Buffer =>
-  Buffer.concat([frameHeader(opcode, payload.length), payload])
+const controlFrame = (opcode: number, payload: Buffer, masked: boolean): Buffer =>
+  Buffer.concat([frameHeader(opcode, payload.length, masked), payload])
 
-const closeFrame = (code: number): Buffer => {
+const closeFrame = (code: number, masked: boolean): Buffer => {
   const payload = Buffer.allocUnsafe(2)
   payload.writeUInt16BE(code, 0)
-  return controlFrame(Opcode.Close, payload)
+  return controlFrame(Opcode.Close, payload, masked)
 }
 
 /** The sending half: each transport write becomes one binary frame on the socket. */
-class ServerWebSocketTransport implements ByteChannel {
+class WebSocketTransport implements ByteChannel {
   private readonly socket: Duplex
+  /** True on the client's side, whose frames carry a (zero) masking key. */
+  private readonly masked: boolean
   /** Set once our close frame (or FIN) is on its way: nothing may be written after it. */
   private closing = false
   private timer: NodeJS.Timeout | undefined
   /** What close() sends: normal, or protocol error once the peer broke the WebSocket rules. */
   closeCode: number = CloseCode.Normal
 
-  constructor(socket: Duplex) {
+  constructor(socket: Duplex, masked: boolean) {
     this.socket = socket
+    this.masked = masked
   }
 
   write(chunk: Buffer, onWritten?: () => void): boolean {
@@ -69,7 +77,7 @@ class ServerWebSocketTransport implements ByteChannel {
     // The header goes out as its own small buffer rather than copying the batch behind it; corked, both
     // leave in one writev. The batch is released once the socket is done with it.
     socket.cork()
-    socket.write(frameHeader(Opcode.Binary, chunk.length))
+    socket.write(frameHeader(Opcode.Binary, chunk.length, this.masked))
     const belowHighWater = socket.write(chunk, onWritten)
     socket.uncork()
     return belowHighWater
@@ -85,11 +93,11 @@ class ServerWebSocketTransport implements ByteChannel {
    * and discard them.
    */
   close(): void {
-    this.shutdown(closeFrame(this.closeCode))
+    this.shutdown(closeFrame(this.closeCode, this.masked))
   }
 
   sendControl(opcode: number, payload: Buffer): void {
-    if (!this.closing && this.socket.writable) this.socket.write(controlFrame(opcode, payload))
+    if (!this.closing && this.socket.writable) this.socket.write(controlFrame(opcode, payload, this.masked))
   }
 
   /** Ends the socket after `last`; a peer that does not finish closing within the grace period is cut off. */
@@ -111,22 +119,26 @@ class ServerWebSocketTransport implements ByteChannel {
 }
 
 /**
- * Runs the server side of a yamux session over an upgraded connection whose handshake has been answered
- * (see WebSocketHandshake), instead of going through `ws`: received binary payload reaches the session as
- * views into the socket's own read buffers, unmasked in place, with no copy and no per-message work.
- * `head` is what Node read past the upgrade request.
+ * Runs one side of a yamux session over a WebSocket connection whose handshake is done: the node's side once it
+ * has answered an upgrade (WebSocketHandshake), the agent's once its handshake succeeded (WebSocketClient).
+ * Received binary payload reaches the session as views into the socket's own read buffers, unmasked in place, with
+ * no copy, no reassembly of large messages and no per-message work. `head` is what Node read past the handshake.
  */
-export const serveWebSocket = (socket: Duplex, head: Buffer, options: SessionOptions): Session => {
-  const transport = new ServerWebSocketTransport(socket)
+export const runWebSocketSession = (socket: Duplex, head: Buffer, options: SessionOptions): Session => {
+  const client = options.role === "client"
+  const transport = new WebSocketTransport(socket, client)
   const session = new Session(transport, options)
-  const reader = new WebSocketReader({
-    onBinary: (piece) => session.receive(piece),
-    onControl: (opcode, payload) => {
-      if (opcode === Opcode.Ping) transport.sendControl(Opcode.Pong, payload)
-      else if (opcode === Opcode.Close) onCloseFrame(payload)
+  const reader = new WebSocketReader(
+    {
+      onBinary: (piece) => session.receive(piece),
+      onControl: (opcode, payload) => {
+        if (opcode === Opcode.Ping) transport.sendControl(Opcode.Pong, payload)
+        else if (opcode === Opcode.Close) onCloseFrame(payload)
+      },
+      onError: protocolError,
     },
-    onError: protocolError,
-  })
+    client ? "server" : "client",
+  )
 
   function protocolError(reason: string): void {
     reader.stop()
@@ -142,7 +154,7 @@ export const serveWebSocket = (socket: Duplex, head: Buffer, options: SessionOpt
       return
     }
     reader.stop()
-    transport.shutdown(controlFrame(Opcode.Close, payload.subarray(0, 2)))
+    transport.shutdown(controlFrame(Opcode.Close, payload.subarray(0, 2), client))
     session.transportClosed()
   }
 

@@ -1,0 +1,138 @@
+import { randomBytes } from "node:crypto"
+import * as http from "node:http"
+import * as https from "node:https"
+import * as net from "node:net"
+import type { Duplex } from "node:stream"
+import * as tls from "node:tls"
+import { readRefusal } from "../../internal/Refusal.js"
+import { connectThroughProxy } from "./ForwardProxy.js"
+import { acceptValue } from "./WebSocketHandshake.js"
+
+/** TLS for wss:// connections: a CA to trust (PEM) and a client certificate to present (mTLS). */
+export interface ClientTls {
+  readonly ca?: Buffer
+  readonly cert?: Buffer
+  readonly key?: Buffer
+}
+
+export interface WebSocketClientOptions {
+  /** ws:// or wss:// */
+  readonly url: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly tls?: ClientTls | undefined
+  /** An http:// forward proxy to reach the server through (CONNECT); TLS stays end to end for wss. */
+  readonly proxy?: URL | undefined
+  /** How long the connection and the handshake may take, the proxy's CONNECT included. */
+  readonly timeoutMs: number
+}
+
+/** How an opening handshake ended. */
+export type HandshakeOutcome =
+  /** Switched protocols: the socket now carries WebSocket frames; `head` is what was read past the answer. */
+  | { readonly _tag: "Open"; readonly socket: Duplex; readonly head: Buffer }
+  /** The server answered with another status: its JSON `error` or status line, and its headers. */
+  | {
+      readonly _tag: "Refused"
+      readonly status: number
+      readonly headers: Record<string, string>
+      readonly message: string
+    }
+  /** No valid answer came: a network or TLS failure, a timeout, or a 101 that is not a WebSocket's. */
+  | { readonly _tag: "Unreachable"; readonly message: string; readonly cause?: unknown }
+
+const flatHeaders = (response: http.IncomingMessage): Record<string, string> => {
+  const flat: Record<string, string> = {}
+  for (const [name, value] of Object.entries(response.headers)) {
+    if (value !== undefined) flat[name] = Array.isArray(value) ? value.join(", ") : value
+  }
+  return flat
+}
+
+/** What is wrong with a 101 answer to our handshake (RFC 6455 §4.1), if anything. */
+const invalidAnswer = (response: http.IncomingMessage, key: string): string | undefined => {
+  const { headers } = response
+  if (headers.upgrade?.toLowerCase() !== "websocket") return "the answer does not upgrade to websocket"
+  if (headers["sec-websocket-accept"] !== acceptValue(key)) return "wrong Sec-WebSocket-Accept in the answer"
+  if (headers["sec-websocket-extensions"] !== undefined)
+    return "the answer names an extension we did not offer"
+  if (headers["sec-websocket-protocol"] !== undefined)
+    return "the answer names a subprotocol we did not offer"
+  return undefined
+}
+
+/** A direct connection: TCP, or TLS with SNI for a host name (never for an IP address, which TLS forbids). */
+const connectDirectly =
+  (secure: boolean): NonNullable<http.ClientRequestArgs["createConnection"]> =>
+  (options) => {
+    if (!secure) return net.connect(options as net.NetConnectOpts)
+    const host = options.host ?? "localhost"
+    return tls.connect({
+      ...(options as tls.ConnectionOptions),
+      ...(net.isIP(host) === 0 ? { servername: host } : {}),
+    })
+  }
+
+/**
+ * Opens a WebSocket as a client (RFC 6455 §4.1) and hands over the raw socket once the server has switched
+ * protocols, so that WebSocketSession reads its frames in place. Nothing else is negotiated: no extension, no
+ * subprotocol. `done` is called once. Returns a function that abandons the attempt (it does nothing once `done`
+ * has been called: the socket is then the caller's).
+ */
+export const openWebSocket = (
+  options: WebSocketClientOptions,
+  done: (outcome: HandshakeOutcome) => void,
+): (() => void) => {
+  const url = new URL(options.url)
+  const secure = url.protocol === "wss:"
+  const key = randomBytes(16).toString("base64")
+  const request = (secure ? https : http).request({
+    host: url.hostname.replace(/^\[|\]$/g, ""),
+    port: url.port === "" ? (secure ? 443 : 80) : Number(url.port),
+    path: `${url.pathname}${url.search}`,
+    headers: {
+      ...options.headers,
+      connection: "Upgrade",
+      upgrade: "websocket",
+      "sec-websocket-version": "13",
+      "sec-websocket-key": key,
+    },
+    ...options.tls,
+    createConnection:
+      options.proxy === undefined
+        ? connectDirectly(secure)
+        : connectThroughProxy(options.proxy, secure, options.timeoutMs),
+  })
+  let settled = false
+  const settle = (outcome: HandshakeOutcome): void => {
+    if (settled) return
+    settled = true
+    clearTimeout(timer)
+    done(outcome)
+  }
+  const timer = setTimeout(() => {
+    request.destroy()
+    settle({ _tag: "Unreachable", message: `opening handshake timed out after ${options.timeoutMs}ms` })
+  }, options.timeoutMs)
+
+  request.once("upgrade", (response: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const invalid = invalidAnswer(response, key)
+    if (invalid === undefined && !settled) return settle({ _tag: "Open", socket, head })
+    socket.destroy()
+    if (invalid !== undefined) settle({ _tag: "Unreachable", message: invalid })
+  })
+  request.once("response", (response: http.IncomingMessage) => {
+    const status = response.statusCode ?? 0
+    void readRefusal(response).then((message) => {
+      request.destroy()
+      settle({ _tag: "Refused", status, headers: flatHeaders(response), message })
+    })
+  })
+  request.once("error", (error) => settle({ _tag: "Unreachable", message: error.message, cause: error }))
+  request.end()
+  return () => {
+    if (settled) return
+    settled = true
+    clearTimeout(timer)
+    request.destroy()
+  }
+}
