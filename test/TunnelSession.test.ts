@@ -256,7 +256,7 @@ describe.each(transports)("Session over $name", ({ setup }) => {
     client.close()
   })
 
-  it("moves 64 MiB to a slow consumer without buffering more than the window", async () => {
+  it("moves 64 MiB to a consumer that pauses without buffering more than the largest window", async () => {
     const { client, server } = await pair()
     let received: TunnelStream | undefined
     const buffering = watchBuffering(server, () => received)
@@ -280,7 +280,8 @@ describe.each(transports)("Session over $name", ({ setup }) => {
     })
     const sent = await sendBytes(ignoreErrors(client.openStream()), 64 * 1024 * 1024)
     expect(await done).toBe(sent)
-    expect(buffering.max).toBeLessThanOrEqual(DEFAULT_WINDOW)
+    // Between pauses the consumer keeps up, so its window may have grown, to 1 MiB at most.
+    expect(buffering.max).toBeLessThanOrEqual(4 * DEFAULT_WINDOW)
     // The pauses must actually have filled the window, or the bound above proves nothing.
     expect(buffering.max).toBeGreaterThan(DEFAULT_WINDOW / 2)
     client.close()
@@ -468,8 +469,13 @@ describe.each(transports)("Session over $name", ({ setup }) => {
 // In-memory specifics
 
 describe("Session flow control", () => {
-  const transfer = async (consume: (stream: TunnelStream) => Promise<string>, total: number) => {
-    const { client, server } = memoryPair()
+  /** Fixed windows (maxWindow = the initial window) bound buffering to 256 KiB; growing ones to 1 MiB. */
+  const transfer = async (
+    consume: (stream: TunnelStream) => Promise<string>,
+    total: number,
+    maxWindow = 4 * DEFAULT_WINDOW,
+  ) => {
+    const { client, server } = memoryPair({}, { maxWindow })
     let received: TunnelStream | undefined
     const buffering = watchBuffering(server, () => received)
     const done = new Promise<string>((resolve) =>
@@ -480,7 +486,7 @@ describe("Session flow control", () => {
     )
     const sent = await sendBytes(ignoreErrors(client.openStream()), total)
     expect(await done).toBe(sent)
-    expect(buffering.max).toBeLessThanOrEqual(DEFAULT_WINDOW)
+    expect(buffering.max).toBeLessThanOrEqual(maxWindow)
     client.close()
   }
 
@@ -516,24 +522,29 @@ describe("Session flow control", () => {
     )
   })
 
-  it("keeps transfers to consumers that pause at random points complete", async () => {
+  it("keeps transfers to consumers that pause at random points complete, within fixed or growing windows", async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.integer({ min: 1, max: 30 }), { minLength: 1, maxLength: 8 }),
-        async (pauses) => {
-          await transfer(async (stream) => {
-            const hash = createHash("sha256")
-            let chunks = 0
-            stream.on("data", (chunk: Buffer) => {
-              hash.update(chunk)
-              chunks++
-              if (!pauses.includes(chunks % 31)) return
-              stream.pause()
-              setTimeout(() => stream.resume(), 1)
-            })
-            await once(stream, "end")
-            return hash.digest("hex")
-          }, 1024 * 1024)
+        fc.constantFrom(DEFAULT_WINDOW, 4 * DEFAULT_WINDOW),
+        async (pauses, maxWindow) => {
+          await transfer(
+            async (stream) => {
+              const hash = createHash("sha256")
+              let chunks = 0
+              stream.on("data", (chunk: Buffer) => {
+                hash.update(chunk)
+                chunks++
+                if (!pauses.includes(chunks % 31)) return
+                stream.pause()
+                setTimeout(() => stream.resume(), 1)
+              })
+              await once(stream, "end")
+              return hash.digest("hex")
+            },
+            1024 * 1024,
+            maxWindow,
+          )
         },
       ),
       { numRuns: 10 },
@@ -589,6 +600,13 @@ describe("Session flow control", () => {
       expect(make({ maxFramePayload })).toThrow("maxFramePayload must be an integer from 1 to 16777216")
     for (const acceptBacklog of [-1, 0.5])
       expect(make({ acceptBacklog })).toThrow("acceptBacklog must be a non-negative integer")
+    for (const maxWindow of [DEFAULT_WINDOW - 1, DEFAULT_WINDOW + 0.5, MAX_STREAM_ID + 1])
+      expect(make({ maxWindow })).toThrow(
+        "maxWindow must be an integer from initialWindow (262144) to 4294967295",
+      )
+    expect(make({ initialWindow: 2 * DEFAULT_WINDOW, maxWindow: DEFAULT_WINDOW })).toThrow(
+      "maxWindow must be an integer from initialWindow (524288)",
+    )
     expect(make({ initialWindow: MAX_STREAM_ID, maxFramePayload: 1, acceptBacklog: 0 })).not.toThrow()
     expect(make({ maxFramePayload: MAX_DECODE_PAYLOAD })).not.toThrow()
   })
@@ -964,6 +982,80 @@ describe("Session stream lifecycle, frame by frame", () => {
       { type: FrameType.Data, flags: 0, streamId: 1, length: 2 * DEFAULT_WINDOW },
     ])
     expect(peer.bytes().subarray(24)).toEqual(payload)
+  })
+
+  describe("the receive window", () => {
+    const KiB = 1024
+    /** Opens stream 2 from the peer and sends `total` bytes in 64 KiB frames, never beyond the window granted. */
+    const feed = async (peer: Peer, total: number, between: () => Promise<unknown> = nextImmediate) => {
+      const credits = () =>
+        peer
+          .frames()
+          .filter((header) => header.type === FrameType.WindowUpdate && header.streamId === 2)
+          .map((header) => header.length)
+      peer.send(FrameType.WindowUpdate, Flag.SYN, 2, 0)
+      let sent = 0
+      while (sent < total) {
+        const granted = credits().reduce((sum, delta) => sum + delta, DEFAULT_WINDOW)
+        if (granted - sent < 64 * KiB) throw new Error(`out of window after ${sent} bytes`)
+        peer.send(FrameType.Data, 0, 2, 64 * KiB, Buffer.alloc(64 * KiB))
+        sent += 64 * KiB
+        await between()
+      }
+      // The first update is the ACK of the SYN.
+      return credits().slice(1)
+    }
+
+    it("doubles for a consumer that keeps up, to maxWindow and no further", async () => {
+      const peer = rawPeer({ role: "client", maxWindow: 4 * DEFAULT_WINDOW })
+      peer.session.onStream((stream) => stream.on("data", () => {}))
+      const credits = await feed(peer, 4 * 1024 * KiB)
+      // Half of 256 KiB credited (nothing to compare its pace with), then half of 256 KiB plus 256 KiB more,
+      // half of 512 KiB plus 512 KiB more, then half of 1 MiB at a time.
+      expect(credits.slice(0, 5)).toEqual([128 * KiB, 384 * KiB, 768 * KiB, 512 * KiB, 512 * KiB])
+      expect(new Set(credits.slice(3))).toEqual(new Set([512 * KiB]))
+    })
+
+    it("stays for a consumer that leaves data unread", async () => {
+      const peer = rawPeer({ role: "client" })
+      const streams: Array<TunnelStream> = []
+      peer.session.onStream((stream) => streams.push(stream))
+      // The consumer reads as fast as data comes, but always a frame behind: 64 KiB wait unread.
+      const credits = await feed(peer, 4 * 1024 * KiB, async () => {
+        await nextImmediate()
+        const stream = streams[0]
+        if (stream !== undefined && stream.readableLength >= 128 * KiB) stream.read(64 * KiB)
+      })
+      expect(credits.length).toBeGreaterThan(2)
+      expect(new Set(credits)).toEqual(new Set([128 * KiB]))
+    })
+
+    it("stays for a consumer that reads everything, but slower than half a window per 20 ms", async () => {
+      const peer = rawPeer({ role: "client" })
+      peer.session.onStream((stream) => stream.on("data", () => {}))
+      // Time has to pass here: the pace is what is being judged.
+      const credits = await feed(peer, 1024 * KiB, () => sleep(12))
+      expect(credits.length).toBeGreaterThan(2)
+      expect(new Set(credits)).toEqual(new Set([128 * KiB]))
+    })
+
+    it("judges the pace against four ping round trips when that is longer than 20 ms", async () => {
+      const peer = rawPeer({ role: "client" })
+      peer.session.onStream((stream) => stream.on("data", () => {}))
+      const ping = peer.session.ping()
+      await sleep(20)
+      peer.send(FrameType.Ping, Flag.ACK, 0, 0)
+      expect(await ping).toBeGreaterThanOrEqual(15)
+      // Half a window per 24 ms: slow against 20 ms, fast against four round trips of 15 ms or more.
+      const credits = await feed(peer, 1024 * KiB, () => sleep(12))
+      expect(credits.slice(0, 2)).toEqual([128 * KiB, 384 * KiB])
+    })
+
+    it("with maxWindow equal to the initial window, never grows", async () => {
+      const peer = rawPeer({ role: "client", maxWindow: DEFAULT_WINDOW })
+      peer.session.onStream((stream) => stream.on("data", () => {}))
+      expect(new Set(await feed(peer, 2 * 1024 * KiB))).toEqual(new Set([128 * KiB]))
+    })
   })
 
   it("releases a stream finished both ways, whichever side finished first, without a reset", async () => {

@@ -13,6 +13,9 @@ import {
   MAX_STREAM_ID,
 } from "./Frame.js"
 
+/** A window whose half is consumed faster than this (or than four round trips, if longer) may grow. */
+const GROW_WITHIN_MIN_MS = 20
+
 /** The byte pipe a session runs over (a WebSocket in Pico, a pair of buffers in memory). */
 export interface ByteChannel {
   /**
@@ -30,6 +33,11 @@ export interface SessionOptions {
   readonly role: "client" | "server"
   /** Receive window advertised per stream; at least the yamux default of 256 KiB (the default). */
   readonly initialWindow?: number
+  /**
+   * How far a stream's receive window may grow while its consumer keeps up (see TunnelStream.returnCredit);
+   * default four times the initial window. Equal to it, windows never grow.
+   */
+  readonly maxWindow?: number
   /** Largest Data payload we send; default 64 KiB. */
   readonly maxFramePayload?: number
   /** Streams the peer may have open at once; SYNs beyond it are answered with RST. Default 4096. */
@@ -79,8 +87,10 @@ export class StreamResetError extends Error {
 /** What a stream needs from its session; kept off Session's public surface. */
 interface StreamHost {
   readonly maxFramePayload: number
-  /** Consumed bytes are credited back to the sender once at least this many have accumulated. */
-  readonly creditThreshold: number
+  /** The largest a stream's receive window may grow to. */
+  readonly maxWindow: number
+  /** A window whose half is consumed within this many milliseconds, by a consumer that keeps up, grows. */
+  readonly growWithinMs: () => number
   readonly isWriteBlocked: () => boolean
   readonly send: (
     type: FrameType,
@@ -105,6 +115,10 @@ export class TunnelStream extends Duplex {
   private sendWindow = DEFAULT_WINDOW
   /** Bytes the peer may still send before we credit more. */
   private recvWindow: number
+  /** The receive window granted in all: pushed - credited + recvWindow, grown from the initial one. */
+  private window: number
+  /** When consumed bytes were last credited back (performance.now()). */
+  private creditedAt = Number.NEGATIVE_INFINITY
   /** Total payload bytes pushed to the readable side / credited back to the peer. */
   private pushed = 0
   private credited = 0
@@ -123,6 +137,7 @@ export class TunnelStream extends Duplex {
     this.host = host
     this.id = id
     this.recvWindow = recvWindow
+    this.window = recvWindow
   }
 
   /** @internal No more frames flow for this stream (finished both ways, reset, or session closed). */
@@ -234,14 +249,33 @@ export class TunnelStream extends Duplex {
    * never exceed the window (the peer cannot send more), so buffering stays within the window; and
    * a stalled sender means buffered + consumed-but-uncredited = window, so by the time a reading
    * consumer has brought the buffer down to half a window, at least half a window is credited.
+   *
+   * The window doubles (up to maxWindow) when its half was consumed quickly by a consumer that has read
+   * everything: then the window, not the consumer, limits the transfer, since the sender can have only one
+   * window in flight per round trip. Measured on loopback, 200 MiB through one stream took about 1.6 times as
+   * long with 256 KiB as with 1 MiB. A consumer that falls behind never makes its window grow, so a reader that
+   * is slow from the start keeps the initial window; one that read fast and then stalls can leave up to
+   * maxWindow buffered here.
    */
   private returnCredit(): void {
     if (this.finReceived || this.released) return
     const delta = this.pushed - this.readableLength - this.credited
-    if (delta < this.host.creditThreshold) return
+    if (delta < this.window / 2) return
+    const now = performance.now()
+    const host = this.host
+    let growth = 0
+    if (
+      this.readableLength === 0 &&
+      this.window < host.maxWindow &&
+      now - this.creditedAt < host.growWithinMs()
+    ) {
+      growth = Math.min(this.window, host.maxWindow - this.window)
+      this.window += growth
+    }
+    this.creditedAt = now
     this.credited += delta
-    this.recvWindow += delta
-    this.host.send(FrameType.WindowUpdate, 0, this.id, delta)
+    this.recvWindow += delta + growth
+    host.send(FrameType.WindowUpdate, 0, this.id, delta + growth)
   }
 
   /** Decoded strings would break the byte accounting behind flow control. */
@@ -351,6 +385,8 @@ export class Session {
   private readonly transport: ByteChannel
   private readonly initialWindow: number
   private readonly acceptBacklog: number
+  /** The round trip of the last answered ping, in milliseconds. */
+  private lastRttMs = 0
   /** Stream id parity we open (1 = odd); the peer must open the other one. */
   private readonly localParity: number
   private readonly decoder: FrameDecoder
@@ -380,12 +416,18 @@ export class Session {
 
   constructor(transport: ByteChannel, options: SessionOptions) {
     const initialWindow = options.initialWindow ?? DEFAULT_WINDOW
+    const maxWindow = options.maxWindow ?? Math.min(4 * initialWindow, MAX_STREAM_ID)
     const maxFramePayload = options.maxFramePayload ?? 64 * 1024
     const acceptBacklog = options.acceptBacklog ?? 4096
     // yamux starts every stream at 256 KiB; a larger window is announced with the SYN/ACK, a smaller
     // one cannot be expressed.
     if (!Number.isInteger(initialWindow) || initialWindow < DEFAULT_WINDOW || initialWindow > MAX_STREAM_ID) {
       throw new RangeError(`initialWindow must be an integer from ${DEFAULT_WINDOW} to ${MAX_STREAM_ID}`)
+    }
+    if (!Number.isInteger(maxWindow) || maxWindow < initialWindow || maxWindow > MAX_STREAM_ID) {
+      throw new RangeError(
+        `maxWindow must be an integer from initialWindow (${initialWindow}) to ${MAX_STREAM_ID}`,
+      )
     }
     if (!Number.isInteger(maxFramePayload) || maxFramePayload < 1 || maxFramePayload > MAX_DECODE_PAYLOAD) {
       throw new RangeError(`maxFramePayload must be an integer from 1 to ${MAX_DECODE_PAYLOAD}`)
@@ -409,7 +451,10 @@ export class Session {
     }, HEADER_SIZE + maxFramePayload)
     this.host = {
       maxFramePayload,
-      creditThreshold: Math.floor(initialWindow / 2),
+      maxWindow,
+      // A window-limited transfer consumes a window per round trip; a few round trips leave room for a busy
+      // loop. Before the first ping has been answered the round trip is taken to be short.
+      growWithinMs: () => Math.max(GROW_WITHIN_MIN_MS, 4 * this.lastRttMs),
       isWriteBlocked: () => this.writeBlocked,
       send: (type, flags, streamId, length, payload, payloadStart) =>
         this.send(type, flags, streamId, length, payload, payloadStart),
@@ -711,7 +756,8 @@ export class Session {
     const ping = this.pings.get(header.length)
     if (ping === undefined) return
     this.pings.delete(header.length)
-    ping.resolve(performance.now() - ping.start)
+    this.lastRttMs = performance.now() - ping.start
+    ping.resolve(this.lastRttMs)
   }
 
   private onGoAwayFrame(code: number): void {
