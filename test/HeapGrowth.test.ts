@@ -13,7 +13,7 @@ describe("the heap growing factor the pico bin sets", () => {
     expect(run([])).toEqual({ changed: true, set: [HEAP_GROWING_FLAG] })
     expect(run(["--enable-source-maps"])).toEqual({ changed: true, set: [HEAP_GROWING_FLAG] })
     expect(run(["--heap-growing-percent=50"])).toEqual({ changed: false, set: [] })
-    expect(run(["--trace-gc", "--heap-growing-percent", "50"])).toEqual({ changed: false, set: [] })
+    expect(run(["--trace-gc", "--heap-growing-percent=50"])).toEqual({ changed: false, set: [] })
     expect(run(["--heap_growing_percent=50"])).toEqual({ changed: false, set: [] })
   })
 })

@@ -1,8 +1,11 @@
 import * as http from "node:http"
+import * as net from "node:net"
 import type { Duplex } from "node:stream"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit } from "effect"
+import { type HandshakeOutcome, openWebSocket } from "../src/Tunnel/internal/WebSocketClient.js"
 import { acceptValue } from "../src/Tunnel/internal/WebSocketHandshake.js"
+import { Opcode, WebSocketReader } from "../src/Tunnel/internal/WebSocketReader.js"
 import * as Tunnel from "../src/Tunnel.js"
 import { clientFrame } from "./support/webSocketFrames.js"
 
@@ -61,20 +64,44 @@ describe("Tunnel.connect over a WebSocket", () => {
   )
 })
 
-/** A node that answers every upgrade with `answer(key)`, written raw to the socket, then `after` if given. */
+/**
+ * A node that answers every upgrade with `answer(key)`, written raw to the socket, then `after` if given. The
+ * frames the client sends back are decoded into `controls`; `closed` completes when a client hangs up.
+ */
 const answeringServer = (answer: (key: string) => string, after?: Buffer) =>
   Effect.acquireRelease(
-    Effect.async<{ server: http.Server; url: string }>((resume) => {
+    Effect.async<{
+      server: http.Server
+      url: string
+      controls: Array<{ opcode: number; payload: Buffer }>
+      closed: Promise<void>
+    }>((resume) => {
       const server = http.createServer()
+      const controls: Array<{ opcode: number; payload: Buffer }> = []
+      let connectionClosed = () => {}
+      const closed = new Promise<void>((resolve) => {
+        connectionClosed = resolve
+      })
       server.on("upgrade", (req: http.IncomingMessage, socket: Duplex) => {
         socket.on("error", () => {})
+        // The server allows half-open connections: the client's FIN is an end, not a close.
+        socket.on("end", () => connectionClosed())
+        const fromClient = new WebSocketReader(
+          {
+            onBinary: () => {},
+            onControl: (opcode, payload) => controls.push({ opcode, payload }),
+            onError: (reason) => controls.push({ opcode: -1, payload: Buffer.from(reason) }),
+          },
+          "client",
+        )
+        socket.on("data", (chunk: Buffer) => fromClient.push(chunk))
         socket.write(answer(String(req.headers["sec-websocket-key"])))
         if (after !== undefined) socket.write(after)
       })
       server.listen(0, "127.0.0.1", () => {
         const address = server.address()
         const port = typeof address === "object" && address !== null ? address.port : 0
-        resume(Effect.succeed({ server, url: `ws://127.0.0.1:${port}/` }))
+        resume(Effect.succeed({ server, url: `ws://127.0.0.1:${port}/`, controls, closed }))
       })
     }),
     ({ server }) =>
@@ -133,6 +160,60 @@ describe("Tunnel.connect's WebSocket handshake (Pico's own client)", () => {
     }),
   )
 
+  it.scoped("reads http:// as ws://, and refuses a URL of another scheme", () =>
+    Effect.gen(function* () {
+      const { port } = yield* greetingServer
+      const session = yield* Tunnel.make(heartbeat).connect(`http://127.0.0.1:${port}/`, {})
+      expect(yield* session.ping).toBeGreaterThanOrEqual(0)
+      expect(yield* connectTo(`ftp://127.0.0.1:${port}/`)).toMatchObject({
+        reason: "unreachable",
+        message: `not a ws:// or wss:// URL: ftp://127.0.0.1:${port}/`,
+      })
+    }),
+  )
+
+  it.scoped("takes a 101 without Upgrade for what it is: no WebSocket", () =>
+    Effect.gen(function* () {
+      const { url } = yield* answeringServer(() => "HTTP/1.1 101 Switching Protocols\r\n\r\n")
+      expect(yield* connectTo(url)).toMatchObject({
+        reason: "unreachable",
+        message: "the answer does not upgrade to websocket",
+      })
+    }),
+  )
+
+  it.scoped("closes a connection the refusing server would keep alive", () =>
+    Effect.gen(function* () {
+      const { url, closed } = yield* answeringServer(
+        () => "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n",
+      )
+      expect(yield* connectTo(url)).toMatchObject({ reason: "refused", status: 503 })
+      yield* Effect.promise(() => closed)
+    }),
+  )
+
+  it.scoped("answers the node's ping with a masked pong, and its close with the same code", () =>
+    Effect.gen(function* () {
+      const serverFrame = (opcode: number, payload: Buffer) =>
+        Buffer.concat([Buffer.from([0x80 | opcode, payload.length]), payload])
+      const { url, controls, closed } = yield* answeringServer(
+        (key) => switching(acceptValue(key)),
+        Buffer.concat([
+          serverFrame(Opcode.Ping, Buffer.from("are you there")),
+          serverFrame(Opcode.Close, Buffer.from([0x03, 0xe9])),
+        ]),
+      )
+      const session = yield* Tunnel.make(heartbeat).connect(url, {})
+      expect(yield* session.closed).toEqual({ _tag: "TransportClosed" })
+      yield* Effect.promise(() => closed)
+      // The reader of the node's side took both frames as a client's: masked (with the zero key).
+      expect(controls).toEqual([
+        { opcode: Opcode.Pong, payload: Buffer.from("are you there") },
+        { opcode: Opcode.Close, payload: Buffer.from([0x03, 0xe9]) },
+      ])
+    }),
+  )
+
   it.scoped("closes the session as a protocol error when the node sends a masked frame", () =>
     Effect.gen(function* () {
       const masked = clientFrame({ opcode: 0x2, payload: Buffer.from("x") })
@@ -144,4 +225,47 @@ describe("Tunnel.connect's WebSocket handshake (Pico's own client)", () => {
       })
     }),
   )
+})
+
+describe("Pico's WebSocket client through a forward proxy", () => {
+  it("asks for the URL's host, sends Host without a default port, the path and the URL's credentials", async () => {
+    const heads: Array<string> = []
+    const proxy = net.createServer((socket) => {
+      let buffered = ""
+      socket.on("error", () => {})
+      socket.on("data", (chunk: Buffer) => {
+        buffered += chunk.toString("latin1")
+        const end = buffered.indexOf("\r\n\r\n")
+        if (end < 0) return
+        const head = buffered.slice(0, end)
+        buffered = buffered.slice(end + 4)
+        heads.push(head)
+        // The first head is the CONNECT, the second the WebSocket handshake the tunnel carries.
+        if (heads.length === 1) socket.write("HTTP/1.1 200 Connection established\r\n\r\n")
+        else socket.write(switching(acceptValue(/sec-websocket-key: (\S+)/i.exec(head)?.[1] ?? "")))
+      })
+    })
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve))
+    const proxyUrl = new URL(`http://127.0.0.1:${(proxy.address() as net.AddressInfo).port}`)
+    const outcome = await new Promise<HandshakeOutcome>((resolve) =>
+      openWebSocket(
+        {
+          url: "ws://me:p%40ss@pico.test/prefix/pico/v1/listener/e?x=1",
+          headers: { "x-extra": "1" },
+          proxy: proxyUrl,
+          timeoutMs: 5_000,
+        },
+        resolve,
+      ),
+    )
+    if (outcome._tag === "Open") outcome.socket.destroy()
+    proxy.close()
+    expect(outcome._tag).toBe("Open")
+    expect(heads[0]?.split("\r\n")[0]).toBe("CONNECT pico.test:80 HTTP/1.1")
+    const request = heads[1]?.split("\r\n") ?? []
+    expect(request[0]).toBe("GET /prefix/pico/v1/listener/e?x=1 HTTP/1.1")
+    expect(request).toContain("Host: pico.test")
+    expect(request).toContain(`Authorization: Basic ${Buffer.from("me:p@ss").toString("base64")}`)
+    expect(request).toContain("x-extra: 1")
+  })
 })

@@ -986,8 +986,17 @@ describe("Session stream lifecycle, frame by frame", () => {
 
   describe("the receive window", () => {
     const KiB = 1024
-    /** Opens stream 2 from the peer and sends `total` bytes in 64 KiB frames, never beyond the window granted. */
-    const feed = async (peer: Peer, total: number, between: () => Promise<unknown> = nextImmediate) => {
+    /** A session on a clock the test moves: `elapse` milliseconds pass. */
+    const clockedPeer = (options: Partial<SessionOptions> = {}) => {
+      let now = 1_000
+      const peer = rawPeer({ role: "client", ...options, clock: () => now })
+      return { peer, elapse: (ms: number) => (now += ms) }
+    }
+    /**
+     * Opens stream 2 from the peer and sends `total` bytes in 64 KiB frames, never beyond the window granted,
+     * with `between` after each frame; returns the window credits the session sent.
+     */
+    const feed = async (peer: Peer, total: number, between: () => void) => {
       const credits = () =>
         peer
           .frames()
@@ -1000,16 +1009,19 @@ describe("Session stream lifecycle, frame by frame", () => {
         if (granted - sent < 64 * KiB) throw new Error(`out of window after ${sent} bytes`)
         peer.send(FrameType.Data, 0, 2, 64 * KiB, Buffer.alloc(64 * KiB))
         sent += 64 * KiB
-        await between()
+        await nextImmediate()
+        between()
       }
       // The first update is the ACK of the SYN.
       return credits().slice(1)
     }
+    const readAllAtOnce = (peer: Peer) => peer.session.onStream((stream) => stream.on("data", () => {}))
 
     it("doubles for a consumer that keeps up, to maxWindow and no further", async () => {
-      const peer = rawPeer({ role: "client", maxWindow: 4 * DEFAULT_WINDOW })
-      peer.session.onStream((stream) => stream.on("data", () => {}))
-      const credits = await feed(peer, 4 * 1024 * KiB)
+      const { peer, elapse } = clockedPeer({ maxWindow: 4 * DEFAULT_WINDOW })
+      readAllAtOnce(peer)
+      // Half a window every 2 ms at most: fast.
+      const credits = await feed(peer, 4 * 1024 * KiB, () => elapse(1))
       // Half of 256 KiB credited (nothing to compare its pace with), then half of 256 KiB plus 256 KiB more,
       // half of 512 KiB plus 512 KiB more, then half of 1 MiB at a time.
       expect(credits.slice(0, 5)).toEqual([128 * KiB, 384 * KiB, 768 * KiB, 512 * KiB, 512 * KiB])
@@ -1017,12 +1029,12 @@ describe("Session stream lifecycle, frame by frame", () => {
     })
 
     it("stays for a consumer that leaves data unread", async () => {
-      const peer = rawPeer({ role: "client" })
+      const { peer, elapse } = clockedPeer()
       const streams: Array<TunnelStream> = []
       peer.session.onStream((stream) => streams.push(stream))
       // The consumer reads as fast as data comes, but always a frame behind: 64 KiB wait unread.
-      const credits = await feed(peer, 4 * 1024 * KiB, async () => {
-        await nextImmediate()
+      const credits = await feed(peer, 4 * 1024 * KiB, () => {
+        elapse(1)
         const stream = streams[0]
         if (stream !== undefined && stream.readableLength >= 128 * KiB) stream.read(64 * KiB)
       })
@@ -1031,30 +1043,39 @@ describe("Session stream lifecycle, frame by frame", () => {
     })
 
     it("stays for a consumer that reads everything, but slower than half a window per 20 ms", async () => {
-      const peer = rawPeer({ role: "client" })
-      peer.session.onStream((stream) => stream.on("data", () => {}))
-      // Time has to pass here: the pace is what is being judged.
-      const credits = await feed(peer, 1024 * KiB, () => sleep(12))
+      const { peer, elapse } = clockedPeer()
+      readAllAtOnce(peer)
+      const credits = await feed(peer, 1024 * KiB, () => elapse(10.5))
       expect(credits.length).toBeGreaterThan(2)
       expect(new Set(credits)).toEqual(new Set([128 * KiB]))
     })
 
-    it("judges the pace against four ping round trips when that is longer than 20 ms", async () => {
-      const peer = rawPeer({ role: "client" })
-      peer.session.onStream((stream) => stream.on("data", () => {}))
-      const ping = peer.session.ping()
-      await sleep(20)
-      peer.send(FrameType.Ping, Flag.ACK, 0, 0)
-      expect(await ping).toBeGreaterThanOrEqual(15)
-      // Half a window per 24 ms: slow against 20 ms, fast against four round trips of 15 ms or more.
-      const credits = await feed(peer, 1024 * KiB, () => sleep(12))
-      expect(credits.slice(0, 2)).toEqual([128 * KiB, 384 * KiB])
+    it("judges the pace against four of the shortest ping round trips, up to 250 ms", async () => {
+      /** The credits for 1 MiB at `msPerFrame`, on a session whose pings took `roundTrips` ms. */
+      const creditsAfterPings = async (roundTrips: ReadonlyArray<number>, msPerFrame: number) => {
+        const { peer, elapse } = clockedPeer()
+        readAllAtOnce(peer)
+        for (const [id, ms] of roundTrips.entries()) {
+          const answered = peer.session.ping()
+          elapse(ms)
+          peer.send(FrameType.Ping, Flag.ACK, 0, id)
+          expect(await answered).toBe(ms)
+        }
+        return feed(peer, 1024 * KiB, () => elapse(msPerFrame))
+      }
+      // Round trips of 15 ms, then 100 ms (a ping that waited behind data): the 15 ms one counts, so 60 ms.
+      // Half a window per 29 ms is fast against that (not against 20 ms alone)...
+      expect((await creditsAfterPings([15, 100], 14.5)).slice(0, 2)).toEqual([128 * KiB, 384 * KiB])
+      // ...and half a window per 100 ms is slow (not against 400 ms).
+      expect(new Set(await creditsAfterPings([15, 100], 50))).toEqual(new Set([128 * KiB]))
+      // A path of 100 ms round trips gives 250 ms, not 400: half a window per 300 ms is slow.
+      expect(new Set(await creditsAfterPings([100], 150))).toEqual(new Set([128 * KiB]))
     })
 
     it("with maxWindow equal to the initial window, never grows", async () => {
-      const peer = rawPeer({ role: "client", maxWindow: DEFAULT_WINDOW })
-      peer.session.onStream((stream) => stream.on("data", () => {}))
-      expect(new Set(await feed(peer, 2 * 1024 * KiB))).toEqual(new Set([128 * KiB]))
+      const { peer, elapse } = clockedPeer({ maxWindow: DEFAULT_WINDOW })
+      readAllAtOnce(peer)
+      expect(new Set(await feed(peer, 2 * 1024 * KiB, () => elapse(1)))).toEqual(new Set([128 * KiB]))
     })
   })
 

@@ -9,11 +9,14 @@ const reader = () => {
   const pieces: Array<Buffer> = []
   const controls: Array<{ opcode: number; payload: string }> = []
   const errors: Array<string> = []
-  const r = new WebSocketReader({
-    onBinary: (piece) => pieces.push(piece),
-    onControl: (opcode, payload) => controls.push({ opcode, payload: payload.toString("hex") }),
-    onError: (reason) => errors.push(reason),
-  })
+  const r = new WebSocketReader(
+    {
+      onBinary: (piece) => pieces.push(piece),
+      onControl: (opcode, payload) => controls.push({ opcode, payload: payload.toString("hex") }),
+      onError: (reason) => errors.push(reason),
+    },
+    "client",
+  )
   return { reader: r, pieces, controls, errors, binary: () => Buffer.concat(pieces) }
 }
 
@@ -219,7 +222,10 @@ describe("WebSocketReader", () => {
         const count = () => {
           if (errors.length > 0) afterError++
         }
-        const r = new WebSocketReader({ onBinary: count, onControl: count, onError: (e) => errors.push(e) })
+        const r = new WebSocketReader(
+          { onBinary: count, onControl: count, onError: (e) => errors.push(e) },
+          "client",
+        )
         for (const chunk of chunks) r.push(Buffer.from(chunk))
         expect(errors.length).toBeLessThanOrEqual(1)
         expect(afterError).toBe(0)

@@ -13,8 +13,12 @@ import {
   MAX_STREAM_ID,
 } from "./Frame.js"
 
-/** A window whose half is consumed faster than this (or than four round trips, if longer) may grow. */
+/**
+ * A window whose half is consumed within this many milliseconds, or four of the shortest ping round trips if
+ * longer, may grow; never slower than the cap, however slow the path.
+ */
 const GROW_WITHIN_MIN_MS = 20
+const GROW_WITHIN_MAX_MS = 250
 
 /** The byte pipe a session runs over (a WebSocket in Pico, a pair of buffers in memory). */
 export interface ByteChannel {
@@ -42,6 +46,8 @@ export interface SessionOptions {
   readonly maxFramePayload?: number
   /** Streams the peer may have open at once; SYNs beyond it are answered with RST. Default 4096. */
   readonly acceptBacklog?: number
+  /** Milliseconds for pings and window growth; performance.now by default (tests drive their own). */
+  readonly clock?: () => number
   /**
    * Streams the peer opens before `onStream` has a handler wait for one (within acceptBacklog) instead of being
    * refused with RST. The agent's side holds them: its node may open a stream the moment the handshake is done.
@@ -89,6 +95,7 @@ interface StreamHost {
   readonly maxFramePayload: number
   /** The largest a stream's receive window may grow to. */
   readonly maxWindow: number
+  readonly clock: () => number
   /** A window whose half is consumed within this many milliseconds, by a consumer that keeps up, grows. */
   readonly growWithinMs: () => number
   readonly isWriteBlocked: () => boolean
@@ -117,7 +124,7 @@ export class TunnelStream extends Duplex {
   private recvWindow: number
   /** The receive window granted in all: pushed - credited + recvWindow, grown from the initial one. */
   private window: number
-  /** When consumed bytes were last credited back (performance.now()). */
+  /** When consumed bytes were last credited back (the session clock). */
   private creditedAt = Number.NEGATIVE_INFINITY
   /** Total payload bytes pushed to the readable side / credited back to the peer. */
   private pushed = 0
@@ -261,8 +268,8 @@ export class TunnelStream extends Duplex {
     if (this.finReceived || this.released) return
     const delta = this.pushed - this.readableLength - this.credited
     if (delta < this.window / 2) return
-    const now = performance.now()
     const host = this.host
+    const now = host.clock()
     let growth = 0
     if (
       this.readableLength === 0 &&
@@ -385,8 +392,12 @@ export class Session {
   private readonly transport: ByteChannel
   private readonly initialWindow: number
   private readonly acceptBacklog: number
-  /** The round trip of the last answered ping, in milliseconds. */
-  private lastRttMs = 0
+  /**
+   * The shortest round trip of the pings answered so far, in milliseconds: the path's own, without the time a
+   * ping waited behind data in the queues. 0 until one is answered.
+   */
+  private minRttMs = 0
+  private readonly clock: () => number
   /** Stream id parity we open (1 = odd); the peer must open the other one. */
   private readonly localParity: number
   private readonly decoder: FrameDecoder
@@ -436,6 +447,7 @@ export class Session {
       throw new RangeError("acceptBacklog must be a non-negative integer")
     }
     this.transport = transport
+    this.clock = options.clock ?? (() => performance.now())
     this.initialWindow = initialWindow
     this.acceptBacklog = acceptBacklog
     this.holdUnserved = options.holdUnserved ?? false
@@ -452,9 +464,10 @@ export class Session {
     this.host = {
       maxFramePayload,
       maxWindow,
+      clock: this.clock,
       // A window-limited transfer consumes a window per round trip; a few round trips leave room for a busy
       // loop. Before the first ping has been answered the round trip is taken to be short.
-      growWithinMs: () => Math.max(GROW_WITHIN_MIN_MS, 4 * this.lastRttMs),
+      growWithinMs: () => Math.min(GROW_WITHIN_MAX_MS, Math.max(GROW_WITHIN_MIN_MS, 4 * this.minRttMs)),
       isWriteBlocked: () => this.writeBlocked,
       send: (type, flags, streamId, length, payload, payloadStart) =>
         this.send(type, flags, streamId, length, payload, payloadStart),
@@ -557,7 +570,7 @@ export class Session {
     const id = this.nextPingId
     this.nextPingId = (id + 1) >>> 0
     return new Promise((resolve, reject) => {
-      this.pings.set(id, { start: performance.now(), resolve, reject })
+      this.pings.set(id, { start: this.clock(), resolve, reject })
       this.send(FrameType.Ping, Flag.SYN, 0, id)
     })
   }
@@ -756,8 +769,9 @@ export class Session {
     const ping = this.pings.get(header.length)
     if (ping === undefined) return
     this.pings.delete(header.length)
-    this.lastRttMs = performance.now() - ping.start
-    ping.resolve(this.lastRttMs)
+    const rtt = this.clock() - ping.start
+    if (this.minRttMs === 0 || rtt < this.minRttMs) this.minRttMs = rtt
+    ping.resolve(rtt)
   }
 
   private onGoAwayFrame(code: number): void {

@@ -16,7 +16,7 @@ export interface ClientTls {
 }
 
 export interface WebSocketClientOptions {
-  /** ws:// or wss:// */
+  /** ws:// or wss:// (http:// and https:// mean the same); credentials in it are sent as Basic auth. */
   readonly url: string
   readonly headers: Readonly<Record<string, string>>
   readonly tls?: ClientTls | undefined
@@ -37,7 +37,7 @@ export type HandshakeOutcome =
       readonly headers: Record<string, string>
       readonly message: string
     }
-  /** No valid answer came: a network or TLS failure, a timeout, or a 101 that is not a WebSocket's. */
+  /** No valid answer came: a bad URL, a network or TLS failure, a timeout, or a 101 that is not a WebSocket's. */
   | { readonly _tag: "Unreachable"; readonly message: string; readonly cause?: unknown }
 
 const flatHeaders = (response: http.IncomingMessage): Record<string, string> => {
@@ -82,13 +82,26 @@ export const openWebSocket = (
   options: WebSocketClientOptions,
   done: (outcome: HandshakeOutcome) => void,
 ): (() => void) => {
-  const url = new URL(options.url)
-  const secure = url.protocol === "wss:"
+  const url = URL.canParse(options.url) ? new URL(options.url) : undefined
+  const secure = url?.protocol === "wss:" || url?.protocol === "https:"
+  if (url === undefined || !(secure || url.protocol === "ws:" || url.protocol === "http:")) {
+    done({ _tag: "Unreachable", message: `not a ws:// or wss:// URL: ${options.url}` })
+    return () => {}
+  }
   const key = randomBytes(16).toString("base64")
+  const defaultPort = secure ? 443 : 80
+  const credentials =
+    url.username === "" && url.password === ""
+      ? {}
+      : { auth: `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` }
   const request = (secure ? https : http).request({
     host: url.hostname.replace(/^\[|\]$/g, ""),
-    port: url.port === "" ? (secure ? 443 : 80) : Number(url.port),
+    port: url.port === "" ? defaultPort : Number(url.port),
+    // Without an agent Node knows no default port, and would write it into Host, where front ends that match
+    // the host exactly would no longer recognise it.
+    defaultPort,
     path: `${url.pathname}${url.search}`,
+    ...credentials,
     headers: {
       ...options.headers,
       connection: "Upgrade",
@@ -122,8 +135,14 @@ export const openWebSocket = (
   })
   request.once("response", (response: http.IncomingMessage) => {
     const status = response.statusCode ?? 0
+    // Once the body is read a kept-alive connection is detached from the request: it must be closed here.
+    const connection = response.socket
+    if (status === 101) {
+      connection.destroy()
+      return settle({ _tag: "Unreachable", message: "the answer does not upgrade to websocket" })
+    }
     void readRefusal(response).then((message) => {
-      request.destroy()
+      connection.destroy()
       settle({ _tag: "Refused", status, headers: flatHeaders(response), message })
     })
   })

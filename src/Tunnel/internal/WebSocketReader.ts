@@ -64,7 +64,7 @@ export class WebSocketReader {
   private fragmented = false
   private halted = false
 
-  constructor(handlers: WebSocketReaderHandlers, sender: FrameSender = "client") {
+  constructor(handlers: WebSocketReaderHandlers, sender: FrameSender) {
     this.handlers = handlers
     this.sender = sender
   }
