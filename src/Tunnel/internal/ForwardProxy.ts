@@ -2,6 +2,7 @@ import type { ClientRequestArgs } from "node:http"
 import * as net from "node:net"
 import type { Duplex } from "node:stream"
 import * as tls from "node:tls"
+import { urlCredentials } from "../../internal/UrlCredentials.js"
 
 /** The proxy's answer head is a status line and a few headers; anything longer is not a proxy talking. */
 const MAX_ANSWER_HEAD = 16 * 1024
@@ -14,12 +15,9 @@ const authority = (host: string, port: number | string): string =>
 export const describeProxy = (proxy: URL): string => `${proxy.protocol}//${proxy.host}`
 
 const connectRequest = (target: string, proxy: URL): string => {
+  const userInfo = urlCredentials(proxy)
   const credentials =
-    proxy.username === "" && proxy.password === ""
-      ? ""
-      : `Proxy-Authorization: Basic ${Buffer.from(
-          `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`,
-        ).toString("base64")}\r\n`
+    userInfo === undefined ? "" : `Proxy-Authorization: Basic ${Buffer.from(userInfo).toString("base64")}\r\n`
   return `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${credentials}\r\n`
 }
 

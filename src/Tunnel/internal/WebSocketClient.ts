@@ -5,6 +5,7 @@ import * as net from "node:net"
 import type { Duplex } from "node:stream"
 import * as tls from "node:tls"
 import { readRefusal } from "../../internal/Refusal.js"
+import { urlCredentials } from "../../internal/UrlCredentials.js"
 import { connectThroughProxy } from "./ForwardProxy.js"
 import { acceptValue } from "./WebSocketHandshake.js"
 
@@ -90,10 +91,7 @@ export const openWebSocket = (
   }
   const key = randomBytes(16).toString("base64")
   const defaultPort = secure ? 443 : 80
-  const credentials =
-    url.username === "" && url.password === ""
-      ? {}
-      : { auth: `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}` }
+  const auth = urlCredentials(url)
   const request = (secure ? https : http).request({
     host: url.hostname.replace(/^\[|\]$/g, ""),
     port: url.port === "" ? defaultPort : Number(url.port),
@@ -101,7 +99,7 @@ export const openWebSocket = (
     // the host exactly would no longer recognise it.
     defaultPort,
     path: `${url.pathname}${url.search}`,
-    ...credentials,
+    ...(auth === undefined ? {} : { auth }),
     headers: {
       ...options.headers,
       connection: "Upgrade",
