@@ -252,7 +252,9 @@ export const make = (heartbeat: HeartbeatSettings) => {
           : Effect.fail(new TunnelError({ reason: "handshake", message: refused }))
       }),
     connect: (url, headers, tls, proxy) =>
-      Effect.acquireRelease(openSession(url, headers, tls, proxy), ({ socket }) =>
+      // The handshake itself may be interrupted (an agent stopped while it connects); openSession's canceler
+      // then closes whatever it had opened.
+      Effect.acquireRelease(Effect.interruptible(openSession(url, headers, tls, proxy)), ({ socket }) =>
         Effect.sync(() => socket.destroy()),
       ).pipe(Effect.flatMap(({ session }) => runSession(session, { heartbeats }))),
   })

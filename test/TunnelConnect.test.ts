@@ -2,7 +2,7 @@ import * as http from "node:http"
 import * as net from "node:net"
 import type { Duplex } from "node:stream"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit } from "effect"
+import { Deferred, Effect, Exit, Fiber } from "effect"
 import { type HandshakeOutcome, openWebSocket } from "../src/Tunnel/internal/WebSocketClient.js"
 import { acceptValue } from "../src/Tunnel/internal/WebSocketHandshake.js"
 import { Opcode, WebSocketReader } from "../src/Tunnel/internal/WebSocketReader.js"
@@ -211,6 +211,28 @@ describe("Tunnel.connect's WebSocket handshake (Pico's own client)", () => {
         { opcode: Opcode.Pong, payload: Buffer.from("are you there") },
         { opcode: Opcode.Close, payload: Buffer.from([0x03, 0xe9]) },
       ])
+    }),
+  )
+
+  it.scoped("stops at once when interrupted during the handshake, and hangs up on the silent node", () =>
+    Effect.gen(function* () {
+      let hungUp = () => {}
+      const hangUp = new Promise<void>((resolve) => {
+        hungUp = resolve
+      })
+      const silent = net.createServer((socket) => socket.on("error", () => {}).on("close", () => hungUp()))
+      yield* Effect.acquireRelease(
+        Effect.promise(() => new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve))),
+        () => Effect.sync(() => silent.close()),
+      )
+      const url = `ws://127.0.0.1:${(silent.address() as net.AddressInfo).port}/`
+      const fiber = yield* Effect.fork(Effect.scoped(Tunnel.make(heartbeat).connect(url, {})))
+      yield* Effect.promise(() => new Promise<void>((resolve) => silent.once("connection", () => resolve())))
+      // Well within the 30 s the handshake may take.
+      yield* Fiber.interrupt(fiber).pipe(
+        Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => "stuck" }),
+      )
+      yield* Effect.promise(() => hangUp)
     }),
   )
 

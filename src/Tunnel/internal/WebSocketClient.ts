@@ -76,8 +76,8 @@ const connectDirectly =
 /**
  * Opens a WebSocket as a client (RFC 6455 §4.1) and hands over the raw socket once the server has switched
  * protocols, so that WebSocketSession reads its frames in place. Nothing else is negotiated: no extension, no
- * subprotocol. `done` is called once. Returns a function that abandons the attempt (it does nothing once `done`
- * has been called: the socket is then the caller's).
+ * subprotocol. `done` is called once. Returns a function that abandons the attempt: it stops the handshake, or,
+ * when `done` has already been given an open socket that its caller will now not take, closes that socket.
  */
 export const openWebSocket = (
   options: WebSocketClientOptions,
@@ -113,10 +113,10 @@ export const openWebSocket = (
         ? connectDirectly(secure)
         : connectThroughProxy(options.proxy, secure, options.timeoutMs),
   })
-  let settled = false
+  let settled: HandshakeOutcome | undefined
   const settle = (outcome: HandshakeOutcome): void => {
-    if (settled) return
-    settled = true
+    if (settled !== undefined) return
+    settled = outcome
     clearTimeout(timer)
     done(outcome)
   }
@@ -127,7 +127,7 @@ export const openWebSocket = (
 
   request.once("upgrade", (response: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const invalid = invalidAnswer(response, key)
-    if (invalid === undefined && !settled) return settle({ _tag: "Open", socket, head })
+    if (invalid === undefined && settled === undefined) return settle({ _tag: "Open", socket, head })
     socket.destroy()
     if (invalid !== undefined) settle({ _tag: "Unreachable", message: invalid })
   })
@@ -147,8 +147,10 @@ export const openWebSocket = (
   request.once("error", (error) => settle({ _tag: "Unreachable", message: error.message, cause: error }))
   request.end()
   return () => {
-    if (settled) return
-    settled = true
+    if (settled?._tag === "Open") settled.socket.destroy()
+    if (settled !== undefined) return
+    // Settled without telling `done`: nobody waits for the outcome any more.
+    settled = { _tag: "Unreachable", message: "abandoned" }
     clearTimeout(timer)
     request.destroy()
   }
