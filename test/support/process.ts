@@ -16,6 +16,8 @@ export interface PicoProcess {
   readonly waitForLog: (msg: string, timeoutMs?: number) => Promise<Record<string, unknown>>
   /** Peak resident set size in MiB (VmHWM), read from /proc while the process runs. */
   readonly peakRssMiB: () => number
+  /** Resident set size now, in MiB (VmRSS). */
+  readonly rssMiB: () => number
   readonly stop: () => Promise<number | null>
 }
 
@@ -83,16 +85,19 @@ export const spawnProcess = (
       await waitFor(`log "${msg}"`, () => logs.some((log) => log.msg === msg), timeoutMs)
       return logs.find((log) => log.msg === msg) as Record<string, unknown>
     },
-    peakRssMiB: () => {
-      const status = readFileSync(`/proc/${child.pid}/status`, "utf8")
-      const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? Number.NaN)
-      return kb / 1024
-    },
+    peakRssMiB: () => statusMiB(child, "VmHWM"),
+    rssMiB: () => statusMiB(child, "VmRSS"),
     stop: () => {
       if (child.exitCode === null) child.kill("SIGTERM")
       return exited
     },
   }
+}
+
+/** A size field of /proc/<pid>/status, in MiB. */
+const statusMiB = (child: ChildProcess, field: "VmHWM" | "VmRSS"): number => {
+  const status = readFileSync(`/proc/${child.pid}/status`, "utf8")
+  return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? Number.NaN) / 1024
 }
 
 /** The port a listener reported in its "<name> listening" log line. */
