@@ -16,6 +16,11 @@ export const groups = {
     mutate: ["src/Tunnel/internal/Heartbeats.ts:1-145", "src/Tunnel/internal/Heartbeats.ts:148-183"],
     tests: ["test/TunnelHeartbeats.test.ts", "test/AgentSession.test.ts"],
   },
+  webSocketClient: {
+    // The agent's opening handshake, against scripted servers, a CONNECT proxy and Pico's own endpoint.
+    mutate: ["src/Tunnel/internal/WebSocketClient.ts"],
+    tests: ["test/TunnelConnect.test.ts"],
+  },
   auth: { mutate: ["src/Auth/Token.ts"], tests: ["test/Auth.test.ts"] },
   gossip: {
     mutate: ["src/Gossip/State.ts", "src/Gossip/FailureDetector.ts"],

@@ -68,7 +68,7 @@ describe("Tunnel.connect over a WebSocket", () => {
  * A node that answers every upgrade with `answer(key)`, written raw to the socket, then `after` if given. The
  * frames the client sends back are decoded into `controls`; `closed` completes when a client hangs up.
  */
-const answeringServer = (answer: (key: string) => string, after?: Buffer) =>
+const answeringServer = (answer: (key: string) => string, after?: Buffer, host = "127.0.0.1") =>
   Effect.acquireRelease(
     Effect.async<{
       server: http.Server
@@ -98,10 +98,11 @@ const answeringServer = (answer: (key: string) => string, after?: Buffer) =>
         socket.write(answer(String(req.headers["sec-websocket-key"])))
         if (after !== undefined) socket.write(after)
       })
-      server.listen(0, "127.0.0.1", () => {
+      server.listen(0, host, () => {
         const address = server.address()
         const port = typeof address === "object" && address !== null ? address.port : 0
-        resume(Effect.succeed({ server, url: `ws://127.0.0.1:${port}/`, controls, closed }))
+        const authority = net.isIPv6(host) ? `[${host}]` : host
+        resume(Effect.succeed({ server, url: `ws://${authority}:${port}/`, controls, closed }))
       })
     }),
     ({ server }) =>
@@ -117,14 +118,52 @@ const switching = (accept: string, extra = "") =>
 describe("Tunnel.connect's WebSocket handshake (Pico's own client)", () => {
   const connectTo = (url: string) => Effect.flip(Tunnel.make(heartbeat).connect(url, {}))
 
-  it.scoped("takes no 101 whose Sec-WebSocket-Accept does not answer its key", () =>
+  it.scoped("takes no 101 whose Sec-WebSocket-Accept does not answer its key, and hangs up", () =>
     Effect.gen(function* () {
-      const { url } = yield* answeringServer(() => switching("dGhlIHNhbXBsZSBub25jZQ=="))
+      const { url, closed } = yield* answeringServer(() => switching("dGhlIHNhbXBsZSBub25jZQ=="))
       const error = yield* connectTo(url)
       expect(error).toMatchObject({
         reason: "unreachable",
         message: "wrong Sec-WebSocket-Accept in the answer",
       })
+      yield* Effect.promise(() => closed)
+    }),
+  )
+
+  it.scoped("takes no 101 that upgrades to another protocol", () =>
+    Effect.gen(function* () {
+      const { url } = yield* answeringServer((key) =>
+        switching(acceptValue(key)).replace("Upgrade: websocket", "Upgrade: h2c"),
+      )
+      expect(yield* connectTo(url)).toMatchObject({
+        reason: "unreachable",
+        message: "the answer does not upgrade to websocket",
+      })
+    }),
+  )
+
+  it.scoped("reports a refused connection as unreachable, with the network's reason", () =>
+    Effect.gen(function* () {
+      const closedPort = yield* Effect.promise(
+        () =>
+          new Promise<number>((resolve) => {
+            const probe = net.createServer().listen(0, "127.0.0.1", () => {
+              const { port } = probe.address() as net.AddressInfo
+              probe.close(() => resolve(port))
+            })
+          }),
+      )
+      const error = yield* connectTo(`ws://127.0.0.1:${closedPort}/`)
+      expect(error.reason).toBe("unreachable")
+      expect(error.message).toMatch(/ECONNREFUSED/)
+    }),
+  )
+
+  it.scoped("connects to an IPv6 literal", () =>
+    Effect.gen(function* () {
+      const { url } = yield* answeringServer((key) => switching(acceptValue(key)), undefined, "::1")
+      const session = yield* Tunnel.make(heartbeat).connect(url, {})
+      expect(session.canOpenStream()).toBe(true)
     }),
   )
 
@@ -174,11 +213,12 @@ describe("Tunnel.connect's WebSocket handshake (Pico's own client)", () => {
 
   it.scoped("takes a 101 without Upgrade for what it is: no WebSocket", () =>
     Effect.gen(function* () {
-      const { url } = yield* answeringServer(() => "HTTP/1.1 101 Switching Protocols\r\n\r\n")
+      const { url, closed } = yield* answeringServer(() => "HTTP/1.1 101 Switching Protocols\r\n\r\n")
       expect(yield* connectTo(url)).toMatchObject({
         reason: "unreachable",
         message: "the answer does not upgrade to websocket",
       })
+      yield* Effect.promise(() => closed)
     }),
   )
 
@@ -289,5 +329,20 @@ describe("Pico's WebSocket client through a forward proxy", () => {
     expect(request).toContain("Host: pico.test")
     expect(request).toContain(`Authorization: Basic ${Buffer.from("me:p@ss").toString("base64")}`)
     expect(request).toContain("x-extra: 1")
+  })
+})
+
+describe("Pico's WebSocket client's own timeout", () => {
+  it("gives up on a node that accepts the connection and never answers", async () => {
+    const silent = net.createServer((socket) => socket.on("error", () => {}))
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve))
+    const outcome = await new Promise<HandshakeOutcome>((resolve) =>
+      openWebSocket(
+        { url: `ws://127.0.0.1:${(silent.address() as net.AddressInfo).port}/`, headers: {}, timeoutMs: 200 },
+        resolve,
+      ),
+    )
+    silent.close()
+    expect(outcome).toEqual({ _tag: "Unreachable", message: "opening handshake timed out after 200ms" })
   })
 })

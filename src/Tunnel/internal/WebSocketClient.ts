@@ -1,9 +1,7 @@
 import { randomBytes } from "node:crypto"
 import * as http from "node:http"
 import * as https from "node:https"
-import * as net from "node:net"
 import type { Duplex } from "node:stream"
-import * as tls from "node:tls"
 import { readRefusal } from "../../internal/Refusal.js"
 import { urlCredentials } from "../../internal/UrlCredentials.js"
 import { connectThroughProxy } from "./ForwardProxy.js"
@@ -61,18 +59,6 @@ const invalidAnswer = (response: http.IncomingMessage, key: string): string | un
   return undefined
 }
 
-/** A direct connection: TCP, or TLS with SNI for a host name (never for an IP address, which TLS forbids). */
-const connectDirectly =
-  (secure: boolean): NonNullable<http.ClientRequestArgs["createConnection"]> =>
-  (options) => {
-    if (!secure) return net.connect(options as net.NetConnectOpts)
-    const host = options.host ?? "localhost"
-    return tls.connect({
-      ...(options as tls.ConnectionOptions),
-      ...(net.isIP(host) === 0 ? { servername: host } : {}),
-    })
-  }
-
 /**
  * Opens a WebSocket as a client (RFC 6455 §4.1) and hands over the raw socket once the server has switched
  * protocols, so that WebSocketSession reads its frames in place. Nothing else is negotiated: no extension, no
@@ -95,8 +81,8 @@ export const openWebSocket = (
   const request = (secure ? https : http).request({
     host: url.hostname.replace(/^\[|\]$/g, ""),
     port: url.port === "" ? defaultPort : Number(url.port),
-    // Without an agent Node knows no default port, and would write it into Host, where front ends that match
-    // the host exactly would no longer recognise it.
+    // Through a proxy there is no agent, and without one Node knows no default port: it would write it into
+    // Host, where front ends that match the host exactly would no longer recognise it.
     defaultPort,
     path: `${url.pathname}${url.search}`,
     ...(auth === undefined ? {} : { auth }),
@@ -108,10 +94,10 @@ export const openWebSocket = (
       "sec-websocket-key": key,
     },
     ...options.tls,
-    createConnection:
-      options.proxy === undefined
-        ? connectDirectly(secure)
-        : connectThroughProxy(options.proxy, secure, options.timeoutMs),
+    // Directly, Node's own agents connect (TLS with SNI for a host name); through a proxy, our CONNECT.
+    ...(options.proxy === undefined
+      ? {}
+      : { createConnection: connectThroughProxy(options.proxy, secure, options.timeoutMs) }),
   })
   let settled: HandshakeOutcome | undefined
   const settle = (outcome: HandshakeOutcome): void => {
