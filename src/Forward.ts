@@ -2,7 +2,7 @@ import * as http from "node:http"
 import * as https from "node:https"
 import * as net from "node:net"
 import { Duration, Effect, FiberSet, Schema, type Scope } from "effect"
-import type { HostPort } from "./Domain/Address.js"
+import { type HostPort, unbracketed } from "./Domain/Address.js"
 import type { EndpointId } from "./Domain/EndpointId.js"
 import { tcpUpgradeToken } from "./Domain/EndpointKind.js"
 import { listen as bind, type ListenError } from "./internal/Listen.js"
@@ -58,7 +58,7 @@ export const connect = (options: ConnectOptions): Effect.Effect<net.Socket, Forw
     const secure = url.protocol === "https:"
     const target = url.host
     const request = (secure ? https : http).request({
-      host: url.hostname.replace(/^\[|\]$/g, ""),
+      host: unbracketed(url.hostname),
       port: url.port === "" ? (secure ? 443 : 80) : Number(url.port),
       path: upgradePath(url, options.endpointId),
       headers: {

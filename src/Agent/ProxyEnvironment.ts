@@ -1,5 +1,6 @@
 import * as net from "node:net"
 import * as Either from "effect/Either"
+import { unbracketed } from "../Domain/Address.js"
 
 /** The forward proxy to reach the server through, and the variable that named it (for logs and errors). */
 export interface ProxySetting {
@@ -21,15 +22,13 @@ const lookup = (
   return undefined
 }
 
-const stripBrackets = (host: string): string => host.replace(/^\[(.*)\]$/, "$1")
-
 /** One NO_PROXY entry, matched against the server's host and port. */
 const entryMatches = (entry: string, host: string, port: number): boolean => {
   if (entry === "*") return true
   // A port, if given, must match too: "example.com:8001", "[::1]:8001", "10.0.0.1:8001".
   const withPort = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(entry)
   if (withPort !== null && Number(withPort[2]) !== port) return false
-  const pattern = stripBrackets(withPort === null ? entry : (withPort[1] as string))
+  const pattern = unbracketed(withPort === null ? entry : (withPort[1] as string))
   const slash = pattern.indexOf("/")
   if (slash > 0) {
     // CIDR: "10.0.0.0/8", "fd00::/8".
@@ -60,7 +59,7 @@ export const proxyFromEnvironment = (
   const found = lookup(env, secure ? "https_proxy" : "http_proxy")
   if (found === undefined) return Either.right(undefined)
 
-  const host = stripBrackets(server.hostname.toLowerCase()).replace(/\.$/, "")
+  const host = unbracketed(server.hostname.toLowerCase()).replace(/\.$/, "")
   const port = server.port === "" ? (secure ? 443 : 80) : Number(server.port)
   const noProxy =
     lookup(env, "no_proxy")

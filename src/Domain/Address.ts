@@ -36,3 +36,6 @@ export const addressExpected = 'expected an address such as ":8000" or "127.0.0.
 
 export const bindAddrProblem = (text: string): string | undefined =>
   parseHostPort(text) === undefined ? addressExpected : undefined
+
+/** A host as sockets take it: an IPv6 literal without the brackets a URL puts around it. */
+export const unbracketed = (host: string): string => host.replace(/^\[(.*)\]$/, "$1")

@@ -2,6 +2,7 @@ import type { ClientRequestArgs } from "node:http"
 import * as net from "node:net"
 import type { Duplex } from "node:stream"
 import * as tls from "node:tls"
+import { unbracketed } from "../../Domain/Address.js"
 import { urlCredentials } from "../../internal/UrlCredentials.js"
 
 /** The proxy's answer head is a status line and a few headers; anything longer is not a proxy talking. */
@@ -34,10 +35,7 @@ export const connectThroughProxy =
     const host = options.host ?? "localhost"
     const port = options.port ?? (secure ? 443 : 80)
     const target = authority(host, port)
-    const socket = net.connect(
-      Number(proxy.port === "" ? 80 : proxy.port),
-      proxy.hostname.replace(/^\[|\]$/g, ""),
-    )
+    const socket = net.connect(Number(proxy.port === "" ? 80 : proxy.port), unbracketed(proxy.hostname))
     let head = Buffer.alloc(0)
     let settled = false
 

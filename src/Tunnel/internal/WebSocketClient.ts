@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto"
 import * as http from "node:http"
 import * as https from "node:https"
 import type { Duplex } from "node:stream"
+import { unbracketed } from "../../Domain/Address.js"
 import { readRefusal } from "../../internal/Refusal.js"
 import { urlCredentials } from "../../internal/UrlCredentials.js"
 import { connectThroughProxy } from "./ForwardProxy.js"
@@ -79,7 +80,7 @@ export const openWebSocket = (
   const defaultPort = secure ? 443 : 80
   const auth = urlCredentials(url)
   const request = (secure ? https : http).request({
-    host: url.hostname.replace(/^\[|\]$/g, ""),
+    host: unbracketed(url.hostname),
     port: url.port === "" ? defaultPort : Number(url.port),
     // Through a proxy there is no agent, and without one Node knows no default port: it would write it into
     // Host, where front ends that match the host exactly would no longer recognise it.
