@@ -600,6 +600,8 @@ describe("Session flow control", () => {
       expect(make({ maxFramePayload })).toThrow("maxFramePayload must be an integer from 1 to 16777216")
     for (const acceptBacklog of [-1, 0.5])
       expect(make({ acceptBacklog })).toThrow("acceptBacklog must be a non-negative integer")
+    for (const growthBudget of [-1, 0.5])
+      expect(make({ growthBudget })).toThrow("growthBudget must be a non-negative integer")
     for (const maxWindow of [DEFAULT_WINDOW - 1, DEFAULT_WINDOW + 0.5, MAX_STREAM_ID + 1])
       expect(make({ maxWindow })).toThrow(
         "maxWindow must be an integer from initialWindow (262144) to 4294967295",
@@ -607,7 +609,9 @@ describe("Session flow control", () => {
     expect(make({ initialWindow: 2 * DEFAULT_WINDOW, maxWindow: DEFAULT_WINDOW })).toThrow(
       "maxWindow must be an integer from initialWindow (524288)",
     )
-    expect(make({ initialWindow: MAX_STREAM_ID, maxFramePayload: 1, acceptBacklog: 0 })).not.toThrow()
+    expect(
+      make({ initialWindow: MAX_STREAM_ID, maxFramePayload: 1, acceptBacklog: 0, growthBudget: 0 }),
+    ).not.toThrow()
     expect(make({ maxFramePayload: MAX_DECODE_PAYLOAD })).not.toThrow()
   })
 
@@ -993,21 +997,21 @@ describe("Session stream lifecycle, frame by frame", () => {
       return { peer, elapse: (ms: number) => (now += ms) }
     }
     /**
-     * Opens stream 2 from the peer and sends `total` bytes in 64 KiB frames, never beyond the window granted,
-     * with `between` after each frame; returns the window credits the session sent.
+     * Opens a stream (2 unless told) from the peer and sends `total` bytes in 64 KiB frames, never beyond the
+     * window granted, with `between` after each frame; returns the window credits the session sent.
      */
-    const feed = async (peer: Peer, total: number, between: () => void) => {
+    const feed = async (peer: Peer, total: number, between: () => void, streamId = 2) => {
       const credits = () =>
         peer
           .frames()
-          .filter((header) => header.type === FrameType.WindowUpdate && header.streamId === 2)
+          .filter((header) => header.type === FrameType.WindowUpdate && header.streamId === streamId)
           .map((header) => header.length)
-      peer.send(FrameType.WindowUpdate, Flag.SYN, 2, 0)
+      peer.send(FrameType.WindowUpdate, Flag.SYN, streamId, 0)
       let sent = 0
       while (sent < total) {
         const granted = credits().reduce((sum, delta) => sum + delta, DEFAULT_WINDOW)
         if (granted - sent < 64 * KiB) throw new Error(`out of window after ${sent} bytes`)
-        peer.send(FrameType.Data, 0, 2, 64 * KiB, Buffer.alloc(64 * KiB))
+        peer.send(FrameType.Data, 0, streamId, 64 * KiB, Buffer.alloc(64 * KiB))
         sent += 64 * KiB
         await nextImmediate()
         between()
@@ -1070,6 +1074,31 @@ describe("Session stream lifecycle, frame by frame", () => {
       expect(new Set(await creditsAfterPings([15, 100], 50))).toEqual(new Set([128 * KiB]))
       // A path of 100 ms round trips gives 250 ms, not 400: half a window per 300 ms is slow.
       expect(new Set(await creditsAfterPings([100], 150))).toEqual(new Set([128 * KiB]))
+    })
+
+    it("shares the session's growthBudget among open streams, and gets a finished stream's share back", async () => {
+      const { peer, elapse } = clockedPeer({ growthBudget: DEFAULT_WINDOW })
+      // Each stream is read at once and finished when the peer finishes it.
+      peer.session.onStream((stream) => stream.on("data", () => {}).on("end", () => stream.end()))
+      const fast = () => elapse(1)
+      // Stream 2 takes the whole budget with its first growth (to 512 KiB) and then stays at 512 KiB...
+      const first = await feed(peer, 2 * 1024 * KiB, fast, 2)
+      expect(first.slice(0, 2)).toEqual([128 * KiB, 384 * KiB])
+      expect(new Set(first.slice(2))).toEqual(new Set([256 * KiB]))
+      // ...so stream 4, as fast, cannot grow while stream 2 is open.
+      expect(new Set(await feed(peer, 2 * 1024 * KiB, fast, 4))).toEqual(new Set([128 * KiB]))
+      peer.send(FrameType.WindowUpdate, Flag.FIN, 2, 0)
+      const finished = () =>
+        peer.frames().some((header) => header.streamId === 2 && header.flags === Flag.FIN)
+      while (!finished()) await nextImmediate()
+      expect(peer.session.streamCount).toBe(1)
+      expect((await feed(peer, 2 * 1024 * KiB, fast, 6)).slice(0, 2)).toEqual([128 * KiB, 384 * KiB])
+    })
+
+    it("with a growthBudget of 0, never grows", async () => {
+      const { peer, elapse } = clockedPeer({ growthBudget: 0 })
+      readAllAtOnce(peer)
+      expect(new Set(await feed(peer, 2 * 1024 * KiB, () => elapse(1)))).toEqual(new Set([128 * KiB]))
     })
 
     it("with maxWindow equal to the initial window, never grows", async () => {

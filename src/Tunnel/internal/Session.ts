@@ -19,6 +19,7 @@ import {
  */
 const GROW_WITHIN_MIN_MS = 20
 const GROW_WITHIN_MAX_MS = 250
+const DEFAULT_GROWTH_BUDGET = 8 * 1024 * 1024
 
 /** The byte pipe a session runs over (a WebSocket in Pico, a pair of buffers in memory). */
 export interface ByteChannel {
@@ -42,6 +43,12 @@ export interface SessionOptions {
    * default four times the initial window. Equal to it, windows never grow.
    */
   readonly maxWindow?: number
+  /**
+   * Bytes of window growth (beyond initialWindow) this session's open streams may hold in all; default 8 MiB.
+   * Growth lets a reader that was fast and then stalls leave its whole grown window buffered, so this bounds what
+   * a session's streams can buffer beyond their initial windows. 0 turns growth off.
+   */
+  readonly growthBudget?: number
   /** Largest Data payload we send; default 64 KiB. */
   readonly maxFramePayload?: number
   /** Streams the peer may have open at once; SYNs beyond it are answered with RST. Default 4096. */
@@ -98,6 +105,8 @@ interface StreamHost {
   readonly clock: () => number
   /** A window whose half is consumed within this many milliseconds, by a consumer that keeps up, grows. */
   readonly growWithinMs: () => number
+  /** Takes up to `wanted` bytes of the session's growth budget and returns how many it got. */
+  readonly reserveGrowth: (wanted: number) => number
   readonly isWriteBlocked: () => boolean
   readonly send: (
     type: FrameType,
@@ -124,6 +133,8 @@ export class TunnelStream extends Duplex {
   private recvWindow: number
   /** The receive window granted in all: pushed - credited + recvWindow, grown from the initial one. */
   private window: number
+  /** How far `window` has grown beyond the initial one (taken from the session's growth budget). */
+  private grownBy = 0
   /** When consumed bytes were last credited back (the session clock). */
   private creditedAt = Number.NEGATIVE_INFINITY
   /** Total payload bytes pushed to the readable side / credited back to the peer. */
@@ -145,6 +156,11 @@ export class TunnelStream extends Duplex {
     this.id = id
     this.recvWindow = recvWindow
     this.window = recvWindow
+  }
+
+  /** @internal Bytes of the session's growth budget this stream holds. */
+  get grown(): number {
+    return this.grownBy
   }
 
   /** @internal No more frames flow for this stream (finished both ways, reset, or session closed). */
@@ -276,8 +292,9 @@ export class TunnelStream extends Duplex {
       this.window < host.maxWindow &&
       now - this.creditedAt < host.growWithinMs()
     ) {
-      growth = Math.min(this.window, host.maxWindow - this.window)
+      growth = host.reserveGrowth(Math.min(this.window, host.maxWindow - this.window))
       this.window += growth
+      this.grownBy += growth
     }
     this.creditedAt = now
     this.credited += delta
@@ -419,6 +436,8 @@ export class Session {
   /** Open streams the peer initiated (bounded by acceptBacklog). */
   private remoteOpen = 0
   private nextPingId = 0
+  /** Window growth held by open streams, in bytes (see growthBudget). */
+  private growthInUse = 0
   private writeBlocked = false
   private flushScheduled = false
   private goAwaySent = false
@@ -430,6 +449,7 @@ export class Session {
     const maxWindow = options.maxWindow ?? Math.min(4 * initialWindow, MAX_STREAM_ID)
     const maxFramePayload = options.maxFramePayload ?? 64 * 1024
     const acceptBacklog = options.acceptBacklog ?? 4096
+    const growthBudget = options.growthBudget ?? DEFAULT_GROWTH_BUDGET
     // yamux starts every stream at 256 KiB; a larger window is announced with the SYN/ACK, a smaller
     // one cannot be expressed.
     if (!Number.isInteger(initialWindow) || initialWindow < DEFAULT_WINDOW || initialWindow > MAX_STREAM_ID) {
@@ -442,6 +462,9 @@ export class Session {
     }
     if (!Number.isInteger(maxFramePayload) || maxFramePayload < 1 || maxFramePayload > MAX_DECODE_PAYLOAD) {
       throw new RangeError(`maxFramePayload must be an integer from 1 to ${MAX_DECODE_PAYLOAD}`)
+    }
+    if (!Number.isInteger(growthBudget) || growthBudget < 0) {
+      throw new RangeError("growthBudget must be a non-negative integer")
     }
     if (!Number.isInteger(acceptBacklog) || acceptBacklog < 0) {
       throw new RangeError("acceptBacklog must be a non-negative integer")
@@ -468,6 +491,11 @@ export class Session {
       // A window-limited transfer consumes a window per round trip; a few round trips leave room for a busy
       // loop. Before the first ping has been answered the round trip is taken to be short.
       growWithinMs: () => Math.min(GROW_WITHIN_MAX_MS, Math.max(GROW_WITHIN_MIN_MS, 4 * this.minRttMs)),
+      reserveGrowth: (wanted) => {
+        const granted = Math.min(wanted, growthBudget - this.growthInUse)
+        this.growthInUse += granted
+        return granted
+      },
       isWriteBlocked: () => this.writeBlocked,
       send: (type, flags, streamId, length, payload, payloadStart) =>
         this.send(type, flags, streamId, length, payload, payloadStart),
@@ -755,6 +783,7 @@ export class Session {
   private release(stream: TunnelStream, reset: boolean): void {
     if (this.streams.get(stream.id) !== stream) return
     this.streams.delete(stream.id)
+    this.growthInUse -= stream.grown
     if ((stream.id & 1) !== this.localParity) this.remoteOpen--
     this.drainWaiters.delete(stream)
     if (reset) this.send(FrameType.WindowUpdate, Flag.RST, stream.id, 0)
