@@ -16,10 +16,15 @@ export const groups = {
     mutate: ["src/Tunnel/internal/Heartbeats.ts:1-145", "src/Tunnel/internal/Heartbeats.ts:148-183"],
     tests: ["test/TunnelHeartbeats.test.ts", "test/AgentSession.test.ts"],
   },
-  webSocketClient: {
-    // The agent's opening handshake, against scripted servers, a CONNECT proxy and Pico's own endpoint.
-    mutate: ["src/Tunnel/internal/WebSocketClient.ts"],
-    tests: ["test/TunnelConnect.test.ts"],
+  upgradeClients: {
+    // The HTTP upgrade clients (the agent's WebSocket handshake, Forward.connect's pico-tcp one) and the CONNECT
+    // proxy, against scripted servers, a TLS server and Pico's own endpoint.
+    mutate: [
+      "src/internal/HttpUpgrade.ts",
+      "src/Tunnel/internal/WebSocketClient.ts",
+      "src/Tunnel/internal/ForwardProxy.ts",
+    ],
+    tests: ["test/TunnelConnect.test.ts", "test/ForwardConnect.test.ts", "test/ForwardProxy.test.ts"],
   },
   auth: { mutate: ["src/Auth/Token.ts"], tests: ["test/Auth.test.ts"] },
   gossip: {

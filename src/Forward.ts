@@ -1,12 +1,10 @@
-import * as http from "node:http"
-import * as https from "node:https"
 import * as net from "node:net"
 import { Duration, Effect, FiberSet, Schema, type Scope } from "effect"
 import { type HostPort, unbracketed } from "./Domain/Address.js"
 import type { EndpointId } from "./Domain/EndpointId.js"
 import { tcpUpgradeToken } from "./Domain/EndpointKind.js"
+import { requestUpgrade } from "./internal/HttpUpgrade.js"
 import { listen as bind, type ListenError } from "./internal/Listen.js"
-import { readRefusal } from "./internal/Refusal.js"
 import { resetConnection } from "./internal/Reset.js"
 
 /**
@@ -31,7 +29,8 @@ export interface ConnectOptions {
 /** A connection to a TCP endpoint could not be opened. The message is one line for a human. */
 export class ForwardError extends Schema.TaggedError<ForwardError>()("ForwardError", {
   /**
-   * "unreachable": no answer from the server URL (refused, reset, TLS failure); "refused": the proxy or the agent
+   * "unreachable": no answer from the server URL (refused, reset, TLS failure), or a 101 that does not switch to
+   * pico-tcp; "refused": the proxy or the agent
    * answered with an error status (503 endpoint not found, 502 the service refused, 401, ...); "timeout": no
    * answer in time.
    */
@@ -57,57 +56,70 @@ export const connect = (options: ConnectOptions): Effect.Effect<net.Socket, Forw
     const url = new URL(options.serverUrl)
     const secure = url.protocol === "https:"
     const target = url.host
-    const request = (secure ? https : http).request({
-      host: unbracketed(url.hostname),
-      port: url.port === "" ? (secure ? 443 : 80) : Number(url.port),
-      path: upgradePath(url, options.endpointId),
-      headers: {
-        connection: "Upgrade",
-        upgrade: tcpUpgradeToken,
-        "x-pico-endpoint": options.endpointId,
-        ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
-      },
-      agent: false,
-      ...(secure && options.ca !== undefined ? { ca: options.ca } : {}),
-    })
-    let settled = false
-    const settle = (result: Effect.Effect<net.Socket, ForwardError>) => {
-      if (settled) return
-      settled = true
-      clearTimeout(timer)
-      resume(result)
-    }
-    const fail = (reason: ForwardError["reason"], message: string, status?: number) =>
-      settle(
-        Effect.fail(
-          new ForwardError(status === undefined ? { reason, message } : { reason, status, message }),
-        ),
-      )
     const timeout = Duration.decode(options.timeout ?? DEFAULT_TIMEOUT)
-    const timer = setTimeout(() => {
-      request.destroy()
-      fail("timeout", `no answer from ${target} within ${Duration.format(timeout)}`)
-    }, Duration.toMillis(timeout))
-
-    request.once("upgrade", (_response: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-      socket.setNoDelay(true)
-      socket.allowHalfOpen = true
-      if (head.length > 0) socket.unshift(head)
-      settle(Effect.succeed(socket))
-    })
-    request.once("response", (response: http.IncomingMessage) => {
-      const status = response.statusCode ?? 0
-      void readRefusal(response).then((reason) => {
-        request.destroy()
-        fail("refused", `${target} answered ${status}: ${reason}`, status)
-      })
-    })
-    request.once("error", (error) => fail("unreachable", `cannot reach ${target}: ${error.message}`))
-    request.end()
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      request.destroy()
-    })
+    const abandon = requestUpgrade(
+      {
+        secure,
+        request: {
+          host: unbracketed(url.hostname),
+          port: url.port === "" ? (secure ? 443 : 80) : Number(url.port),
+          path: upgradePath(url, options.endpointId),
+          headers: {
+            connection: "Upgrade",
+            upgrade: tcpUpgradeToken,
+            "x-pico-endpoint": options.endpointId,
+            ...(options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }),
+          },
+          agent: false,
+          ...(secure && options.ca !== undefined ? { ca: options.ca } : {}),
+        },
+        timeoutMs: Duration.toMillis(timeout),
+        invalidAnswer: (response) =>
+          response.headers.upgrade?.toLowerCase() === tcpUpgradeToken
+            ? undefined
+            : `the answer does not upgrade to ${tcpUpgradeToken}`,
+      },
+      (outcome) => {
+        switch (outcome._tag) {
+          case "Switched": {
+            const socket = outcome.socket as net.Socket
+            socket.setNoDelay(true)
+            socket.allowHalfOpen = true
+            if (outcome.head.length > 0) socket.unshift(outcome.head)
+            return resume(Effect.succeed(socket))
+          }
+          case "Refused":
+            return resume(
+              Effect.fail(
+                new ForwardError({
+                  reason: "refused",
+                  status: outcome.status,
+                  message: `${target} answered ${outcome.status}: ${outcome.message}`,
+                }),
+              ),
+            )
+          case "Unreachable":
+            return resume(
+              Effect.fail(
+                new ForwardError({
+                  reason: "unreachable",
+                  message: `cannot reach ${target}: ${outcome.message}`,
+                }),
+              ),
+            )
+          case "TimedOut":
+            return resume(
+              Effect.fail(
+                new ForwardError({
+                  reason: "timeout",
+                  message: `no answer from ${target} within ${Duration.format(timeout)}`,
+                }),
+              ),
+            )
+        }
+      },
+    )
+    return Effect.sync(abandon)
   })
 
 /**

@@ -32,12 +32,9 @@ const scriptedProxy = async (answer: (socket: net.Socket, head: string) => void)
 /** Opens a plain (ws://) tunnel to pico.example.com:8001 through the proxy: the socket, or the error's message. */
 const tunnel = (proxyUrl: string, timeoutMs = 10_000) =>
   new Promise<Duplex | string>((resolve) => {
-    connectThroughProxy(
-      new URL(proxyUrl),
-      false,
-      timeoutMs,
-    )({ host: "pico.example.com", port: 8001 }, (error, socket) =>
-      resolve(error === null ? socket : error.message),
+    connectThroughProxy(new URL(proxyUrl), false, timeoutMs).createConnection(
+      { host: "pico.example.com", port: 8001 },
+      (error, socket) => resolve(error === null ? socket : error.message),
     )
   })
 

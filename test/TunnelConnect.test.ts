@@ -1,12 +1,20 @@
+import { readFileSync } from "node:fs"
 import * as http from "node:http"
+import * as https from "node:https"
 import * as net from "node:net"
 import type { Duplex } from "node:stream"
+import type * as tls from "node:tls"
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber } from "effect"
-import { type HandshakeOutcome, openWebSocket } from "../src/Tunnel/internal/WebSocketClient.js"
+import {
+  type HandshakeOutcome,
+  openWebSocket,
+  type WebSocketClientOptions,
+} from "../src/Tunnel/internal/WebSocketClient.js"
 import { acceptValue } from "../src/Tunnel/internal/WebSocketHandshake.js"
 import { Opcode, WebSocketReader } from "../src/Tunnel/internal/WebSocketReader.js"
 import * as Tunnel from "../src/Tunnel.js"
+import { makeCertificates } from "./support/tls.js"
 import { clientFrame } from "./support/webSocketFrames.js"
 
 const heartbeat = { interval: "10 seconds", timeout: "10 seconds" } as const
@@ -333,16 +341,97 @@ describe("Pico's WebSocket client through a forward proxy", () => {
 })
 
 describe("Pico's WebSocket client's own timeout", () => {
-  it("gives up on a node that accepts the connection and never answers", async () => {
-    const silent = net.createServer((socket) => socket.on("error", () => {}))
-    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve))
-    const outcome = await new Promise<HandshakeOutcome>((resolve) =>
-      openWebSocket(
-        { url: `ws://127.0.0.1:${(silent.address() as net.AddressInfo).port}/`, headers: {}, timeoutMs: 200 },
-        resolve,
-      ),
+  /** A port whose connections get `onConnection`; closed once `use` is done with its URL. */
+  const withServer = async <A>(
+    onConnection: (socket: net.Socket) => void,
+    use: (url: string) => Promise<A>,
+  ): Promise<A> => {
+    const server = net.createServer((socket) => {
+      socket.on("error", () => {})
+      onConnection(socket)
+    })
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    try {
+      return await use(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`)
+    } finally {
+      server.close()
+    }
+  }
+  const handshake = (options: Omit<WebSocketClientOptions, "headers" | "timeoutMs">) =>
+    new Promise<HandshakeOutcome>((resolve) =>
+      openWebSocket({ ...options, headers: {}, timeoutMs: 200 }, resolve),
     )
-    silent.close()
+  const silence = () => {}
+
+  it("gives up on a node that accepts the connection and never answers", async () => {
+    const outcome = await withServer(silence, (url) => handshake({ url }))
     expect(outcome).toEqual({ _tag: "Unreachable", message: "opening handshake timed out after 200ms" })
+  })
+
+  it("names the forward proxy when it is the proxy that never answers CONNECT", async () => {
+    await withServer(silence, async (proxy) => {
+      expect(await handshake({ url: "ws://pico.test:8001/", proxy: new URL(proxy) })).toMatchObject({
+        _tag: "Unreachable",
+        message: `proxy ${proxy}: no answer to CONNECT pico.test:8001 within 200ms`,
+      })
+    })
+  })
+
+  it("takes a refusal whose body is slower than its timeout for a refusal, with the status line", async () => {
+    const refuseSlowly = (socket: net.Socket) =>
+      socket.once("data", () => socket.write("HTTP/1.1 403 Forbidden\r\nContent-Length: 100\r\n\r\n{"))
+    const outcome = await withServer(refuseSlowly, (url) => handshake({ url }))
+    expect(outcome).toMatchObject({ _tag: "Refused", status: 403, message: "HTTP 403 Forbidden" })
+  })
+})
+
+describe("Pico's WebSocket client over TLS (wss://)", () => {
+  it("checks the node's certificate against its CA, names the host (SNI) and presents its own certificate", async () => {
+    const certificates = makeCertificates()
+    const seen: Array<{ servername: string | false | null; clientAuthorized: boolean }> = []
+    const server = https.createServer({
+      cert: readFileSync(certificates.serverCert),
+      key: readFileSync(certificates.serverKey),
+      ca: certificates.ca,
+      requestCert: true,
+      rejectUnauthorized: false,
+    })
+    server.on("secureConnection", (socket: tls.TLSSocket) =>
+      seen.push({ servername: socket.servername, clientAuthorized: socket.authorized }),
+    )
+    server.on("upgrade", (req: http.IncomingMessage, socket: Duplex) =>
+      socket.end(switching(acceptValue(String(req.headers["sec-websocket-key"])))),
+    )
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    const port = (server.address() as net.AddressInfo).port
+    const handshake = (url: string, tls?: WebSocketClientOptions["tls"]) =>
+      new Promise<HandshakeOutcome>((resolve) =>
+        openWebSocket({ url, headers: {}, tls, timeoutMs: 5_000 }, resolve),
+      )
+    try {
+      const trusted = await handshake(`wss://localhost:${port}/`, {
+        ca: certificates.ca,
+        cert: readFileSync(certificates.clientCert),
+        key: readFileSync(certificates.clientKey),
+      })
+      if (trusted._tag === "Open") trusted.socket.destroy()
+      expect(trusted._tag).toBe("Open")
+      // An IP address is not a server name: no SNI for it.
+      const byAddress = await handshake(`wss://127.0.0.1:${port}/`, { ca: certificates.ca })
+      if (byAddress._tag === "Open") byAddress.socket.destroy()
+      expect(byAddress._tag).toBe("Open")
+      expect(seen).toEqual([
+        { servername: "localhost", clientAuthorized: true },
+        { servername: false, clientAuthorized: false },
+      ])
+      // Without the CA, the node's certificate is not trusted.
+      expect(await handshake(`wss://localhost:${port}/`)).toMatchObject({
+        _tag: "Unreachable",
+        message: expect.stringMatching(/self-signed certificate|unable to verify/),
+      })
+    } finally {
+      server.closeAllConnections()
+      server.close()
+    }
   })
 })

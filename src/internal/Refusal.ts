@@ -13,6 +13,10 @@ const readBody = (response: IncomingMessage): Promise<string> =>
     response.on("error", () => resolve(""))
   })
 
+/** A status as its line says it: "HTTP 502 Bad Gateway". */
+export const statusReason = (status: number): string =>
+  `HTTP ${status} ${STATUS_CODES[status] ?? ""}`.trimEnd()
+
 /**
  * The server's own reason (Pico answers `{"error": "..."}`), else the status line: another server's HTML page
  * says nothing useful in a one-line log.
@@ -24,7 +28,7 @@ const reasonOf = (status: number, body: string): string => {
   } catch {
     // Not JSON: fall through to the status line.
   }
-  return `HTTP ${status} ${STATUS_CODES[status] ?? ""}`.trimEnd()
+  return statusReason(status)
 }
 
 /** Reads the answer to an upgrade that was refused and says why, in a few words, for a one-line message. */

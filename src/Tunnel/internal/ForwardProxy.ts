@@ -24,14 +24,25 @@ const connectRequest = (target: string, proxy: URL): string => {
 
 type Oncreate = (error: Error | null, socket: Duplex) => void
 
+/** Connections through one http:// forward proxy, for one request. */
+export interface ProxyConnector {
+  /** For http.request's options: reaches the target through the proxy's CONNECT. */
+  readonly createConnection: NonNullable<ClientRequestArgs["createConnection"]>
+  /**
+   * While the proxy is being connected to or has not answered CONNECT: what a request timing out now is waiting
+   * for (the proxy, not the target), as a message.
+   */
+  readonly waitingFor: () => string | undefined
+}
+
 /**
- * A `createConnection` for http.request that reaches the target through an http:// forward
- * proxy: it asks the proxy to CONNECT to the target, then hands over the tunnel, wrapped in TLS for a secure
- * target so that TLS runs end to end between us and the target (the proxy only relays the bytes it cannot read).
+ * Reaches the target through an http:// forward proxy: asks the proxy to CONNECT to it, then hands over the
+ * tunnel, wrapped in TLS for a secure target so that TLS runs end to end between us and the target (the proxy
+ * only relays the bytes it cannot read).
  */
-export const connectThroughProxy =
-  (proxy: URL, secure: boolean, timeoutMs: number): NonNullable<ClientRequestArgs["createConnection"]> =>
-  (options, oncreate: Oncreate) => {
+export const connectThroughProxy = (proxy: URL, secure: boolean, timeoutMs: number): ProxyConnector => {
+  let waiting: string | undefined
+  const createConnection: ProxyConnector["createConnection"] = (options, oncreate: Oncreate) => {
     const host = options.host ?? "localhost"
     const port = options.port ?? (secure ? 443 : 80)
     const target = authority(host, port)
@@ -42,11 +53,13 @@ export const connectThroughProxy =
     const fail = (reason: string) => {
       if (settled) return
       settled = true
+      waiting = undefined
       socket.destroy()
       oncreate(new Error(`proxy ${describeProxy(proxy)}: ${reason}`), socket)
     }
     const tunnelled = (rest: Buffer) => {
       settled = true
+      waiting = undefined
       socket.setTimeout(0)
       socket.off("readable", onReadable)
       socket.off("error", onError)
@@ -81,13 +94,20 @@ export const connectThroughProxy =
     }
     const onError = (error: Error) => fail(error.message)
     const onEnd = () => fail(`closed the connection before answering CONNECT ${target}`)
-    const onTimeout = () => fail(`no answer to CONNECT ${target} within ${timeoutMs}ms`)
+    const unanswered = `no answer to CONNECT ${target} within ${timeoutMs}ms`
+    const onTimeout = () => fail(unanswered)
 
     socket.setTimeout(timeoutMs)
     socket.on("readable", onReadable)
     socket.on("error", onError)
     socket.on("end", onEnd)
     socket.on("timeout", onTimeout)
-    socket.once("connect", () => socket.write(connectRequest(target, proxy)))
+    waiting = `proxy ${describeProxy(proxy)}: no connection within ${timeoutMs}ms`
+    socket.once("connect", () => {
+      waiting = `proxy ${describeProxy(proxy)}: ${unanswered}`
+      socket.write(connectRequest(target, proxy))
+    })
     return undefined
   }
+  return { createConnection, waitingFor: () => waiting }
+}

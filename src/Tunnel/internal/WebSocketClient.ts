@@ -1,9 +1,8 @@
 import { randomBytes } from "node:crypto"
-import * as http from "node:http"
-import * as https from "node:https"
+import type * as http from "node:http"
 import type { Duplex } from "node:stream"
 import { unbracketed } from "../../Domain/Address.js"
-import { readRefusal } from "../../internal/Refusal.js"
+import { requestUpgrade, type UpgradeOutcome } from "../../internal/HttpUpgrade.js"
 import { urlCredentials } from "../../internal/UrlCredentials.js"
 import { connectThroughProxy } from "./ForwardProxy.js"
 import { acceptValue } from "./WebSocketHandshake.js"
@@ -26,27 +25,14 @@ export interface WebSocketClientOptions {
   readonly timeoutMs: number
 }
 
-/** How an opening handshake ended. */
+/**
+ * How an opening handshake ended: Open, or as requestUpgrade says. Unreachable also covers a bad URL, a timeout
+ * and a 101 that is not a WebSocket's.
+ */
 export type HandshakeOutcome =
   /** Switched protocols: the socket now carries WebSocket frames; `head` is what was read past the answer. */
   | { readonly _tag: "Open"; readonly socket: Duplex; readonly head: Buffer }
-  /** The server answered with another status: its JSON `error` or status line, and its headers. */
-  | {
-      readonly _tag: "Refused"
-      readonly status: number
-      readonly headers: Record<string, string>
-      readonly message: string
-    }
-  /** No valid answer came: a bad URL, a network or TLS failure, a timeout, or a 101 that is not a WebSocket's. */
-  | { readonly _tag: "Unreachable"; readonly message: string; readonly cause?: unknown }
-
-const flatHeaders = (response: http.IncomingMessage): Record<string, string> => {
-  const flat: Record<string, string> = {}
-  for (const [name, value] of Object.entries(response.headers)) {
-    if (value !== undefined) flat[name] = Array.isArray(value) ? value.join(", ") : value
-  }
-  return flat
-}
+  | Extract<UpgradeOutcome, { readonly _tag: "Refused" | "Unreachable" }>
 
 /** What is wrong with a 101 answer to our handshake (RFC 6455 §4.1), if anything. */
 const invalidAnswer = (response: http.IncomingMessage, key: string): string | undefined => {
@@ -79,66 +65,45 @@ export const openWebSocket = (
   const key = randomBytes(16).toString("base64")
   const defaultPort = secure ? 443 : 80
   const auth = urlCredentials(url)
-  const request = (secure ? https : http).request({
-    host: unbracketed(url.hostname),
-    port: url.port === "" ? defaultPort : Number(url.port),
-    // Through a proxy there is no agent, and without one Node knows no default port: it would write it into
-    // Host, where front ends that match the host exactly would no longer recognise it.
-    defaultPort,
-    path: `${url.pathname}${url.search}`,
-    ...(auth === undefined ? {} : { auth }),
-    headers: {
-      ...options.headers,
-      connection: "Upgrade",
-      upgrade: "websocket",
-      "sec-websocket-version": "13",
-      "sec-websocket-key": key,
+  const proxy =
+    options.proxy === undefined ? undefined : connectThroughProxy(options.proxy, secure, options.timeoutMs)
+  return requestUpgrade(
+    {
+      secure,
+      request: {
+        host: unbracketed(url.hostname),
+        port: url.port === "" ? defaultPort : Number(url.port),
+        // Through a proxy there is no agent, and without one Node knows no default port: it would write it into
+        // Host, where front ends that match the host exactly would no longer recognise it.
+        defaultPort,
+        path: `${url.pathname}${url.search}`,
+        ...(auth === undefined ? {} : { auth }),
+        headers: {
+          ...options.headers,
+          connection: "Upgrade",
+          upgrade: "websocket",
+          "sec-websocket-version": "13",
+          "sec-websocket-key": key,
+        },
+        ...options.tls,
+        // Directly, Node's own agents connect (TLS with SNI for a host name); through a proxy, our CONNECT.
+        ...(proxy === undefined ? {} : { createConnection: proxy.createConnection }),
+      },
+      timeoutMs: options.timeoutMs,
+      invalidAnswer: (response) => invalidAnswer(response, key),
     },
-    ...options.tls,
-    // Directly, Node's own agents connect (TLS with SNI for a host name); through a proxy, our CONNECT.
-    ...(options.proxy === undefined
-      ? {}
-      : { createConnection: connectThroughProxy(options.proxy, secure, options.timeoutMs) }),
-  })
-  let settled: HandshakeOutcome | undefined
-  const settle = (outcome: HandshakeOutcome): void => {
-    if (settled !== undefined) return
-    settled = outcome
-    clearTimeout(timer)
-    done(outcome)
-  }
-  const timer = setTimeout(() => {
-    request.destroy()
-    settle({ _tag: "Unreachable", message: `opening handshake timed out after ${options.timeoutMs}ms` })
-  }, options.timeoutMs)
-
-  request.once("upgrade", (response: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    const invalid = invalidAnswer(response, key)
-    if (invalid === undefined && settled === undefined) return settle({ _tag: "Open", socket, head })
-    socket.destroy()
-    if (invalid !== undefined) settle({ _tag: "Unreachable", message: invalid })
-  })
-  request.once("response", (response: http.IncomingMessage) => {
-    const status = response.statusCode ?? 0
-    // Once the body is read a kept-alive connection is detached from the request: it must be closed here.
-    const connection = response.socket
-    if (status === 101) {
-      connection.destroy()
-      return settle({ _tag: "Unreachable", message: "the answer does not upgrade to websocket" })
-    }
-    void readRefusal(response).then((message) => {
-      connection.destroy()
-      settle({ _tag: "Refused", status, headers: flatHeaders(response), message })
-    })
-  })
-  request.once("error", (error) => settle({ _tag: "Unreachable", message: error.message, cause: error }))
-  request.end()
-  return () => {
-    if (settled?._tag === "Open") settled.socket.destroy()
-    if (settled !== undefined) return
-    // Settled without telling `done`: nobody waits for the outcome any more.
-    settled = { _tag: "Unreachable", message: "abandoned" }
-    clearTimeout(timer)
-    request.destroy()
-  }
+    (outcome) => {
+      switch (outcome._tag) {
+        case "Switched":
+          return done({ _tag: "Open", socket: outcome.socket, head: outcome.head })
+        case "TimedOut":
+          return done({
+            _tag: "Unreachable",
+            message: proxy?.waitingFor() ?? `opening handshake timed out after ${options.timeoutMs}ms`,
+          })
+        default:
+          return done(outcome)
+      }
+    },
+  )
 }
