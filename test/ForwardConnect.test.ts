@@ -1,33 +1,16 @@
-import * as net from "node:net"
+import type * as net from "node:net"
 import { afterEach, describe, expect, it } from "vitest"
-import { closedPort } from "./support/http.js"
+import { closedPort, closeScriptedServers, closeWatch, scriptedServer } from "./support/http.js"
 import { connectFailure, connectTcp } from "./support/tcp.js"
 
 // Forward.connect against scripted proxy ports: each answers the upgrade request with raw bytes of the test's
 // choosing, so every way an answer can go wrong is reached without a node.
 
-const servers: Array<net.Server> = []
-afterEach(() => {
-  for (const server of servers.splice(0)) server.close()
-})
+afterEach(closeScriptedServers)
 
-/** A port whose every connection, once its request head has arrived, gets `answer` written to it. */
-const scriptedPort = async (answer: (socket: net.Socket) => void): Promise<string> => {
-  const server = net.createServer((socket) => {
-    socket.on("error", () => {})
-    let head = ""
-    const onData = (chunk: Buffer) => {
-      head += chunk.toString("latin1")
-      if (!head.includes("\r\n\r\n")) return
-      socket.off("data", onData)
-      answer(socket)
-    }
-    socket.on("data", onData)
-  })
-  servers.push(server)
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-  return `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`
-}
+/** A scripted port (see scriptedServer) as a proxy URL. */
+const scriptedPort = async (answer: (socket: net.Socket) => void): Promise<string> =>
+  `http://127.0.0.1:${await scriptedServer(answer)}`
 
 const authority = (url: string) => new URL(url).host
 
@@ -48,12 +31,9 @@ describe("Forward.connect", () => {
       reason: "unreachable",
       message: `cannot reach ${authority(closed)}: connect ECONNREFUSED ${authority(closed)}`,
     })
-    let hungUp = () => {}
-    const closedByClient = new Promise<void>((resolve) => {
-      hungUp = resolve
-    })
+    const { watch, closed: closedByClient } = closeWatch()
     const other = await scriptedPort((socket) => {
-      socket.on("close", () => hungUp())
+      watch(socket)
       socket.write("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
     })
     expect(await connectFailure(other, "db")).toMatchObject({
@@ -85,11 +65,13 @@ describe("Forward.connect", () => {
   })
 
   it("gives up after its timeout: as a timeout when nothing came, as refused when a refusal's body is slow", async () => {
-    const silent = await scriptedPort(() => {})
+    const { watch, closed: closedByClient } = closeWatch()
+    const silent = await scriptedPort(watch)
     expect(await connectFailure(silent, "db", { timeout: "200 millis" })).toMatchObject({
       reason: "timeout",
       message: `no answer from ${authority(silent)} within 200ms`,
     })
+    await closedByClient
     // The status line came; the body it announces never does.
     const slow = await scriptedPort((socket) =>
       socket.write('HTTP/1.1 401 Unauthorized\r\nContent-Length: 100\r\n\r\n{"error": '),

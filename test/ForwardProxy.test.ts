@@ -1,33 +1,9 @@
-import * as net from "node:net"
 import type { Duplex } from "node:stream"
 import { afterEach, describe, expect, it } from "vitest"
 import { connectThroughProxy } from "../src/Tunnel/internal/ForwardProxy.js"
-import { closedPort } from "./support/http.js"
+import { closedPort, closeScriptedServers, scriptedServer } from "./support/http.js"
 
-const servers: Array<net.Server> = []
-afterEach(() => {
-  for (const server of servers.splice(0)) server.close()
-})
-
-/**
- * A scripted proxy on 127.0.0.1: `answer` gets each connection once its CONNECT request head has arrived, and
- * the head itself, to reply however the test wants.
- */
-const scriptedProxy = async (answer: (socket: net.Socket, head: string) => void): Promise<number> => {
-  const server = net.createServer((socket) => {
-    let head = ""
-    socket.on("error", () => {})
-    socket.on("data", function onData(chunk: Buffer) {
-      head += chunk.toString("latin1")
-      if (!head.includes("\r\n\r\n")) return
-      socket.off("data", onData)
-      answer(socket, head)
-    })
-  })
-  servers.push(server)
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
-  return (server.address() as net.AddressInfo).port
-}
+afterEach(closeScriptedServers)
 
 /** Opens a plain (ws://) tunnel to pico.example.com:8001 through the proxy: the socket, or the error's message. */
 const tunnel = (proxyUrl: string, timeoutMs = 10_000) =>
@@ -41,7 +17,7 @@ const tunnel = (proxyUrl: string, timeoutMs = 10_000) =>
 describe("a connection through a forward proxy's CONNECT", () => {
   it("asks for the target with the URL's credentials, and hands over bytes sent right behind the answer", async () => {
     let request = ""
-    const port = await scriptedProxy((socket, head) => {
+    const port = await scriptedServer((socket, head) => {
       request = head
       // The answer and the target's first bytes arrive in one packet: none may be lost.
       socket.write("HTTP/1.1 200 Connection established\r\nProxy-Agent: test\r\n\r\nhello from the target")
@@ -63,7 +39,7 @@ describe("a connection through a forward proxy's CONNECT", () => {
   })
 
   it("fails with the proxy's status line when it refuses", async () => {
-    const port = await scriptedProxy((socket) =>
+    const port = await scriptedServer((socket) =>
       socket.end("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"),
     )
     expect(await tunnel(`http://127.0.0.1:${port}`)).toBe(
@@ -72,11 +48,20 @@ describe("a connection through a forward proxy's CONNECT", () => {
   })
 
   it("fails on an answer that is not HTTP, and on a proxy that hangs up first", async () => {
-    const garbage = await scriptedProxy((socket) => socket.end("SSH-2.0-OpenSSH_9.2\r\n\r\n"))
-    expect(await tunnel(`http://127.0.0.1:${garbage}`)).toBe(
-      `proxy http://127.0.0.1:${garbage}: not an HTTP answer to CONNECT`,
-    )
-    const hangUp = await scriptedProxy((socket) => socket.end())
+    for (const answer of [
+      "SSH-2.0-OpenSSH_9.2\r\n\r\n",
+      // A status line must start the answer, and its status has three digits.
+      "junk HTTP/1.1 200 OK\r\n\r\n",
+      "HTTP/1.1 2 OK\r\n\r\n",
+      // A head that never ends: given up after 16 KiB.
+      `HTTP/1.1 200 OK\r\nX-Padding: ${"x".repeat(17 * 1024)}`,
+    ]) {
+      const garbage = await scriptedServer((socket) => socket.write(answer))
+      expect(await tunnel(`http://127.0.0.1:${garbage}`)).toBe(
+        `proxy http://127.0.0.1:${garbage}: not an HTTP answer to CONNECT`,
+      )
+    }
+    const hangUp = await scriptedServer((socket) => socket.end())
     expect(await tunnel(`http://127.0.0.1:${hangUp}`)).toBe(
       `proxy http://127.0.0.1:${hangUp}: closed the connection before answering CONNECT pico.example.com:8001`,
     )
@@ -87,7 +72,7 @@ describe("a connection through a forward proxy's CONNECT", () => {
     expect(await tunnel(`http://127.0.0.1:${closed}`)).toBe(
       `proxy http://127.0.0.1:${closed}: connect ECONNREFUSED 127.0.0.1:${closed}`,
     )
-    const silent = await scriptedProxy(() => {})
+    const silent = await scriptedServer(() => {})
     expect(await tunnel(`http://127.0.0.1:${silent}`, 200)).toBe(
       `proxy http://127.0.0.1:${silent}: no answer to CONNECT pico.example.com:8001 within 200ms`,
     )

@@ -14,6 +14,7 @@ import {
 import { acceptValue } from "../src/Tunnel/internal/WebSocketHandshake.js"
 import { Opcode, WebSocketReader } from "../src/Tunnel/internal/WebSocketReader.js"
 import * as Tunnel from "../src/Tunnel.js"
+import { closeWatch } from "./support/http.js"
 import { makeCertificates } from "./support/tls.js"
 import { clientFrame } from "./support/webSocketFrames.js"
 
@@ -379,9 +380,39 @@ describe("Pico's WebSocket client's own timeout", () => {
 
   it("takes a refusal whose body is slower than its timeout for a refusal, with the status line", async () => {
     const refuseSlowly = (socket: net.Socket) =>
-      socket.once("data", () => socket.write("HTTP/1.1 403 Forbidden\r\nContent-Length: 100\r\n\r\n{"))
+      socket.once("data", () =>
+        socket.write(
+          "HTTP/1.1 403 Forbidden\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 100\r\n\r\n{",
+        ),
+      )
     const outcome = await withServer(refuseSlowly, (url) => handshake({ url }))
-    expect(outcome).toMatchObject({ _tag: "Refused", status: 403, message: "HTTP 403 Forbidden" })
+    expect(outcome).toEqual({
+      _tag: "Refused",
+      status: 403,
+      message: "HTTP 403 Forbidden",
+      headers: { "set-cookie": "a=1, b=2", "content-length": "100" },
+    })
+  })
+
+  it("closes the socket of an answer that came, when the attempt is abandoned before it is taken", async () => {
+    const { watch, closed: closedByClient } = closeWatch()
+    const answer = (socket: net.Socket) => {
+      watch(socket)
+      socket.once("data", (head: Buffer) => {
+        const key = /sec-websocket-key: (\S+)/i.exec(head.toString("latin1"))?.[1] ?? ""
+        socket.write(switching(acceptValue(key)))
+      })
+    }
+    await withServer(answer, async (url) => {
+      const opened = await new Promise<{ outcome: HandshakeOutcome; abandon: () => void }>((resolve) => {
+        const abandon = openWebSocket({ url, headers: {}, timeoutMs: 5_000 }, (outcome) =>
+          resolve({ outcome, abandon }),
+        )
+      })
+      expect(opened.outcome._tag).toBe("Open")
+      opened.abandon()
+      await closedByClient
+    })
   })
 })
 

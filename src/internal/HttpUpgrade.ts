@@ -31,8 +31,11 @@ export interface UpgradeOptions {
   readonly request: https.RequestOptions
   /** How long connecting and the answer may take. */
   readonly timeoutMs: number
-  /** What is wrong with a 101 answer, if anything: its socket is then closed and the outcome is Unreachable. */
-  readonly invalidAnswer?: (response: http.IncomingMessage) => string | undefined
+  /**
+   * What is wrong with a 101 answer, if anything (such as another protocol than the one asked for): its socket is
+   * then closed and the outcome is Unreachable.
+   */
+  readonly invalidAnswer: (response: http.IncomingMessage) => string | undefined
 }
 
 const flatHeaders = (response: http.IncomingMessage): Record<string, string> => {
@@ -69,7 +72,7 @@ export const requestUpgrade = (
   }, options.timeoutMs)
 
   request.once("upgrade", (response: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    const invalid = options.invalidAnswer?.(response)
+    const invalid = options.invalidAnswer(response)
     if (invalid === undefined && settled === undefined)
       return settle({ _tag: "Switched", response, socket, head })
     socket.destroy()
@@ -82,7 +85,7 @@ export const requestUpgrade = (
     if (status === 101) {
       // Node upgrades only when the answer names a protocol.
       connection.destroy()
-      const message = options.invalidAnswer?.(response) ?? "the answer switches protocols without naming one"
+      const message = options.invalidAnswer(response) ?? "the answer switches protocols without naming one"
       return settle({ _tag: "Unreachable", message })
     }
     const headers = flatHeaders(response)

@@ -123,3 +123,39 @@ export const rawExchange = (port: number, bytes: string | Buffer, timeoutMs = 10
       resolve(Buffer.concat(chunks).toString("latin1"))
     })
   })
+
+const scriptedServers: Array<net.Server> = []
+
+/**
+ * A server on 127.0.0.1 that hands each connection, once a request head (up to the blank line) has arrived, to
+ * `answer` with that head, to reply however the test wants: a proxy, a node, anything that speaks HTTP/1.1 badly.
+ * Returns its port; `closeScriptedServers` (for afterEach) closes them all.
+ */
+export const scriptedServer = async (answer: (socket: net.Socket, head: string) => void): Promise<number> => {
+  const server = net.createServer((socket) => {
+    let head = ""
+    socket.on("error", () => {})
+    socket.on("data", function onData(chunk: Buffer) {
+      head += chunk.toString("latin1")
+      if (!head.includes("\r\n\r\n")) return
+      socket.off("data", onData)
+      answer(socket, head)
+    })
+  })
+  scriptedServers.push(server)
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  return (server.address() as AddressInfo).port
+}
+
+export const closeScriptedServers = (): void => {
+  for (const server of scriptedServers.splice(0)) server.close()
+}
+
+/** `closed` settles once the socket given to `watch` has closed: to see that a client hung up. */
+export const closeWatch = () => {
+  let watch: (socket: net.Socket) => void = () => {}
+  const closed = new Promise<void>((resolve) => {
+    watch = (socket) => socket.on("close", () => resolve())
+  })
+  return { watch, closed }
+}
