@@ -1,7 +1,8 @@
+import { once } from "node:events"
 import type { Duplex } from "node:stream"
 import { afterEach, describe, expect, it } from "vitest"
 import { connectThroughProxy } from "../src/Tunnel/internal/ForwardProxy.js"
-import { closedPort, closeScriptedServers, scriptedServer } from "./support/http.js"
+import { closedPort, closeScriptedServers, closeWatch, scriptedServer } from "./support/http.js"
 
 afterEach(closeScriptedServers)
 
@@ -38,6 +39,19 @@ describe("a connection through a forward proxy's CONNECT", () => {
     socket.destroy()
   })
 
+  it("takes an answer whose head arrives in pieces", async () => {
+    const port = await scriptedServer((socket) =>
+      socket.write("HTTP/1.1 200 Connection established\r\n", () =>
+        setImmediate(() => socket.write("\r\nfrom the target")),
+      ),
+    )
+    const socket = await tunnel(`http://127.0.0.1:${port}`)
+    if (typeof socket === "string") throw new Error(socket)
+    const [first] = (await once(socket, "data")) as [Buffer]
+    expect(first.toString()).toBe("from the target")
+    socket.destroy()
+  })
+
   it("fails with the proxy's status line when it refuses", async () => {
     const port = await scriptedServer((socket) =>
       socket.end("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"),
@@ -56,10 +70,16 @@ describe("a connection through a forward proxy's CONNECT", () => {
       // A head that never ends: given up after 16 KiB.
       `HTTP/1.1 200 OK\r\nX-Padding: ${"x".repeat(17 * 1024)}`,
     ]) {
-      const garbage = await scriptedServer((socket) => socket.write(answer))
+      const { watch, closed } = closeWatch()
+      const garbage = await scriptedServer((socket) => {
+        watch(socket)
+        socket.write(answer)
+      })
       expect(await tunnel(`http://127.0.0.1:${garbage}`)).toBe(
         `proxy http://127.0.0.1:${garbage}: not an HTTP answer to CONNECT`,
       )
+      // The connection to such a proxy is not kept.
+      await closed
     }
     const hangUp = await scriptedServer((socket) => socket.end())
     expect(await tunnel(`http://127.0.0.1:${hangUp}`)).toBe(

@@ -4,7 +4,7 @@ import * as https from "node:https"
 import * as net from "node:net"
 import type { Duplex } from "node:stream"
 import type * as tls from "node:tls"
-import { describe, expect, it } from "@effect/vitest"
+import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber } from "effect"
 import {
   type HandshakeOutcome,
@@ -14,7 +14,7 @@ import {
 import { acceptValue } from "../src/Tunnel/internal/WebSocketHandshake.js"
 import { Opcode, WebSocketReader } from "../src/Tunnel/internal/WebSocketReader.js"
 import * as Tunnel from "../src/Tunnel.js"
-import { closeWatch } from "./support/http.js"
+import { closeScriptedServers, closeWatch, scriptedServer } from "./support/http.js"
 import { makeCertificates } from "./support/tls.js"
 import { clientFrame } from "./support/webSocketFrames.js"
 
@@ -417,6 +417,8 @@ describe("Pico's WebSocket client's own timeout", () => {
 })
 
 describe("Pico's WebSocket client over TLS (wss://)", () => {
+  afterEach(closeScriptedServers)
+
   it("checks the node's certificate against its CA, names the host (SNI) and presents its own certificate", async () => {
     const certificates = makeCertificates()
     const seen: Array<{ servername: string | false | null; clientAuthorized: boolean }> = []
@@ -435,9 +437,18 @@ describe("Pico's WebSocket client over TLS (wss://)", () => {
     )
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
     const port = (server.address() as net.AddressInfo).port
-    const handshake = (url: string, tls?: WebSocketClientOptions["tls"]) =>
+    const handshake = (url: string, tls?: WebSocketClientOptions["tls"], proxyPort?: number) =>
       new Promise<HandshakeOutcome>((resolve) =>
-        openWebSocket({ url, headers: {}, tls, timeoutMs: 5_000 }, resolve),
+        openWebSocket(
+          {
+            url,
+            headers: {},
+            tls,
+            proxy: proxyPort === undefined ? undefined : new URL(`http://127.0.0.1:${proxyPort}`),
+            timeoutMs: 5_000,
+          },
+          resolve,
+        ),
       )
     try {
       const trusted = await handshake(`wss://localhost:${port}/`, {
@@ -453,6 +464,24 @@ describe("Pico's WebSocket client over TLS (wss://)", () => {
       expect(byAddress._tag).toBe("Open")
       expect(seen).toEqual([
         { servername: "localhost", clientAuthorized: true },
+        { servername: false, clientAuthorized: false },
+      ])
+      // Through a forward proxy that relays CONNECT to the node: TLS end to end, the same checks and SNI.
+      const proxyPort = await scriptedServer((socket, head) => {
+        const [, target] = /^CONNECT \S+:(\d+) /.exec(head) ?? []
+        const node = net.connect(Number(target), "127.0.0.1", () => {
+          socket.write("HTTP/1.1 200 Connection established\r\n\r\n")
+          socket.pipe(node).pipe(socket)
+        })
+        node.on("error", () => socket.destroy())
+      })
+      for (const host of ["localhost", "127.0.0.1"]) {
+        const proxied = await handshake(`wss://${host}:${port}/`, { ca: certificates.ca }, proxyPort)
+        if (proxied._tag === "Open") proxied.socket.destroy()
+        expect(proxied).toMatchObject({ _tag: "Open" })
+      }
+      expect(seen.slice(2)).toEqual([
+        { servername: "localhost", clientAuthorized: false },
         { servername: false, clientAuthorized: false },
       ])
       // Without the CA, the node's certificate is not trusted.
