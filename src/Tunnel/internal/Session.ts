@@ -19,7 +19,9 @@ import {
  */
 const GROW_WITHIN_MIN_MS = 20
 const GROW_WITHIN_MAX_MS = 250
-const DEFAULT_GROWTH_BUDGET = 8 * 1024 * 1024
+// 64 streams grown once (to 512 KiB). With 8 MiB, 50 concurrent 1 MiB responses through one session measured
+// about 10% slower, with twice the p99, than without a budget; with 16 MiB, as without.
+const DEFAULT_GROWTH_BUDGET = 16 * 1024 * 1024
 
 /** The byte pipe a session runs over (a WebSocket in Pico, a pair of buffers in memory). */
 export interface ByteChannel {
@@ -44,7 +46,7 @@ export interface SessionOptions {
    */
   readonly maxWindow?: number
   /**
-   * Bytes of window growth (beyond initialWindow) this session's open streams may hold in all; default 8 MiB.
+   * Bytes of window growth (beyond initialWindow) this session's open streams may hold in all; default 16 MiB.
    * Growth lets a reader that was fast and then stalls leave its whole grown window buffered, so this bounds what
    * a session's streams can buffer beyond their initial windows. 0 turns growth off.
    */
