@@ -1032,6 +1032,15 @@ describe("Session stream lifecycle, frame by frame", () => {
       expect(new Set(credits.slice(3))).toEqual(new Set([512 * KiB]))
     })
 
+    it("grows only as far as a maxWindow that is not a doubling of the initial window", async () => {
+      const { peer, elapse } = clockedPeer({ maxWindow: 3 * DEFAULT_WINDOW })
+      readAllAtOnce(peer)
+      const credits = await feed(peer, 4 * 1024 * KiB, () => elapse(1))
+      // To 512 KiB, then by 256 KiB (not 512) to 768 KiB, then half of 768 KiB at a time.
+      expect(credits.slice(0, 3)).toEqual([128 * KiB, 384 * KiB, 512 * KiB])
+      expect(new Set(credits.slice(3))).toEqual(new Set([384 * KiB]))
+    })
+
     it("stays for a consumer that leaves data unread", async () => {
       const { peer, elapse } = clockedPeer()
       const streams: Array<TunnelStream> = []
@@ -1047,11 +1056,14 @@ describe("Session stream lifecycle, frame by frame", () => {
     })
 
     it("stays for a consumer that reads everything, but slower than half a window per 20 ms", async () => {
-      const { peer, elapse } = clockedPeer()
-      readAllAtOnce(peer)
-      const credits = await feed(peer, 1024 * KiB, () => elapse(10.5))
-      expect(credits.length).toBeGreaterThan(2)
-      expect(new Set(credits)).toEqual(new Set([128 * KiB]))
+      // Two 64 KiB frames per half window: 20 ms exactly is not within 20 ms.
+      for (const msPerFrame of [10.5, 10]) {
+        const { peer, elapse } = clockedPeer()
+        readAllAtOnce(peer)
+        const credits = await feed(peer, 1024 * KiB, () => elapse(msPerFrame))
+        expect(credits.length).toBeGreaterThan(2)
+        expect(new Set(credits)).toEqual(new Set([128 * KiB]))
+      }
     })
 
     it("judges the pace against four of the shortest ping round trips, up to 250 ms", async () => {
