@@ -213,6 +213,35 @@ describe("ClusterState: digests and deltas", () => {
     ])
   })
 
+  it("gives the same local delta from any version, through rewrites, deletes, a compaction and a leave", () => {
+    const a = node("a")
+    /** Every entry newer than `after`, in version order, from the node's own view of itself. */
+    const expected = (after: number) =>
+      (a.state.nodeView("a")?.entries ?? [])
+        .filter((entry) => entry.version > after)
+        .map((entry) => [entry.key, entry.value, entry.version])
+    const check = () => {
+      for (let after = 0; after <= a.state.localVersion; after++)
+        expect(
+          a.state.localDelta(after).entries.map(([key, value, version]) => [key, value, version]),
+        ).toEqual(expected(after))
+    }
+    for (let i = 0; i < 60; i++) a.state.setLocal(`k${i % 40}`, `v${i}`)
+    check()
+    for (let i = 0; i < 40; i += 2) a.state.deleteLocal(`k${i}`)
+    a.state.setLocal("k0", "back")
+    check()
+    // The 100th tombstone compacts: the live entries are written again above the cut.
+    for (let i = 0; i < 120; i++) a.state.setLocal(`t${i}`, "v")
+    for (let i = 0; i < 120; i++) a.state.deleteLocal(`t${i}`)
+    check()
+    a.state.leave()
+    check()
+    expect(a.state.localDelta(a.state.localVersion - 1).entries.map(([key]) => key)).toEqual([
+      "_internal:left",
+    ])
+  })
+
   it("marks compaction and departure with the wire's internal keys", () => {
     const a = node("a")
     for (let i = 0; i < 100; i++) a.state.setLocal(`k${i}`, "v")

@@ -106,6 +106,15 @@ const fromRow = ([key, value, version, flags]: EntryRow): GossipEntry => ({
 
 const byVersion = (a: GossipEntry, b: GossipEntry) => a.version - b.version
 
+/** A node's entries (in version order) as the wire carries them. */
+const nodeDelta = (node: NodeRecord, after: number, entries: ReadonlyArray<GossipEntry>): NodeDelta => ({
+  id: node.id,
+  addr: node.addr,
+  heartbeat: node.heartbeat,
+  after,
+  entries: entries.map(toRow),
+})
+
 export class ClusterState {
   private readonly nodes = new Map<string, NodeRecord>()
   private readonly removed = new Map<string, DeathCertificate>()
@@ -170,11 +179,22 @@ export class ClusterState {
   /** Tombstones among the local entries, counted as they come and go (10,000 agents leaving must not cost n²). */
   private localTombstones = 0
 
+  /**
+   * The local entries by version (each write takes the next one): the delta pushed after a change names only the
+   * last few versions, so it is read from here instead of a pass over every entry (thousands of endpoints
+   * registering would cost n² in all).
+   */
+  private readonly localByVersion = new Map<number, GossipEntry>()
+
   private write(key: string, value: string, internal: boolean, deleted: boolean): void {
-    if (this.self.entries.get(key)?.deleted === true) this.localTombstones--
+    const previous = this.self.entries.get(key)
+    if (previous !== undefined) this.localByVersion.delete(previous.version)
+    if (previous?.deleted === true) this.localTombstones--
     if (deleted) this.localTombstones++
     this.self.version++
-    this.self.entries.set(key, { key, value, version: this.self.version, internal, deleted })
+    const entry = { key, value, version: this.self.version, internal, deleted }
+    this.self.entries.set(key, entry)
+    this.localByVersion.set(entry.version, entry)
   }
 
   /**
@@ -187,6 +207,7 @@ export class ClusterState {
       .filter((entry) => !entry.deleted && entry.key !== COMPACT_KEY)
       .sort(byVersion)
     this.self.entries.clear()
+    this.localByVersion.clear()
     this.localTombstones = 0
     for (const entry of live) this.write(entry.key, entry.value, entry.internal, false)
     this.write(COMPACT_KEY, String(cut), true, false)
@@ -240,12 +261,19 @@ export class ClusterState {
 
   /** The local node's entries newer than `after`. */
   localDelta(after: number): NodeDelta {
-    return this.delta(this.self, after)
+    const { self } = this
+    if (self.version - after >= self.entries.size) return this.delta(self, after)
+    const entries: Array<GossipEntry> = []
+    for (let version = after + 1; version <= self.version; version++) {
+      const entry = this.localByVersion.get(version)
+      if (entry !== undefined) entries.push(entry)
+    }
+    return nodeDelta(self, after, entries)
   }
 
   private delta(node: NodeRecord, after: number): NodeDelta {
     const entries = [...node.entries.values()].filter((entry) => entry.version > after).sort(byVersion)
-    return { id: node.id, addr: node.addr, heartbeat: node.heartbeat, after, entries: entries.map(toRow) }
+    return nodeDelta(node, after, entries)
   }
 
   // --- Incoming messages ---
