@@ -1107,6 +1107,44 @@ describe("Session stream lifecycle, frame by frame", () => {
       expect((await feed(peer, 2 * 1024 * KiB, fast, 6)).slice(0, 2)).toEqual([128 * KiB, 384 * KiB])
     })
 
+    it("counts a finished stream's growth until its reader has taken what is buffered, or it is reset", async () => {
+      const { peer, elapse } = clockedPeer({ growthBudget: DEFAULT_WINDOW })
+      const streams = new Map<number, TunnelStream>()
+      peer.session.onStream((stream) => {
+        streams.set(stream.id, ignoreErrors(stream))
+        stream.on("data", () => {})
+      })
+      const fast = () => elapse(1)
+      const grew = (credits: ReadonlyArray<number>) => credits.some((credit) => credit > 128 * KiB)
+      expect(grew(await feed(peer, 2 * 1024 * KiB, fast, 2))).toBe(true)
+      // Stream 2's reader stops; the rest of its data and its FIN arrive, and it is finished both ways.
+      const paused = streams.get(2) as TunnelStream
+      paused.pause()
+      peer.send(FrameType.Data, Flag.FIN, 2, 64 * KiB, Buffer.alloc(64 * KiB))
+      await nextImmediate()
+      paused.end()
+      while (peer.session.streamCount > 0) await nextImmediate()
+      expect(paused.readableLength).toBe(64 * KiB)
+      // The 64 KiB still buffered came in through the growth: it is still counted.
+      expect(grew(await feed(peer, 2 * 1024 * KiB, fast, 4))).toBe(false)
+      paused.resume()
+      await new Promise((resolve) => paused.once("end", resolve))
+      expect(grew(await feed(peer, 2 * 1024 * KiB, fast, 6))).toBe(true)
+      // Stream 6 holds the budget until the peer resets it.
+      expect(grew(await feed(peer, 2 * 1024 * KiB, fast, 8))).toBe(false)
+      peer.send(FrameType.WindowUpdate, Flag.RST, 6, 0)
+      await nextImmediate()
+      expect(grew(await feed(peer, 2 * 1024 * KiB, fast, 10))).toBe(true)
+      // Stream 10 is destroyed here with data buffered: what it held is dropped, and its growth given back.
+      const destroyed = streams.get(10) as TunnelStream
+      destroyed.pause()
+      peer.send(FrameType.Data, 0, 10, 64 * KiB, Buffer.alloc(64 * KiB))
+      await nextImmediate()
+      expect(destroyed.readableLength).toBe(64 * KiB)
+      destroyed.destroy()
+      expect(grew(await feed(peer, 2 * 1024 * KiB, fast, 12))).toBe(true)
+    })
+
     it("with a growthBudget of 0, never grows", async () => {
       const { peer, elapse } = clockedPeer({ growthBudget: 0 })
       readAllAtOnce(peer)

@@ -109,6 +109,8 @@ interface StreamHost {
   readonly growWithinMs: () => number
   /** Takes up to `wanted` bytes of the session's growth budget and returns how many it got. */
   readonly reserveGrowth: (wanted: number) => number
+  /** Gives back growth taken with reserveGrowth. */
+  readonly returnGrowth: (bytes: number) => void
   readonly isWriteBlocked: () => boolean
   readonly send: (
     type: FrameType,
@@ -135,7 +137,7 @@ export class TunnelStream extends Duplex {
   private recvWindow: number
   /** The receive window granted in all: pushed - credited + recvWindow, grown from the initial one. */
   private window: number
-  /** How far `window` has grown beyond the initial one (taken from the session's growth budget). */
+  /** How far `window` has grown beyond the initial one: growth taken from the session's budget, not yet given back. */
   private grownBy = 0
   /** When consumed bytes were last credited back (the session clock). */
   private creditedAt = Number.NEGATIVE_INFINITY
@@ -158,11 +160,6 @@ export class TunnelStream extends Duplex {
     this.id = id
     this.recvWindow = recvWindow
     this.window = recvWindow
-  }
-
-  /** @internal Bytes of the session's growth budget this stream holds. */
-  get grown(): number {
-    return this.grownBy
   }
 
   /** @internal No more frames flow for this stream (finished both ways, reset, or session closed). */
@@ -266,7 +263,18 @@ export class TunnelStream extends Duplex {
   override read(size?: number): Buffer | null {
     const chunk: Buffer | null = super.read(size)
     this.returnCredit()
+    if (this.released && this.readableLength === 0) this.returnGrowth()
     return chunk
+  }
+
+  /**
+   * Hands the stream's window growth back to the session once nothing it let in is buffered here any more: a stream
+   * finished both ways may still hold data its reader has not taken, up to its whole grown window.
+   */
+  private returnGrowth(): void {
+    if (this.grownBy === 0) return
+    this.host.returnGrowth(this.grownBy)
+    this.grownBy = 0
   }
 
   /**
@@ -381,6 +389,8 @@ export class TunnelStream extends Duplex {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     // A stream finished both ways was released then; any other is reset.
     this.release(true)
+    // What was buffered is dropped.
+    this.returnGrowth()
     const pending = this.pendingCallback
     this.pending = undefined
     this.pendingCallback = undefined
@@ -392,6 +402,7 @@ export class TunnelStream extends Duplex {
     if (this.released) return
     this.released = true
     this.host.release(this, reset)
+    if (this.readableLength === 0) this.returnGrowth()
   }
 }
 
@@ -497,6 +508,9 @@ export class Session {
         const granted = Math.min(wanted, growthBudget - this.growthInUse)
         this.growthInUse += granted
         return granted
+      },
+      returnGrowth: (bytes) => {
+        this.growthInUse -= bytes
       },
       isWriteBlocked: () => this.writeBlocked,
       send: (type, flags, streamId, length, payload, payloadStart) =>
@@ -785,7 +799,6 @@ export class Session {
   private release(stream: TunnelStream, reset: boolean): void {
     if (this.streams.get(stream.id) !== stream) return
     this.streams.delete(stream.id)
-    this.growthInUse -= stream.grown
     if ((stream.id & 1) !== this.localParity) this.remoteOpen--
     this.drainWaiters.delete(stream)
     if (reset) this.send(FrameType.WindowUpdate, Flag.RST, stream.id, 0)
