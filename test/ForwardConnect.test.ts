@@ -1,5 +1,8 @@
 import type * as net from "node:net"
+import { Effect, Fiber } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
+import { EndpointId } from "../src/Domain/EndpointId.js"
+import * as Forward from "../src/Forward.js"
 import { closedPort, closeScriptedServers, closeWatch, scriptedServer } from "./support/http.js"
 import { connectFailure, connectTcp } from "./support/tcp.js"
 
@@ -41,6 +44,29 @@ describe("Forward.connect", () => {
       message: `cannot reach ${authority(other)}: the answer does not upgrade to pico-tcp`,
     })
     await closedByClient
+    const half = await scriptedPort((socket) =>
+      socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: pico-tcp\r\n\r\n"),
+    )
+    expect(await connectFailure(half, "db")).toMatchObject({
+      reason: "unreachable",
+      message: `cannot reach ${authority(half)}: the answer switches protocols without Connection: Upgrade`,
+    })
+  })
+
+  it("hangs up when interrupted while waiting for the answer", async () => {
+    const { watch, closed } = closeWatch()
+    let asked = () => {}
+    const requestReceived = new Promise<void>((resolve) => {
+      asked = resolve
+    })
+    const silent = await scriptedPort((socket) => {
+      watch(socket)
+      asked()
+    })
+    const fiber = Effect.runFork(Forward.connect({ serverUrl: silent, endpointId: EndpointId("db") }))
+    await requestReceived
+    await Effect.runPromise(Fiber.interrupt(fiber))
+    await closed
   })
 
   it("fails as refused with the status and the JSON error, or the status line for another body", async () => {
@@ -62,6 +88,17 @@ describe("Forward.connect", () => {
       status: 502,
       message: `${authority(html)} answered 502: HTTP 502 Bad Gateway`,
     })
+    // A body that does not end is not waited for past its first 4 KiB (the test's own timeout is 5 s).
+    const endless = await scriptedPort((socket) =>
+      socket.write(
+        `HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n2000\r\n${"x".repeat(8192)}\r\n`,
+      ),
+    )
+    expect(await connectFailure(endless, "db", { timeout: "1 minute" })).toMatchObject({
+      reason: "refused",
+      status: 403,
+      message: `${authority(endless)} answered 403: HTTP 403 Forbidden`,
+    })
   })
 
   it("gives up after its timeout: as a timeout when nothing came, as refused when a refusal's body is slow", async () => {
@@ -73,13 +110,16 @@ describe("Forward.connect", () => {
     })
     await closedByClient
     // The status line came; the body it announces never does.
-    const slow = await scriptedPort((socket) =>
-      socket.write('HTTP/1.1 401 Unauthorized\r\nContent-Length: 100\r\n\r\n{"error": '),
-    )
+    const slowClosed = closeWatch()
+    const slow = await scriptedPort((socket) => {
+      slowClosed.watch(socket)
+      socket.write('HTTP/1.1 401 Unauthorized\r\nContent-Length: 100\r\n\r\n{"error": ')
+    })
     expect(await connectFailure(slow, "db", { timeout: "200 millis" })).toMatchObject({
       reason: "refused",
       status: 401,
       message: `${authority(slow)} answered 401: HTTP 401 Unauthorized`,
     })
+    await slowClosed.closed
   })
 })

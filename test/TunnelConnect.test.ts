@@ -378,6 +378,29 @@ describe("Pico's WebSocket client's own timeout", () => {
     })
   })
 
+  it("closes its connection to a proxy that has not answered CONNECT when the attempt is abandoned", async () => {
+    const { watch, closed } = closeWatch()
+    let asked = () => {}
+    const connectReceived = new Promise<void>((resolve) => {
+      asked = resolve
+    })
+    await withServer(
+      (socket) => {
+        watch(socket)
+        socket.once("data", () => asked())
+      },
+      async (proxy) => {
+        const abandon = openWebSocket(
+          { url: "ws://pico.test:8001/", headers: {}, proxy: new URL(proxy), timeoutMs: 30_000 },
+          () => {},
+        )
+        await connectReceived
+        abandon()
+        await closed
+      },
+    )
+  })
+
   it("takes a refusal whose body is slower than its timeout for a refusal, with the status line", async () => {
     const refuseSlowly = (socket: net.Socket) =>
       socket.once("data", () =>

@@ -36,6 +36,11 @@ export interface UpgradeOptions {
    * then closed and the outcome is Unreachable.
    */
   readonly invalidAnswer: (response: http.IncomingMessage) => string | undefined
+  /**
+   * Called when the attempt is given up (timeout or abandon) before an answer: for a `createConnection` that may
+   * still be connecting, which destroying the request does not reach.
+   */
+  readonly givenUp?: (() => void) | undefined
 }
 
 const flatHeaders = (response: http.IncomingMessage): Record<string, string> => {
@@ -67,6 +72,7 @@ export const requestUpgrade = (
   let refused: Extract<UpgradeOutcome, { _tag: "Refused" }> | undefined
   const timer = setTimeout(() => {
     request.destroy()
+    options.givenUp?.()
     // A refusal whose body is slow is still a refusal: its status line says why.
     settle(refused ?? { _tag: "TimedOut" })
   }, options.timeoutMs)
@@ -83,9 +89,10 @@ export const requestUpgrade = (
     // Once the body is read a kept-alive connection is detached from the request: it must be closed here.
     const connection = response.socket
     if (status === 101) {
-      // Node upgrades only when the answer names a protocol.
+      // Node upgrades only when the answer has both Upgrade and Connection: Upgrade.
       connection.destroy()
-      const message = options.invalidAnswer(response) ?? "the answer switches protocols without naming one"
+      const message =
+        options.invalidAnswer(response) ?? "the answer switches protocols without Connection: Upgrade"
       return settle({ _tag: "Unreachable", message })
     }
     const headers = flatHeaders(response)
@@ -104,5 +111,6 @@ export const requestUpgrade = (
     settled = { _tag: "TimedOut" }
     clearTimeout(timer)
     request.destroy()
+    options.givenUp?.()
   }
 }

@@ -5,9 +5,10 @@ const readBody = (response: IncomingMessage): Promise<string> =>
     const chunks: Array<Buffer> = []
     let size = 0
     response.on("data", (chunk: Buffer) => {
-      // A refusal body is a short JSON error; never hold more than a few KiB of it.
+      // A refusal body is a short JSON error; never hold, or wait for, more than a few KiB of it.
       if (size < 4096) chunks.push(chunk)
       size += chunk.length
+      if (size >= 4096) resolve(Buffer.concat(chunks).toString("utf8").slice(0, 4096))
     })
     response.on("end", () => resolve(Buffer.concat(chunks).toString("utf8").slice(0, 4096)))
     response.on("error", () => resolve(""))

@@ -124,7 +124,7 @@ export const rawExchange = (port: number, bytes: string | Buffer, timeoutMs = 10
     })
   })
 
-const scriptedServers: Array<net.Server> = []
+const scriptedServers: Array<{ readonly server: net.Server; readonly sockets: Set<net.Socket> }> = []
 
 /**
  * A server on 127.0.0.1 that hands each connection, once a request head (up to the blank line) has arrived, to
@@ -132,7 +132,10 @@ const scriptedServers: Array<net.Server> = []
  * Returns its port; `closeScriptedServers` (for afterEach) closes them all.
  */
 export const scriptedServer = async (answer: (socket: net.Socket, head: string) => void): Promise<number> => {
+  const sockets = new Set<net.Socket>()
   const server = net.createServer((socket) => {
+    sockets.add(socket)
+    socket.once("close", () => sockets.delete(socket))
     let head = ""
     socket.on("error", () => {})
     socket.on("data", function onData(chunk: Buffer) {
@@ -142,13 +145,17 @@ export const scriptedServer = async (answer: (socket: net.Socket, head: string) 
       answer(socket, head)
     })
   })
-  scriptedServers.push(server)
+  scriptedServers.push({ server, sockets })
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
   return (server.address() as AddressInfo).port
 }
 
+/** Closes every scripted server and the connections they still have. */
 export const closeScriptedServers = (): void => {
-  for (const server of scriptedServers.splice(0)) server.close()
+  for (const { server, sockets } of scriptedServers.splice(0)) {
+    for (const socket of sockets) socket.destroy()
+    server.close()
+  }
 }
 
 /** `closed` settles once the socket given to `watch` has closed: to see that a client hung up. */

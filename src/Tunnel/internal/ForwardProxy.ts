@@ -33,6 +33,8 @@ export interface ProxyConnector {
    * for (the proxy, not the target), as a message.
    */
   readonly waitingFor: () => string | undefined
+  /** Closes the connections to the proxy that have not been handed over yet: the request was given up. */
+  readonly abort: () => void
 }
 
 /**
@@ -42,11 +44,13 @@ export interface ProxyConnector {
  */
 export const connectThroughProxy = (proxy: URL, secure: boolean, timeoutMs: number): ProxyConnector => {
   let waiting: string | undefined
+  const connecting = new Set<net.Socket>()
   const createConnection: ProxyConnector["createConnection"] = (options, oncreate: Oncreate) => {
     const host = options.host ?? "localhost"
     const port = options.port ?? (secure ? 443 : 80)
     const target = authority(host, port)
     const socket = net.connect(Number(proxy.port === "" ? 80 : proxy.port), unbracketed(proxy.hostname))
+    connecting.add(socket)
     let head = Buffer.alloc(0)
     let settled = false
 
@@ -54,12 +58,14 @@ export const connectThroughProxy = (proxy: URL, secure: boolean, timeoutMs: numb
       if (settled) return
       settled = true
       waiting = undefined
+      connecting.delete(socket)
       socket.destroy()
       oncreate(new Error(`proxy ${describeProxy(proxy)}: ${reason}`), socket)
     }
     const tunnelled = (rest: Buffer) => {
       settled = true
       waiting = undefined
+      connecting.delete(socket)
       socket.setTimeout(0)
       socket.off("readable", onReadable)
       socket.off("error", onError)
@@ -109,5 +115,9 @@ export const connectThroughProxy = (proxy: URL, secure: boolean, timeoutMs: numb
     })
     return undefined
   }
-  return { createConnection, waitingFor: () => waiting }
+  const abort = () => {
+    for (const socket of connecting) socket.destroy()
+    connecting.clear()
+  }
+  return { createConnection, waitingFor: () => waiting, abort }
 }

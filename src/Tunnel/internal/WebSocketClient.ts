@@ -91,6 +91,7 @@ export const openWebSocket = (
       },
       timeoutMs: options.timeoutMs,
       invalidAnswer: (response) => invalidAnswer(response, key),
+      givenUp: proxy?.abort,
     },
     (outcome) => {
       switch (outcome._tag) {
