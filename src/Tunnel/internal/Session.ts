@@ -137,7 +137,7 @@ export class TunnelStream extends Duplex {
   private recvWindow: number
   /** The receive window granted in all: pushed - credited + recvWindow, grown from the initial one. */
   private window: number
-  /** How far `window` has grown beyond the initial one: growth taken from the session's budget, not yet given back. */
+  /** How far `window` has grown beyond the initial one: growth taken from the session's budget, given back in _destroy. */
   private grownBy = 0
   /** When consumed bytes were last credited back (the session clock). */
   private creditedAt = Number.NEGATIVE_INFINITY
@@ -263,18 +263,7 @@ export class TunnelStream extends Duplex {
   override read(size?: number): Buffer | null {
     const chunk: Buffer | null = super.read(size)
     this.returnCredit()
-    if (this.released && this.readableLength === 0) this.returnGrowth()
     return chunk
-  }
-
-  /**
-   * Hands the stream's window growth back to the session once nothing it let in is buffered here any more: a stream
-   * finished both ways may still hold data its reader has not taken, up to its whole grown window.
-   */
-  private returnGrowth(): void {
-    if (this.grownBy === 0) return
-    this.host.returnGrowth(this.grownBy)
-    this.grownBy = 0
   }
 
   /**
@@ -389,8 +378,9 @@ export class TunnelStream extends Duplex {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     // A stream finished both ways was released then; any other is reset.
     this.release(true)
-    // What was buffered is dropped.
-    this.returnGrowth()
+    // Only now is nothing it let in buffered here: a stream finished both ways may still hold data its reader has
+    // not taken, up to its whole grown window. (Node destroys a stream once it has ended and finished.)
+    this.host.returnGrowth(this.grownBy)
     const pending = this.pendingCallback
     this.pending = undefined
     this.pendingCallback = undefined
@@ -402,7 +392,6 @@ export class TunnelStream extends Duplex {
     if (this.released) return
     this.released = true
     this.host.release(this, reset)
-    if (this.readableLength === 0) this.returnGrowth()
   }
 }
 
