@@ -46,7 +46,7 @@ export interface SessionOptions {
    */
   readonly maxWindow?: number
   /**
-   * Bytes of window growth (beyond initialWindow) this session's open streams may hold in all; default 16 MiB.
+   * Bytes of window growth (beyond initialWindow) this session's streams may hold in all; default 16 MiB.
    * Growth lets a reader that was fast and then stalls leave its whole grown window buffered, so this bounds what
    * a session's streams can buffer beyond their initial windows. 0 turns growth off.
    */
@@ -438,7 +438,7 @@ export class Session {
   /** Open streams the peer initiated (bounded by acceptBacklog). */
   private remoteOpen = 0
   private nextPingId = 0
-  /** Window growth held by open streams, in bytes (see growthBudget). */
+  /** Window growth held by streams not yet destroyed, in bytes (see growthBudget). */
   private growthInUse = 0
   private writeBlocked = false
   private flushScheduled = false
