@@ -30,9 +30,8 @@ export interface ConnectOptions {
 export class ForwardError extends Schema.TaggedError<ForwardError>()("ForwardError", {
   /**
    * "unreachable": no answer from the server URL (refused, reset, TLS failure), or a 101 that does not switch to
-   * pico-tcp; "refused": the proxy or the agent
-   * answered with an error status (503 endpoint not found, 502 the service refused, 401, ...); "timeout": no
-   * answer in time.
+   * pico-tcp; "refused": the proxy or the agent answered with an error status (503 endpoint not found, 502 the
+   * service refused, 401, ...); "timeout": no answer in time.
    */
   reason: Schema.Literal("unreachable", "refused", "timeout"),
   /** The HTTP status of a refusal. */
@@ -80,6 +79,8 @@ export const connect = (options: ConnectOptions): Effect.Effect<net.Socket, Forw
             : `the answer does not upgrade to ${tcpUpgradeToken}`,
       },
       (outcome) => {
+        const fail = (error: ConstructorParameters<typeof ForwardError>[0]) =>
+          resume(Effect.fail(new ForwardError(error)))
         switch (outcome._tag) {
           case "Switched": {
             const socket = outcome.socket as net.Socket
@@ -88,34 +89,17 @@ export const connect = (options: ConnectOptions): Effect.Effect<net.Socket, Forw
             if (outcome.head.length > 0) socket.unshift(outcome.head)
             return resume(Effect.succeed(socket))
           }
-          case "Refused":
-            return resume(
-              Effect.fail(
-                new ForwardError({
-                  reason: "refused",
-                  status: outcome.status,
-                  message: `${target} answered ${outcome.status}: ${outcome.message}`,
-                }),
-              ),
-            )
+          case "Refused": {
+            const { status, message } = outcome
+            return fail({ reason: "refused", status, message: `${target} answered ${status}: ${message}` })
+          }
           case "Unreachable":
-            return resume(
-              Effect.fail(
-                new ForwardError({
-                  reason: "unreachable",
-                  message: `cannot reach ${target}: ${outcome.message}`,
-                }),
-              ),
-            )
+            return fail({ reason: "unreachable", message: `cannot reach ${target}: ${outcome.message}` })
           case "TimedOut":
-            return resume(
-              Effect.fail(
-                new ForwardError({
-                  reason: "timeout",
-                  message: `no answer from ${target} within ${Duration.format(timeout)}`,
-                }),
-              ),
-            )
+            return fail({
+              reason: "timeout",
+              message: `no answer from ${target} within ${Duration.format(timeout)}`,
+            })
         }
       },
     )

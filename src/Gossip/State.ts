@@ -262,6 +262,7 @@ export class ClusterState {
   /** The local node's entries newer than `after`. */
   localDelta(after: number): NodeDelta {
     const { self } = this
+    // Walking the versions since `after` costs one lookup each; past the number of entries, a scan is cheaper.
     if (self.version - after >= self.entries.size) return this.delta(self, after)
     const entries: Array<GossipEntry> = []
     for (let version = after + 1; version <= self.version; version++) {
