@@ -7,6 +7,9 @@
 //   node bench/tcp-peer.mjs http PORT CASE        the same over HTTP requests, with x-pico-endpoint: bench-http
 //   node bench/tcp-peer.mjs library PORT CASE     the TCP client, connected with Pico's Forward.connect (dist/)
 //                                                 to the endpoint bench-tcp through the proxy port PORT
+//   node bench/tcp-peer.mjs relay PORT            a plain Node byte pipe to PORT on an ephemeral port; prints
+//                                                 {"port": port}. Chained, relays measure what the same number
+//                                                 of Node processes cost with no framing at all: a floor.
 //
 // CASE is upload:BYTES, download:BYTES or pingpong:COUNT. The client prints one JSON line: {"mbps"} for bulk
 // (MB/s, 10^6 bytes) or {"p50", "p99"} in microseconds for the 64-byte round trips.
@@ -196,8 +199,21 @@ const httpClient = {
   },
 }
 
+/** Pipes each accepted connection to `target`, both ways, half-closes included: the least a Node hop can do. */
+const relay = (target) => {
+  const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (client) => {
+    const onward = net.connect({ port: target, host: "127.0.0.1", allowHalfOpen: true, noDelay: true })
+    client.pipe(onward)
+    onward.pipe(client)
+    client.on("error", () => onward.destroy())
+    onward.on("error", () => client.destroy())
+  })
+  server.listen(0, "127.0.0.1", () => console.log(JSON.stringify({ port: server.address().port })))
+}
+
 const [role, port, which] = process.argv.slice(2)
 if (role === "serve") await serve()
+else if (role === "relay") relay(Number(port))
 else {
   if (role === "library") await useLibrary()
   const [test, amount] = which.split(":")

@@ -2,13 +2,15 @@
 // vitest only to reuse the tests' helpers for real services (test/support/); it asserts nothing, and prints and
 // saves what it measured (bench/.work/tcp.txt, tcp.json). See bench/README.md.
 //
-// The same client and service programs (bench/tcp-peer.mjs, each its own process) talk over five paths, in
+// The same client and service programs (bench/tcp-peer.mjs, each its own process) talk over seven paths, in
 // the same run and interleaved, case by case:
 //   direct     client -> service
 //   ssh -L     client -> ssh (local forward) => sshd -> service              (OpenSSH, its default cipher)
 //   pico tcp   client -> pico forward tcp => pico server => pico agent -> service
 //   pico lib   client (Forward.connect, no local port) => pico server => pico agent -> service
 //   pico http  the same bytes as HTTP requests: client -> pico server => pico agent -> HTTP service
+//   pipes x2   client -> node -> node -> service: plain Node byte pipes (bench/tcp-peer.mjs relay), as many
+//   pipes x3   processes as pico lib and pico tcp run, with no HTTP, framing or flow control: their floor
 // Cases: 1 GiB upload, 1 GiB download (MB/s), 64-byte round trips on one connection (p50, p99). Then pgbench
 // (10 s) and redis-benchmark through pico tcp and direct.
 
@@ -63,6 +65,14 @@ it("measures TCP endpoints against a direct connection, ssh -L and the HTTP path
     const service = spawnNode(peer, ["serve"])
     processes.push(service)
     const ports = await jsonLine(service)
+    // Three plain Node pipes in a chain, each to the one before it, the first to the service.
+    const pipes: Array<number> = []
+    for (let target = ports.tcp as number; pipes.length < 3; ) {
+      const pipe = spawnNode(peer, ["relay", String(target)])
+      processes.push(pipe)
+      target = (await jsonLine(pipe)).port as number
+      pipes.push(target)
+    }
 
     // OpenSSH's local forward, to the same service.
     const sshd = await startSshd()
@@ -118,6 +128,8 @@ it("measures TCP endpoints against a direct connection, ssh -L and the HTTP path
       { name: "pico tcp", protocol: "tcp", port: await forward("bench-tcp") },
       { name: "pico lib", protocol: "library", port: proxyPort },
       { name: "pico http", protocol: "http", port: proxyPort },
+      { name: "pipes x2", protocol: "tcp", port: pipes[1] as number },
+      { name: "pipes x3", protocol: "tcp", port: pipes[2] as number },
     ]
     for (const path of paths) {
       await measure(path, `upload:${64 * 1024 * 1024}`)
@@ -232,6 +244,23 @@ it("measures TCP endpoints against a direct connection, ssh -L and the HTTP path
       const p50 = figure("64 B round trips", pico, "p50")
       const ssh = figure("64 B round trips", "ssh -L", "p50")
       check(`round trips: ${pico} p50 below ssh -L's (${ratio(p50, ssh)})`, p50 < ssh)
+    }
+    // What the same number of Node processes does with no framing at all: how far a target is below that floor.
+    say("")
+    for (const [pico, pipes] of [
+      ["pico tcp", "pipes x3"],
+      ["pico lib", "pipes x2"],
+    ] as const) {
+      const against = (label: string, name: "mbps" | "p50") =>
+        `${ratio(figure(label, pico, name), figure(label, pipes, name))} (${pipes} ` +
+        `${ratio(figure(label, pipes, name), figure(label, "direct", name))} direct` +
+        (name === "p50"
+          ? `, ${ratio(figure(label, pipes, name), figure(label, "ssh -L", name))} ssh -L)`
+          : ")")
+      say(
+        `floor: ${pico} against ${pipes}: upload ${against("bulk upload", "mbps")}, download ` +
+          `${against("bulk download", "mbps")}, round-trip p50 ${against("64 B round trips", "p50")}`,
+      )
     }
     writeFileSync(`${work}tcp.json`, `${JSON.stringify(results, null, 2)}\n`)
   } finally {
