@@ -6,6 +6,7 @@ import { HttpConnections } from "./Tunnel/internal/HttpConnections.js"
 import { MemoryChannel } from "./Tunnel/internal/MemoryChannel.js"
 import {
   type CloseReason,
+  GrowthPool,
   Session,
   type SessionOptions,
   type TunnelStream,
@@ -14,7 +15,7 @@ import { type ClientTls, openWebSocket } from "./Tunnel/internal/WebSocketClient
 import { acceptWebSocket } from "./Tunnel/internal/WebSocketHandshake.js"
 import { runWebSocketSession } from "./Tunnel/internal/WebSocketSession.js"
 
-export type { CloseReason, TunnelStream } from "./Tunnel/internal/Session.js"
+export { type CloseReason, GrowthPool, type TunnelStream } from "./Tunnel/internal/Session.js"
 export type { ClientTls } from "./Tunnel/internal/WebSocketClient.js"
 
 /** Why the tunnel could not do what was asked. */
@@ -165,7 +166,13 @@ const HANDSHAKE_TIMEOUT_MS = 30_000
 /** The agent's end: streams its node opens before the agent serves them wait for it (see holdUnserved). */
 const clientSide: SessionOptions = { role: "client", holdUnserved: true }
 
-const openSession = (url: string, headers: Readonly<Record<string, string>>, tls?: ClientTls, proxy?: URL) =>
+const openSession = (
+  url: string,
+  headers: Readonly<Record<string, string>>,
+  options: SessionOptions,
+  tls?: ClientTls,
+  proxy?: URL,
+) =>
   Effect.async<{ readonly socket: Duplex; readonly session: Session }, TunnelConnectError>((resume) => {
     const abandon = openWebSocket(
       { url, headers, tls, proxy, timeoutMs: HANDSHAKE_TIMEOUT_MS },
@@ -177,7 +184,7 @@ const openSession = (url: string, headers: Readonly<Record<string, string>>, tls
             return resume(
               Effect.succeed({
                 socket: outcome.socket,
-                session: runWebSocketSession(outcome.socket, outcome.head, clientSide),
+                session: runWebSocketSession(outcome.socket, outcome.head, options),
               }),
             )
           case "Refused":
@@ -238,14 +245,23 @@ export class Tunnel extends Context.Tag("pico/Tunnel")<
   }
 >() {}
 
-export const make = (heartbeat: HeartbeatSettings) => {
+/**
+ * What all the sessions of one Tunnel service (a process's) may buffer in all beyond their streams' initial
+ * windows: sixteen sessions' growth budgets (16 MiB each). A session that finds it used up keeps 256 KiB windows.
+ */
+export const GROWTH_POOL_SIZE = 256 * 1024 * 1024
+
+/** The tunnel service over WebSockets; its sessions share `growthPool` (GROWTH_POOL_SIZE unless given). */
+export const make = (heartbeat: HeartbeatSettings, growthPool = new GrowthPool(GROWTH_POOL_SIZE)) => {
   const heartbeats = new Heartbeats(heartbeat)
+  const serverSide: SessionOptions = { role: "server", growthPool }
+  const agentSide: SessionOptions = { ...clientSide, growthPool }
   return Tunnel.of({
     serve: (req, socket, head, options) =>
       Effect.suspend(() => {
         const refused = acceptWebSocket(req, socket)
         return refused === undefined
-          ? runSession(runWebSocketSession(socket, head, { role: "server" }), {
+          ? runSession(runWebSocketSession(socket, head, serverSide), {
               heartbeats,
               expiresAt: options?.expiresAt,
             })
@@ -254,14 +270,15 @@ export const make = (heartbeat: HeartbeatSettings) => {
     connect: (url, headers, tls, proxy) =>
       // The handshake itself may be interrupted (an agent stopped while it connects); openSession's canceler
       // then closes whatever it had opened.
-      Effect.acquireRelease(Effect.interruptible(openSession(url, headers, tls, proxy)), ({ socket }) =>
-        Effect.sync(() => socket.destroy()),
+      Effect.acquireRelease(
+        Effect.interruptible(openSession(url, headers, agentSide, tls, proxy)),
+        ({ socket }) => Effect.sync(() => socket.destroy()),
       ).pipe(Effect.flatMap(({ session }) => runSession(session, { heartbeats }))),
   })
 }
 
-export const layer = (heartbeat: HeartbeatSettings): Layer.Layer<Tunnel> =>
-  Layer.succeed(Tunnel, make(heartbeat))
+export const layer = (heartbeat: HeartbeatSettings, growthPool?: GrowthPool): Layer.Layer<Tunnel> =>
+  Layer.succeed(Tunnel, make(heartbeat, growthPool))
 
 // --- In memory ---
 

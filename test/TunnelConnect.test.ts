@@ -14,47 +14,118 @@ import {
 import { acceptValue } from "../src/Tunnel/internal/WebSocketHandshake.js"
 import { Opcode, WebSocketReader } from "../src/Tunnel/internal/WebSocketReader.js"
 import * as Tunnel from "../src/Tunnel.js"
-import { closeScriptedServers, closeWatch, scriptedServer } from "./support/http.js"
+import { closeScriptedServers, closeWatch, scriptedServer, waitFor } from "./support/http.js"
 import { makeCertificates } from "./support/tls.js"
 import { clientFrame } from "./support/webSocketFrames.js"
 
 const heartbeat = { interval: "10 seconds", timeout: "10 seconds" } as const
 
 /**
- * A node's side of tunnels over real WebSockets (Tunnel.make's serve): each session opens a stream and sends a
- * greeting on it the moment its handshake is done, as a node does for a request already waiting for the
- * endpoint.
+ * A node's side of tunnels over real WebSockets (Tunnel.make's serve): each session opens a stream the moment its
+ * handshake is done, as a node does for a request already waiting for the endpoint, and `send` writes on it (or
+ * reads it). Its sessions share `growthPool` when one is given.
  */
-const greetingServer = Effect.acquireRelease(
-  Effect.async<{ server: http.Server; port: number }>((resume) => {
-    const tunnel = Tunnel.make(heartbeat)
-    const server = http.createServer()
-    server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-      void Effect.runPromise(
-        Effect.gen(function* () {
-          const session = yield* tunnel.serve(req, socket, head)
-          const stream = yield* session.openStream
-          stream.on("error", () => {})
-          stream.end("hello from the node")
-          yield* session.closed
-        }).pipe(Effect.scoped, Effect.ignore),
-      )
-    })
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address()
-      resume(
-        Effect.succeed({ server, port: typeof address === "object" && address !== null ? address.port : 0 }),
-      )
-    })
-  }),
-  ({ server }) =>
-    Effect.sync(() => {
-      server.closeAllConnections()
-      server.close()
+const nodeServer = (send: (stream: Duplex) => void, growthPool?: Tunnel.GrowthPool) =>
+  Effect.acquireRelease(
+    Effect.async<{ server: http.Server; port: number }>((resume) => {
+      const tunnel = Tunnel.make(heartbeat, growthPool)
+      const server = http.createServer()
+      server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+        void Effect.runPromise(
+          Effect.gen(function* () {
+            const session = yield* tunnel.serve(req, socket, head)
+            const stream = yield* session.openStream
+            stream.on("error", () => {})
+            send(stream)
+            yield* session.closed
+          }).pipe(Effect.scoped, Effect.ignore),
+        )
+      })
+      server.listen(0, "127.0.0.1", () => {
+        const address = server.address()
+        resume(
+          Effect.succeed({
+            server,
+            port: typeof address === "object" && address !== null ? address.port : 0,
+          }),
+        )
+      })
     }),
-)
+    ({ server }) =>
+      Effect.sync(() => {
+        server.closeAllConnections()
+        server.close()
+      }),
+  )
+
+const greetingServer = nodeServer((stream) => stream.end("hello from the node"))
 
 describe("Tunnel.connect over a WebSocket", () => {
+  it.scoped(
+    "takes its sessions' window growth from the service's pool, and gives it back as they close",
+    () =>
+      Effect.gen(function* () {
+        const eightMiB = Buffer.alloc(8 * 1024 * 1024, 7)
+        const { port } = yield* nodeServer((stream) => stream.end(eightMiB))
+        const growthPool = new Tunnel.GrowthPool(256 * 1024)
+        const tunnel = Tunnel.make(heartbeat, growthPool)
+        const twoSessions = Effect.forEach([1, 2], () =>
+          Effect.gen(function* () {
+            const session = yield* tunnel.connect(`ws://127.0.0.1:${port}/`, {})
+            const bytes = yield* Deferred.make<number>()
+            // Read at once, as fast as it comes, and left open: a stream finished only one way keeps its growth.
+            yield* session.serveStreams((stream) => {
+              stream.on("error", () => {}) // the sessions' close, at the end, fails the streams left open
+              let count = 0
+              stream.on("data", (chunk: Buffer) => {
+                count += chunk.length
+              })
+              stream.on("end", () => Deferred.unsafeDone(bytes, Exit.succeed(count)))
+            })
+            return yield* Deferred.await(bytes)
+          }),
+        )
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            expect(yield* twoSessions).toEqual([eightMiB.length, eightMiB.length])
+            // The first session's fast reader grew its window and took the whole pool; the second's could not grow.
+            expect(growthPool.used).toBe(256 * 1024)
+          }),
+        )
+        expect(growthPool.used).toBe(0)
+      }),
+  )
+
+  it.scoped("the node's sessions take their growth from the service's pool too", () =>
+    Effect.gen(function* () {
+      const growthPool = new Tunnel.GrowthPool(256 * 1024)
+      const received = yield* Deferred.make<number>()
+      const { port } = yield* nodeServer((stream) => {
+        let count = 0
+        stream.on("data", (chunk: Buffer) => {
+          count += chunk.length
+        })
+        stream.on("end", () => Deferred.unsafeDone(received, Exit.succeed(count)))
+      }, growthPool)
+      const eightMiB = Buffer.alloc(8 * 1024 * 1024, 7)
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const session = yield* Tunnel.make(heartbeat).connect(`ws://127.0.0.1:${port}/`, {})
+          yield* session.serveStreams((stream) => {
+            stream.on("error", () => {})
+            stream.end(eightMiB)
+          })
+          expect(yield* Deferred.await(received)).toBe(eightMiB.length)
+          expect(growthPool.used).toBe(256 * 1024)
+        }),
+      )
+      // The agent's session is gone; the node's side closes as soon as it hears so.
+      yield* Effect.promise(() =>
+        waitFor("the node's session to give its growth back", () => growthPool.used === 0),
+      )
+    }),
+  )
+
   it.scoped("holds a stream the node opens right behind its handshake until the agent serves streams", () =>
     Effect.gen(function* () {
       const { port } = yield* greetingServer

@@ -18,6 +18,7 @@ import {
 import { MemoryChannel } from "../src/Tunnel/internal/MemoryChannel.js"
 import {
   type CloseReason,
+  GrowthPool,
   Session,
   SessionClosedError,
   type SessionOptions,
@@ -602,6 +603,9 @@ describe("Session flow control", () => {
       expect(make({ acceptBacklog })).toThrow("acceptBacklog must be a non-negative integer")
     for (const growthBudget of [-1, 0.5])
       expect(make({ growthBudget })).toThrow("growthBudget must be a non-negative integer")
+    for (const size of [-1, 0.5])
+      expect(() => new GrowthPool(size)).toThrow("a growth pool's size must be a non-negative integer")
+    expect(new GrowthPool(0).size).toBe(0)
     for (const maxWindow of [DEFAULT_WINDOW - 1, DEFAULT_WINDOW + 0.5, MAX_STREAM_ID + 1])
       expect(make({ maxWindow })).toThrow(
         "maxWindow must be an integer from initialWindow (262144) to 4294967295",
@@ -1143,6 +1147,28 @@ describe("Session stream lifecycle, frame by frame", () => {
       expect(destroyed.readableLength).toBe(64 * KiB)
       destroyed.destroy()
       expect(grew(await feed(peer, 2 * 1024 * KiB, fast, 12))).toBe(true)
+    })
+
+    it("takes growth from a pool shared with other sessions, and a closed session gives back what it held", async () => {
+      const growthPool = new GrowthPool(DEFAULT_WINDOW)
+      const [a, b] = [clockedPeer({ growthPool }), clockedPeer({ growthPool })]
+      // Streams read at once; closing the sessions fails them (the errors are expected).
+      for (const { peer } of [a, b])
+        peer.session.onStream((stream) => ignoreErrors(stream).on("data", () => {}))
+      const grew = (credits: ReadonlyArray<number>) => credits.some((credit) => credit > 128 * KiB)
+      // Session a's stream takes the whole pool with its first growth, though its own budget is 16 MiB...
+      expect(grew(await feed(a.peer, 2 * 1024 * KiB, () => a.elapse(1)))).toBe(true)
+      expect(growthPool.used).toBe(DEFAULT_WINDOW)
+      // ...so session b's streams, as fast, cannot grow while a is open...
+      expect(grew(await feed(b.peer, 2 * 1024 * KiB, () => b.elapse(1), 2))).toBe(false)
+      // ...and can once it has closed, though its stream was never finished or destroyed.
+      a.peer.session.close()
+      expect(growthPool.used).toBe(0)
+      expect(grew(await feed(b.peer, 2 * 1024 * KiB, () => b.elapse(1), 4))).toBe(true)
+      expect(growthPool.used).toBe(DEFAULT_WINDOW)
+      // What b holds comes back once, at its close: its streams' own returns after that are not counted twice.
+      b.peer.session.close()
+      expect(growthPool.used).toBe(0)
     })
 
     it("with a growthBudget of 0, never grows", async () => {

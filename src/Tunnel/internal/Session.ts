@@ -23,6 +23,39 @@ const GROW_WITHIN_MAX_MS = 250
 // about 10% slower, with twice the p99, than without a budget; with 16 MiB, as without.
 const DEFAULT_GROWTH_BUDGET = 16 * 1024 * 1024
 
+/**
+ * Window growth shared by several sessions, all of a process's: a session takes its streams' growth from the pool
+ * as well as from its own growthBudget, so together they buffer at most `size` bytes beyond their initial windows.
+ * A session gives back what its streams still hold when it closes.
+ */
+export class GrowthPool {
+  readonly size: number
+  private taken = 0
+
+  constructor(size: number) {
+    if (!Number.isInteger(size) || size < 0)
+      throw new RangeError("a growth pool's size must be a non-negative integer")
+    this.size = size
+  }
+
+  /** Bytes of growth the sessions hold now. */
+  get used(): number {
+    return this.taken
+  }
+
+  /** @internal Takes up to `wanted` bytes and returns how many it got. */
+  take(wanted: number): number {
+    const granted = Math.min(wanted, this.size - this.taken)
+    this.taken += granted
+    return granted
+  }
+
+  /** @internal */
+  give(bytes: number): void {
+    this.taken -= bytes
+  }
+}
+
 /** The byte pipe a session runs over (a WebSocket in Pico, a pair of buffers in memory). */
 export interface ByteChannel {
   /**
@@ -51,6 +84,8 @@ export interface SessionOptions {
    * a session's streams can buffer beyond their initial windows. 0 turns growth off.
    */
   readonly growthBudget?: number
+  /** Growth is also taken from this pool, shared with other sessions (see GrowthPool); none when absent. */
+  readonly growthPool?: GrowthPool
   /** Largest Data payload we send; default 64 KiB. */
   readonly maxFramePayload?: number
   /** Streams the peer may have open at once; SYNs beyond it are answered with RST. Default 4096. */
@@ -411,6 +446,7 @@ export class Session {
   private readonly transport: ByteChannel
   private readonly initialWindow: number
   private readonly acceptBacklog: number
+  private readonly growthPool: GrowthPool | undefined
   /**
    * The shortest round trip of the pings answered so far, in milliseconds: the path's own, without the time a
    * ping waited behind data in the queues. 0 until one is answered.
@@ -475,6 +511,7 @@ export class Session {
     this.clock = options.clock ?? (() => performance.now())
     this.initialWindow = initialWindow
     this.acceptBacklog = acceptBacklog
+    this.growthPool = options.growthPool
     this.holdUnserved = options.holdUnserved ?? false
     this.localParity = options.role === "client" ? 1 : 0
     this.nextStreamId = options.role === "client" ? 1 : 2
@@ -494,12 +531,16 @@ export class Session {
       // loop. Before the first ping has been answered the round trip is taken to be short.
       growWithinMs: () => Math.min(GROW_WITHIN_MAX_MS, Math.max(GROW_WITHIN_MIN_MS, 4 * this.minRttMs)),
       reserveGrowth: (wanted) => {
-        const granted = Math.min(wanted, growthBudget - this.growthInUse)
+        const allowed = Math.min(wanted, growthBudget - this.growthInUse)
+        const granted = this.growthPool === undefined ? allowed : this.growthPool.take(allowed)
         this.growthInUse += granted
         return granted
       },
       returnGrowth: (bytes) => {
+        // Once closed, the session has given back what all its streams held (closeWith).
+        if (this.reason !== undefined) return
         this.growthInUse -= bytes
+        this.growthPool?.give(bytes)
       },
       isWriteBlocked: () => this.writeBlocked,
       send: (type, flags, streamId, length, payload, payloadStart) =>
@@ -626,6 +667,10 @@ export class Session {
     if (reason._tag === "ProtocolError") this.send(FrameType.GoAway, 0, 0, GoAwayCode.ProtocolError)
     this.reason = reason
     this.decoder.stop()
+    // A stream released before the close may still hold its growth (a reader that stalled), but the pool outlives
+    // this session: what it held goes back now, not when such a stream is finally read or destroyed.
+    this.growthPool?.give(this.growthInUse)
+    this.growthInUse = 0
     if (reason._tag !== "TransportClosed") {
       this.encoder.flush()
       this.transport.close()
