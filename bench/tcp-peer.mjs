@@ -9,7 +9,7 @@
 //                                                 to the endpoint bench-tcp through the proxy port PORT
 //   node bench/tcp-peer.mjs relay PORT            a plain Node byte pipe to PORT on an ephemeral port; prints
 //                                                 {"port": port}. Chained, relays measure what the same number
-//                                                 of Node processes cost with no framing at all: a floor.
+//                                                 of naive Node pipes cost, with no framing: a baseline.
 //
 // CASE is upload:BYTES, download:BYTES or pingpong:COUNT. The client prints one JSON line: {"mbps"} for bulk
 // (MB/s, 10^6 bytes) or {"p50", "p99"} in microseconds for the 64-byte round trips.

@@ -10,7 +10,7 @@
 //   pico lib   client (Forward.connect, no local port) => pico server => pico agent -> service
 //   pico http  the same bytes as HTTP requests: client -> pico server => pico agent -> HTTP service
 //   pipes x2   client -> node -> node -> service: plain Node byte pipes (bench/tcp-peer.mjs relay), as many
-//   pipes x3   processes as pico lib and pico tcp run, with no HTTP, framing or flow control: their floor
+//   pipes x3   processes as pico lib and pico tcp run, with no HTTP, framing or flow control: a baseline
 // Cases: 1 GiB upload, 1 GiB download (MB/s), 64-byte round trips on one connection (p50, p99). Then pgbench
 // (10 s) and redis-benchmark through pico tcp and direct.
 
@@ -245,7 +245,7 @@ it("measures TCP endpoints against a direct connection, ssh -L and the HTTP path
       const ssh = figure("64 B round trips", "ssh -L", "p50")
       check(`round trips: ${pico} p50 below ssh -L's (${ratio(p50, ssh)})`, p50 < ssh)
     }
-    // What the same number of Node processes does with no framing at all: how far a target is below that floor.
+    // What the same number of naive Node pipes does, with no framing at all: a baseline for each Pico path.
     say("")
     for (const [pico, pipes] of [
       ["pico tcp", "pipes x3"],
@@ -258,8 +258,9 @@ it("measures TCP endpoints against a direct connection, ssh -L and the HTTP path
           ? `, ${ratio(figure(label, pipes, name), figure(label, "ssh -L", name))} ssh -L)`
           : ")")
       say(
-        `floor: ${pico} against ${pipes}: upload ${against("bulk upload", "mbps")}, download ` +
-          `${against("bulk download", "mbps")}, round-trip p50 ${against("64 B round trips", "p50")}`,
+        `baseline: ${pico} against ${pipes}: MB/s up ${against("bulk upload", "mbps")}, down ` +
+          `${against("bulk download", "mbps")} (higher is faster); round-trip p50 ` +
+          `${against("64 B round trips", "p50")} (lower is faster)`,
       )
     }
     writeFileSync(`${work}tcp.json`, `${JSON.stringify(results, null, 2)}\n`)

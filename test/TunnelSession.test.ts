@@ -1149,25 +1149,46 @@ describe("Session stream lifecycle, frame by frame", () => {
       expect(grew(await feed(peer, 2 * 1024 * KiB, fast, 12))).toBe(true)
     })
 
-    it("takes growth from a pool shared with other sessions, and a closed session gives back what it held", async () => {
+    it("takes growth from a pool shared with other sessions, and gets a stream's share back as it is destroyed", async () => {
       const growthPool = new GrowthPool(DEFAULT_WINDOW)
       const [a, b] = [clockedPeer({ growthPool }), clockedPeer({ growthPool })]
-      // Streams read at once; closing the sessions fails them (the errors are expected).
-      for (const { peer } of [a, b])
-        peer.session.onStream((stream) => ignoreErrors(stream).on("data", () => {}))
+      const streams = new Map<string, TunnelStream>()
+      // Streams are read at once; closing a session fails its open ones (the errors are expected).
+      for (const [name, { peer }] of [
+        ["a", a],
+        ["b", b],
+      ] as const)
+        peer.session.onStream((stream) => {
+          streams.set(`${name}${stream.id}`, ignoreErrors(stream))
+          stream.on("data", () => {})
+        })
       const grew = (credits: ReadonlyArray<number>) => credits.some((credit) => credit > 128 * KiB)
       // Session a's stream takes the whole pool with its first growth, though its own budget is 16 MiB...
       expect(grew(await feed(a.peer, 2 * 1024 * KiB, () => a.elapse(1)))).toBe(true)
       expect(growthPool.used).toBe(DEFAULT_WINDOW)
-      // ...so session b's streams, as fast, cannot grow while a is open...
+      // ...so session b's streams, as fast, cannot grow while it is open...
       expect(grew(await feed(b.peer, 2 * 1024 * KiB, () => b.elapse(1), 2))).toBe(false)
-      // ...and can once it has closed, though its stream was never finished or destroyed.
-      a.peer.session.close()
+      // ...and can once it has finished both ways and its reader has taken everything, with session a still open.
+      const a2 = streams.get("a2") as TunnelStream
+      a.peer.send(FrameType.WindowUpdate, Flag.FIN, 2, 0)
+      a2.end()
+      await once(a2, "close")
       expect(growthPool.used).toBe(0)
       expect(grew(await feed(b.peer, 2 * 1024 * KiB, () => b.elapse(1), 4))).toBe(true)
       expect(growthPool.used).toBe(DEFAULT_WINDOW)
-      // What b holds comes back once, at its close: its streams' own returns after that are not counted twice.
+      // b's stream 4 finishes both ways with data its reader has not taken: closing session b destroys its open
+      // streams, not this one, whose data (some of it let in by the growth) is still here: its share stays taken.
+      const b4 = streams.get("b4") as TunnelStream
+      b4.pause()
+      b.peer.send(FrameType.Data, Flag.FIN, 4, 64 * KiB, Buffer.alloc(64 * KiB))
+      await nextImmediate()
+      b4.end()
+      await nextImmediate()
       b.peer.session.close()
+      expect(b4.readableLength).toBe(64 * KiB)
+      expect(growthPool.used).toBe(DEFAULT_WINDOW)
+      b4.resume()
+      await once(b4, "close")
       expect(growthPool.used).toBe(0)
     })
 

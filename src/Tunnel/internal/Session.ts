@@ -26,7 +26,9 @@ const DEFAULT_GROWTH_BUDGET = 16 * 1024 * 1024
 /**
  * Window growth shared by several sessions, all of a process's: a session takes its streams' growth from the pool
  * as well as from its own growthBudget, so together they buffer at most `size` bytes beyond their initial windows.
- * A session gives back what its streams still hold when it closes.
+ * A stream's growth comes back when the stream is destroyed, as to its session: a closed session's streams are
+ * destroyed with it, but one that finished earlier and still holds unread data keeps its share until its reader
+ * takes the data or destroys it.
  */
 export class GrowthPool {
   readonly size: number
@@ -537,8 +539,6 @@ export class Session {
         return granted
       },
       returnGrowth: (bytes) => {
-        // Once closed, the session has given back what all its streams held (closeWith).
-        if (this.reason !== undefined) return
         this.growthInUse -= bytes
         this.growthPool?.give(bytes)
       },
@@ -667,10 +667,6 @@ export class Session {
     if (reason._tag === "ProtocolError") this.send(FrameType.GoAway, 0, 0, GoAwayCode.ProtocolError)
     this.reason = reason
     this.decoder.stop()
-    // A stream released before the close may still hold its growth (a reader that stalled), but the pool outlives
-    // this session: what it held goes back now, not when such a stream is finally read or destroyed.
-    this.growthPool?.give(this.growthInUse)
-    this.growthInUse = 0
     if (reason._tag !== "TransportClosed") {
       this.encoder.flush()
       this.transport.close()
