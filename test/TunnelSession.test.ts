@@ -1090,6 +1090,8 @@ describe("Session stream lifecycle, frame by frame", () => {
       expect(new Set(await creditsAfterPings([15, 100], 50))).toEqual(new Set([128 * KiB]))
       // A path of 100 ms round trips gives 250 ms, not 400: half a window per 300 ms is slow.
       expect(new Set(await creditsAfterPings([100], 150))).toEqual(new Set([128 * KiB]))
+      // The shortest counts whenever it comes: after 100 ms then 15 ms, half a window per 100 ms is slow (60 ms).
+      expect(new Set(await creditsAfterPings([100, 15], 50))).toEqual(new Set([128 * KiB]))
     })
 
     it("shares the session's growthBudget among open streams, and gets a finished stream's share back", async () => {
