@@ -299,7 +299,15 @@ describe("keyed clusters on the in-memory network", () => {
       )
       const [a, b] = nodes as [Gossip.Gossip["Type"], Gossip.Gossip["Type"]]
       yield* Effect.forEach(nodes.slice(1), (joiner) => joiner.join(["n0:8003"]))
-      yield* advance(5_000)
+      // Peers are picked at random, so the round that completes the picture varies: wait for it, up to 60 rounds.
+      const everyoneKnowsEveryone = Effect.map(Effect.forEach(nodes, ids), (views) =>
+        views.every((view) => view.length === 25),
+      )
+      let waited = 0
+      while (waited < 30_000 && !(yield* everyoneKnowsEveryone)) {
+        yield* advance(500)
+        waited += 500
+      }
       for (const each of nodes) expect(yield* ids(each)).toHaveLength(25)
       // Twenty-five nodes' digests fill several datagrams each, every one within the limit once sealed.
       expect(Math.max(...sizes)).toBeGreaterThan(512 - Seal.overhead)
