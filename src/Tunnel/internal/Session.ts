@@ -26,9 +26,9 @@ const DEFAULT_GROWTH_BUDGET = 16 * 1024 * 1024
 /**
  * Window growth shared by several sessions, all of a process's: a session takes its streams' growth from the pool
  * as well as from its own growthBudget, so together they buffer at most `size` bytes beyond their initial windows.
- * A stream's growth comes back when the stream is destroyed, as to its session: a closed session's streams are
- * destroyed with it, but one that finished earlier and still holds unread data keeps its share until its reader
- * takes the data or destroys it.
+ * A stream's growth comes back to both when the stream is destroyed. A closed session's open streams are destroyed
+ * with it; one that finished earlier and still holds unread data keeps its share until its reader takes the data
+ * or destroys it.
  */
 export class GrowthPool {
   readonly size: number
@@ -174,7 +174,7 @@ export class TunnelStream extends Duplex {
   private recvWindow: number
   /** The receive window granted in all: pushed - credited + recvWindow, grown from the initial one. */
   private window: number
-  /** How far `window` has grown beyond the initial one: growth taken from the session's budget, given back in _destroy. */
+  /** How far `window` has grown beyond the initial one: taken from the session's budget, given back in _destroy. */
   private grownBy = 0
   /** When consumed bytes were last credited back (the session clock). */
   private creditedAt = Number.NEGATIVE_INFINITY
