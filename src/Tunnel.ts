@@ -184,7 +184,7 @@ const openSession = (
             return resume(
               Effect.succeed({
                 socket: outcome.socket,
-                session: runWebSocketSession(outcome.socket, outcome.head, options),
+                session: runWebSocketSession(outcome.socket, outcome.head, options, outcome.lentReads),
               }),
             )
           case "Refused":

@@ -960,6 +960,60 @@ describe("Session Data frames arriving in pieces", () => {
   })
 })
 
+describe("Session reads lent by the transport", () => {
+  it("says whether a lent read's bytes are still held: by a stream that cannot say, a paused one, or a consumer that kept them", async () => {
+    const peer = rawPeer({ role: "server" })
+    const accepted = new Promise<TunnelStream>((resolve) => peer.session.onStream(resolve))
+    peer.session.receive(frame(1, Buffer.from("a"), Flag.SYN), true)
+    const stream = await accepted
+    // Its consumer has not said it takes pieces in place: they may be kept anywhere.
+    expect(peer.session.lentBytesHeld()).toBe(true)
+    let kept = false
+    const received: Array<string> = []
+    stream.consumeInPlace(() => kept)
+    stream.on("data", (piece: Buffer) => received.push(piece.toString()))
+    await nextImmediate()
+    expect(received).toEqual(["a"])
+
+    peer.session.receive(frame(1, Buffer.from("b")), true)
+    peer.session.receive(frame(1, Buffer.from("c")), true)
+    expect(peer.session.lentBytesHeld()).toBe(false)
+    kept = true
+    peer.session.receive(frame(1, Buffer.from("d")), true)
+    expect(peer.session.lentBytesHeld()).toBe(true)
+    kept = false
+    stream.pause()
+    peer.session.receive(frame(1, Buffer.from("e")), true)
+    expect(peer.session.lentBytesHeld()).toBe(true)
+    // Each answer covers the reads since the last one: nothing was lent since.
+    expect(peer.session.lentBytesHeld()).toBe(false)
+    stream.resume()
+    await nextImmediate()
+    expect(received).toEqual(["a", "b", "c", "d", "e"])
+  })
+
+  it("counts only lent reads, and every stream a read's pieces went to", async () => {
+    const peer = rawPeer({ role: "server" })
+    const streams: Array<TunnelStream> = []
+    peer.session.onStream((stream) => streams.push(stream))
+    peer.session.receive(frame(1, Buffer.from("owned"), Flag.SYN))
+    expect(peer.session.lentBytesHeld()).toBe(false)
+    peer.session.receive(frame(3, Buffer.from("x"), Flag.SYN), true)
+    const [first, second] = streams
+    if (first === undefined || second === undefined) throw new Error("two streams expected")
+    for (const stream of [first, second]) {
+      stream.consumeInPlace(() => false)
+      stream.resume()
+    }
+    await nextImmediate()
+    expect(peer.session.lentBytesHeld()).toBe(false)
+    // One read with pieces for both: the second stream still holds its piece, the first does not.
+    second.pause()
+    peer.session.receive(Buffer.concat([frame(3, Buffer.from("y")), frame(1, Buffer.from("z"))]), true)
+    expect(peer.session.lentBytesHeld()).toBe(true)
+  })
+})
+
 describe("Session stream lifecycle, frame by frame", () => {
   type Peer = ReturnType<typeof rawPeer>
   const windowUpdate = (streamId: number, flags: number, length = 0) => ({

@@ -180,6 +180,9 @@ export const makeForwarder = (
         stream.write(opening.answer)
         if (opening.head.length > 0) socket.write(opening.head)
       }
+      // A plain socket has sent a piece when its write returns, or still holds it in its write queue: so the
+      // session may lend it pieces of a reused read buffer. TLS keeps plaintext in ways this cannot see.
+      if (tlsOptions === undefined) stream.consumeInPlace(() => socket.writableLength > 0)
       stream.pipe(socket)
     })
     socket.on("end", () => stream.end())

@@ -189,6 +189,8 @@ export class TunnelStream extends Duplex {
   private finSent = false
   private finReceived = false
   private released = false
+  /** Set by consumeInPlace: whether the consumer still holds bytes it was given. */
+  private consumerHolds: (() => boolean) | undefined
 
   /** @internal Streams are created by Session.openStream or delivered to Session.onStream. */
   constructor(host: StreamHost, id: number, recvWindow: number) {
@@ -386,6 +388,22 @@ export class TunnelStream extends Duplex {
     this.returnCredit()
   }
 
+  /**
+   * @internal Declares that the consumer takes each piece of received data as it is pushed ('data' in flowing
+   * mode) and lets go of it before the push returns, unless `holds` says otherwise when asked: say, because a
+   * socket it wrote the piece to has not sent all of it yet. Pieces may then be views into a transport's read
+   * buffer, reused once nobody holds them (see LentReads). Without this, a stream's pieces are never reused.
+   */
+  consumeInPlace(holds: () => boolean): void {
+    this.consumerHolds = holds
+  }
+
+  /** @internal Whether bytes received so far may still be referenced, here or by the consumer. */
+  holdsReceivedBytes(): boolean {
+    const holds = this.consumerHolds
+    return holds === undefined || this.readableLength > 0 || holds()
+  }
+
   /** @internal */
   receiveWindowUpdate(delta: number): void {
     this.sendWindow += delta
@@ -471,6 +489,10 @@ export class Session {
   private readonly unserved: Array<TunnelStream> = []
   /** Where the pieces of the Data frame being decoded go (undefined: dropped). */
   private dataStream: TunnelStream | undefined
+  /** The chunk being decoded is lent (see receive). */
+  private lent = false
+  /** Streams given lent pieces since lentBytesHeld last asked, each once in a row. */
+  private lentTo: Array<TunnelStream> = []
   private nextStreamId: number
   private lastRemoteId = 0
   /** Open streams the peer initiated (bounded by acceptBacklog). */
@@ -569,9 +591,24 @@ export class Session {
     return this.reason === undefined && this.peerGoAway === undefined
   }
 
-  /** Feed bytes received from the transport. */
-  receive(chunk: Buffer): void {
+  /**
+   * Feed bytes received from the transport. A `lent` chunk is a view into a buffer the transport reuses for its
+   * next read: once the read is decoded, lentBytesHeld says whether it may.
+   */
+  receive(chunk: Buffer, lent = false): void {
+    this.lent = lent
     this.decoder.push(chunk)
+  }
+
+  /**
+   * Whether any bytes of the lent chunks received since the last call may still be referenced: by a stream's
+   * readable buffer, or by a consumer that took them in place and has not let go, or that cannot say (a stream
+   * without TunnelStream.consumeInPlace). The transport then leaves that buffer to its holders.
+   */
+  lentBytesHeld(): boolean {
+    const streams = this.lentTo
+    this.lentTo = []
+    return streams.some((stream) => stream.holdsReceivedBytes())
   }
 
   /** The transport is gone (closed or failed). */
@@ -745,7 +782,10 @@ export class Session {
     const stream = this.dataStream
     if (stream === undefined) return
     // Handlers run on earlier pieces may have destroyed the stream; the rest of the frame is then dropped.
-    if (piece.length > 0 && !stream.isReleased) stream.receiveData(piece)
+    if (piece.length > 0 && !stream.isReleased) {
+      stream.receiveData(piece)
+      if (this.lent && this.lentTo.at(-1) !== stream) this.lentTo.push(stream)
+    }
     if (!last) return
     this.dataStream = undefined
     if ((header.flags & Flag.FIN) !== 0 && !stream.isReleased) stream.receiveFin()

@@ -5,6 +5,7 @@ import { unbracketed } from "../../Domain/Address.js"
 import { requestUpgrade, type UpgradeOutcome } from "../../internal/HttpUpgrade.js"
 import { urlCredentials } from "../../internal/UrlCredentials.js"
 import { connectThroughProxy } from "./ForwardProxy.js"
+import { LentReads } from "./LentReads.js"
 import { acceptValue } from "./WebSocketHandshake.js"
 
 /** TLS for wss:// connections: a CA to trust (PEM) and a client certificate to present (mTLS). */
@@ -30,8 +31,16 @@ export interface WebSocketClientOptions {
  * and a 101 that is not a WebSocket's.
  */
 export type HandshakeOutcome =
-  /** Switched protocols: the socket now carries WebSocket frames; `head` is what was read past the answer. */
-  | { readonly _tag: "Open"; readonly socket: Duplex; readonly head: Buffer }
+  /**
+   * Switched protocols: the socket now carries WebSocket frames; `head` is what was read past the answer. A plain
+   * TCP connection of our own comes with `lentReads`, to be taken at once (see LentReads).
+   */
+  | {
+      readonly _tag: "Open"
+      readonly socket: Duplex
+      readonly head: Buffer
+      readonly lentReads: LentReads | undefined
+    }
   | Extract<UpgradeOutcome, { readonly _tag: "Refused" | "Unreachable" }>
 
 /** What is wrong with a 101 answer to our handshake (RFC 6455 §4.1), if anything. */
@@ -67,14 +76,29 @@ export const openWebSocket = (
   const auth = urlCredentials(url)
   const proxy =
     options.proxy === undefined ? undefined : connectThroughProxy(options.proxy, secure, options.timeoutMs)
+  const host = unbracketed(url.hostname)
+  const port = url.port === "" ? defaultPort : Number(url.port)
+  // TLS sockets take no `onread`, and a proxy's CONNECT makes its own connection: those read the usual way.
+  let lentReads: LentReads | undefined
+  const connection =
+    proxy !== undefined
+      ? { createConnection: proxy.createConnection }
+      : secure
+        ? {}
+        : {
+            createConnection: () => {
+              lentReads = new LentReads(host, port)
+              return lentReads.socket
+            },
+          }
   return requestUpgrade(
     {
       secure,
       request: {
-        host: unbracketed(url.hostname),
-        port: url.port === "" ? defaultPort : Number(url.port),
-        // Through a proxy there is no agent, and without one Node knows no default port: it would write it into
-        // Host, where front ends that match the host exactly would no longer recognise it.
+        host,
+        port,
+        // A connection of our own (a proxy's, or a plain one) means no agent, and without one Node knows no default
+        // port: it would write it into Host, where front ends that match the host exactly would not recognise it.
         defaultPort,
         path: `${url.pathname}${url.search}`,
         ...(auth === undefined ? {} : { auth }),
@@ -86,8 +110,8 @@ export const openWebSocket = (
           "sec-websocket-key": key,
         },
         ...options.tls,
-        // Directly, Node's own agents connect (TLS with SNI for a host name); through a proxy, our CONNECT.
-        ...(proxy === undefined ? {} : { createConnection: proxy.createConnection }),
+        // Directly over TLS, Node's own agent connects (with SNI for a host name); through a proxy, our CONNECT.
+        ...connection,
       },
       timeoutMs: options.timeoutMs,
       invalidAnswer: (response) => invalidAnswer(response, key),
@@ -96,7 +120,7 @@ export const openWebSocket = (
     (outcome) => {
       switch (outcome._tag) {
         case "Switched":
-          return done({ _tag: "Open", socket: outcome.socket, head: outcome.head })
+          return done({ _tag: "Open", socket: outcome.socket, head: outcome.head, lentReads })
         case "TimedOut":
           return done({
             _tag: "Unreachable",

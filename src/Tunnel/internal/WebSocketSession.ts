@@ -1,6 +1,7 @@
 import { isUtf8 } from "node:buffer"
 import { Socket } from "node:net"
 import type { Duplex } from "node:stream"
+import type { LentReads } from "./LentReads.js"
 import { type ByteChannel, Session, type SessionOptions } from "./Session.js"
 import { Opcode, WebSocketReader } from "./WebSocketReader.js"
 
@@ -123,14 +124,22 @@ class WebSocketTransport implements ByteChannel {
  * has answered an upgrade (WebSocketHandshake), the agent's once its handshake succeeded (WebSocketClient).
  * Received binary payload reaches the session as views into the socket's own read buffers, unmasked in place, with
  * no copy, no reassembly of large messages and no per-message work. `head` is what Node read past the handshake.
+ * With `lentReads` (the agent's plain TCP connection), those read buffers are reused: see LentReads.
  */
-export const runWebSocketSession = (socket: Duplex, head: Buffer, options: SessionOptions): Session => {
+export const runWebSocketSession = (
+  socket: Duplex,
+  head: Buffer,
+  options: SessionOptions,
+  lentReads?: LentReads,
+): Session => {
   const client = options.role === "client"
   const transport = new WebSocketTransport(socket, client)
   const session = new Session(transport, options)
+  /** True while the reader decodes a lent read: its pieces are views into a buffer the socket would reuse. */
+  let lending = false
   const reader = new WebSocketReader(
     {
-      onBinary: (piece) => session.receive(piece),
+      onBinary: (piece) => session.receive(piece, lending),
       onControl: (opcode, payload) => {
         if (opcode === Opcode.Ping) transport.sendControl(Opcode.Pong, payload)
         else if (opcode === Opcode.Close) onCloseFrame(payload)
@@ -175,10 +184,20 @@ export const runWebSocketSession = (socket: Duplex, head: Buffer, options: Sessi
     received = []
     for (const chunk of chunks) reader.push(chunk)
   }
-  socket.on("data", (chunk: Buffer) => {
-    if (received.length === 0) setImmediate(decodeReceived)
-    received.push(chunk)
-  })
+  if (lentReads === undefined) {
+    socket.on("data", (chunk: Buffer) => {
+      if (received.length === 0) setImmediate(decodeReceived)
+      received.push(chunk)
+    })
+  } else {
+    // A lent read is decoded at once: its buffer is the next read's unless some of its bytes are still held.
+    lentReads.take((view) => {
+      lending = true
+      reader.push(view)
+      lending = false
+      return session.lentBytesHeld()
+    })
+  }
   // A FIN without a close frame: the peer sends nothing more; finish our side too.
   socket.on("end", () => {
     decodeReceived()
