@@ -1,14 +1,10 @@
 import type * as http from "node:http"
-import * as v8 from "node:v8"
-import { runInNewContext } from "node:vm"
 import { describe, expect, it } from "vitest"
 import { EndpointCapture } from "../src/Inspector/EndpointCapture.js"
 import { HEAD_CHARS, type Recording } from "../src/Inspector/Recording.js"
 import { defaultCaptureSettings } from "../src/Inspector.js"
 import { newExchange } from "../src/Proxy/Forward.js"
-
-v8.setFlagsFromString("--expose-gc")
-const gc = runInNewContext("gc") as () => void
+import { collectGarbage } from "./support/gc.js"
 
 const MiB = 1024 * 1024
 const limits = { bodyBytes: 32 * 1024, redact: new Set(defaultCaptureSettings.redactHeaders) }
@@ -65,7 +61,7 @@ const exchangeMiB = (capture: EndpointCapture, requestId: string, body: Buffer):
  * collection or two after the objects holding it are gone.
  */
 const memoryInUse = () => {
-  for (let i = 0; i < 4; i++) gc()
+  for (let i = 0; i < 4; i++) collectGarbage()
   const usage = process.memoryUsage()
   return usage.heapUsed + usage.external
 }

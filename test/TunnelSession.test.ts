@@ -25,6 +25,7 @@ import {
   StreamResetError,
   type TunnelStream,
 } from "../src/Tunnel/internal/Session.js"
+import { collectGarbage } from "./support/gc.js"
 import { waitFor } from "./support/http.js"
 import { startWebSocketServer } from "./support/webSocketServer.js"
 
@@ -1246,6 +1247,39 @@ describe("Session stream lifecycle, frame by frame", () => {
       b4.resume()
       await once(b4, "close")
       expect(growthPool.used).toBe(0)
+    })
+
+    it("gets back the share of a finished stream that its reader dropped without destroying it", async () => {
+      const growthPool = new GrowthPool(DEFAULT_WINDOW)
+      const { peer, elapse } = clockedPeer({ growthPool })
+      // The reader keeps nothing but a weak reference: once the stream is finished, nothing else holds it.
+      let dropped: WeakRef<TunnelStream> | undefined
+      peer.session.onStream((stream) => {
+        dropped = new WeakRef(stream)
+        stream.on("data", () => {})
+      })
+      await feed(peer, 2 * 1024 * KiB, () => elapse(1))
+      expect(growthPool.used).toBe(DEFAULT_WINDOW)
+      // Finished both ways with data unread, in a function of its own: no strong reference outlives it.
+      const finishUnread = async () => {
+        const stream = dropped?.deref()
+        if (stream === undefined) throw new Error("the stream was collected early")
+        stream.pause()
+        peer.send(FrameType.Data, Flag.FIN, 2, 64 * KiB, Buffer.alloc(64 * KiB))
+        stream.end()
+        await nextImmediate()
+        expect(stream.destroyed).toBe(false)
+        expect(stream.readableLength).toBe(64 * KiB)
+      }
+      await finishUnread()
+      expect(peer.session.streamCount).toBe(0)
+      expect(growthPool.used).toBe(DEFAULT_WINDOW)
+      await waitFor("the dropped stream's share to come back", async () => {
+        collectGarbage()
+        await nextImmediate()
+        return growthPool.used === 0
+      })
+      expect(dropped?.deref()).toBeUndefined()
     })
 
     it("with a growthBudget of 0, never grows", async () => {

@@ -26,9 +26,9 @@ const DEFAULT_GROWTH_BUDGET = 16 * 1024 * 1024
 /**
  * Window growth shared by several sessions, all of a process's: a session takes its streams' growth from the pool
  * as well as from its own growthBudget, so together they buffer at most `size` bytes beyond their initial windows.
- * A stream's growth comes back to both when the stream is destroyed. A closed session's open streams are destroyed
- * with it; one that finished earlier and still holds unread data keeps its share until its reader takes the data
- * or destroys it.
+ * A stream's growth comes back to both when the stream is destroyed, or once it is garbage if it never was. A
+ * closed session's open streams are destroyed with it; one that finished earlier and still holds unread data keeps
+ * its share until its reader takes the data, destroys it, or drops it.
  */
 export class GrowthPool {
   readonly size: number
@@ -57,6 +57,29 @@ export class GrowthPool {
     this.taken -= bytes
   }
 }
+
+/** The growth one stream holds, kept apart from the stream so that it can be given back once the stream is gone. */
+class HeldGrowth {
+  bytes = 0
+  private readonly returnGrowth: (bytes: number) => void
+
+  constructor(returnGrowth: (bytes: number) => void) {
+    this.returnGrowth = returnGrowth
+  }
+
+  giveBack(): void {
+    const bytes = this.bytes
+    this.bytes = 0
+    if (bytes > 0) this.returnGrowth(bytes)
+  }
+}
+
+/**
+ * Gives back the growth of a stream dropped without being destroyed: a finished stream whose reader let go of it
+ * with data unread. Its data is garbage by then, so its share of the budget and the pool must not stay taken.
+ * (A destroyed stream has given its growth back already: the callback then gives back nothing.)
+ */
+const droppedStreams = new FinalizationRegistry<HeldGrowth>((growth) => growth.giveBack())
 
 /** The byte pipe a session runs over (a WebSocket in Pico, a pair of buffers in memory). */
 export interface ByteChannel {
@@ -174,8 +197,11 @@ export class TunnelStream extends Duplex {
   private recvWindow: number
   /** The receive window granted in all: pushed - credited + recvWindow, grown from the initial one. */
   private window: number
-  /** How far `window` has grown beyond the initial one: taken from the session's budget, given back in _destroy. */
-  private grownBy = 0
+  /**
+   * How far `window` has grown beyond the initial one: taken from the session's budget, given back in _destroy, or
+   * once the stream is garbage if it was never destroyed.
+   */
+  private readonly growth: HeldGrowth
   /** When consumed bytes were last credited back (the session clock). */
   private creditedAt = Number.NEGATIVE_INFINITY
   /** Total payload bytes pushed to the readable side / credited back to the peer. */
@@ -199,6 +225,7 @@ export class TunnelStream extends Duplex {
     this.id = id
     this.recvWindow = recvWindow
     this.window = recvWindow
+    this.growth = new HeldGrowth(host.returnGrowth)
   }
 
   /** @internal No more frames flow for this stream (finished both ways, reset, or session closed). */
@@ -332,7 +359,8 @@ export class TunnelStream extends Duplex {
     ) {
       growth = host.reserveGrowth(Math.min(this.window, host.maxWindow - this.window))
       this.window += growth
-      this.grownBy += growth
+      if (this.growth.bytes === 0 && growth > 0) droppedStreams.register(this, this.growth)
+      this.growth.bytes += growth
     }
     this.creditedAt = now
     this.credited += delta
@@ -435,7 +463,7 @@ export class TunnelStream extends Duplex {
     this.release(true)
     // Only now is nothing it let in buffered here: a stream finished both ways may still hold data its reader has
     // not taken, up to its whole grown window. (Node destroys a stream once it has ended and finished.)
-    this.host.returnGrowth(this.grownBy)
+    this.growth.giveBack()
     const pending = this.pendingCallback
     this.pending = undefined
     this.pendingCallback = undefined
