@@ -17,14 +17,20 @@ export const groups = {
     tests: ["test/TunnelHeartbeats.test.ts", "test/AgentSession.test.ts"],
   },
   upgradeClients: {
-    // The HTTP upgrade clients (the agent's WebSocket handshake, Forward.connect's pico-tcp one) and the CONNECT
-    // proxy, against scripted servers, a TLS server and Pico's own endpoint.
+    // The HTTP upgrade clients (the agent's WebSocket handshake, Forward.connect's pico-tcp one), the CONNECT proxy
+    // and the agent's reused read buffer, against scripted servers, a TLS server and Pico's own endpoint.
     mutate: [
       "src/internal/HttpUpgrade.ts",
       "src/Tunnel/internal/WebSocketClient.ts",
       "src/Tunnel/internal/ForwardProxy.ts",
+      "src/Tunnel/internal/LentReads.ts",
     ],
-    tests: ["test/TunnelConnect.test.ts", "test/ForwardConnect.test.ts", "test/ForwardProxy.test.ts"],
+    tests: [
+      "test/TunnelConnect.test.ts",
+      "test/ForwardConnect.test.ts",
+      "test/ForwardProxy.test.ts",
+      "test/LentReads.test.ts",
+    ],
   },
   auth: { mutate: ["src/Auth/Token.ts"], tests: ["test/Auth.test.ts"] },
   gossip: {

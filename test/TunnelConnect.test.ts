@@ -7,6 +7,7 @@ import type { Duplex } from "node:stream"
 import type * as tls from "node:tls"
 import { afterEach, describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber } from "effect"
+import { LentReads } from "../src/Tunnel/internal/LentReads.js"
 import {
   type HandshakeOutcome,
   openWebSocket,
@@ -421,7 +422,8 @@ describe("Pico's WebSocket client through a forward proxy", () => {
     )
     if (outcome._tag === "Open") outcome.socket.destroy()
     proxy.close()
-    expect(outcome._tag).toBe("Open")
+    // The proxy's connection is made by its CONNECT, not with reused read buffers.
+    expect(outcome).toMatchObject({ _tag: "Open", lentReads: undefined })
     expect(heads[0]?.split("\r\n")[0]).toBe("CONNECT pico.test:80 HTTP/1.1")
     const request = heads[1]?.split("\r\n") ?? []
     expect(request[0]).toBe("GET /prefix/pico/v1/listener/e?x=1 HTTP/1.1")
@@ -522,7 +524,8 @@ describe("Pico's WebSocket client's own timeout", () => {
           resolve({ outcome, abandon }),
         )
       })
-      expect(opened.outcome._tag).toBe("Open")
+      // A plain connection of its own: its reads go into a reused buffer (LentReads).
+      expect(opened.outcome).toMatchObject({ _tag: "Open", lentReads: expect.any(LentReads) })
       opened.abandon()
       await closedByClient
     })
@@ -570,7 +573,8 @@ describe("Pico's WebSocket client over TLS (wss://)", () => {
         key: readFileSync(certificates.clientKey),
       })
       if (trusted._tag === "Open") trusted.socket.destroy()
-      expect(trusted._tag).toBe("Open")
+      // TLS sockets take no `onread`: Node's own reads.
+      expect(trusted).toMatchObject({ _tag: "Open", lentReads: undefined })
       // An IP address is not a server name: no SNI for it.
       const byAddress = await handshake(`wss://127.0.0.1:${port}/`, { ca: certificates.ca })
       if (byAddress._tag === "Open") byAddress.socket.destroy()

@@ -1012,6 +1012,15 @@ describe("Session reads lent by the transport", () => {
     second.pause()
     peer.session.receive(Buffer.concat([frame(3, Buffer.from("y")), frame(1, Buffer.from("z"))]), true)
     expect(peer.session.lentBytesHeld()).toBe(true)
+    // A reader that takes every piece at once, but has not said it lets go of them: it may keep them.
+    peer.session.receive(frame(5, Buffer.from("w"), Flag.SYN))
+    const third = streams[2]
+    if (third === undefined) throw new Error("a third stream expected")
+    third.on("data", () => {})
+    await nextImmediate()
+    peer.session.receive(frame(5, Buffer.from("v")), true)
+    expect(third.readableLength).toBe(0)
+    expect(peer.session.lentBytesHeld()).toBe(true)
   })
 })
 

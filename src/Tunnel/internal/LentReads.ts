@@ -43,8 +43,7 @@ export class LentReads {
 
   /**
    * Reads go to `reader` from now on. It returns true when something still holds bytes of the view it was given,
-   * past its return: the next read then goes into a new buffer. The socket is set flowing, so that the end of
-   * its input still comes as 'end'.
+   * past its return: the next read then goes into a new buffer. The end of the input still comes as 'end'.
    */
   take(reader: (view: Buffer) => boolean): void {
     // What the HTTP client left unread: nothing when taken from within its 'upgrade' event, as Tunnel does.
@@ -52,7 +51,6 @@ export class LentReads {
       reader(early)
     }
     this.reader = reader
-    this.socket.resume()
   }
 
   private onRead(view: Buffer): void {

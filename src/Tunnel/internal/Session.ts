@@ -70,7 +70,7 @@ class HeldGrowth {
   giveBack(): void {
     const bytes = this.bytes
     this.bytes = 0
-    if (bytes > 0) this.returnGrowth(bytes)
+    this.returnGrowth(bytes)
   }
 }
 
