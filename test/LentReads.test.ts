@@ -70,6 +70,36 @@ describe("LentReads", () => {
     reads.socket.destroy()
   })
 
+  it("moves on to a new buffer when the reader throws, as it may have handed out views before", async () => {
+    const { server, port, accepted } = await peerServer()
+    servers.push(server)
+    const reads = new LentReads("127.0.0.1", port)
+    const peer = await accepted
+    const views: Array<Buffer> = []
+    reads.take((view) => {
+      views.push(view)
+      if (view.toString() === "boom") throw new Error("a handler failed")
+      return false
+    })
+    // The error reaches the process as uncaught, as any error thrown from socket I/O would: caught here instead
+    // of by the test runner, which would fail the run.
+    const runners = process.listeners("uncaughtException")
+    process.removeAllListeners("uncaughtException")
+    const uncaught = once(process, "uncaughtException")
+    try {
+      peer.write("boom")
+      expect(((await uncaught)[0] as Error).message).toBe("a handler failed")
+    } finally {
+      for (const listener of runners) process.on("uncaughtException", listener)
+    }
+    peer.write("next")
+    await waitFor('the read of "next"', () => views.length === 2)
+    expect(views[1]?.buffer).not.toBe(views[0]?.buffer)
+    expect(views[0]?.toString()).toBe("boom")
+    reads.socket.destroy()
+    peer.destroy()
+  })
+
   it("gives the taker first what arrived before it and nobody read", async () => {
     const { server, port, accepted } = await peerServer()
     servers.push(server)

@@ -28,8 +28,8 @@ export class LentReads {
       onread: {
         // Node asks for the buffer of each next read once the callback has returned.
         buffer: () => this.buffer,
-        callback: (length) => {
-          this.onRead(this.buffer.subarray(0, length))
+        callback: (length, buffer) => {
+          this.onRead(Buffer.from(buffer.buffer, buffer.byteOffset, length))
           return true
         },
       },
@@ -59,7 +59,19 @@ export class LentReads {
       this.socket.push(Buffer.from(view))
       return
     }
-    if (!this.reader(view)) return
+    let held: boolean
+    try {
+      held = this.reader(view)
+    } catch (error) {
+      // It may have handed out views before it threw: the buffer is theirs then too. An error thrown from this
+      // callback (or from a nextTick, which still runs inside it) would keep Node from taking the next read's
+      // buffer, and that read would overwrite this one: it is thrown again, uncaught as before, from setImmediate.
+      held = true
+      setImmediate(() => {
+        throw error
+      })
+    }
+    if (!held) return
     this.buffer = Buffer.allocUnsafeSlow(READ_SIZE)
     this.buffers++
   }

@@ -58,6 +58,13 @@ export class GrowthPool {
   }
 }
 
+/**
+ * The smallest lent piece a stream takes by reference (see TunnelStream.receiveData). A piece taken by reference
+ * and then held keeps the transport's whole read buffer (64 KiB) alive, so this bounds that to four times the
+ * bytes held, which flow control bounds in turn; smaller pieces are copied, which costs little at their size.
+ */
+const MIN_BORROWED_PIECE = 16 * 1024
+
 /** The growth one stream holds, kept apart from the stream so that it can be given back once the stream is gone. */
 class HeldGrowth {
   bytes = 0
@@ -407,29 +414,52 @@ export class TunnelStream extends Duplex {
     return undefined
   }
 
-  /** @internal A piece of the payload announced with beginData. */
-  receiveData(piece: Buffer): void {
-    this.pushed += piece.length
-    this.push(piece)
+  /**
+   * @internal A piece of the payload announced with beginData. A `lent` piece is a view into a buffer the
+   * transport reuses: it is passed on by reference only to a consumer that takes pieces in place and holds none
+   * now, and only if it is large; otherwise it is copied. Returns whether it went by reference, in which case
+   * holdsReceivedBytes must be asked before the transport reuses the buffer.
+   */
+  receiveData(piece: Buffer, lent: boolean): boolean {
+    const borrowed = lent && this.takesInPlaceNow(piece.length)
+    const data = lent && !borrowed ? Buffer.from(piece) : piece
+    this.pushed += data.length
+    this.push(data)
     // In flowing mode push() may hand the chunk straight to 'data' listeners without read(); Node
     // follows up with a read(0) later, but crediting here does not depend on that.
     this.returnCredit()
+    return borrowed
+  }
+
+  /**
+   * Whether a piece of `length` bytes would be taken in place: by a consumer that said it takes pieces that way,
+   * while it is reading ('data' comes at once only with nothing buffered) and holds nothing of an earlier one.
+   * So each stream keeps at most one borrowed piece, of at least MIN_BORROWED_PIECE bytes.
+   */
+  private takesInPlaceNow(length: number): boolean {
+    const holds = this.consumerHolds
+    return (
+      holds !== undefined &&
+      length >= MIN_BORROWED_PIECE &&
+      this.readableFlowing === true &&
+      this.readableLength === 0 &&
+      !holds()
+    )
   }
 
   /**
    * @internal Declares that the consumer takes each piece of received data as it is pushed ('data' in flowing
    * mode) and lets go of it before the push returns, unless `holds` says otherwise when asked: say, because a
-   * socket it wrote the piece to has not sent all of it yet. Pieces may then be views into a transport's read
-   * buffer, reused once nobody holds them (see LentReads). Without this, a stream's pieces are never reused.
+   * socket it wrote the piece to has not sent all of it yet. Large pieces may then be views into a transport's
+   * read buffer, reused once nobody holds them (see LentReads). Without this, lent pieces are copied.
    */
   consumeInPlace(holds: () => boolean): void {
     this.consumerHolds = holds
   }
 
-  /** @internal Whether bytes received so far may still be referenced, here or by the consumer. */
+  /** @internal After a borrowed piece: whether it may still be referenced, here or by the consumer. */
   holdsReceivedBytes(): boolean {
-    const holds = this.consumerHolds
-    return holds === undefined || this.readableLength > 0 || holds()
+    return this.readableLength > 0 || this.consumerHolds?.() !== false
   }
 
   /** @internal */
@@ -629,9 +659,10 @@ export class Session {
   }
 
   /**
-   * Whether any bytes of the lent chunks received since the last call may still be referenced: by a stream's
-   * readable buffer, or by a consumer that took them in place and has not let go, or that cannot say (a stream
-   * without TunnelStream.consumeInPlace). The transport then leaves that buffer to its holders.
+   * Whether any bytes of the lent chunks received since the last call may still be referenced: a piece a stream
+   * took by reference is still in its readable buffer, or its consumer has not let go of it (streams copy the
+   * pieces they cannot take in place: see TunnelStream.receiveData). The transport then leaves that buffer to its
+   * holders.
    */
   lentBytesHeld(): boolean {
     const streams = this.lentTo
@@ -811,8 +842,7 @@ export class Session {
     if (stream === undefined) return
     // Handlers run on earlier pieces may have destroyed the stream; the rest of the frame is then dropped.
     if (piece.length > 0 && !stream.isReleased) {
-      stream.receiveData(piece)
-      if (this.lent && this.lentTo.at(-1) !== stream) this.lentTo.push(stream)
+      if (stream.receiveData(piece, this.lent) && this.lentTo.at(-1) !== stream) this.lentTo.push(stream)
     }
     if (!last) return
     this.dataStream = undefined
