@@ -4,21 +4,24 @@ import { afterEach, describe, expect, it } from "vitest"
 import { LentReads } from "../src/Tunnel/internal/LentReads.js"
 import { waitFor } from "./support/http.js"
 
-/** A server on an ephemeral port whose first connection the test writes to. */
-const peerServer = async () => {
-  const server = net.createServer()
-  server.listen(0, "127.0.0.1")
-  await once(server, "listening")
-  const address = server.address()
-  const port = typeof address === "object" && address !== null ? address.port : 0
-  const accepted = once(server, "connection").then(([socket]) => socket as net.Socket)
-  return { server, port, accepted }
-}
-
 const servers: Array<net.Server> = []
 afterEach(() => {
   for (const server of servers.splice(0)) server.close()
 })
+
+/** LentReads connected to a server on an ephemeral port, and that server's end, which the test writes to. */
+const connected = async () => {
+  const server = net.createServer()
+  servers.push(server)
+  server.listen(0, "127.0.0.1")
+  await once(server, "listening")
+  const address = server.address()
+  const port = typeof address === "object" && address !== null ? address.port : 0
+  const accepted = once(server, "connection")
+  const reads = new LentReads("127.0.0.1", port)
+  const [peer] = (await accepted) as [net.Socket]
+  return { reads, peer }
+}
 
 interface Lent {
   readonly text: string
@@ -28,10 +31,7 @@ interface Lent {
 
 describe("LentReads", () => {
   it("pushes copies for the HTTP client until taken, then lends each read and reuses its buffer while nobody holds it", async () => {
-    const { server, port, accepted } = await peerServer()
-    servers.push(server)
-    const reads = new LentReads("127.0.0.1", port)
-    const peer = await accepted
+    const { reads, peer } = await connected()
     const handshake: Array<string> = []
     reads.socket.on("data", (chunk: Buffer) => handshake.push(chunk.toString()))
     peer.write("HTTP/1.1 101")
@@ -71,10 +71,7 @@ describe("LentReads", () => {
   })
 
   it("moves on to a new buffer when the reader throws, as it may have handed out views before", async () => {
-    const { server, port, accepted } = await peerServer()
-    servers.push(server)
-    const reads = new LentReads("127.0.0.1", port)
-    const peer = await accepted
+    const { reads, peer } = await connected()
     const views: Array<Buffer> = []
     reads.take((view) => {
       views.push(view)
@@ -101,10 +98,7 @@ describe("LentReads", () => {
   })
 
   it("gives the taker first what arrived before it and nobody read", async () => {
-    const { server, port, accepted } = await peerServer()
-    servers.push(server)
-    const reads = new LentReads("127.0.0.1", port)
-    const peer = await accepted
+    const { reads, peer } = await connected()
     peer.write("early")
     await waitFor("the early bytes", () => reads.socket.readableLength === 5)
     const taken: Array<string> = []
