@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from "node:crypto"
 import * as http from "node:http"
 import type { Socket } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -250,6 +251,33 @@ describe("proxying through a tunnel", () => {
       client.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0)),
     )
     expect(status).toBe(503)
+  })
+
+  it("carries a large upload intact to a service that reads it in fits and starts", async () => {
+    // The agent writes the body into a connection that keeps filling up: pieces it took in place from its
+    // reused read buffer wait in that connection's queue, and nothing may overwrite them there.
+    const stalling = await startHttpServer((req, res) => {
+      const hash = createHash("sha256")
+      req.on("data", (chunk: Buffer) => {
+        hash.update(chunk)
+        req.pause()
+        setTimeout(() => req.resume(), 1)
+      })
+      req.on("end", () => res.end(hash.digest("hex")))
+    })
+    cleanups.push(stalling.close)
+    const stallingAgent = startAgent(node.upstreamUrl, { stalling: stalling.port })
+    cleanups.push(stallingAgent.stop)
+    await waitFor("agent registered", async () => (await node.upstreamCount("stalling")) === 1)
+    const body = randomBytes(16 * 1024 * 1024)
+    const answer = await request(`${node.proxyUrl}/upload`, {
+      method: "POST",
+      headers: { "x-pico-endpoint": "stalling" },
+      body,
+      timeoutMs: 60_000,
+    })
+    expect(answer.status).toBe(200)
+    expect(answer.body).toBe(createHash("sha256").update(body).digest("hex"))
   })
 
   it("resets the stream when the client goes away mid-response", async () => {
