@@ -573,7 +573,7 @@ describe("Pico's WebSocket client over TLS (wss://)", () => {
         key: readFileSync(certificates.clientKey),
       })
       if (trusted._tag === "Open") trusted.socket.destroy()
-      // TLS sockets take no `onread`: Node's own reads.
+      // Over TLS, Node's agent connects: Node's own reads.
       expect(trusted).toMatchObject({ _tag: "Open", lentReads: undefined })
       // An IP address is not a server name: no SNI for it.
       const byAddress = await handshake(`wss://127.0.0.1:${port}/`, { ca: certificates.ca })

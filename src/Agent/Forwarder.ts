@@ -106,8 +106,8 @@ const switchingProtocols = `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgr
  * error, on either kind. Over TCP, the service's bytes are read with `onread` into one buffer reused for every
  * read, and copied straight into tunnel frames: at hundreds of MB/s a fresh buffer per socket read keeps V8 busy
  * with full collections for "external memory pressure". The buffer is safe to share because each read is framed
- * (or copied aside) before the next one. TLS sockets take no `onread`; their decrypted chunks go through the same
- * path from 'data'.
+ * (or copied aside) before the next one. A TLS service's decrypted chunks, read the usual way (`connectTls`), go
+ * through the same path from 'data'.
  */
 export const makeForwarder = (
   target: ForwardTarget,

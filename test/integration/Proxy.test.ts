@@ -254,8 +254,9 @@ describe("proxying through a tunnel", () => {
   })
 
   it("carries a large upload intact to a service that reads it in fits and starts", async () => {
-    // The agent writes the body into a connection that keeps filling up: pieces it took in place from its
-    // reused read buffer wait in that connection's queue, and nothing may overwrite them there.
+    // The agent writes the body into a connection that keeps filling up. Pieces it took in place from its reused
+    // read buffer can then wait in that connection's queue: if the agent reused the buffer under them (its
+    // forwarder's probe made to say it never holds any, say), the service would hash other bytes.
     const stalling = await startHttpServer((req, res) => {
       const hash = createHash("sha256")
       req.on("data", (chunk: Buffer) => {

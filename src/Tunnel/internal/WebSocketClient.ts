@@ -78,7 +78,8 @@ export const openWebSocket = (
     options.proxy === undefined ? undefined : connectThroughProxy(options.proxy, secure, options.timeoutMs)
   const host = unbracketed(url.hostname)
   const port = url.port === "" ? defaultPort : Number(url.port)
-  // TLS sockets take no `onread`, and a proxy's CONNECT makes its own connection: those read the usual way.
+  // Only a plain connection is our own: over TLS Node's agent connects (SNI, CA, client certificate), and a proxy's
+  // CONNECT makes its own connection. Those read the usual way.
   let lentReads: LentReads | undefined
   const connection =
     proxy !== undefined
