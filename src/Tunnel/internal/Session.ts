@@ -549,8 +549,8 @@ export class Session {
   private dataStream: TunnelStream | undefined
   /** The chunk being decoded is lent (see receive). */
   private lent = false
-  /** Streams given lent pieces since lentBytesHeld last asked, each once in a row. */
-  private lentTo: Array<TunnelStream> = []
+  /** Streams given lent pieces since lentBytesHeld last asked, each once in a row; emptied, not replaced. */
+  private readonly lentTo: Array<TunnelStream> = []
   private nextStreamId: number
   private lastRemoteId = 0
   /** Open streams the peer initiated (bounded by acceptBacklog). */
@@ -665,9 +665,9 @@ export class Session {
    * holders.
    */
   lentBytesHeld(): boolean {
-    const streams = this.lentTo
-    this.lentTo = []
-    return streams.some((stream) => stream.holdsReceivedBytes())
+    const held = this.lentTo.some((stream) => stream.holdsReceivedBytes())
+    this.lentTo.length = 0
+    return held
   }
 
   /** The transport is gone (closed or failed). */
