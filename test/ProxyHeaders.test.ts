@@ -135,6 +135,15 @@ describe("response headers for the client", () => {
     expect(clientResponseHeaders(message(endToEnd), false)).toEqual(endToEnd)
   })
 
+  it("reads keep-alive or close alone as naming no header, and a list that starts with one as a list", () => {
+    const kept = ["Keep-Alivex", "1", "X-Close", "2"]
+    const listed = (value: string) => clientResponseHeaders(message(["Connection", value, ...kept]), false)
+    for (const option of ["keep-alive", " Keep-Alive\t", "CLOSE"]) expect(listed(option)).toEqual(kept)
+    expect(listed("keep-alive, X-Close")).toEqual(["Keep-Alivex", "1"])
+    expect(listed("close,Keep-Alivex")).toEqual(["X-Close", "2"])
+    expect(listed("X-Close , close")).toEqual(["Keep-Alivex", "1"])
+  })
+
   it("writes a 101's head with every header, for the raw connection", () => {
     const res = Object.assign(message(["Upgrade", "websocket", "Connection", "Upgrade"]), {
       statusCode: 101,

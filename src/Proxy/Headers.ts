@@ -14,9 +14,15 @@ const hopByHop = new Set([
   "upgrade",
 ])
 
-/** Header names the sender listed in `Connection`, which are hop-by-hop for this message too. */
+/** A Connection value that is only the connection's own option, keep-alive or close, in any case and spacing. */
+const connectionOptionOnly = /^[\t ]*(?:keep-alive|close)[\t ]*$/i
+
+/**
+ * Header names the sender listed in `Connection`, which are hop-by-hop for this message too. Almost every message
+ * says only `keep-alive` or `close`, which name no header to drop: those build no set (this runs twice a request).
+ */
 const connectionListed = (connection: string | undefined): ReadonlySet<string> | undefined => {
-  if (connection === undefined) return undefined
+  if (connection === undefined || connectionOptionOnly.test(connection)) return undefined
   return new Set(
     connection
       .toLowerCase()
