@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto"
 import { once } from "node:events"
 import * as http from "node:http"
+import { Writable } from "node:stream"
 import { setImmediate as nextImmediate, setTimeout as sleep } from "node:timers/promises"
 import fc from "fast-check"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -1067,6 +1068,41 @@ describe("Session reads lent by the transport", () => {
     third.on("data", () => {})
     expect(lend(peer, frame(5, large("j")))).toBe(true)
     expect(third.readableLength).toBe(16 * 1024)
+  })
+
+  it("takes pieces in place only while piped to the socket that can, and copies for whoever reads after", async () => {
+    const peer = rawPeer({ role: "server" })
+    const streams: Array<TunnelStream> = []
+    peer.session.onStream((stream) => streams.push(stream))
+    peer.session.receive(frame(1, Buffer.alloc(0), Flag.SYN))
+    const [stream] = streams
+    if (stream === undefined) throw new Error("a stream expected")
+    // A socket that sends what it is given at once: it keeps nothing in its queue.
+    const sent: Array<Buffer> = []
+    const socket = new Writable({
+      write: (piece: Buffer, _encoding, done) => {
+        sent.push(piece)
+        done()
+      },
+    })
+    stream.pipeInPlace(socket)
+    await nextImmediate()
+    const read = frame(1, large("k"))
+    peer.session.receive(read, true)
+    // The socket had the piece itself, not a copy, and let go of it.
+    expect(sent.at(-1)?.buffer).toBe(read.buffer)
+    expect(sent.at(-1)?.toString()).toBe(large("k").toString())
+    expect(peer.session.lentBytesHeld()).toBe(false)
+    // Unpiped, then read by a listener that never said it takes pieces in place: it gets a copy, which the
+    // transport's next read (lend() overwrites the buffer) cannot touch.
+    stream.unpipe(socket)
+    const readAfter: Array<Buffer> = []
+    stream.on("data", (piece: Buffer) => readAfter.push(piece))
+    stream.resume()
+    expect(stream.readableFlowing).toBe(true)
+    expect(lend(peer, frame(1, large("l")))).toBe(false)
+    await nextImmediate()
+    expect(Buffer.concat(readAfter).toString()).toBe(large("l").toString())
   })
 })
 

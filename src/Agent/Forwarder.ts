@@ -180,11 +180,10 @@ export const makeForwarder = (
         stream.write(opening.answer)
         if (opening.head.length > 0) socket.write(opening.head)
       }
-      // A plain socket has sent a piece when its write returns, or still holds it in its write queue: so the
-      // session may lend it pieces of a reused read buffer. TLS sockets are left out: whether their writableLength
-      // also covers plaintext still waiting to be encrypted has not been established.
-      if (tlsOptions === undefined) stream.consumeInPlace(() => socket.writableLength > 0)
-      stream.pipe(socket)
+      // A plain socket may take pieces of a reused read buffer in place (pipeInPlace). TLS sockets are left out:
+      // whether their writableLength also covers plaintext still waiting to be encrypted has not been established.
+      if (tlsOptions === undefined) stream.pipeInPlace(socket)
+      else stream.pipe(socket)
     })
     socket.on("end", () => stream.end())
     socket.on("error", (error) => {

@@ -1,4 +1,4 @@
-import { Duplex } from "node:stream"
+import { Duplex, type Writable } from "node:stream"
 import {
   DEFAULT_WINDOW,
   Flag,
@@ -451,10 +451,22 @@ export class TunnelStream extends Duplex {
    * @internal Declares that the consumer takes each piece of received data as it is pushed ('data' in flowing
    * mode) and lets go of it before the push returns, unless `holds` says otherwise when asked: say, because a
    * socket it wrote the piece to has not sent all of it yet. Large pieces may then be views into a transport's
-   * read buffer, reused once nobody holds them (see LentReads). Without this, lent pieces are copied.
+   * read buffer, reused once nobody holds them (see LentReads). Without this, or after `undefined`, lent pieces
+   * are copied.
    */
-  consumeInPlace(holds: () => boolean): void {
+  consumeInPlace(holds: (() => boolean) | undefined): void {
     this.consumerHolds = holds
+  }
+
+  /**
+   * @internal Pipes to `socket`, a plain socket: its write either sends a piece at once or keeps it in its write
+   * queue, so it takes pieces in place (consumeInPlace) and holds one while its queue is not empty. Only while it
+   * is the destination: once the pipe ends, a later reader gets copies, not views it never said it could take.
+   */
+  pipeInPlace(socket: Writable): void {
+    this.consumeInPlace(() => socket.writableLength > 0)
+    socket.once("unpipe", () => this.consumeInPlace(undefined))
+    this.pipe(socket)
   }
 
   /** @internal After a borrowed piece: whether it may still be referenced, here or by the consumer. */
