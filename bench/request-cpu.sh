@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# CPU each Pico process spends per proxied 1 KiB request (bench/README.md, "Where a sequential request's time goes").
+# The pinning of ../shared/bench: the upstream nginx, the server and the agent on CPU 0, wrk on CPU 1. On that one
+# CPU a sequential request's latency is about the sum of the CPU every process spends on it, so CPU per request (from
+# /proc, user + system) is the figure to cut, and it is steadier than latency on a shared machine.
+# With PICO_JS_B, a second server and agent of another build run beside the first and wrk alternates between them
+# round by round, so both builds see the same machine: differences of a few microseconds need that (and 10+ rounds).
+#   bash bench/request-cpu.sh                                     # 8 rounds of 3 s, one connection
+#   CONNECTIONS=50 bash bench/request-cpu.sh                      # the 1 KiB c50 case instead
+#   PICO_JS_B=bench/.work/other/dist/bin/pico.js ROUNDS=12 bash bench/request-cpu.sh
+# A build elsewhere must sit two levels below a package.json, beside a node_modules (see bench/updown.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${ROUNDS:-8}
+SECONDS_PER_ROUND=${SECONDS_PER_ROUND:-3}
+CONNECTIONS=${CONNECTIONS:-1}
+THREADS=$((CONNECTIONS < 2 ? 1 : 2))
+PICO_JS=${PICO_JS:-dist/bin/pico.js}
+WORK=bench/.work/request-cpu
+[ -f dist/bin/pico.js ] || npm run build >/dev/null
+. bench/pinned.sh
+
+BASE=$((23000 + (RANDOM % 100) * 10))
+start_upstream $BASE
+
+declare -A SERVER AGENT PORT
+start_pair() { # start_pair NAME JS OFFSET
+  local name=$1 js=$2 at=$((BASE + $3))
+  taskset -c 0 node "$js" server --proxy.bind-addr "127.0.0.1:$((at + 1))" --upstream.bind-addr "127.0.0.1:$((at + 2))" \
+    --admin.bind-addr "127.0.0.1:$((at + 3))" --gossip.bind-addr "127.0.0.1:$((at + 4))" --log.level warn \
+    >"$WORK/$name-server.log" 2>&1 &
+  SERVER[$name]=$!
+  PIDS+=($!)
+  wait_for "http://127.0.0.1:$((at + 3))/health"
+  taskset -c 0 node "$js" agent --server.url "http://127.0.0.1:$((at + 2))" --endpoints "bench/127.0.0.1:$BASE" \
+    --log.level warn >"$WORK/$name-agent.log" 2>&1 &
+  AGENT[$name]=$!
+  PIDS+=($!)
+  PORT[$name]=$((at + 1))
+  wait_for -H "x-pico-endpoint: bench" "http://127.0.0.1:$((at + 1))/1k"
+}
+start_pair A "$PICO_JS" 10
+NAMES=(A)
+if [ -n "${PICO_JS_B:-}" ]; then
+  start_pair B "$PICO_JS_B" 20
+  NAMES+=(B)
+fi
+
+load() { # load NAME SECONDS: wrk's output
+  taskset -c 1 wrk -t$THREADS -c"$CONNECTIONS" -d"$2s" --latency -H "x-pico-endpoint: bench" \
+    "http://127.0.0.1:${PORT[$1]}/1k"
+}
+round() { # round NAME: one line of figures
+  local name=$1 s0 a0 u0 out requests
+  s0=$(cpu_us "${SERVER[$name]}") a0=$(cpu_us "${AGENT[$name]}") u0=$(cpu_us "$UPSTREAM_WORKER")
+  out=$(load "$name" "$SECONDS_PER_ROUND")
+  requests=$(echo "$out" | awk '/requests in/ { print $1 }')
+  printf '%s p50_us %s server_us %d agent_us %d upstream_us %d req_s %d\n' "$name" "$(echo "$out" | p50_us)" \
+    $((($(cpu_us "${SERVER[$name]}") - s0) / requests)) $((($(cpu_us "${AGENT[$name]}") - a0) / requests)) \
+    $((($(cpu_us "$UPSTREAM_WORKER") - u0) / requests)) $((requests / SECONDS_PER_ROUND))
+}
+
+# Warm-up: V8 optimises the request path during the first seconds.
+for name in "${NAMES[@]}"; do load "$name" 3 >/dev/null; done
+for _ in $(seq 1 "$ROUNDS"); do for name in "${NAMES[@]}"; do round "$name"; done; done | tee "$WORK/rounds.txt"
+echo "means over $ROUNDS rounds of ${SECONDS_PER_ROUND} s, $CONNECTIONS connection(s), CPU per request in microseconds:"
+awk '{ p[$1] += $3; s[$1] += $5; a[$1] += $7; u[$1] += $9; r[$1] += $11; n[$1]++ }
+  END { for (k in n) printf "%s p50 %.0f us, server %.1f us, agent %.1f us, upstream nginx %.1f us, %d req/s\n",
+    k, p[k] / n[k], s[k] / n[k], a[k] / n[k], u[k] / n[k], r[k] / n[k] }' \
+  "$WORK/rounds.txt" | sort
