@@ -135,6 +135,26 @@ describe("response headers for the client", () => {
     expect(clientResponseHeaders(message(endToEnd), false)).toEqual(endToEnd)
   })
 
+  it("drops the names of every Connection header, and takes names from no other header's value", () => {
+    const kept = ["X-Ten-Char", "x-named", "X-Named", "1", "Undefined", "2"]
+    expect(clientResponseHeaders(message(kept), false)).toEqual(kept)
+    const twice = [
+      "Connection",
+      "X-A",
+      "X-Ten-Char",
+      "x-a",
+      "connection",
+      "x-b",
+      "X-A",
+      "1",
+      "X-B",
+      "2",
+      "Undefined",
+      "3",
+    ]
+    expect(clientResponseHeaders(message(twice), false)).toEqual(["X-Ten-Char", "x-a", "Undefined", "3"])
+  })
+
   it("reads keep-alive or close alone as naming no header, and a list that starts with one as a list", () => {
     const kept = ["Keep-Alivex", "1", "X-Close", "2"]
     const listed = (value: string) => clientResponseHeaders(message(["Connection", value, ...kept]), false)
@@ -142,6 +162,9 @@ describe("response headers for the client", () => {
     expect(listed("keep-alive, X-Close")).toEqual(["Keep-Alivex", "1"])
     expect(listed("close,Keep-Alivex")).toEqual(["X-Close", "2"])
     expect(listed("X-Close , close")).toEqual(["Keep-Alivex", "1"])
+    // Names that only end or start like the options are names.
+    expect(listed("X-Close")).toEqual(["Keep-Alivex", "1"])
+    expect(listed("Keep-Alivex")).toEqual(["X-Close", "2"])
   })
 
   it("writes a 101's head with every header, for the raw connection", () => {
