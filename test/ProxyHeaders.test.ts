@@ -47,6 +47,8 @@ describe("request headers for the next hop", () => {
     const raw = ["Connection", "close,  X-Hop ,Keep-Alive", "X-Hop", "1", "X-Kept", "2", "Keep-Alive", "t=1"]
     expect(forwarded(raw)).toEqual(["X-Kept", "2"])
     expect(forwarded(["Connection", "X-Hop", "X-Hop", "1"])).toEqual([])
+    // close is an option and a name: a field called Close goes with it.
+    expect(forwarded(["Connection", " Close", "Close", "x", "X-Kept", "2"])).toEqual(["X-Kept", "2"])
   })
 
   it("refuses two Host headers, in any case", () => {
@@ -155,16 +157,23 @@ describe("response headers for the client", () => {
     expect(clientResponseHeaders(message(twice), false)).toEqual(["X-Ten-Char", "x-a", "Undefined", "3"])
   })
 
-  it("reads keep-alive or close alone as naming no header, and a list that starts with one as a list", () => {
+  it("reads keep-alive or close alone as the option it is, and any other value as a list of names", () => {
     const kept = ["Keep-Alivex", "1", "X-Close", "2"]
     const listed = (value: string) => clientResponseHeaders(message(["Connection", value, ...kept]), false)
-    for (const option of ["keep-alive", " Keep-Alive\t", "CLOSE"]) expect(listed(option)).toEqual(kept)
+    for (const option of ["keep-alive", " Keep-Alive\t", "CLOSE", "\tclose "])
+      expect(listed(option)).toEqual(kept)
+    expect(clientResponseHeaders(message(["Connection", "close", "Close", "x", ...kept]), false)).toEqual(
+      kept,
+    )
     expect(listed("keep-alive, X-Close")).toEqual(["Keep-Alivex", "1"])
     expect(listed("close,Keep-Alivex")).toEqual(["X-Close", "2"])
     expect(listed("X-Close , close")).toEqual(["Keep-Alivex", "1"])
     // Names that only end or start like the options are names.
     expect(listed("X-Close")).toEqual(["Keep-Alivex", "1"])
     expect(listed("Keep-Alivex")).toEqual(["X-Close", "2"])
+    expect(
+      clientResponseHeaders(message(["Connection", "X-Keep-Alive", "X-Keep-Alive", "3", ...kept]), false),
+    ).toEqual(kept)
   })
 
   it("writes a 101's head with every header, for the raw connection", () => {

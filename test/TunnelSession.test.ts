@@ -1077,12 +1077,15 @@ describe("Session reads lent by the transport", () => {
     peer.session.receive(frame(1, Buffer.alloc(0), Flag.SYN))
     const [stream] = streams
     if (stream === undefined) throw new Error("a stream expected")
-    // A socket that sends what it is given at once: it keeps nothing in its queue.
+    // A socket that sends what it is given at once, keeping nothing in its queue, until it is told to stall.
     const sent: Array<Buffer> = []
+    let stalled: (() => void) | undefined
+    let stall = false
     const socket = new Writable({
       write: (piece: Buffer, _encoding, done) => {
         sent.push(piece)
-        done()
+        if (stall) stalled = done
+        else done()
       },
     })
     stream.pipeInPlace(socket)
@@ -1093,6 +1096,13 @@ describe("Session reads lent by the transport", () => {
     expect(sent.at(-1)?.buffer).toBe(read.buffer)
     expect(sent.at(-1)?.toString()).toBe(large("k").toString())
     expect(peer.session.lentBytesHeld()).toBe(false)
+    // One it keeps queued holds the read: the transport's next read goes elsewhere and the piece stays whole.
+    stall = true
+    expect(lend(peer, frame(1, large("m")))).toBe(true)
+    expect(sent.at(-1)?.toString()).toBe(large("m").toString())
+    stall = false
+    stalled?.()
+    await nextImmediate()
     // Unpiped, then read by a listener that never said it takes pieces in place: it gets a copy, which the
     // transport's next read (lend() overwrites the buffer) cannot touch.
     stream.unpipe(socket)

@@ -14,15 +14,19 @@ const hopByHop = new Set([
   "upgrade",
 ])
 
-/** A Connection value that is only the connection's own option, keep-alive or close, in any case and spacing. */
-const connectionOptionOnly = /^[\t ]*(?:keep-alive|close)[\t ]*$/i
+/** A Connection value that is only `keep-alive` or only `close`, in any case and spacing: almost every one is. */
+const keepAliveOnly = /^[\t ]*keep-alive[\t ]*$/i
+const closeOnly = /^[\t ]*close[\t ]*$/i
+/** What `Connection: close` lists: a field named Close goes too (RFC 9110 reserves the name for that reason). */
+const closeListed: ReadonlySet<string> = new Set(["close"])
 
 /**
- * Header names the sender listed in `Connection`, which are hop-by-hop for this message too. Almost every message
- * says only `keep-alive` or `close`, which name no header to drop: those build no set (this runs twice a request).
+ * Header names the sender listed in `Connection`, which are hop-by-hop for this message too. The common values
+ * build no set (this runs twice a request): `keep-alive` names a field that is hop-by-hop anyway.
  */
 const connectionListed = (connection: string | undefined): ReadonlySet<string> | undefined => {
-  if (connection === undefined || connectionOptionOnly.test(connection)) return undefined
+  if (connection === undefined || keepAliveOnly.test(connection)) return undefined
+  if (closeOnly.test(connection)) return closeListed
   return new Set(
     connection
       .toLowerCase()

@@ -462,6 +462,7 @@ export class TunnelStream extends Duplex {
    * @internal Pipes to `socket`, a plain socket: its write either sends a piece at once or keeps it in its write
    * queue, so it takes pieces in place (consumeInPlace) and holds one while its queue is not empty. Only while it
    * is the destination: once the pipe ends, a later reader gets copies, not views it never said it could take.
+   * The socket must be the stream's only reader: another 'data' listener would be handed the same views.
    */
   pipeInPlace(socket: Writable): void {
     this.consumeInPlace(() => socket.writableLength > 0)
