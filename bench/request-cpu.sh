@@ -3,11 +3,13 @@
 # The pinning of ../shared/bench: the upstream nginx, the server and the agent on CPU 0, wrk on CPU 1. On that one
 # CPU a sequential request's latency is about the sum of the CPU every process spends on it, so CPU per request (from
 # /proc, user + system) is the figure to cut, and it is steadier than latency on a shared machine.
-# With PICO_JS_B, a second server and agent of another build run beside the first and wrk alternates between them
-# round by round, so both builds see the same machine: differences of a few microseconds need that (and 10+ rounds).
+# With PICO_JS_B (another build) or SERVER_ARGS_B (other server settings), a second server and agent run beside the
+# first and wrk alternates between them round by round, so both see the same machine: differences of a few
+# microseconds need that (and 10+ rounds). SERVER_ARGS gives the first server settings of its own.
 #   bash bench/request-cpu.sh                                     # 8 rounds of 3 s, one connection
 #   CONNECTIONS=50 bash bench/request-cpu.sh                      # the 1 KiB c50 case instead
 #   PICO_JS_B=bench/.work/other/dist/bin/pico.js ROUNDS=12 bash bench/request-cpu.sh
+#   SERVER_ARGS_B="--access-log.enabled false" CONNECTIONS=50 bash bench/request-cpu.sh   # one build, two settings
 # A build elsewhere must sit two levels below a package.json, beside a node_modules (see bench/updown.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,10 +26,11 @@ BASE=$((23000 + (RANDOM % 100) * 10))
 start_upstream $BASE
 
 declare -A SERVER AGENT PORT
-start_pair() { # start_pair NAME JS OFFSET
+start_pair() { # start_pair NAME JS OFFSET [SERVER ARGS...]
   local name=$1 js=$2 at=$((BASE + $3))
+  shift 3
   taskset -c 0 node "$js" server --proxy.bind-addr "127.0.0.1:$((at + 1))" --upstream.bind-addr "127.0.0.1:$((at + 2))" \
-    --admin.bind-addr "127.0.0.1:$((at + 3))" --gossip.bind-addr "127.0.0.1:$((at + 4))" --log.level warn \
+    --admin.bind-addr "127.0.0.1:$((at + 3))" --gossip.bind-addr "127.0.0.1:$((at + 4))" --log.level warn "$@" \
     >"$WORK/$name-server.log" 2>&1 &
   SERVER[$name]=$!
   PIDS+=($!)
@@ -39,10 +42,12 @@ start_pair() { # start_pair NAME JS OFFSET
   PORT[$name]=$((at + 1))
   wait_for -H "x-pico-endpoint: bench" "http://127.0.0.1:$((at + 1))/1k"
 }
-start_pair A "$PICO_JS" 10
+# shellcheck disable=SC2086 # the settings are words
+start_pair A "$PICO_JS" 10 ${SERVER_ARGS:-}
 NAMES=(A)
-if [ -n "${PICO_JS_B:-}" ]; then
-  start_pair B "$PICO_JS_B" 20
+if [ -n "${PICO_JS_B:-}${SERVER_ARGS_B:-}" ]; then
+  # shellcheck disable=SC2086
+  start_pair B "${PICO_JS_B:-$PICO_JS}" 20 ${SERVER_ARGS_B:-}
   NAMES+=(B)
 fi
 
