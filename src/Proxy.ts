@@ -195,7 +195,11 @@ export const make = (options: ProxyOptions) =>
     const answerFailure = (error: ProxyError | AuthError, exchange: Exchange) => {
       exchange.failure = error.reason
       return logFailure(error, exchange.endpointId).pipe(
-        Effect.zipRight(Effect.sync(() => writeError(exchange.res, error))),
+        Effect.zipRight(
+          Effect.sync(() => {
+            exchange.bytesOut += writeError(exchange.res, error)
+          }),
+        ),
       )
     }
 

@@ -1,9 +1,8 @@
 import type * as http from "node:http"
-import type { Duplex } from "node:stream"
 import { Schema } from "effect"
 import { type AuthError, AuthFailureReason } from "../Auth.js"
 import { tcpUpgradeToken } from "../Domain/EndpointKind.js"
-import { errorBody, writeJson, writeJsonToSocket } from "../internal/JsonResponse.js"
+import { errorBody, writeJson } from "../internal/JsonResponse.js"
 
 /** Pico's own error responses carry their reason in this header, which is how a node tells a stale route from an upstream's own 503. */
 export const picoErrorHeader = "x-pico-error"
@@ -81,15 +80,16 @@ const authResponses = answers(AuthFailureReason.literals, () => 401)
 const responseFor = (error: ProxyError | AuthError): ErrorResponse =>
   error._tag === "AuthError" ? authResponses[error.reason] : responses[error.reason]
 
-/** Answers on a normal HTTP exchange; a response already under way can only be cut. */
-export const writeError = (res: http.ServerResponse, error: ProxyError | AuthError): void => {
-  if (res.headersSent) res.destroy()
-  else {
-    const { status, body, headers } = responseFor(error)
-    writeJson(res, status, body, headers)
+/**
+ * Answers on a normal HTTP exchange, and says how many body bytes that sent; a response already under way can
+ * only be cut (none).
+ */
+export const writeError = (res: http.ServerResponse, error: ProxyError | AuthError): number => {
+  if (res.headersSent) {
+    res.destroy()
+    return 0
   }
+  const { status, body, headers } = responseFor(error)
+  writeJson(res, status, body, headers)
+  return body.length
 }
-
-/** Answers on a raw socket, for upgrade requests that never reached an upstream. */
-export const writeErrorToSocket = (socket: Duplex, error: ProxyError | AuthError): void =>
-  writeJsonToSocket(socket, responseFor(error).status, responseFor(error).body)

@@ -199,7 +199,14 @@ describe("the access log", () => {
     const answer = await send(endpoint, path, requestId)
     expect(answer.status).toBe(status)
     const line = await lineFor(files.entry, requestId)
-    expect(line).toMatchObject({ status, path, "endpoint-id": endpoint ?? "" })
+    // What the client got, whoever wrote it.
+    expect(line).toMatchObject({
+      status,
+      path,
+      "endpoint-id": endpoint ?? "",
+      "bytes-out": answer.body.length,
+    })
+    expect(answer.body.length).toBeGreaterThan(0)
     expect(line.error).toBe(reason)
     noSecretLogged()
   })
