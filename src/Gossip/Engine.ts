@@ -369,7 +369,8 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
 
     yield* transport.serve({ packet: onPacket, request: onRequest })
 
-    // Membership changes are worth an operator's attention; key changes are too frequent to log.
+    // Membership changes are worth an operator's attention; key changes are too frequent to log. `member`, not
+    // `node`: a node's log lines may already name the node writing them (pico dev cluster does).
     const events = yield* subscribe
     yield* Queue.take(events).pipe(
       Effect.flatMap((event) =>
@@ -378,7 +379,7 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
           : Effect.logInfo("cluster membership changed").pipe(
               Effect.annotateLogs({
                 event: event._tag,
-                node: event.nodeId,
+                member: event.nodeId,
                 ...(event._tag === "NodeStatusChanged" ? { status: event.status } : {}),
               }),
             ),

@@ -52,7 +52,7 @@ describe("a cluster of pico server processes", () => {
     await waitFor("node 2 to see node 3 leave", () =>
       second.process.logs.some(
         (log) =>
-          log.msg === "cluster membership changed" && log.node === third.nodeId && log.status === "left",
+          log.msg === "cluster membership changed" && log.member === third.nodeId && log.status === "left",
       ),
     )
   })

@@ -3,7 +3,7 @@ import { readdirSync } from "node:fs"
 import { afterEach, describe, expect, it } from "vitest"
 import { request, startHttpServer, waitFor } from "../support/http.js"
 import { startAgent } from "../support/node.js"
-import { listeningPort, picoPerTest } from "../support/process.js"
+import { listeningPort, loopbackPorts, picoPerTest } from "../support/process.js"
 
 const { pico, cleanups } = picoPerTest(afterEach)
 
@@ -43,14 +43,7 @@ describe("--proxy.max-connections", () => {
     cleanups.push(service.close)
     const server = pico([
       "server",
-      "--proxy.bind-addr",
-      "127.0.0.1:0",
-      "--upstream.bind-addr",
-      "127.0.0.1:0",
-      "--admin.bind-addr",
-      "127.0.0.1:0",
-      "--gossip.bind-addr",
-      "127.0.0.1:0",
+      ...loopbackPorts("proxy", "upstream", "admin", "gossip"),
       "--proxy.max-connections",
       "1000",
       // The last thousand silent sockets are closed by the header timeout: keep the test's tail short.

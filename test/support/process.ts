@@ -100,6 +100,10 @@ const statusMiB = (child: ChildProcess, field: "VmHWM" | "VmRSS"): number => {
   return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? Number.NaN) / 1024
 }
 
+/** `--<name>.bind-addr 127.0.0.1:0` for each listener named: ephemeral loopback ports, read back with listeningPort. */
+export const loopbackPorts = (...names: ReadonlyArray<string>): Array<string> =>
+  names.flatMap((name) => [`--${name}.bind-addr`, "127.0.0.1:0"])
+
 /** The port a listener reported in its "<name> listening" log line. */
 export const listeningPort = async (pico: PicoProcess, name: string): Promise<number> => {
   const log = await pico.waitForLog(`${name} listening`)
