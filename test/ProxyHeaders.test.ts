@@ -47,6 +47,11 @@ describe("request headers for the next hop", () => {
     const raw = ["Connection", "close,  X-Hop ,Keep-Alive", "X-Hop", "1", "X-Kept", "2", "Keep-Alive", "t=1"]
     expect(forwarded(raw)).toEqual(["X-Kept", "2"])
     expect(forwarded(["Connection", "X-Hop", "X-Hop", "1"])).toEqual([])
+    // The body's length and the Host stay whatever Connection says: without them the service would read the
+    // body as a request of its own.
+    expect(
+      forwarded(["Connection", "Content-Length, host, X-Hop", "Content-Length", "5", "Host", "a", "X-Hop", "1"]),
+    ).toEqual(["Content-Length", "5", "Host", "a"])
     // close is an option and a name: a field called Close goes with it.
     expect(forwarded(["Connection", " Close", "Close", "x", "X-Kept", "2"])).toEqual(["X-Kept", "2"])
   })

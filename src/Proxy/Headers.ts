@@ -21,18 +21,25 @@ const closeOnly = /^[\t ]*close[\t ]*$/i
 const closeListed: ReadonlySet<string> = new Set(["close"])
 
 /**
- * Header names the sender listed in `Connection`, which are hop-by-hop for this message too. The common values
- * build no set (this runs twice a request): `keep-alive` names a field that is hop-by-hop anyway.
+ * Fields a Connection header cannot make hop-by-hop. A request's head goes to its service as Pico writes it: a
+ * body whose Content-Length were dropped would be read there as the next request (smuggling), and an HTTP/1.1
+ * request must name its Host.
+ */
+const neverListed: ReadonlySet<string> = new Set(["content-length", "host"])
+
+/**
+ * Header names the sender listed in `Connection`, which are hop-by-hop for this message too (but neverListed).
+ * The common values build no set (this runs twice a request): `keep-alive` names a field that is hop-by-hop anyway.
  */
 const connectionListed = (connection: string | undefined): ReadonlySet<string> | undefined => {
   if (connection === undefined || keepAliveOnly.test(connection)) return undefined
   if (closeOnly.test(connection)) return closeListed
-  return new Set(
-    connection
-      .toLowerCase()
-      .split(",")
-      .map((name) => name.trim()),
-  )
+  const listed = new Set<string>()
+  for (const name of connection.toLowerCase().split(",")) {
+    const trimmed = name.trim()
+    if (!neverListed.has(trimmed)) listed.add(trimmed)
+  }
+  return listed
 }
 
 /** The client's address as the socket gives it, without the IPv4-mapped prefix; "" for an in-process one. */

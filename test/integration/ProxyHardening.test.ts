@@ -7,6 +7,8 @@ import { startAgent, startNode, type TestAgent, type TestNode } from "../support
 interface Seen {
   readonly url: string
   readonly headers: http.IncomingHttpHeaders
+  /** The request body as the service read it, once it has ended. */
+  body?: string
 }
 
 let node: TestNode
@@ -18,10 +20,15 @@ const aborted: Array<string> = []
 
 beforeAll(async () => {
   service = await startHttpServer((req, res) => {
-    seen.push({ url: req.url ?? "", headers: req.headers })
+    const entry: Seen = { url: req.url ?? "", headers: req.headers }
+    seen.push(entry)
     req.on("aborted", () => aborted.push(req.url ?? ""))
-    req.resume()
+    let body = ""
+    req.on("data", (chunk: Buffer) => {
+      body += chunk.toString("latin1")
+    })
     req.on("end", () => {
+      entry.body = body
       if (req.url === "/upgrade-refused") res.writeHead(404).end("no upgrade here")
       else res.end(`${req.url} ok`)
     })
@@ -80,6 +87,20 @@ describe("request targets and Host", () => {
     )
     expect([statusOf(response), jsonErrorOf(response)]).toEqual([400, "duplicate host header"])
     expect(urlsSeen()).not.toContain("/dup")
+  })
+
+  it("keeps Content-Length and Host that Connection lists, so a body is never read as a request of its own", async () => {
+    const smuggled = "GET /smuggled-by-connection HTTP/1.1\r\nHost: e.example.com\r\n\r\n"
+    const response = await rawExchange(
+      node.proxyPort,
+      "POST /listed-length HTTP/1.1\r\nHost: e.example.com\r\nConnection: close, Content-Length, Host\r\n" +
+        `Content-Length: ${smuggled.length}\r\n\r\n${smuggled}`,
+    )
+    expect(statusOf(response)).toBe(200)
+    const forwarded = seen.find((request) => request.url === "/listed-length")
+    expect(forwarded?.headers.host).toBe("e.example.com")
+    expect(forwarded?.headers["content-length"]).toBe(String(smuggled.length))
+    expect(forwarded?.body).toBe(smuggled)
   })
 
   it("rewrites an absolute-form target to origin-form, its authority taking the place of Host", async () => {
