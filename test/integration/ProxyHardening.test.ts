@@ -103,6 +103,19 @@ describe("request targets and Host", () => {
     expect(forwarded?.body).toBe(smuggled)
   })
 
+  it("reads every header of a head within the size limit: a Content-Length after 2,100 others still frames the body", async () => {
+    const many = "A: b\r\n".repeat(2_100)
+    const response = await rawExchange(
+      node.proxyPort,
+      `POST /many-headers HTTP/1.1\r\nHost: e.example.com\r\n${many}X-Listed: secret\r\nConnection: close, X-Listed\r\n` +
+        "Content-Length: 5\r\n\r\nhello",
+    )
+    expect(statusOf(response)).toBe(200)
+    const forwarded = seen.find((request) => request.url === "/many-headers")
+    expect(forwarded?.body).toBe("hello")
+    expect(forwarded?.headers["x-listed"]).toBeUndefined()
+  })
+
   it("rewrites an absolute-form target to origin-form, its authority taking the place of Host", async () => {
     const response = await rawExchange(
       node.proxyPort,
