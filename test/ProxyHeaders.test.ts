@@ -50,7 +50,16 @@ describe("request headers for the next hop", () => {
     // The body's length and the Host stay whatever Connection says: without them the service would read the
     // body as a request of its own.
     expect(
-      forwarded(["Connection", "Content-Length, host, X-Hop", "Content-Length", "5", "Host", "a", "X-Hop", "1"]),
+      forwarded([
+        "Connection",
+        "Content-Length, host, X-Hop",
+        "Content-Length",
+        "5",
+        "Host",
+        "a",
+        "X-Hop",
+        "1",
+      ]),
     ).toEqual(["Content-Length", "5", "Host", "a"])
     // close is an option and a name: a field called Close goes with it.
     expect(forwarded(["Connection", " Close", "Close", "x", "X-Kept", "2"])).toEqual(["X-Kept", "2"])

@@ -15,6 +15,14 @@ export const hasNoBody = (req: http.IncomingMessage): boolean =>
   req.headers["transfer-encoding"] === undefined &&
   (req.headers["content-length"] === undefined || req.headers["content-length"] === "0")
 
+/**
+ * Methods a request can be sent again with once it may have reached a service (RFC 9110 §9.2.2): running one twice
+ * has the effect of running it once. A POST or a PATCH is sent again only if it cannot have left, as nginx does.
+ */
+const idempotentMethods: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
+
+export const isIdempotent = (req: http.IncomingMessage): boolean => idempotentMethods.has(req.method ?? "")
+
 /** How long connecting to a peer node may take before the next node is tried: nodes share a network. */
 const PEER_CONNECT_TIMEOUT_MS = 3_000
 
@@ -36,7 +44,8 @@ export interface Attempt {
 }
 
 /**
- * Why an attempt can be retried — in every case no byte of the body has been spent:
+ * Why an attempt can be retried — in every case no byte of the body has been spent, and the request either cannot
+ * have reached a service or is idempotent (isIdempotent):
  * - "stale connection": a pooled connection turned out closed (only for requests without a body);
  * - "connection failed": the target could not be reached;
  * - "stale route": a peer node answered that it no longer has the endpoint.
@@ -219,7 +228,13 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
       () => fail("endpoint timeout", "no route answered in time"),
       Math.max(0, untilDeadline),
     )
+    /** Whether the request can have left: its connection was already open (a kept-alive one) or has opened. */
+    let connected = false
     upstreamReq.once("socket", (socket: Socket) => {
+      connected = socket.connecting !== true
+      socket.once("connect", () => {
+        connected = true
+      })
       if (target.target === undefined || !socket.connecting) return
       const connectTimer = setTimeout(
         () => retryOrFail("connection failed", "connect timed out"),
@@ -273,8 +288,11 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
       if (res.headersSent) {
         res.destroy()
         settle(Effect.succeed(done))
-      } else if (bodiless && upstreamReq.reusedSocket) retryOrFail("stale connection", error.message)
-      else if (!exchange.bodySpent) retryOrFail("connection failed", error.message)
+      } else if (!exchange.bodySpent && (!connected || isIdempotent(req)))
+        retryOrFail(
+          bodiless && upstreamReq.reusedSocket ? "stale connection" : "connection failed",
+          error.message,
+        )
       else fail("upstream unreachable", error.message)
     })
 

@@ -7,6 +7,7 @@ import {
   done,
   type Exchange,
   hasNoBody,
+  isIdempotent,
   observeRequestBody,
   observeResponseBody,
   relayHead,
@@ -129,7 +130,8 @@ export const sendThroughTunnel = (
       } else if (invalid) {
         // The service got the request and answered nonsense: sending it again elsewhere could run it twice.
         fail("upstream unreachable", detail)
-      } else if (!exchange.bodySpent || (bodiless && reused)) {
+      } else if (!exchange.bodySpent && isIdempotent(req)) {
+        // The head went out at once, so the service may have the request: only an idempotent one goes again.
         clearTimeout(timer)
         settle({
           _tag: "Retry",

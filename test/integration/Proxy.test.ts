@@ -213,6 +213,39 @@ describe("proxying through a tunnel", () => {
     expect(bodies.filter((body) => body === "other")).toHaveLength(3)
   })
 
+  // The first agent's service takes each request and never answers; the agent then goes away with it in flight.
+  it.each([
+    ["POST", 502, "nothing"],
+    ["GET", 200, "GET /in-flight"],
+  ])(
+    "sends a %s whose tunnel died with it in flight to another upstream only if it is idempotent",
+    async (method, status, secondSaw) => {
+      const taken: Array<string> = []
+      const silent = await startHttpServer((req) => taken.push(`${req.method} ${req.url}`))
+      const seenBySecond: Array<string> = []
+      const second = await startHttpServer((req, res) => {
+        seenBySecond.push(`${req.method} ${req.url}`)
+        res.end("second")
+      })
+      cleanups.push(silent.close, second.close)
+      const endpoint = `in-flight-${method.toLowerCase()}`
+      const first = startAgent(node.upstreamUrl, { [endpoint]: silent.port })
+      await waitFor("the first agent registered", async () => (await node.upstreamCount(endpoint)) === 1)
+      const answer = request(`${node.proxyUrl}/in-flight`, {
+        method,
+        headers: { "x-pico-endpoint": endpoint },
+      })
+      await waitFor("the first service to have the request", () => taken.length === 1)
+      const other = startAgent(node.upstreamUrl, { [endpoint]: second.port })
+      cleanups.push(other.stop)
+      await waitFor("the second agent registered", async () => (await node.upstreamCount(endpoint)) === 2)
+      await first.stop()
+      const response = await answer
+      expect(response.status).toBe(status)
+      expect(seenBySecond.length === 0 ? "nothing" : seenBySecond.join()).toBe(secondSaw)
+    },
+  )
+
   it("passes WebSocket upgrades through to the upstream", async () => {
     const wsLocal = await startHttpServer((_req, res) => res.end())
     cleanups.push(wsLocal.close)

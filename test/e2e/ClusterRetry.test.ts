@@ -1,0 +1,62 @@
+import { afterEach, describe, expect, it } from "vitest"
+import { request, startHttpServer, waitFor } from "../support/http.js"
+import { picoPerTest } from "../support/process.js"
+import { startServerProcess } from "../support/serverProcess.js"
+
+const { pico, cleanups } = picoPerTest(afterEach)
+
+const startAgent = (endpoint: string, upstreamPort: number, servicePort: number) =>
+  pico([
+    "agent",
+    "--endpoints",
+    `${endpoint}/127.0.0.1:${servicePort}`,
+    "--server.url",
+    `http://127.0.0.1:${upstreamPort}`,
+  ])
+
+describe("a request forwarded to a node that dies with it in flight", () => {
+  // Node 1 holds the endpoint, and its service takes the request and never answers; the client is on node 2.
+  // Once the request is in flight, an upstream of node 2's own registers, and node 1 is killed.
+  it.each([
+    ["POST", 502, "nothing"],
+    ["GET", 200, "GET /in-flight"],
+  ])(
+    "goes to another upstream only if it is idempotent: %s",
+    async (method, status, secondSaw) => {
+      const taken: Array<string> = []
+      const silent = await startHttpServer((req, res) => {
+        taken.push(`${req.method} ${req.url}`)
+        if (req.url === "/ready-check") res.end("ready")
+      })
+      const seenBySecond: Array<string> = []
+      const second = await startHttpServer((req, res) => {
+        seenBySecond.push(`${req.method} ${req.url}`)
+        res.end("second")
+      })
+      cleanups.push(silent.close, second.close)
+      const first = await startServerProcess(pico, [])
+      const entry = await startServerProcess(pico, [first.gossipAddr])
+      startAgent("e", first.upstreamPort, silent.port)
+      const viaEntry = (path: string) =>
+        request(`http://127.0.0.1:${entry.proxyPort}${path}`, { method, headers: { "x-pico-endpoint": "e" } })
+      await waitFor(
+        "node 2 to route the endpoint",
+        async () => (await viaEntry("/ready-check")).status === 200,
+        15_000,
+      )
+
+      const answer = viaEntry("/in-flight")
+      await waitFor("node 1's service to have the request", () => taken.includes(`${method} /in-flight`))
+      startAgent("e", entry.upstreamPort, second.port)
+      await waitFor("node 2's own upstream", () =>
+        entry.process.logs.some((log) => log.msg === "upstream connected"),
+      )
+      first.process.child.kill("SIGKILL")
+      const response = await answer
+      expect(response.status).toBe(status)
+      const forwardedAgain = seenBySecond.filter((line) => line.endsWith("/in-flight"))
+      expect(forwardedAgain.length === 0 ? "nothing" : forwardedAgain.join()).toBe(secondSaw)
+    },
+    30_000,
+  )
+})
