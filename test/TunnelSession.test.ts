@@ -1709,6 +1709,34 @@ describe("Session over a WebSocket server with several sessions", () => {
     good.client.close()
   })
 
+  it("closes a session whose peer keeps asking for answers it never reads, and only that one", async () => {
+    const bad = await server.connectWithWs()
+    const good = await server.connect()
+    const reason = closeReason(bad.server)
+    let closed = false
+    void reason.then(() => {
+      closed = true
+    })
+    // The client reads nothing more; each message asks for 80,000 ping acknowledgements, 960 KB in all.
+    bad.clientSocket.pause()
+    const pings = Buffer.concat(
+      Array.from({ length: 80_000 }, (_, id) => encodeHeader(FrameType.Ping, Flag.SYN, 0, id)),
+    )
+    for (let sent = 0; !closed && sent < 100; sent++) {
+      bad.ws.send(pings)
+      await nextImmediate()
+    }
+    await waitFor("the session to close", () => closed, 10_000)
+    const closedWith = await reason
+    expect(closedWith._tag === "ProtocolError" && closedWith.message).toMatch(
+      /^the peer does not read: \d+ bytes/,
+    )
+    // What it asked for is dropped with it (the close handshake's grace, then cut), not kept for it.
+    await waitFor("the socket to be cut", () => bad.serverSocket.destroyed, 5_000)
+    await stillWorks(good)
+    good.client.close()
+  })
+
   it("garbage bytes are a protocol error for that session only", async () => {
     const bad = await server.connectWithWs()
     const good = await server.connect()

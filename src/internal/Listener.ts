@@ -104,9 +104,9 @@ export const makeListener = (
       },
       options.name,
     )
-    // Node keeps only the first 2,000 headers of a request, yet frames its body by all of them: a Content-Length
-    // (or a Connection list) past the cap would be parsed and then lost, with the body. The head's size limit
-    // (16 KiB) already bounds how many there can be.
+    // Past 2,000 headers Node 20 keeps the first ones yet frames the body by all of them: a Content-Length (or a
+    // Connection list) past the cap would be parsed and then lost, with the body; Node 24 refuses the head. Both
+    // take them all this way, and the head's size limit (16 KiB) already bounds how many there can be.
     server.maxHeadersCount = 0
     const guard = yield* ConnectionGuard.make(server, options.name, limits.maxConnections)
     server.on("clientError", answerClientError)

@@ -8,6 +8,13 @@ import { Opcode, WebSocketReader } from "./WebSocketReader.js"
 /** How long a closing connection may take to finish the close handshake before it is cut. */
 const CLOSE_GRACE_MS = 2_000
 
+/**
+ * Bytes waiting in the socket past which the peer is taken not to read. Data waits for the socket to drain
+ * (Session's write block), so only answers the peer asked for (pongs, ping acknowledgements, window updates) can
+ * pile up beyond a batch or two: a peer that keeps asking and never reads would grow them without end.
+ */
+const MAX_UNSENT_BYTES = 4 * 1024 * 1024
+
 const CloseCode = { Normal: 1000, ProtocolError: 1002 } as const
 
 /** Codes a peer may send in a close frame (RFC 6455 §7.4); the rest are reserved or for local use only. */
@@ -67,9 +74,18 @@ class WebSocketTransport implements ByteChannel {
   /** What close() sends: normal, or protocol error once the peer broke the WebSocket rules. */
   closeCode: number = CloseCode.Normal
 
-  constructor(socket: Duplex, masked: boolean) {
+  /** Told once the peer has let more than MAX_UNSENT_BYTES pile up. */
+  private readonly onUnreadPeer: (unsent: number) => void
+
+  constructor(socket: Duplex, masked: boolean, onUnreadPeer: (unsent: number) => void) {
     this.socket = socket
     this.masked = masked
+    this.onUnreadPeer = onUnreadPeer
+  }
+
+  private checkUnsent(): void {
+    const unsent = this.socket.writableLength
+    if (unsent > MAX_UNSENT_BYTES && !this.closing) this.onUnreadPeer(unsent)
   }
 
   write(chunk: Buffer, onWritten?: () => void): boolean {
@@ -81,6 +97,7 @@ class WebSocketTransport implements ByteChannel {
     socket.write(frameHeader(Opcode.Binary, chunk.length, this.masked))
     const belowHighWater = socket.write(chunk, onWritten)
     socket.uncork()
+    if (!belowHighWater) this.checkUnsent()
     return belowHighWater
   }
 
@@ -98,7 +115,8 @@ class WebSocketTransport implements ByteChannel {
   }
 
   sendControl(opcode: number, payload: Buffer): void {
-    if (!this.closing && this.socket.writable) this.socket.write(controlFrame(opcode, payload, this.masked))
+    if (this.closing || !this.socket.writable) return
+    if (!this.socket.write(controlFrame(opcode, payload, this.masked))) this.checkUnsent()
   }
 
   /** Ends the socket after `last`; a peer that does not finish closing within the grace period is cut off. */
@@ -133,7 +151,9 @@ export const runWebSocketSession = (
   lentReads?: LentReads,
 ): Session => {
   const client = options.role === "client"
-  const transport = new WebSocketTransport(socket, client)
+  const transport = new WebSocketTransport(socket, client, (unsent) =>
+    protocolError(`the peer does not read: ${unsent} bytes wait to be sent to it`),
+  )
   const session = new Session(transport, options)
   /** True while the reader decodes a lent read: its pieces are views into a buffer the socket would reuse. */
   let lending = false
