@@ -66,7 +66,7 @@ describe("proxying through a tunnel", () => {
   it("forwards by x-pico-endpoint and by Host, with reverse-proxy headers", async () => {
     seen = []
     const byHeader = await request(`${node.proxyUrl}/path?q=1`, {
-      headers: { "x-pico-endpoint": "my-endpoint" },
+      headers: { "x-pico-endpoint": "my-endpoint", forwarded: "for=192.0.2.1", "x-real-ip": "192.0.2.2" },
     })
     expect(byHeader.status).toBe(200)
     expect(byHeader.body).toBe("GET /path?q=1 ")
@@ -80,6 +80,8 @@ describe("proxying through a tunnel", () => {
     expect(first?.headers["x-forwarded-for"]).toBe("127.0.0.1")
     expect(first?.headers["x-forwarded-proto"]).toBe("http")
     expect(first?.headers["x-forwarded-host"]).toBe(`127.0.0.1:${node.proxyPort}`)
+    // Headers Pico does not own pass as the client sent them (docs/security.md): a service must not trust them.
+    expect([first?.headers.forwarded, first?.headers["x-real-ip"]]).toEqual(["for=192.0.2.1", "192.0.2.2"])
     expect(second?.headers.host).toBe("my-endpoint.pico.example.com:8000")
     expect(second?.headers["x-forwarded-host"]).toBe("my-endpoint.pico.example.com:8000")
   })
