@@ -232,9 +232,11 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
     let connected = false
     upstreamReq.once("socket", (socket: Socket) => {
       connected = socket.connecting !== true
-      socket.once("connect", () => {
-        connected = true
-      })
+      // Only a new connection connects: a kept-alive one would collect a listener per request.
+      if (!connected)
+        socket.once("connect", () => {
+          connected = true
+        })
       if (target.target === undefined || !socket.connecting) return
       const connectTimer = setTimeout(
         () => retryOrFail("connection failed", "connect timed out"),

@@ -58,6 +58,28 @@ describe("a cluster of nodes", () => {
     }
   })
 
+  it("forwards request after request on one kept-alive connection to the peer without piling up listeners on it", async () => {
+    const [first, second] = (await startCluster()) as [TestNode, TestNode, TestNode]
+    const service = await startHttpServer((_req, res) => res.end("ok"))
+    cleanups.push(service.close)
+    const agent = startAgent(first.upstreamUrl, { e: service.port })
+    cleanups.push(agent.stop)
+    await waitFor("endpoint known on node 2", () => second.routesRemotely("e"))
+    const warnings: Array<string> = []
+    const onWarning = (warning: Error) => warnings.push(warning.name)
+    process.on("warning", onWarning)
+    cleanups.push(async () => void process.off("warning", onWarning))
+    // Sequential requests reuse the one pooled socket: anything registered on it per request would pass Node's
+    // limit of 10 listeners.
+    for (let i = 0; i < 15; i++) {
+      const response = await request(`${second.proxyUrl}/`, { headers: { "x-pico-endpoint": "e" } })
+      expect(response.body).toBe("ok")
+    }
+    // Node emits the warning on the next tick.
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(warnings).not.toContain("MaxListenersExceededWarning")
+  })
+
   it("carries WebSockets across the hop: a client on node 2 or 3 talks to an upstream on node 1", async () => {
     const nodes = await startCluster()
     const service = await startHttpServer((_req, res) => res.end())
