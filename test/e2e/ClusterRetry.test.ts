@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest"
-import { request, startHttpServer, waitFor } from "../support/http.js"
+import { request, startInFlightServices, waitFor } from "../support/http.js"
 import { picoPerTest } from "../support/process.js"
 import { startServerProcess } from "../support/serverProcess.js"
 
@@ -23,16 +23,7 @@ describe("a request forwarded to a node that dies with it in flight", () => {
   ])(
     "goes to another upstream only if it is idempotent: %s",
     async (method, status, secondSaw) => {
-      const taken: Array<string> = []
-      const silent = await startHttpServer((req, res) => {
-        taken.push(`${req.method} ${req.url}`)
-        if (req.url === "/ready-check") res.end("ready")
-      })
-      const seenBySecond: Array<string> = []
-      const second = await startHttpServer((req, res) => {
-        seenBySecond.push(`${req.method} ${req.url}`)
-        res.end("second")
-      })
+      const { taken, silent, seenBySecond, second } = await startInFlightServices()
       cleanups.push(silent.close, second.close)
       const first = await startServerProcess(pico, [])
       const entry = await startServerProcess(pico, [first.gossipAddr])

@@ -3,7 +3,7 @@ import * as http from "node:http"
 import type { Socket } from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import WebSocket, { WebSocketServer } from "ws"
-import { closedPort, request, startHttpServer, waitFor } from "../support/http.js"
+import { closedPort, request, startHttpServer, startInFlightServices, waitFor } from "../support/http.js"
 import { startAgent, startNode, type TestAgent, type TestNode } from "../support/node.js"
 
 interface Seen {
@@ -222,13 +222,7 @@ describe("proxying through a tunnel", () => {
   ])(
     "sends a %s whose tunnel died with it in flight to another upstream only if it is idempotent",
     async (method, status, secondSaw) => {
-      const taken: Array<string> = []
-      const silent = await startHttpServer((req) => taken.push(`${req.method} ${req.url}`))
-      const seenBySecond: Array<string> = []
-      const second = await startHttpServer((req, res) => {
-        seenBySecond.push(`${req.method} ${req.url}`)
-        res.end("second")
-      })
+      const { taken, silent, seenBySecond, second } = await startInFlightServices()
       cleanups.push(silent.close, second.close)
       const endpoint = `in-flight-${method.toLowerCase()}`
       const first = startAgent(node.upstreamUrl, { [endpoint]: silent.port })

@@ -124,6 +124,24 @@ export const rawExchange = (port: number, bytes: string | Buffer, timeoutMs = 10
     })
   })
 
+/**
+ * The two services of the in-flight retry tests: `silent` records each request and never answers it (but
+ * /ready-check, so that a test can see the route work), `second` records each and answers "second".
+ */
+export const startInFlightServices = async () => {
+  const taken: Array<string> = []
+  const seenBySecond: Array<string> = []
+  const silent = await startHttpServer((req, res) => {
+    taken.push(`${req.method} ${req.url}`)
+    if (req.url === "/ready-check") res.end("ready")
+  })
+  const second = await startHttpServer((req, res) => {
+    seenBySecond.push(`${req.method} ${req.url}`)
+    res.end("second")
+  })
+  return { taken, silent, seenBySecond, second }
+}
+
 const scriptedServers: Array<{ readonly server: net.Server; readonly sockets: Set<net.Socket> }> = []
 
 /**
