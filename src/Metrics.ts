@@ -96,6 +96,12 @@ export const gossipRejected = server.scraped(
     "tampered), replay, stale (timestamp outside the window). The other gossip counters leave them out.",
   "counter",
 )
+export const gossipRefusedStreams = server.counter(
+  "pico_gossip_refused_streams_total",
+  "Gossip TCP connections cut before their request was read whole, by reason: too_many_streams (64 were " +
+    "already open), over_budget (requests still arriving held 32 MiB between them), too_large (a request " +
+    "announced more than 16 MiB), too_slow (the request took longer than 10 s to arrive).",
+)
 export const proxyConnectedUpstreams = server.scraped(
   "pico_proxy_connected_upstreams",
   "Upstream tunnels connected to this node.",

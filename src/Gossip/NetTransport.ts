@@ -3,11 +3,43 @@ import * as net from "node:net"
 import { Duration, Effect, FiberSet, Option, type Scope } from "effect"
 import { formatHostPort, type HostPort, parseHostPort } from "../Domain/Address.js"
 import { type ListenError, listenError } from "../internal/Listen.js"
+import * as ThrottledLog from "../internal/ThrottledLog.js"
+import * as Metrics from "../Metrics.js"
 import { type Handler, type Transport, TransportError } from "./Transport.js"
 
 /** Request streams are length-prefixed; a peer announcing more than this is broken or hostile. */
 const MAX_STREAM_PAYLOAD = 16 * 1024 * 1024
 const LENGTH_PREFIX = 4
+
+/**
+ * What the gossip port takes from peers it has not authenticated yet: a request is checked only once it is
+ * whole, so the bytes of requests still arriving are capped together, as are the connections. A peer needs a
+ * few at a time (a join, a leave, a large delta).
+ */
+export interface InboundLimits {
+  /** Open connections from peers; one more is cut at once. */
+  readonly maxStreams: number
+  /** Bytes that requests still arriving may hold between them; the connection whose bytes overrun it is cut. */
+  readonly budgetBytes: number
+  /** How long a request may take to arrive whole, and how long an answer's write may stall. */
+  readonly timeout: Duration.DurationInput
+}
+
+export const defaultInboundLimits: InboundLimits = {
+  maxStreams: 64,
+  budgetBytes: 2 * MAX_STREAM_PAYLOAD,
+  timeout: Duration.seconds(10),
+}
+
+/** Why an incoming connection was cut before its request was read; the metric's `reason` label. */
+type Refusal = "too_many_streams" | "over_budget" | "too_large" | "too_slow"
+const refusals: ReadonlyArray<Refusal> = ["too_many_streams", "over_budget", "too_large", "too_slow"]
+
+/** What a frame's reader has left of the bytes it may hold; shared by every incoming connection. */
+interface Budget {
+  left: number
+}
+const unlimited: Budget = { left: Number.POSITIVE_INFINITY }
 
 const frame = (payload: Uint8Array): Array<Buffer> => {
   const length = Buffer.allocUnsafe(LENGTH_PREFIX)
@@ -16,37 +48,48 @@ const frame = (payload: Uint8Array): Array<Buffer> => {
 }
 
 /**
- * Reads exactly one length-prefixed frame from a socket, then stops listening. Resolves undefined when the
- * socket ends first or the announced length is out of bounds.
+ * Reads exactly one length-prefixed frame from a socket, then stops listening: the payload, or why there is
+ * none ("ended": the socket ended or closed first). What it holds is taken from `budget` and given back when it
+ * is done, however it ends.
  */
-const readFrame = (socket: net.Socket, onFrame: (payload: Buffer | undefined) => void): void => {
+const readFrame = (
+  socket: net.Socket,
+  budget: Budget,
+  onFrame: (payload: Buffer | "ended" | "too_large" | "over_budget") => void,
+): void => {
   const chunks: Array<Buffer> = []
   let received = 0
   let done = false
-  const finish = (payload: Buffer | undefined) => {
+  const finish = (payload: Buffer | "ended" | "too_large" | "over_budget") => {
     if (done) return
     done = true
+    budget.left += received
     socket.off("data", onData)
     socket.off("end", onEnd)
+    socket.off("close", onEnd)
     onFrame(payload)
   }
   // The announced length, once its 4 bytes are in; the payload is joined once, when all of it has arrived.
   let length: number | undefined
   const onData = (chunk: Buffer) => {
+    if (chunk.length > budget.left) return finish("over_budget")
+    budget.left -= chunk.length
     chunks.push(chunk)
     received += chunk.length
     if (received < LENGTH_PREFIX) return
     if (length === undefined) {
       length = Buffer.concat(chunks).readUInt32BE(0)
-      if (length > MAX_STREAM_PAYLOAD) return finish(undefined)
+      if (length > MAX_STREAM_PAYLOAD) return finish("too_large")
     }
     if (received < LENGTH_PREFIX + length) return
     const buffered = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, received)
     finish(buffered.subarray(LENGTH_PREFIX, LENGTH_PREFIX + length))
   }
-  const onEnd = () => finish(undefined)
+  const onEnd = () => finish("ended")
   socket.on("data", onData)
   socket.on("end", onEnd)
+  // A reset ends nothing: without this, what the frame held would never go back to the budget.
+  socket.on("close", onEnd)
 }
 
 const bindTcp = (address: HostPort) =>
@@ -83,13 +126,14 @@ const bindUdp = (address: HostPort) =>
 export const make = (
   bind: HostPort,
   advertise: (bound: net.AddressInfo) => string,
-  requestTimeout: Duration.DurationInput = Duration.seconds(10),
+  limits: InboundLimits = defaultInboundLimits,
 ): Effect.Effect<Transport, ListenError, Scope.Scope> =>
   Effect.gen(function* () {
     const tcp = yield* bindTcp(bind)
     const bound = tcp.address() as net.AddressInfo
     // UDP takes exactly the port TCP got, which matters when the configured port is 0.
     const udp = yield* bindUdp({ host: bind.host, port: bound.port })
+    const requestTimeout = limits.timeout
     const connections = new Set<net.Socket>()
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
@@ -117,10 +161,10 @@ export const make = (
         )
         socket.once("connect", () => {
           for (const part of frame(payload)) socket.write(part)
-          readFrame(socket, (answer) => {
+          readFrame(socket, unlimited, (answer) => {
             socket.end()
             resume(
-              answer === undefined
+              typeof answer === "string"
                 ? Effect.fail(new TransportError({ reason: "closed", address }))
                 : Effect.succeed(answer),
             )
@@ -140,14 +184,39 @@ export const make = (
         const run = yield* FiberSet.makeRuntime<never>()
         const onMessage = (packet: Buffer, peer: dgram.RemoteInfo) =>
           run(handler.packet(packet, formatHostPort({ host: peer.address, port: peer.port })))
+        const labels = yield* Metrics.currentLabels
+        const refusalLabels = Object.fromEntries(
+          refusals.map((reason) => [reason, Metrics.withLabels(labels, { reason })]),
+        ) as Record<Refusal, ReturnType<typeof Metrics.withLabels>>
+        const logRefusals = yield* ThrottledLog.make(refusals, (counts) =>
+          Effect.logWarning("cut gossip connections").pipe(
+            Effect.annotateLogs({ subsystem: "gossip", ...counts }),
+          ),
+        )
+        const refuse = (socket: net.Socket, reason: Refusal) => {
+          socket.destroy()
+          Metrics.gossipRefusedStreams.unsafeUpdate(1, refusalLabels[reason])
+          logRefusals(reason)
+        }
+        const budget: Budget = { left: limits.budgetBytes }
+        let inbound = 0
         const onConnection = (socket: net.Socket) => {
+          if (inbound >= limits.maxStreams) return refuse(socket, "too_many_streams")
+          inbound++
           connections.add(socket)
-          socket.once("close", () => connections.delete(socket))
+          socket.once("close", () => {
+            inbound--
+            connections.delete(socket)
+          })
           socket.on("error", () => socket.destroy())
+          // Idle: an answer the peer does not read. The deadline: a request dripped in a byte at a time.
           socket.setTimeout(Duration.toMillis(requestTimeout), () => socket.destroy())
+          const deadline = setTimeout(() => refuse(socket, "too_slow"), Duration.toMillis(requestTimeout))
           const peer = formatHostPort({ host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 })
-          readFrame(socket, (payload) => {
-            if (payload === undefined) return socket.destroy()
+          readFrame(socket, budget, (payload) => {
+            clearTimeout(deadline)
+            if (payload === "ended") return socket.destroy()
+            if (typeof payload === "string") return refuse(socket, payload)
             run(
               handler.request(payload, peer).pipe(
                 Effect.map(

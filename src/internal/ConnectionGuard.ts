@@ -1,12 +1,10 @@
 import type * as http from "node:http"
 import type { Socket } from "node:net"
 import type { Duplex } from "node:stream"
-import { Effect, FiberSet, type Scope } from "effect"
+import { Effect, type Scope } from "effect"
 import * as Metrics from "../Metrics.js"
 import type { HttpServer } from "./HttpServer.js"
-
-/** How often a listener says it is shedding connections; the ones in between are counted into the next line. */
-const LOG_INTERVAL_MS = 10_000
+import * as ThrottledLog from "./ThrottledLog.js"
 
 type Shed = "closed idle" | "refused"
 
@@ -37,7 +35,6 @@ export const make = (
   maxConnections: number,
 ): Effect.Effect<ConnectionGuard, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const run = yield* FiberSet.makeRuntime<never>()
     const labels = yield* Metrics.currentLabels
     const shedLabels = {
       "closed idle": Metrics.withLabels(labels, { port, action: "closed_idle" }),
@@ -54,34 +51,20 @@ export const make = (
       for (const resume of whenNoHttp) resume()
       whenNoHttp.clear()
     }
-    const unlogged: Record<Shed, number> = { "closed idle": 0, refused: 0 }
-    let logTimer: NodeJS.Timeout | undefined
-
-    const flushLog = () => {
-      logTimer = undefined
-      const closedIdle = unlogged["closed idle"]
-      const refused = unlogged.refused
-      unlogged["closed idle"] = 0
-      unlogged.refused = 0
-      run(
-        Effect.logWarning("connection limit reached").pipe(
-          Effect.annotateLogs({
-            subsystem: port,
-            "max-connections": maxConnections,
-            "closed-idle": closedIdle,
-            refused,
-          }),
-        ),
-      )
-    }
+    const logShed = yield* ThrottledLog.make<Shed>(["closed idle", "refused"], (counts) =>
+      Effect.logWarning("connection limit reached").pipe(
+        Effect.annotateLogs({
+          subsystem: port,
+          "max-connections": maxConnections,
+          "closed-idle": counts["closed idle"],
+          refused: counts.refused,
+        }),
+      ),
+    )
     const shed = (socket: Duplex, action: Shed) => {
       socket.destroy()
       Metrics.connectionsOverLimit.unsafeUpdate(1, shedLabels[action])
-      unlogged[action]++
-      if (logTimer === undefined) {
-        flushLog()
-        logTimer = setTimeout(flushLog, LOG_INTERVAL_MS).unref()
-      }
+      logShed(action)
     }
 
     const onConnection = (socket: Socket) => {
@@ -134,7 +117,6 @@ export const make = (
         server.off("request", onRequest)
         server.off("checkContinue", onRequest)
         server.off("upgrade", onUpgrade)
-        clearTimeout(logTimer)
       }),
     )
     return {

@@ -1,12 +1,16 @@
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, writeFileSync } from "node:fs"
+import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterEach, describe, expect, it } from "vitest"
-import { waitFor } from "../support/http.js"
+import { parseHostPort } from "../../src/Domain/Address.js"
+import { request, waitFor } from "../support/http.js"
 import { picoPerTest } from "../support/process.js"
+import { readMetrics, valueOf } from "../support/prometheus.js"
+import { startServerProcess } from "../support/serverProcess.js"
 
-const { pico } = picoPerTest(afterEach)
+const { pico, cleanups } = picoPerTest(afterEach)
 
 const loopback = [
   ...["--proxy.bind-addr", "127.0.0.1:0", "--upstream.bind-addr", "127.0.0.1:0"],
@@ -69,5 +73,57 @@ describe("pico server with gossip keys", () => {
       `invalid config: --gossip.secret-key: ${keyFile} line 2: must be at least 32`,
     )
     for (const run of [inline, fromFile]) expect(JSON.stringify(run.logs) + run.text()).not.toContain(short)
+  })
+
+  it("cuts a flood of connections and of unchecked bytes on the gossip port, says so, and still takes a join", async () => {
+    const key = newKey()
+    const first = await startServerProcess(pico, [], ["--gossip.secret-key", key])
+    const gossip = parseHostPort(first.gossipAddr) as { host: string; port: number }
+    const sockets: Array<net.Socket> = []
+    cleanups.push(async () => {
+      for (const socket of sockets) socket.destroy()
+    })
+    const closed = new Set<net.Socket>()
+    const connect = () =>
+      new Promise<net.Socket>((resolve) => {
+        const socket = net.connect(gossip.port, gossip.host, () => resolve(socket))
+        sockets.push(socket)
+        socket.on("error", () => {})
+        socket.on("close", () => closed.add(socket))
+      })
+    const refused = async (reason: string) =>
+      valueOf(
+        readMetrics((await request(`http://127.0.0.1:${first.adminPort}/metrics`)).body),
+        "pico_gossip_refused_streams_total",
+        { reason },
+      )
+
+    // Requests are checked against the key only once whole. Three announce 16 MiB and send 12: the node holds
+    // two (32 MiB between them) and cuts the one that overruns.
+    const prefix = Buffer.alloc(4)
+    prefix.writeUInt32BE(16 * 1024 * 1024)
+    const holders = await Promise.all([1, 2, 3].map(connect))
+    for (const holder of holders) holder.write(Buffer.concat([prefix, Buffer.alloc(12 * 1024 * 1024)]))
+    await waitFor("a holder cut", () => holders.some((holder) => closed.has(holder)))
+    expect(holders.filter((holder) => closed.has(holder))).toHaveLength(1)
+    expect(await refused("over_budget")).toBe(1)
+    for (const holder of holders) holder.destroy()
+
+    // 70 silent connections: the ones past 64 open are cut at once.
+    const silent: Array<net.Socket> = []
+    for (let count = 0; count < 70; count++) silent.push(await connect())
+    await waitFor("the connections past the cap cut", () => silent.filter((s) => closed.has(s)).length >= 6)
+    expect(await refused("too_many_streams")).toBe(silent.filter((socket) => closed.has(socket)).length)
+    await waitFor("a warning that names the reasons", () =>
+      first.process.logs.some((log) => log.msg === "cut gossip connections" && log.subsystem === "gossip"),
+    )
+    for (const socket of silent) socket.destroy()
+
+    const second = pico([
+      "server",
+      ...loopback,
+      ...["--gossip.secret-key", key, "--cluster.join", first.gossipAddr],
+    ])
+    await second.waitForLog("joined cluster")
   })
 })

@@ -1,0 +1,122 @@
+import * as net from "node:net"
+import { Effect, Exit, Option, Scope } from "effect"
+import { afterEach, describe, expect, it } from "vitest"
+import * as NetTransport from "../src/Gossip/NetTransport.js"
+import type { Transport } from "../src/Gossip/Transport.js"
+import { waitFor } from "./support/http.js"
+import { testLogger } from "./support/node.js"
+
+const cleanups: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+/** The real gossip transport on an ephemeral port, answering every request with its own bytes. */
+const startEcho = async (limits: Partial<NetTransport.InboundLimits>): Promise<Transport> => {
+  const scope = await Effect.runPromise(Scope.make())
+  cleanups.push(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+  return Effect.runPromise(
+    Effect.gen(function* () {
+      const transport = yield* NetTransport.make(
+        { host: "127.0.0.1", port: 0 },
+        (bound) => `127.0.0.1:${bound.port}`,
+        { ...NetTransport.defaultInboundLimits, ...limits },
+      )
+      yield* transport.serve({
+        packet: () => Effect.void,
+        request: (bytes) => Effect.succeed(Option.some(bytes)),
+      })
+      return transport
+    }).pipe(Scope.extend(scope), Effect.provide(testLogger)),
+  )
+}
+
+const portOf = (transport: Transport) => Number(transport.address.split(":")[1])
+
+/** Whether a request of `size` bytes comes back whole. */
+const echoes = (transport: Transport, size: number): Promise<boolean> =>
+  Effect.runPromise(
+    transport.request(transport.address, Buffer.alloc(size, 7)).pipe(
+      Effect.map((answer) => answer.length === size),
+      Effect.orElseSucceed(() => false),
+    ),
+  )
+
+interface RawPeer {
+  readonly socket: net.Socket
+  /** Settles once the node has cut (or the test has closed) the connection. */
+  readonly closed: Promise<void>
+  readonly received: Array<Buffer>
+}
+
+/** A raw connection to the gossip port, connected. */
+const connectRaw = async (transport: Transport): Promise<RawPeer> => {
+  const socket = net.connect(portOf(transport), "127.0.0.1")
+  const received: Array<Buffer> = []
+  socket.on("data", (chunk: Buffer) => received.push(chunk))
+  socket.on("error", () => {})
+  const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()))
+  cleanups.push(async () => void socket.destroy())
+  await new Promise<void>((resolve) => socket.once("connect", () => resolve()))
+  return { socket, closed, received }
+}
+
+const lengthPrefix = (length: number) => {
+  const prefix = Buffer.alloc(4)
+  prefix.writeUInt32BE(length)
+  return prefix
+}
+
+describe("the gossip port's limits on peers it has not authenticated", () => {
+  it("cuts a connection past the cap at once, keeps the ones open, and takes requests again once one closes", async () => {
+    const transport = await startEcho({ maxStreams: 4 })
+    const silent = await Promise.all([1, 2, 3, 4].map(() => connectRaw(transport)))
+    const extra = await connectRaw(transport)
+    await extra.closed
+    expect(silent.map((peer) => peer.socket.destroyed)).toEqual([false, false, false, false])
+    expect(await echoes(transport, 10)).toBe(false)
+
+    silent[0]?.socket.destroy()
+    await waitFor("a request answered with a connection free", () => echoes(transport, 10))
+  })
+
+  it("cuts the request whose bytes overrun the budget, not the one that holds them, and gets them back from a reset", async () => {
+    const budgetBytes = 1024 * 1024
+    const transport = await startEcho({ budgetBytes })
+    // A request announcing 1,000,000 bytes, 700,000 of them sent, then nothing: the node holds them.
+    const holder = await connectRaw(transport)
+    holder.socket.write(Buffer.concat([lengthPrefix(1_000_000), Buffer.alloc(700_000)]))
+    await waitFor("a 400 kB request cut while the held bytes leave no room", async () => {
+      return !(await echoes(transport, 400_000))
+    })
+    // Small ones still fit beside it, and the holder is still open.
+    expect(await echoes(transport, 100_000)).toBe(true)
+    expect(holder.socket.destroyed).toBe(false)
+
+    // A reset is no end of stream: what the holder held must come back all the same.
+    holder.socket.resetAndDestroy()
+    await waitFor("a 400 kB request answered once the holder reset", () => echoes(transport, 400_000))
+  })
+
+  it("cuts a request dripped in slower than the deadline, though each byte would reset an idle timer", async () => {
+    const transport = await startEcho({ timeout: "300 millis" })
+    const dripper = await connectRaw(transport)
+    dripper.socket.write(lengthPrefix(100))
+    // 100 bytes at one per 50 ms would take 5 s; no pause between them is long enough to be idle.
+    const drip = setInterval(() => dripper.socket.write(Buffer.of(1)), 50)
+    cleanups.push(async () => clearInterval(drip))
+    await dripper.closed
+    clearInterval(drip)
+    expect(dripper.socket.bytesWritten).toBeLessThan(104)
+    expect(dripper.received).toEqual([])
+  })
+
+  it("cuts a request that announces more than 16 MiB before taking any of it", async () => {
+    const transport = await startEcho({})
+    const greedy = await connectRaw(transport)
+    greedy.socket.write(lengthPrefix(16 * 1024 * 1024 + 1))
+    await greedy.closed
+    expect(greedy.received).toEqual([])
+    expect(await echoes(transport, 16 * 1024)).toBe(true)
+  })
+})
