@@ -342,6 +342,9 @@ export const make = (options: ProxyOptions) =>
       const { req } = exchange
       exchange.requestId = requestIdOf(req)
       if (!normalizeTarget(req)) return new ProxyError({ reason: "invalid request target" })
+      const codings = req.headers["transfer-encoding"]
+      if (codings !== undefined && codings.toLowerCase() !== "chunked")
+        return new ProxyError({ reason: "unsupported transfer coding", detail: codings })
       const kind = exchange.upgrade === undefined ? "http" : upgradeKind(req)
       const endpointId = endpointIdFromHeaders(req.headers, kind === "tcp" ? req.url : undefined)
       if (endpointId === undefined) return new ProxyError({ reason: "missing pico endpoint id" })

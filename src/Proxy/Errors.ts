@@ -13,6 +13,7 @@ export const ProxyFailure = Schema.Literal(
   "invalid endpoint id",
   "invalid request target",
   "duplicate host header",
+  "unsupported transfer coding",
   "unsupported upgrade",
   "endpoint is tcp",
   "endpoint is http",
@@ -41,6 +42,8 @@ const statuses: Record<ProxyFailure, number> = {
   "invalid endpoint id": 400,
   "invalid request target": 400,
   "duplicate host header": 400,
+  // A coding such as gzip under the chunked one: dropped, the service would read coded bytes as the body.
+  "unsupported transfer coding": 501,
   "unsupported upgrade": 400,
   // An HTTP request (or WebSocket) for a TCP endpoint: the client must upgrade to pico-tcp (RFC 9110 §15.5.22).
   "endpoint is tcp": 426,

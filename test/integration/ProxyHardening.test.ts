@@ -81,6 +81,28 @@ describe("requests Node's parser refuses get a status and a JSON error, not a si
   })
 })
 
+describe("transfer codings", () => {
+  it("answers 501 to a coding other than chunked, which the service would have read as plain bytes", async () => {
+    const response = await rawExchange(
+      node.proxyPort,
+      "POST /gzip-chunked HTTP/1.1\r\nHost: e.example.com\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n" +
+        "3\r\nabc\r\n0\r\n\r\n",
+    )
+    expect([statusOf(response), jsonErrorOf(response)]).toEqual([501, "unsupported transfer coding"])
+    expect(urlsSeen()).not.toContain("/gzip-chunked")
+  })
+
+  it("passes chunked, in any case, with its body", async () => {
+    const response = await rawExchange(
+      node.proxyPort,
+      "POST /chunked HTTP/1.1\r\nHost: e.example.com\r\nTransfer-Encoding: Chunked\r\nConnection: close\r\n\r\n" +
+        "3\r\nabc\r\n0\r\n\r\n",
+    )
+    expect(statusOf(response)).toBe(200)
+    expect(seen.find((request) => request.url === "/chunked")?.body).toBe("abc")
+  })
+})
+
 describe("request targets and Host", () => {
   it("answers a duplicate Host with 400 instead of routing on one of them", async () => {
     const response = await rawExchange(
