@@ -15,7 +15,7 @@ import { type ClientLimits, defaultClientLimits, makeListener } from "./internal
 import type { ConfigError } from "./PicoConfig/ConfigError.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
 import { endpointIdFromHeaders } from "./Proxy/EndpointId.js"
-import { ProxyError, writeError } from "./Proxy/Errors.js"
+import { closesConnection, ProxyError, transferCodingError, writeError } from "./Proxy/Errors.js"
 import {
   type Attempt,
   type AttemptOutcome,
@@ -343,8 +343,7 @@ export const make = (options: ProxyOptions) =>
       exchange.requestId = requestIdOf(req)
       if (!normalizeTarget(req)) return new ProxyError({ reason: "invalid request target" })
       const codings = req.headers["transfer-encoding"]
-      if (codings !== undefined && codings.toLowerCase() !== "chunked")
-        return new ProxyError({ reason: "unsupported transfer coding", detail: codings })
+      if (codings !== undefined && codings.toLowerCase() !== "chunked") return transferCodingError(codings)
       const kind = exchange.upgrade === undefined ? "http" : upgradeKind(req)
       const endpointId = endpointIdFromHeaders(req.headers, kind === "tcp" ? req.url : undefined)
       if (endpointId === undefined) return new ProxyError({ reason: "missing pico endpoint id" })
@@ -397,10 +396,15 @@ export const make = (options: ProxyOptions) =>
       return true
     }
 
+    /** Connections whose last request could not be framed: they close after its answer. */
+    const unframedConnections = new WeakSet<object>()
+
     const serve = (exchange: Exchange): void => {
       const endpointId = prepare(exchange)
-      if (typeof endpointId !== "string") run(answerFailure(endpointId, exchange))
-      else if (!sendLocalNow(exchange, endpointId)) run(forward(exchange, endpointId))
+      if (typeof endpointId !== "string") {
+        if (closesConnection(endpointId)) unframedConnections.add(exchange.req.socket)
+        run(answerFailure(endpointId, exchange))
+      } else if (!sendLocalNow(exchange, endpointId)) run(forward(exchange, endpointId))
     }
 
     /** The client's status: what it was sent, or 499 when it went away before a response started. */
@@ -432,6 +436,8 @@ export const make = (options: ProxyOptions) =>
     // The hot path: no fiber (sendLocalNow), no per-request log annotations (added only on failure), no auth work
     // when the port is open, metrics updated without allocating, and a capture only when its endpoint's is on.
     const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      // Node parses what follows a body it could not frame as pipelined requests: never serve those.
+      if (unframedConnections.has(req.socket)) return
       // Draining: every response closes its connection, Pico's own errors too, so clients go elsewhere.
       if (shutdown.isDraining()) res.shouldKeepAlive = false
       const exchange = exchangeFor(req, res, undefined)

@@ -14,6 +14,7 @@ export const ProxyFailure = Schema.Literal(
   "invalid request target",
   "duplicate host header",
   "unsupported transfer coding",
+  "invalid transfer encoding",
   "unsupported upgrade",
   "endpoint is tcp",
   "endpoint is http",
@@ -42,8 +43,10 @@ const statuses: Record<ProxyFailure, number> = {
   "invalid endpoint id": 400,
   "invalid request target": 400,
   "duplicate host header": 400,
-  // A coding such as gzip under the chunked one: dropped, the service would read coded bytes as the body.
+  // A coding such as gzip under the chunked one (RFC 9112 §6.1): Pico decodes chunked only.
   "unsupported transfer coding": 501,
+  // Codings that do not end with chunked: the body's length cannot be known (RFC 9112 §6.3).
+  "invalid transfer encoding": 400,
   "unsupported upgrade": 400,
   // An HTTP request (or WebSocket) for a TCP endpoint: the client must upgrade to pico-tcp (RFC 9110 §15.5.22).
   "endpoint is tcp": 426,
@@ -66,6 +69,15 @@ const errorResponse = (status: number, reason: string): ErrorResponse => ({
   headers: { [picoErrorHeader]: reason, ...extraHeaders[reason as ProxyFailure] },
 })
 
+/** Why a request whose Transfer-Encoding is not `chunked` alone is refused: Pico decodes chunked only. */
+export const transferCodingError = (codings: string): ProxyError =>
+  new ProxyError({
+    reason: /(^|,)[ \t]*chunked[ \t]*$/i.test(codings)
+      ? "unsupported transfer coding"
+      : "invalid transfer encoding",
+    detail: codings,
+  })
+
 /** Precomputes the answer for every reason: they are sent on hot paths. */
 const answers = <R extends string>(
   reasons: ReadonlyArray<R>,
@@ -83,6 +95,17 @@ const authResponses = answers(AuthFailureReason.literals, () => 401)
 const responseFor = (error: ProxyError | AuthError): ErrorResponse =>
   error._tag === "AuthError" ? authResponses[error.reason] : responses[error.reason]
 
+const unframed: ReadonlySet<string> = new Set<ProxyFailure>([
+  "unsupported transfer coding",
+  "invalid transfer encoding",
+])
+
+/**
+ * After these, what else the client sent on the connection cannot be framed: the connection is closed after the
+ * answer, and a request parsed from behind it must not be served.
+ */
+export const closesConnection = (error: ProxyError | AuthError): boolean => unframed.has(error.reason)
+
 /**
  * Answers on a normal HTTP exchange, and says how many body bytes that sent; a response already under way can
  * only be cut (none).
@@ -92,6 +115,7 @@ export const writeError = (res: http.ServerResponse, error: ProxyError | AuthErr
     res.destroy()
     return 0
   }
+  if (closesConnection(error)) res.shouldKeepAlive = false
   const { status, body, headers } = responseFor(error)
   writeJson(res, status, body, headers)
   return body.length

@@ -82,15 +82,38 @@ describe("requests Node's parser refuses get a status and a JSON error, not a si
 })
 
 describe("transfer codings", () => {
-  it("answers 501 to a coding other than chunked, which the service would have read as plain bytes", async () => {
-    const response = await rawExchange(
-      node.proxyPort,
-      "POST /gzip-chunked HTTP/1.1\r\nHost: e.example.com\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n" +
-        "3\r\nabc\r\n0\r\n\r\n",
-    )
-    expect([statusOf(response), jsonErrorOf(response)]).toEqual([501, "unsupported transfer coding"])
-    expect(urlsSeen()).not.toContain("/gzip-chunked")
-  })
+  // Each on a kept-alive connection with a request behind it: after the refusal nothing more is read from it.
+  const behind = "GET /behind-the-coding HTTP/1.1\r\nHost: e.example.com\r\n\r\n"
+  it.each([
+    [
+      "a coding under chunked, which the service would have read as plain bytes",
+      "gzip, chunked",
+      501,
+      "unsupported transfer coding",
+    ],
+    [
+      "codings that do not end with chunked, which leave the body's length unknown",
+      "gzip",
+      400,
+      "invalid transfer encoding",
+    ],
+  ])(
+    "answers %s (Transfer-Encoding: %s) with %i, and serves nothing more from the connection",
+    async (_case, codings, status, error) => {
+      const response = await rawExchange(
+        node.proxyPort,
+        `POST /coded HTTP/1.1\r\nHost: e.example.com\r\nTransfer-Encoding: ${codings}\r\n\r\n3\r\nabc\r\n0\r\n\r\n${behind}`,
+        5_000,
+      )
+      expect([statusOf(response), jsonErrorOf(response)]).toEqual([status, error])
+      expect(response).toContain("Connection: close")
+      // Anything forwarded from that connection would be at the service before a request sent after it.
+      const after = await request(`${node.proxyUrl}/after-the-coding`, { headers: { host: "e.example.com" } })
+      expect(after.status).toBe(200)
+      expect(urlsSeen()).not.toContain("/coded")
+      expect(urlsSeen()).not.toContain("/behind-the-coding")
+    },
+  )
 
   it("passes chunked, in any case, with its body", async () => {
     const response = await rawExchange(
