@@ -98,9 +98,9 @@ export const gossipRejected = server.scraped(
 )
 export const gossipRefusedStreams = server.counter(
   "pico_gossip_refused_streams_total",
-  "Gossip TCP connections cut before their request was read whole, by reason: too_many_streams (64 were " +
-    "already open), over_budget (requests still arriving held 32 MiB between them), too_large (a request " +
-    "announced more than 16 MiB), too_slow (the request took longer than 10 s to arrive).",
+  "Gossip TCP connections cut by the gossip port's limits, by reason: too_many_streams (64 were " +
+    "already open), over_budget (requests still arriving held 64 MiB between them), too_large (a request " +
+    "announced more than 16 MiB), too_slow (an exchange took longer than 10 s).",
 )
 export const proxyConnectedUpstreams = server.scraped(
   "pico_proxy_connected_upstreams",

@@ -49,9 +49,9 @@ interface RawPeer {
   readonly received: Array<Buffer>
 }
 
-/** A raw connection to the gossip port, connected. */
-const connectRaw = async (transport: Transport): Promise<RawPeer> => {
-  const socket = net.connect(portOf(transport), "127.0.0.1")
+/** A raw connection to the gossip port, connected; half-open, it stays open after the node's answer ends. */
+const connectRaw = async (transport: Transport, allowHalfOpen = false): Promise<RawPeer> => {
+  const socket = net.connect({ port: portOf(transport), host: "127.0.0.1", allowHalfOpen })
   const received: Array<Buffer> = []
   socket.on("data", (chunk: Buffer) => received.push(chunk))
   socket.on("error", () => {})
@@ -111,8 +111,20 @@ describe("the gossip port's limits on peers it has not authenticated", () => {
     expect(dripper.received).toEqual([])
   })
 
-  it("cuts a request that announces more than 16 MiB before taking any of it", async () => {
-    const transport = await startEcho({})
+  it("cuts a peer that holds its connection after its request, dripping bytes the node does not read", async () => {
+    const transport = await startEcho({ timeout: "300 millis" })
+    const lingerer = await connectRaw(transport, true)
+    lingerer.socket.write(Buffer.concat([lengthPrefix(3), Buffer.from("abc")]))
+    const drip = setInterval(() => lingerer.socket.write(Buffer.of(1)), 50)
+    cleanups.push(async () => clearInterval(drip))
+    await lingerer.closed
+    clearInterval(drip)
+    // It had its answer; what it sent after the request kept it open only until the deadline.
+    expect(Buffer.concat(lingerer.received).subarray(4).toString()).toBe("abc")
+  })
+
+  it("cuts a request that announces more than 16 MiB before taking any of it, long before the deadline", async () => {
+    const transport = await startEcho({ timeout: "60 seconds" })
     const greedy = await connectRaw(transport)
     greedy.socket.write(lengthPrefix(16 * 1024 * 1024 + 1))
     await greedy.closed

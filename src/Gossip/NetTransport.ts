@@ -13,21 +13,25 @@ const LENGTH_PREFIX = 4
 
 /**
  * What the gossip port takes from peers it has not authenticated yet: a request is checked only once it is
- * whole, so the bytes of requests still arriving are capped together, as are the connections. A peer needs a
- * few at a time (a join, a leave, a large delta).
+ * whole, so the bytes of requests still arriving are capped together, as are the connections and how long each
+ * may stay. A peer needs a few at a time (a join, a leave, a large delta).
  */
 export interface InboundLimits {
   /** Open connections from peers; one more is cut at once. */
   readonly maxStreams: number
   /** Bytes that requests still arriving may hold between them; the connection whose bytes overrun it is cut. */
   readonly budgetBytes: number
-  /** How long a request may take to arrive whole, and how long an answer's write may stall. */
+  /**
+   * How long an exchange may take, from connecting to closing, either way: the node cuts a peer's connection after
+   * it, and gives up on one of its own requests.
+   */
   readonly timeout: Duration.DurationInput
 }
 
 export const defaultInboundLimits: InboundLimits = {
   maxStreams: 64,
-  budgetBytes: 2 * MAX_STREAM_PAYLOAD,
+  // Room for four requests of the largest size at once: legitimate bursts overlap, more so across a WAN.
+  budgetBytes: 4 * (LENGTH_PREFIX + MAX_STREAM_PAYLOAD),
   timeout: Duration.seconds(10),
 }
 
@@ -194,6 +198,7 @@ export const make = (
           ),
         )
         const refuse = (socket: net.Socket, reason: Refusal) => {
+          if (socket.destroyed) return
           socket.destroy()
           Metrics.gossipRefusedStreams.unsafeUpdate(1, refusalLabels[reason])
           logRefusals(reason)
@@ -204,17 +209,17 @@ export const make = (
           if (inbound >= limits.maxStreams) return refuse(socket, "too_many_streams")
           inbound++
           connections.add(socket)
+          // The whole exchange, not just the request: a peer could otherwise hold its connection by dripping bytes
+          // after its request, or by reading the answer a byte at a time. The node's own requests give up as soon.
+          const deadline = setTimeout(() => refuse(socket, "too_slow"), Duration.toMillis(requestTimeout))
           socket.once("close", () => {
             inbound--
             connections.delete(socket)
+            clearTimeout(deadline)
           })
           socket.on("error", () => socket.destroy())
-          // Idle: an answer the peer does not read. The deadline: a request dripped in a byte at a time.
-          socket.setTimeout(Duration.toMillis(requestTimeout), () => socket.destroy())
-          const deadline = setTimeout(() => refuse(socket, "too_slow"), Duration.toMillis(requestTimeout))
           const peer = formatHostPort({ host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 })
           readFrame(socket, budget, (payload) => {
-            clearTimeout(deadline)
             if (payload === "ended") return socket.destroy()
             if (typeof payload === "string") return refuse(socket, payload)
             run(

@@ -98,12 +98,12 @@ describe("pico server with gossip keys", () => {
         { reason },
       )
 
-    // Requests are checked against the key only once whole. Three announce 16 MiB and send 12: the node holds
-    // two (32 MiB between them) and cuts the one that overruns.
+    // Requests are checked against the key only once whole. Five announce 16 MiB and send 15: the node holds
+    // four (64 MiB between them) and cuts the one that overruns.
     const prefix = Buffer.alloc(4)
     prefix.writeUInt32BE(16 * 1024 * 1024)
-    const holders = await Promise.all([1, 2, 3].map(connect))
-    for (const holder of holders) holder.write(Buffer.concat([prefix, Buffer.alloc(12 * 1024 * 1024)]))
+    const holders = await Promise.all([1, 2, 3, 4, 5].map(connect))
+    for (const holder of holders) holder.write(Buffer.concat([prefix, Buffer.alloc(15 * 1024 * 1024)]))
     await waitFor("a holder cut", () => holders.some((holder) => closed.has(holder)))
     expect(holders.filter((holder) => closed.has(holder))).toHaveLength(1)
     expect(await refused("over_budget")).toBe(1)
@@ -125,5 +125,7 @@ describe("pico server with gossip keys", () => {
       ...["--gossip.secret-key", key, "--cluster.join", first.gossipAddr],
     ])
     await second.waitForLog("joined cluster")
+    // The join's own exchange was not cut, nor anything else for being slow or large.
+    expect([(await refused("too_slow")) ?? 0, (await refused("too_large")) ?? 0]).toEqual([0, 0])
   })
 })
