@@ -37,10 +37,10 @@ export const groups = {
     mutate: ["src/Gossip/State.ts", "src/Gossip/FailureDetector.ts"],
     tests: ["test/GossipState.test.ts", "test/GossipFailureDetector.test.ts"],
   },
-  gossipTransport: {
-    // The gossip port's limits on peers that have not authenticated, and the throttled warning they share with the
-    // HTTP ports' connection caps, over real sockets.
-    mutate: ["src/Gossip/NetTransport.ts", "src/internal/ThrottledLog.ts"],
+  gossipStreams: {
+    // The gossip port's TCP frames and its limits on peers that have not authenticated, and the throttled warning
+    // they share with the HTTP ports' connection caps, over real sockets.
+    mutate: ["src/Gossip/Streams.ts", "src/internal/ThrottledLog.ts"],
     tests: ["test/GossipNetTransport.test.ts", "test/ThrottledLog.test.ts"],
   },
   headers: { mutate: ["src/Proxy/Headers.ts"], tests: ["test/ProxyHeaders.test.ts"] },

@@ -52,6 +52,12 @@ describe("a throttled log line", () => {
     await close()
   })
 
+  it("writes nothing when its scope closes with nothing held", async () => {
+    const { lines, close } = await start()
+    await close()
+    expect(lines).toEqual([])
+  })
+
   it("writes what it still holds when its scope closes, and nothing after", async () => {
     const { lines, note, close } = await start()
     note("a")
