@@ -164,8 +164,18 @@ export const relayHead = (exchange: Exchange, head: ResponseHead, sentAt: number
   exchange.upstreamMs = performance.now() - sentAt
   exchange.capture?.response(head)
   const close = exchange.closeConnection() || exchange.upgrade !== undefined || !req.complete
-  res.writeHead(head.statusCode ?? 502, head.statusMessage, clientResponseHeaders(head, close))
+  res.writeHead(head.statusCode ?? 502, reasonPhrase(head.statusMessage), clientResponseHeaders(head, close))
 }
+
+/** What Node refuses to write in a status line: control characters other than tab. */
+const invalidReasonCharacter = /[^\t\x20-\x7e\x80-\xff]/
+
+/**
+ * The upstream's reason phrase, or none (Node then writes the status's own) when it holds a character Node would
+ * refuse: clients ignore the phrase (RFC 9112 §4), and one service's odd status line must not throw.
+ */
+const reasonPhrase = (message: string | undefined): string | undefined =>
+  message === undefined || invalidReasonCharacter.test(message) ? undefined : message
 
 /** Counts (and captures) the request body as it is read, when the access log or a capture wants it. */
 export const observeRequestBody = (exchange: Exchange): void => {
@@ -260,6 +270,11 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
     upstreamReq.on("response", (upstreamRes) => {
       if (target.target !== undefined && !exchange.bodySpent && isStaleRoute(upstreamRes))
         return retryOrFail("stale route", "peer no longer has the endpoint")
+      // Node's client passes any three digits; Node's server cannot write a status under 100.
+      if ((upstreamRes.statusCode ?? 0) < 100) {
+        upstreamReq.destroy()
+        return fail("upstream unreachable", `invalid status code ${upstreamRes.statusCode}`)
+      }
       clearTimeout(timer)
       relayHead(exchange, upstreamRes, sentAt)
       // Cut mid-body (the session died): the client must see a broken connection, not a short "complete" body.

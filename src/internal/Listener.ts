@@ -70,12 +70,9 @@ const refusal = (error: NodeJS.ErrnoException): { readonly status: number; reado
  * error before closing, as nginx would, instead of hanging up without a word.
  */
 const answerClientError = (error: NodeJS.ErrnoException, socket: Duplex): void => {
-  const inResponse = (socket as Socket & { _httpMessage?: http.ServerResponse })._httpMessage
-  if (
-    error.code !== "ECONNRESET" &&
-    socket.writable &&
-    (inResponse === undefined || !inResponse.headersSent)
-  ) {
+  // The response under way, if any: Node leaves null here once a kept-alive connection's response has ended.
+  const inResponse = (socket as Socket & { _httpMessage?: http.ServerResponse | null })._httpMessage
+  if (error.code !== "ECONNRESET" && socket.writable && inResponse?.headersSent !== true) {
     const { status, message } = refusal(error)
     writeJsonToSocket(socket, status, errorBody(message))
   }

@@ -3,8 +3,8 @@ import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as jose from "jose"
 import { afterEach, describe, expect, it } from "vitest"
-import { request, startHttpServer } from "../support/http.js"
-import { listeningPort, picoPerTest } from "../support/process.js"
+import { afterFirstAnswer, request, startHttpServer } from "../support/http.js"
+import { listeningPort, loopbackPorts, picoPerTest } from "../support/process.js"
 import { makeCertificates } from "../support/tls.js"
 
 const { pico, cleanups } = picoPerTest(afterEach)
@@ -77,5 +77,32 @@ describe("pico server and agent with TLS and an RS256 token", () => {
     expect(broken.text()).toContain(
       "invalid config: --auth.token-rsa-public-key: cannot read /nonexistent/key.pem",
     )
+  })
+})
+
+describe("pico server and agent", () => {
+  it("keep running when a kept-alive connection's second request is malformed: the server's ports and the agent's", async () => {
+    const service = await startHttpServer((_req, res) => res.end("ok"))
+    cleanups.push(service.close)
+    const server = pico(["server", ...loopbackPorts("proxy", "upstream", "admin", "gossip")])
+    const [proxy, upstream, admin] = [
+      await listeningPort(server, "proxy"),
+      await listeningPort(server, "upstream"),
+      await listeningPort(server, "admin"),
+    ]
+    const agent = pico([
+      "agent",
+      ...["--endpoints", `e/127.0.0.1:${service.port}`, "--server.url", `http://127.0.0.1:${upstream}`],
+      ...loopbackPorts("admin"),
+    ])
+    const agentAdmin = await listeningPort(agent, "admin")
+    const malformed = "GET /second HTTP/1.1\r\nHost: e\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+    for (const port of [proxy, upstream, admin, agentAdmin]) {
+      const after = await afterFirstAnswer(port, malformed, false)
+      expect(after.slice(0, 12)).toBe("HTTP/1.1 400")
+    }
+    expect((await request(`http://127.0.0.1:${admin}/health`)).status).toBe(200)
+    expect((await request(`http://127.0.0.1:${agentAdmin}/health`)).status).toBe(200)
+    expect([server.child.exitCode, agent.child.exitCode]).toEqual([null, null])
   })
 })

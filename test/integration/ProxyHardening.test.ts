@@ -1,7 +1,7 @@
 import * as http from "node:http"
 import * as net from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { rawExchange, request, startHttpServer, waitFor } from "../support/http.js"
+import { afterFirstAnswer, rawExchange, request, startHttpServer, waitFor } from "../support/http.js"
 import { startAgent, startNode, type TestAgent, type TestNode } from "../support/node.js"
 
 interface Seen {
@@ -268,6 +268,28 @@ const closedAfter = (bytes: string, port = node.proxyPort) =>
     socket.on("error", () => {})
     socket.on("close", () => resolve({ response, ms: Date.now() - started }))
   })
+
+describe("a second request on a kept-alive connection", () => {
+  // Node clears the connection's response once the first has ended; the refusal must not read it.
+  it.each([
+    [
+      "malformed",
+      "GET /second HTTP/1.1\r\nHost: e.example.com\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+      false,
+      400,
+    ],
+    ["cut off by the client's end", "GET /second HTTP/1.1\r\nHost: e", true, 400],
+    ["never finished", "GET /second HTTP/1.1\r\nHost: e", false, 408],
+  ])("that is %s gets its JSON error on every HTTP port", async (_case, second, end, status) => {
+    for (const port of [node.proxyPort, node.upstreamPort, node.adminPort]) {
+      const after = await afterFirstAnswer(port, second, end)
+      expect(statusOf(after)).toBe(status)
+      expect(JSON.parse(after.slice(after.indexOf("\r\n\r\n") + 4)).error).toBeTypeOf("string")
+    }
+    expect(urlsSeen()).not.toContain("/second")
+    expect((await request(`${node.adminUrl}/health`)).status).toBe(200)
+  })
+})
 
 describe("client timeouts", () => {
   it("answers 408 and closes a connection that sends nothing within --proxy.read-header-timeout", async () => {

@@ -29,6 +29,8 @@ const responses: Record<string, string | ((socket: net.Socket) => void)> = {
     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nextra!",
   "/big-head": `HTTP/1.1 200 OK\r\nX-Big: ${"a".repeat(20_000)}\r\nContent-Length: 0\r\n\r\n`,
   "/switch": "HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n",
+  "/control-in-reason": "HTTP/1.1 200 O\x7fK\x01\r\nContent-Length: 2\r\n\r\nok",
+  "/status-000": "HTTP/1.1 000 OK\r\nContent-Length: 2\r\n\r\nok",
   "/many-headers": `HTTP/1.1 200 OK\r\n${Array.from({ length: 40 }, (_, i) => `X-H${i}: ${i}\r\n`).join("")}Content-Length: 2\r\n\r\nok`,
 }
 
@@ -38,6 +40,8 @@ let service: net.Server
 let servicePort = 0
 let opened = 0
 let closed = 0
+/** The path of every request the service has read. */
+const served: Array<string> = []
 let bodies: Awaited<ReturnType<typeof startHttpServer>>
 
 beforeAll(async () => {
@@ -50,6 +54,7 @@ beforeAll(async () => {
       received += chunk.toString("latin1")
       for (let end = received.indexOf("\r\n\r\n"); end >= 0; end = received.indexOf("\r\n\r\n")) {
         const path = received.slice(0, end).split(" ")[1] ?? ""
+        served.push(path)
         received = received.slice(end + 4)
         const answer = responses[path] ?? "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
         if (typeof answer === "string") socket.write(answer, "latin1")
@@ -127,14 +132,49 @@ describe("responses read off tunnel streams", () => {
     ["a control character in a header", "/bad-header"],
     ["a head over 16 KiB", "/big-head"],
     ["101 to a request that asked for no upgrade", "/switch"],
+    ["a status code under 100, which is no informational response", "/status-000"],
   ])("answers 502 for %s, drops that connection, and serves the next request", async (_what, path) => {
     const closedBefore = closed
     const response = await get(path)
     expect(response.status).toBe(502)
     expect(JSON.parse(response.body)).toEqual({ error: "upstream unreachable" })
+    // The service answered, if badly: sending the request again could run it twice.
+    expect(served.filter((seen) => seen === path)).toHaveLength(1)
     await closedReach(closedBefore + 1)
     expect(await get("/ok")).toMatchObject({ status: 200, body: "ok" })
   })
+
+  it("relays a status line whose reason phrase Node would refuse with the status's own phrase", async () => {
+    const socket = net.connect(node.proxyPort, "127.0.0.1")
+    let answer = ""
+    socket.on("data", (chunk: Buffer) => {
+      answer += chunk.toString("latin1")
+    })
+    socket.write("GET /control-in-reason HTTP/1.1\r\nHost: raw.test\r\nConnection: close\r\n\r\n")
+    await new Promise((resolve) => socket.on("close", resolve))
+    expect(answer.startsWith("HTTP/1.1 200 OK\r\n")).toBe(true)
+    expect(answer.endsWith("\r\n\r\nok")).toBe(true)
+  })
+
+  it.each([
+    ["/control-in-reason", "HTTP/1.1 200 OK\r\n"],
+    ["/status-000", "HTTP/1.1 502 Bad Gateway\r\n"],
+  ])(
+    "answers a WebSocket upgrade that gets %s (Node's client, not the tunnel's reader) with %j",
+    async (path, line) => {
+      const socket = net.connect(node.proxyPort, "127.0.0.1")
+      let answer = ""
+      socket.on("data", (chunk: Buffer) => {
+        answer += chunk.toString("latin1")
+      })
+      socket.write(
+        `GET ${path} HTTP/1.1\r\nHost: raw.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+          "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+      )
+      await new Promise((resolve) => socket.on("close", resolve))
+      expect(answer.startsWith(line)).toBe(true)
+    },
+  )
 
   it("cuts the client's connection when a chunked body goes bad midway, never ending it as complete", async () => {
     await expect(get("/bad-chunk")).rejects.toThrow()

@@ -184,3 +184,29 @@ export const closeWatch = () => {
   })
   return { watch, closed }
 }
+
+/**
+ * A request answered in full on a kept-alive connection, then `second` (and the client's end of the connection if
+ * `end`): what came back after the first answer, once the server has closed the connection.
+ */
+export const afterFirstAnswer = (port: number, second: string, end: boolean): Promise<string> =>
+  new Promise((resolve, reject) => {
+    const socket = net.connect(port, "127.0.0.1")
+    const first = "GET /health HTTP/1.1\r\nHost: e.example.com\r\n\r\n"
+    let answer = ""
+    let firstLength = -1
+    socket.on("error", reject)
+    socket.on("data", (chunk: Buffer) => {
+      answer += chunk.toString("latin1")
+      if (firstLength >= 0 || !answer.includes("\r\n\r\n")) return
+      // The first answer is whole once its Content-Length of body has arrived.
+      const headEnd = answer.indexOf("\r\n\r\n") + 4
+      const length = Number(/content-length: (\d+)/i.exec(answer)?.[1] ?? 0)
+      if (answer.length < headEnd + length) return
+      firstLength = headEnd + length
+      if (end) socket.end(second)
+      else socket.write(second)
+    })
+    socket.on("close", () => resolve(answer.slice(Math.max(0, firstLength))))
+    socket.write(first)
+  })

@@ -102,6 +102,10 @@ export class HttpConnection {
     this.pool = pool
     this.parser = new ResponseParser({
       head: (statusCode, statusMessage, rawHeaders, keepAlive) => {
+        if (statusCode < 100) {
+          this.fail(`invalid status code ${statusCode}`, true)
+          return "none"
+        }
         if (statusCode < 200 && statusCode !== 101) return "parse" // 100 Continue, 103 Early Hints: not the answer
         if (this.listener === undefined || this.answered || statusCode === 101) {
           this.fail(statusCode === 101 ? "switched protocols unasked" : "a response nobody asked for", true)
