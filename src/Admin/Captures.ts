@@ -23,6 +23,11 @@ const notCaptured = jsonError(404, "request not found: not captured, or no longe
 const KEEP_ALIVE = "15 seconds"
 /** How often a cluster-wide event stream looks for peers it is not following yet (new, or back). */
 const PEER_SCAN = "5 seconds"
+/**
+ * Events a follower may fall behind by, beyond what its connection holds: past that the oldest are dropped. A
+ * summary can carry a 16 KiB path, so this bounds a follower that does not read to a few MiB.
+ */
+const FOLLOW_BACKLOG = 256
 
 /** The most a replay's edits (JSON, the body in base64) may weigh. */
 const MAX_EDITS_BYTES = 8 * 1024 * 1024
@@ -227,9 +232,10 @@ export const makeCaptureRoutes = (peers: Peers, bodyBytes: number) =>
       stream: (res) =>
         Effect.scoped(
           Effect.gen(function* () {
-            const events = yield* Queue.sliding<string>(1024)
+            const events = yield* Queue.sliding<string>(FOLLOW_BACKLOG)
+            // Offered as an effect: a full sliding queue drops its oldest only then (unsafeOffer drops the new one).
             yield* inspector.subscribe(endpointId, (summary) =>
-              Queue.unsafeOffer(events, JSON.stringify(summary)),
+              Effect.runSync(Queue.offer(events, JSON.stringify(summary))),
             )
             res.writeHead(200, streamHeaders)
             res.write(": following\n\n")
@@ -253,8 +259,19 @@ export const makeCaptureRoutes = (peers: Peers, bodyBytes: number) =>
               if (res.destroyed) return resume(Effect.void)
               res.once("close", () => resume(Effect.void))
             })
+            // Nothing more is written while the connection holds what the client has not read: the backlog drops
+            // the oldest events instead, so a follower that stops reading holds no more than that.
+            const drained = Effect.async<void>((resume) => {
+              const done = () => resume(Effect.void)
+              res.once("drain", done)
+              res.once("close", done)
+              return Effect.sync(() => {
+                res.off("drain", done)
+                res.off("close", done)
+              })
+            })
             const relay = Queue.take(events).pipe(
-              Effect.map((event) => res.write(`data: ${event}\n\n`)),
+              Effect.flatMap((event) => (res.write(`data: ${event}\n\n`) ? Effect.void : drained)),
               Effect.forever,
             )
             const keepAlive = Effect.sleep(KEEP_ALIVE).pipe(

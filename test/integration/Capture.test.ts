@@ -253,6 +253,33 @@ describe("capture", () => {
     expect((await adminJson(first, "/status/proxy/endpoints/not valid/requests")).status).toBe(400)
   })
 
+  it("keeps only the newest events for a follower that stops reading, not everything since", async () => {
+    const follow = http.get(`${first.adminUrl}${listPath}?follow`)
+    const stream = await new Promise<http.IncomingMessage>((resolve) => follow.on("response", resolve))
+    stream.pause()
+    // 3,000 events of 12 KB: 36 MB, far more than the connection's buffers and the backlog hold.
+    const total = 3_000
+    const padding = "a".repeat(12_000)
+    for (let batch = 0; batch < total; batch += 50) {
+      await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          send(first, `/flood/${padding}`, [Buffer.from("x")], { "x-request-id": `flood-${batch + i}` }),
+        ),
+      )
+    }
+    let text = ""
+    stream.setEncoding("utf8")
+    stream.on("data", (chunk: string) => {
+      text += chunk
+    })
+    stream.resume()
+    await waitFor("the newest event", () => text.includes(`"id":"flood-${total - 1}"`))
+    follow.destroy()
+    const received = text.split("\n\n").filter((frame) => frame.includes('"id":"flood-')).length
+    expect(received).toBeGreaterThan(0)
+    expect(received).toBeLessThan(total)
+  })
+
   it("stops on every node, dropping what it held", async () => {
     const stopped = await adminJson<CaptureState>(second, capturePath, "DELETE")
     expect(stopped.body.capturing).toEqual([])
