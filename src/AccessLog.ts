@@ -3,8 +3,7 @@ import { Effect, type Scope } from "effect"
 import { describeSystemError } from "./internal/SystemError.js"
 import { ConfigError } from "./PicoConfig/ConfigError.js"
 import type { Exchange } from "./Proxy/Forward.js"
-import { clientIp, forwardedByHeader, replayHeader } from "./Proxy/Headers.js"
-import { forwardHeader } from "./Proxy/PeerProof.js"
+import { clientIp } from "./Proxy/Headers.js"
 
 /** The `--access-log.*` settings. */
 export interface AccessLogSettings {
@@ -24,9 +23,6 @@ export type AccessLog = (exchange: Exchange, status: number) => void
 const MAX_PENDING = 4 * 1024 * 1024
 
 const round = (ms: number) => Math.round(ms * 1000) / 1000
-
-/** A node id as another node sends it in x-pico-forwarded-by; anything else is not one. */
-const nodeIdPattern = /^[A-Za-z0-9._~-]{1,128}$/
 
 /** The time of a line, formatted once per millisecond however many lines share it. */
 let stampedAt = 0
@@ -63,14 +59,10 @@ const format = (nodeId: string, keepQuery: boolean, exchange: Exchange, status: 
     `"upstream-ms":${exchange.upstreamMs < 0 ? -1 : round(exchange.upstreamMs)},"route":"${route}"`
   if (route === "local") line += `,"upstream":${json(exchange.via)}`
   else if (route === "forwarded") line += `,"to-node":${json(exchange.via)}`
-  if (req.headers[forwardHeader] !== undefined) {
-    const fromNode = req.headers[forwardedByHeader]
-    line += `,"from-node":${json(typeof fromNode === "string" && nodeIdPattern.test(fromNode) ? fromNode : "unknown")}`
-  }
+  if (exchange.fromNode !== undefined) line += `,"from-node":${json(exchange.fromNode)}`
   line += `,"client-addr":${json(clientIp(req))}`
   if (exchange.failure !== undefined) line += `,"error":${json(exchange.failure)}`
-  const replayOf = req.headers[replayHeader]
-  if (typeof replayOf === "string") line += `,"replay-of":${json(replayOf.slice(0, 200))}`
+  if (exchange.replayOf !== undefined) line += `,"replay-of":${json(exchange.replayOf)}`
   return `${line}}\n`
 }
 

@@ -25,7 +25,12 @@ import {
   newExchange,
   type UpgradeTarget,
 } from "./Proxy/Forward.js"
-import { forwardedByHeader, type HeaderPolicy, upstreamRequestHeaders } from "./Proxy/Headers.js"
+import {
+  forwardedByHeader,
+  type HeaderPolicy,
+  replayHeader,
+  upstreamRequestHeaders,
+} from "./Proxy/Headers.js"
 import * as ProxyMetrics from "./Proxy/Metrics.js"
 import * as PassThrough from "./Proxy/PassThrough.js"
 import * as PeerProof from "./Proxy/PeerProof.js"
@@ -48,6 +53,8 @@ export class ProxyHandler extends Context.Tag("pico/Proxy")<
   {
     /** Serves a request (in fibers of the handler's own, when it needs any). */
     readonly handle: (req: http.IncomingMessage, res: http.ServerResponse) => void
+    /** Serves a request the node's own replay of a captured one sent: it alone may say what it replays. */
+    readonly handleReplay: (req: http.IncomingMessage, res: http.ServerResponse) => void
     readonly handleUpgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void
     /** False for a request forwarded by a peer that this node can no longer serve (a stale route). */
     readonly hasLocalUpstream: (req: http.IncomingMessage) => boolean
@@ -349,9 +356,14 @@ export const make = (options: ProxyOptions) =>
       if (endpointId === undefined) return new ProxyError({ reason: "missing pico endpoint id" })
       if (!isValidEndpointId(endpointId)) return new ProxyError({ reason: "invalid endpoint id" })
       exchange.endpointId = endpointId
+      if (req.headers[PeerProof.forwardHeader] !== undefined && proof.isPeer(req))
+        exchange.fromNode = PeerProof.forwardingNode(req.headers[forwardedByHeader])
+      const replayOf = req.headers[replayHeader]
+      if (typeof replayOf === "string" && (replays.has(req) || exchange.fromNode !== undefined))
+        exchange.replayOf = replayOf.slice(0, 200)
       // Captured where the client's request arrived: a peer's forwarded copy was captured by that peer.
       const capture = inspector.captureOf(endpointId)
-      if (capture !== undefined && !askedNotToForward(req)) exchange.capture = capture.begin(exchange)
+      if (capture !== undefined && exchange.fromNode === undefined) exchange.capture = capture.begin(exchange)
       if (kind === undefined)
         return new ProxyError({
           reason: "unsupported upgrade",
@@ -396,6 +408,9 @@ export const make = (options: ProxyOptions) =>
       return true
     }
 
+    /** Requests the node's own replay sent (handleReplay): only theirs, or a peer's, say what they replay. */
+    const replays = new WeakSet<http.IncomingMessage>()
+
     /** Connections whose last request could not be framed: they close after its answer. */
     const unframedConnections = new WeakSet<object>()
 
@@ -414,7 +429,7 @@ export const make = (options: ProxyOptions) =>
     /** The exchange is over for the client (or switched protocols): count, capture and log it. */
     const finished = (exchange: Exchange, logNow: boolean, status = clientStatus(exchange.res)) => {
       metrics.requestEnded(status, exchange.started)
-      inspector.count(exchange, exchange.req.headers[PeerProof.forwardHeader] !== undefined)
+      inspector.count(exchange, exchange.fromNode !== undefined)
       exchange.capture?.finish(exchange, status)
       if (logNow) accessLog?.(exchange, status)
     }
@@ -504,7 +519,19 @@ export const make = (options: ProxyOptions) =>
       return tcpTraffic.snapshot(held)
     })
 
-    return ProxyHandler.of({ handle, handleUpgrade, hasLocalUpstream, passThroughs, tcpEndpoints })
+    const handleReplay = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      replays.add(req)
+      handle(req, res)
+    }
+
+    return ProxyHandler.of({
+      handle,
+      handleReplay,
+      handleUpgrade,
+      hasLocalUpstream,
+      passThroughs,
+      tcpEndpoints,
+    })
   })
 
 export const layer = (

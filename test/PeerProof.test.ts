@@ -128,4 +128,23 @@ describe("PeerProof", () => {
     expect(unkeyed.sign("GET", "/", forwarding)).toBe("true")
     expect(unkeyed.verify(signedRequest(proof))).toBe(false)
   })
+
+  it("takes a request as a peer's for the node's books only when proven; without a key, when it says so", () => {
+    const claimed = received("GET", "/", [...forwarding, PeerProof.forwardHeader, "true"])
+    const client = received("GET", "/", forwarding)
+    expect([proof.isPeer(signedRequest(proof)), proof.isPeer(claimed), proof.isPeer(client)]).toEqual([
+      true,
+      false,
+      false,
+    ])
+    const unkeyed = PeerProof.make(undefined)
+    expect([unkeyed.isPeer(claimed), unkeyed.isPeer(client)]).toEqual([true, false])
+  })
+
+  it("names the forwarding node by its x-pico-forwarded-by, or unknown when that is no node id", () => {
+    expect(PeerProof.forwardingNode("n1-abc")).toBe("n1-abc")
+    expect(
+      [undefined, "", "a b", "x".repeat(129), ["n1", "n2"]].map((value) => PeerProof.forwardingNode(value)),
+    ).toEqual(["unknown", "unknown", "unknown", "unknown", "unknown"])
+  })
 })

@@ -1,6 +1,6 @@
 import type * as Capture from "../Domain/Capture.js"
 import type { Exchange } from "../Proxy/Forward.js"
-import { replayHeader, type ResponseHead as UpstreamHead } from "../Proxy/Headers.js"
+import type { ResponseHead as UpstreamHead } from "../Proxy/Headers.js"
 
 /** Characters (names, values and the request target) a recording keeps of one head; the rest is left out. */
 export const HEAD_CHARS = 16 * 1024
@@ -130,8 +130,7 @@ export class Recording {
     this.path = (req.url ?? "").slice(0, HEAD_CHARS)
     this.httpVersion = req.httpVersion
     this.request = headOf(req.rawHeaders, limits.redact, this.path.length)
-    const replayOf = req.headers[replayHeader]
-    this.replayOf = typeof replayOf === "string" ? replayOf.slice(0, 200) : undefined
+    this.replayOf = exchange.replayOf
     this.requestBody = new BodyPrefix(limits.bodyBytes)
     this.responseBody = new BodyPrefix(limits.bodyBytes)
   }

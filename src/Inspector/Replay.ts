@@ -66,7 +66,7 @@ export const makeReplay = (nodeId: string, bodyBytes: number) =>
   Effect.gen(function* () {
     const proxy = yield* ProxyHandler
     // Never listens: connections are handed to it. It only runs the proxy's handler.
-    const server = http.createServer(proxy.handle)
+    const server = http.createServer(proxy.handleReplay)
     yield* Effect.addFinalizer(() => Effect.sync(() => server.closeAllConnections()))
 
     return (recording: Recording, edits: ReplayEdits): Effect.Effect<ReplayResult, ReplayError> =>

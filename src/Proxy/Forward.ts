@@ -117,6 +117,10 @@ export interface Exchange {
   failure: string | undefined
   /** The recording of this exchange when its endpoint is being captured (see Inspector). */
   capture: Recording | undefined
+  /** The node that forwarded the request here ("unknown" if it gave no valid id); undefined: a client's own. */
+  fromNode: string | undefined
+  /** The captured request this one replays, when the node's replay or a peer sent it; never a client's say. */
+  replayOf: string | undefined
 }
 
 /** A new exchange for `req`, timed from now, before anything is known of where it goes. */
@@ -151,6 +155,8 @@ export const newExchange = (
     via: "",
     failure: undefined,
     capture: undefined,
+    fromNode: undefined,
+    replayOf: undefined,
   }
 }
 

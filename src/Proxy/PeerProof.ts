@@ -9,6 +9,13 @@ import type { Keyring } from "../ClusterKeys.js"
  */
 export const forwardHeader = "x-pico-forward"
 
+/** A node id as another node sends it in x-pico-forwarded-by; anything else is not one. */
+const nodeIdPattern = /^[A-Za-z0-9._~-]{1,128}$/
+
+/** The forwarding node's id as its x-pico-forwarded-by gives it, or "unknown". */
+export const forwardingNode = (forwardedBy: string | ReadonlyArray<string> | undefined): string =>
+  typeof forwardedBy === "string" && nodeIdPattern.test(forwardedBy) ? forwardedBy : "unknown"
+
 /** How old a proof may be: a forwarded request reaches its node in milliseconds; the rest is clock skew. */
 const VALIDITY_MS = 30_000
 
@@ -33,6 +40,11 @@ export interface PeerProof {
   readonly sign: (method: string, url: string, headers: ReadonlyArray<string>) => string
   /** Whether the request carries a valid, fresh proof: then it is a peer's. */
   readonly verify: (req: http.IncomingMessage) => boolean
+  /**
+   * Whether the request is taken as a peer's for the node's own books (capture, traffic counts, the access log's
+   * `from-node`): with a cluster key, a proven one; without, any that says so, since nothing can be proven.
+   */
+  readonly isPeer: (req: http.IncomingMessage) => boolean
 }
 
 const message = (timestamp: string, method: string, url: string, values: ReadonlyArray<string>): string =>
@@ -49,13 +61,17 @@ const valuesIn = (headers: ReadonlyArray<string>): Array<string> =>
     return values.join(", ")
   })
 
-const unprovable: PeerProof = { sign: () => "true", verify: () => false }
+const unprovable: PeerProof = {
+  sign: () => "true",
+  verify: () => false,
+  isPeer: (req) => req.headers[forwardHeader] !== undefined,
+}
 
 export const make = (keyring: Keyring | undefined, now: () => number = Date.now): PeerProof => {
   if (keyring === undefined) return unprovable
   const keys = keyring.subkeys("forward")
   const signingKey = keys[0] as Buffer
-  return {
+  const proof: PeerProof = {
     sign: (method, url, headers) => {
       const timestamp = String(now())
       return `${VERSION}.${timestamp}.${mac(signingKey, message(timestamp, method, url, valuesIn(headers))).toString("base64url")}`
@@ -84,5 +100,7 @@ export const make = (keyring: Keyring | undefined, now: () => number = Date.now)
         return expected.length === given.length && timingSafeEqual(expected, given)
       })
     },
+    isPeer: (req) => proof.verify(req),
   }
+  return proof
 }

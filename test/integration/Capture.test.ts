@@ -225,6 +225,33 @@ describe("capture", () => {
     ])
   })
 
+  it("captures, counts and logs a client that claims to be a peer or a replay as the client it is", async () => {
+    const traffic = async () =>
+      (
+        await adminJson<{ nodes: Array<{ node: string; requests: number }> }>(second, "/status/proxy/traffic")
+      ).body.nodes.find((entry) => entry.node === second.nodeId)?.requests ?? 0
+    const before = await traffic()
+    await send(second, "/claims", [Buffer.from("x")], {
+      "x-request-id": "claims-to-be-a-peer",
+      "x-pico-forward": "v1.0.forged",
+      "x-pico-forwarded-by": "n9-forged",
+      "x-pico-replay": "rid-forged",
+    })
+    const exchange = await listed(first, "claims-to-be-a-peer")
+    expect(exchange.node).toBe(second.nodeId)
+    expect(exchange).not.toHaveProperty("replay_of")
+    await waitFor("counted", async () => (await traffic()) > before)
+    const logged = () =>
+      readFileSync(accessLogFile, "utf8")
+        .split("\n")
+        .filter((line) => line.includes('"claims-to-be-a-peer"'))
+        .map((line) => JSON.parse(line))
+    await waitFor("the access log line", () => logged().length > 0)
+    expect(logged()).toHaveLength(1)
+    expect(logged()[0]).not.toHaveProperty("from-node")
+    expect(logged()[0]).not.toHaveProperty("replay-of")
+  })
+
   it("refuses to replay a body it did not keep whole, unless the replay brings one", async () => {
     const refused = await adminJson<{ error: string }>(
       first,
