@@ -39,6 +39,13 @@ const timestamp = (): string => {
 const json = JSON.stringify
 
 /**
+ * A target as the line gives it. One Pico could not rewrite to origin-form (`ftp://user:password@host/`, refused)
+ * is kept as the client sent it, less any userinfo: that is a credential.
+ */
+const loggedTarget = (url: string): string =>
+  url.charCodeAt(0) === 47 ? url : url.replace(/^([^:/?#]*:\/\/)[^/?#]*@/, "$1")
+
+/**
  * The line: zap-style like every Pico log line (level, ts, subsystem, msg), then the exchange. Only the method,
  * the path (no query unless configured), ids, numbers and addresses are written: never a header value, so no
  * credential, cookie or token can reach the log. Built as one string, with JSON escaping for the strings that
@@ -46,7 +53,7 @@ const json = JSON.stringify
  */
 const format = (nodeId: string, keepQuery: boolean, exchange: Exchange, status: number): string => {
   const { req } = exchange
-  const url = req.url ?? ""
+  const url = loggedTarget(req.url ?? "")
   const query = keepQuery ? -1 : url.indexOf("?")
   const route = exchange.route ?? "none"
   let line =

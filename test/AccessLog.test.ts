@@ -57,6 +57,15 @@ describe("the access log", () => {
     expect(kept?.path).toBe("/search?token=query-secret")
   })
 
+  it("leaves out the userinfo of a target it could not rewrite to origin-form: it is a credential", async () => {
+    const lines = await Promise.all(
+      ["ftp://alice:s3cretpw@b.example/x", "HTTP://bob@b.example", "*", "/a@b"].map((target, i) =>
+        linesWith({ enabled: true, query: true }, `userinfo-${i}.log`, target),
+      ),
+    )
+    expect(lines.map(([line]) => line?.path)).toEqual(["ftp://b.example/x", "HTTP://b.example", "*", "/a@b"])
+  })
+
   it("writes every field as JSON, escaping what a client put in the path", async () => {
     const path = '/a"b\\c\u00e9\u2028/d'
     const [line] = await linesWith({ enabled: true, query: false }, "escaped.log", path)

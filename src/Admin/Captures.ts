@@ -2,7 +2,7 @@ import type * as http from "node:http"
 import { Effect, Queue, Schedule, Schema, Stream } from "effect"
 import * as Capture from "../Domain/Capture.js"
 import { isValidEndpointId } from "../Domain/EndpointId.js"
-import { makeReplay } from "../Inspector/Replay.js"
+import { makeReplay, type ReplayError } from "../Inspector/Replay.js"
 import { Inspector } from "../Inspector.js"
 import {
   type AdminResponse,
@@ -33,6 +33,14 @@ const FOLLOW_BACKLOG = 256
 const MAX_EDITS_BYTES = 8 * 1024 * 1024
 
 /** A request a peer sent to gather its cluster-wide answer: this node answers for itself alone. */
+/** A replay that cannot run: the edits are the caller's mistake (400), the rest the capture's state or the route's. */
+const replayErrorStatus: Record<ReplayError["reason"], number> = {
+  "invalid edits": 400,
+  upgrade: 409,
+  "body not captured whole": 409,
+  failed: 502,
+}
+
 const fromPeer = (req: http.IncomingMessage) => req.headers[forwardHeader] !== undefined
 
 const newestFirst = (a: Capture.ExchangeSummary, b: Capture.ExchangeSummary) =>
@@ -195,7 +203,7 @@ export const makeCaptureRoutes = (peers: Peers, bodyBytes: number) =>
         if (recording !== undefined)
           return yield* replay(recording, edits.right).pipe(
             Effect.match({
-              onFailure: (error) => jsonError(error.reason === "failed" ? 502 : 409, error.message),
+              onFailure: (error) => jsonError(replayErrorStatus[error.reason], error.message),
               onSuccess: (result) => json(200, result),
             }),
           )

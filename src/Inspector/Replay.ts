@@ -10,7 +10,7 @@ import { BodyPrefix, type Recording, redactedValue } from "./Recording.js"
 
 /** Why a captured exchange cannot be sent again as it is. */
 export class ReplayError extends Schema.TaggedError<ReplayError>()("ReplayError", {
-  reason: Schema.Literal("upgrade", "body not captured whole", "failed"),
+  reason: Schema.Literal("upgrade", "body not captured whole", "invalid edits", "failed"),
   message: Schema.String,
 }) {}
 
@@ -89,13 +89,21 @@ export const makeReplay = (nodeId: string, bodyBytes: number) =>
         const requestId = randomUUID()
         return Effect.async<ReplayResult, ReplayError>((resume) => {
           const [client, serverSide] = duplexPair()
+          let req: http.ClientRequest
+          try {
+            req = http.request({
+              method: recording.method,
+              path: recording.path,
+              headers: replayHeaders(recording, edits, body, requestId),
+              createConnection: () => client,
+            })
+          } catch (error) {
+            // Node checks names and values as it builds the head: an edit such as "bad name" or a CR LF in a value.
+            return resume(
+              Effect.fail(new ReplayError({ reason: "invalid edits", message: (error as Error).message })),
+            )
+          }
           server.emit("connection", serverSide)
-          const req = http.request({
-            method: recording.method,
-            path: recording.path,
-            headers: replayHeaders(recording, edits, body, requestId),
-            createConnection: () => client,
-          })
           req.on("response", (res) => {
             const kept = new BodyPrefix(bodyBytes)
             let answered = false

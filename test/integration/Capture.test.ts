@@ -252,6 +252,21 @@ describe("capture", () => {
     expect(logged()[0]).not.toHaveProperty("replay-of")
   })
 
+  it("refuses edits Node cannot put in a request head with 400, sending nothing", async () => {
+    const sent = seen.length
+    for (const headers of [{ "bad name": "x" }, { "x-split": "a\r\nInjected: yes" }]) {
+      const refused = await adminJson<{ error: string }>(
+        first,
+        "/status/proxy/endpoints/e/requests/rid-original/replay",
+        "POST",
+        JSON.stringify({ headers }),
+      )
+      expect(refused.status).toBe(400)
+      expect(refused.body.error).toMatch(/header/i)
+    }
+    expect(seen).toHaveLength(sent)
+  })
+
   it("refuses to replay a body it did not keep whole, unless the replay brings one", async () => {
     const refused = await adminJson<{ error: string }>(
       first,
