@@ -146,14 +146,20 @@ describe("response headers for the client", () => {
   it("drops hop-by-hop and Connection-listed headers, keeps repeats, and asks to close while draining", () => {
     const endToEnd = ["Set-Cookie", "a=1", "Set-Cookie", "b=2", "Content-Length", "2"]
     const res = message(["Connection", "X-Hop", "X-Hop", "1", ...hopByHop.slice(2), ...endToEnd])
-    expect(clientResponseHeaders(res, false)).toEqual(endToEnd)
-    expect(clientResponseHeaders(res, true)).toEqual([...endToEnd, "Connection", "close"])
-    expect(clientResponseHeaders(message(endToEnd), false)).toEqual(endToEnd)
+    expect(clientResponseHeaders(res, false, false)).toEqual(endToEnd)
+    expect(clientResponseHeaders(res, true, false)).toEqual([...endToEnd, "Connection", "close"])
+    expect(clientResponseHeaders(message(endToEnd), false, false)).toEqual(endToEnd)
+  })
+
+  it("drops a service's x-pico-error, in any case, and keeps a peer node's", () => {
+    const head = message(["X-Pico-Error", "endpoint not found", "x-pico-error", "x", "Content-Length", "4"])
+    expect(clientResponseHeaders(head, false, true)).toEqual(["Content-Length", "4"])
+    expect(clientResponseHeaders(head, false, false)).toEqual(head.rawHeaders)
   })
 
   it("drops the names of every Connection header, and takes names from no other header's value", () => {
     const kept = ["X-Ten-Char", "x-named", "X-Named", "1", "Undefined", "2"]
-    expect(clientResponseHeaders(message(kept), false)).toEqual(kept)
+    expect(clientResponseHeaders(message(kept), false, false)).toEqual(kept)
     const twice = [
       "Connection",
       "X-A",
@@ -168,17 +174,23 @@ describe("response headers for the client", () => {
       "Undefined",
       "3",
     ]
-    expect(clientResponseHeaders(message(twice), false)).toEqual(["X-Ten-Char", "x-a", "Undefined", "3"])
+    expect(clientResponseHeaders(message(twice), false, false)).toEqual([
+      "X-Ten-Char",
+      "x-a",
+      "Undefined",
+      "3",
+    ])
   })
 
   it("reads keep-alive or close alone as the option it is, and any other value as a list of names", () => {
     const kept = ["Keep-Alivex", "1", "X-Close", "2"]
-    const listed = (value: string) => clientResponseHeaders(message(["Connection", value, ...kept]), false)
+    const listed = (value: string) =>
+      clientResponseHeaders(message(["Connection", value, ...kept]), false, false)
     for (const option of ["keep-alive", " Keep-Alive\t", "CLOSE", "\tclose "])
       expect(listed(option)).toEqual(kept)
-    expect(clientResponseHeaders(message(["Connection", "close", "Close", "x", ...kept]), false)).toEqual(
-      kept,
-    )
+    expect(
+      clientResponseHeaders(message(["Connection", "close", "Close", "x", ...kept]), false, false),
+    ).toEqual(kept)
     expect(listed("keep-alive, X-Close")).toEqual(["Keep-Alivex", "1"])
     expect(listed("close,Keep-Alivex")).toEqual(["X-Close", "2"])
     expect(listed("X-Close , close")).toEqual(["Keep-Alivex", "1"])
@@ -186,7 +198,11 @@ describe("response headers for the client", () => {
     expect(listed("X-Close")).toEqual(["Keep-Alivex", "1"])
     expect(listed("Keep-Alivex")).toEqual(["X-Close", "2"])
     expect(
-      clientResponseHeaders(message(["Connection", "X-Keep-Alive", "X-Keep-Alive", "3", ...kept]), false),
+      clientResponseHeaders(
+        message(["Connection", "X-Keep-Alive", "X-Keep-Alive", "3", ...kept]),
+        false,
+        false,
+      ),
     ).toEqual(kept)
   })
 

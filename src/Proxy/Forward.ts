@@ -170,7 +170,11 @@ export const relayHead = (exchange: Exchange, head: ResponseHead, sentAt: number
   exchange.upstreamMs = performance.now() - sentAt
   exchange.capture?.response(head)
   const close = exchange.closeConnection() || exchange.upgrade !== undefined || !req.complete
-  res.writeHead(head.statusCode ?? 502, reasonPhrase(head.statusMessage), clientResponseHeaders(head, close))
+  res.writeHead(
+    head.statusCode ?? 502,
+    reasonPhrase(head.statusMessage),
+    clientResponseHeaders(head, close, exchange.route === "local"),
+  )
 }
 
 /** What Node refuses to write in a status line: control characters other than tab. */

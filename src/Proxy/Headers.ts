@@ -1,5 +1,6 @@
 import type * as http from "node:http"
 import type { TLSSocket } from "node:tls"
+import { picoErrorHeader } from "./Errors.js"
 
 /** Headers that describe one connection, not the message, and so never cross a proxy (RFC 9110 §7.6.1). */
 const hopByHop = new Set([
@@ -145,15 +146,24 @@ const connectionHeader = (raw: ReadonlyArray<string>): string | undefined => {
   return value
 }
 
-/** The upstream response's headers minus hop-by-hop ones, as a flat raw list (two Set-Cookie stay two). */
-export const clientResponseHeaders = (res: ResponseHead, closeConnection: boolean): Array<string> => {
+/**
+ * The upstream response's headers minus hop-by-hop ones, as a flat raw list (two Set-Cookie stay two). A service's
+ * (`fromService`, not a peer node's) also loses x-pico-error: only Pico speaks for Pico, and a node that forwarded
+ * the request would take a service's 503 with `endpoint not found` for a stale route of its own.
+ */
+export const clientResponseHeaders = (
+  res: ResponseHead,
+  closeConnection: boolean,
+  fromService: boolean,
+): Array<string> => {
   const raw = res.rawHeaders
   const listed = connectionListed(connectionHeader(raw))
   const out: Array<string> = []
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const lower = name.toLowerCase()
-    if (hopByHop.has(lower) || listed?.has(lower) === true) continue
+    if (hopByHop.has(lower) || listed?.has(lower) === true || (fromService && lower === picoErrorHeader))
+      continue
     out.push(name, raw[i + 1] as string)
   }
   // While draining, ask clients to reconnect (through the load balancer) to a node that is staying.

@@ -31,6 +31,8 @@ const responses: Record<string, string | ((socket: net.Socket) => void)> = {
   "/switch": "HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n",
   "/control-in-reason": "HTTP/1.1 200 O\x7fK\x01\r\nContent-Length: 2\r\n\r\nok",
   "/status-000": "HTTP/1.1 000 OK\r\nContent-Length: 2\r\n\r\nok",
+  "/claims-pico-error":
+    "HTTP/1.1 503 Service Unavailable\r\nX-Pico-Error: endpoint not found\r\nContent-Length: 4\r\n\r\nbusy",
   "/many-headers": `HTTP/1.1 200 OK\r\n${Array.from({ length: 40 }, (_, i) => `X-H${i}: ${i}\r\n`).join("")}Content-Length: 2\r\n\r\nok`,
 }
 
@@ -142,6 +144,12 @@ describe("responses read off tunnel streams", () => {
     expect(served.filter((seen) => seen === path)).toHaveLength(1)
     await closedReach(closedBefore + 1)
     expect(await get("/ok")).toMatchObject({ status: 200, body: "ok" })
+  })
+
+  it("relays a service's own 503 without the x-pico-error it claims: only Pico speaks for Pico", async () => {
+    const response = await get("/claims-pico-error")
+    expect(response).toMatchObject({ status: 503, body: "busy" })
+    expect(response.headers["x-pico-error"]).toBeUndefined()
   })
 
   it("relays a status line whose reason phrase Node would refuse with the status's own phrase", async () => {
