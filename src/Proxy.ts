@@ -20,6 +20,7 @@ import {
   type Attempt,
   type AttemptOutcome,
   attempt,
+  clientGone,
   type Exchange,
   hasNoBody,
   newExchange,
@@ -271,6 +272,9 @@ export const make = (options: ProxyOptions) =>
         let localRetries = LOCAL_RETRIES
         let last = first
         for (;;) {
+          // Its 499 is logged already. A request that waited for a route must not reach a service now: a DELETE
+          // would run with no one to tell, and the client may well have sent it again elsewhere.
+          if (clientGone(exchange)) return
           const upstream = localRetries > 0 ? registry.pickLocal(endpointId) : undefined
           const node =
             upstream === undefined && !fromPeer ? registry.pickRemote(endpointId, tried) : undefined

@@ -187,6 +187,9 @@ const invalidReasonCharacter = /[^\t\x20-\x7e\x80-\xff]/
 const reasonPhrase = (message: string | undefined): string | undefined =>
   message === undefined || invalidReasonCharacter.test(message) ? undefined : message
 
+/** The client's connection has closed: nothing more is sent on its behalf, since no one would get the answer. */
+export const clientGone = (exchange: Exchange): boolean => exchange.req.socket.destroyed
+
 /** Counts (and captures) the request body as it is read, when the access log or a capture wants it. */
 export const observeRequestBody = (exchange: Exchange): void => {
   if (exchange.observed || exchange.capture !== undefined)

@@ -1,10 +1,12 @@
 import { createHash, randomBytes } from "node:crypto"
 import * as http from "node:http"
 import type { Socket } from "node:net"
+import * as net from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import WebSocket, { WebSocketServer } from "ws"
 import { closedPort, request, startHttpServer, startInFlightServices, waitFor } from "../support/http.js"
 import { startAgent, startNode, type TestAgent, type TestNode } from "../support/node.js"
+import { readMetrics, valueOf } from "../support/prometheus.js"
 
 interface Seen {
   readonly method: string
@@ -241,6 +243,37 @@ describe("proxying through a tunnel", () => {
       expect(seenBySecond.length === 0 ? "nothing" : seenBySecond.join()).toBe(secondSaw)
     },
   )
+
+  it("sends nothing for a client that left while its request waited for a route", async () => {
+    const { seenBySecond, second } = await startInFlightServices()
+    cleanups.push(second.close)
+    const endpoint = "gone-client"
+    const first = startAgent(node.upstreamUrl, { [endpoint]: second.port })
+    await waitFor("the first agent registered", async () => (await node.upstreamCount(endpoint)) === 1)
+    await first.stop()
+    await waitFor("the route gone", async () => (await node.upstreamCount(endpoint)) === 0)
+    const gone = async () =>
+      valueOf(readMetrics((await request(`${node.adminUrl}/metrics`)).body), "pico_proxy_requests_total", {
+        status: "499",
+      }) ?? 0
+    const goneBefore = await gone()
+    // The node waits for the endpoint to come back (it had it lately); the client gives up meanwhile.
+    const client = net.connect(node.proxyPort, "127.0.0.1")
+    client.on("error", () => {})
+    await new Promise<void>((resolve) =>
+      client.write(`DELETE /while-waiting HTTP/1.1\r\nHost: x\r\nx-pico-endpoint: ${endpoint}\r\n\r\n`, () =>
+        resolve(),
+      ),
+    )
+    client.destroy()
+    await waitFor("the client's 499", async () => (await gone()) === goneBefore + 1)
+    const back = startAgent(node.upstreamUrl, { [endpoint]: second.port })
+    cleanups.push(back.stop)
+    await waitFor("the endpoint back", async () => (await node.upstreamCount(endpoint)) === 1)
+    const after = await request(`${node.proxyUrl}/after`, { headers: { "x-pico-endpoint": endpoint } })
+    expect(after.status).toBe(200)
+    expect(seenBySecond).toEqual(["GET /after"])
+  })
 
   it("passes WebSocket upgrades through to the upstream", async () => {
     const wsLocal = await startHttpServer((_req, res) => res.end())
