@@ -5,7 +5,8 @@
 # /proc, user + system) is the figure to cut, and it is steadier than latency on a shared machine.
 # With PICO_JS_B (another build) or SERVER_ARGS_B (other server settings), a second server and agent run beside the
 # first and wrk alternates between them round by round, so both see the same machine: differences of a few
-# microseconds need that (and 10+ rounds). SERVER_ARGS gives the first server settings of its own.
+# microseconds need that (and 10+ rounds, and a run each way round: see below). SERVER_ARGS gives the first server
+# settings of its own.
 #   bash bench/request-cpu.sh                                     # 8 rounds of 3 s, one connection
 #   CONNECTIONS=50 bash bench/request-cpu.sh                      # the 1 KiB c50 case instead
 #   PICO_JS_B=bench/.work/other/dist/bin/pico.js ROUNDS=12 bash bench/request-cpu.sh
@@ -67,7 +68,13 @@ round() { # round NAME: one line of figures
 
 # Warm-up: V8 optimises the request path during the first seconds.
 for name in "${NAMES[@]}"; do load "$name" 3 >/dev/null; done
-for _ in $(seq 1 "$ROUNDS"); do for name in "${NAMES[@]}"; do round "$name"; done; done | tee "$WORK/rounds.txt"
+# The order alternates from round to round. That does not make the two pairs equal: with one build in both, pair B
+# came out 2-5 µs ahead at 50 connections (2026-11-30: 39.3 against 37.4, then 47.0 against 41.5 alternating), so
+# compare two builds both ways round (swap PICO_JS and PICO_JS_B) and take the mean of the two differences.
+for r in $(seq 1 "$ROUNDS"); do
+  if ((r % 2 == 1)); then order=("${NAMES[@]}"); else mapfile -t order < <(printf '%s\n' "${NAMES[@]}" | tac); fi
+  for name in "${order[@]}"; do round "$name"; done
+done | tee "$WORK/rounds.txt"
 echo "means over $ROUNDS rounds of ${SECONDS_PER_ROUND} s, $CONNECTIONS connection(s), CPU per request in microseconds:"
 awk '{ p[$1] += $3; s[$1] += $5; a[$1] += $7; u[$1] += $9; r[$1] += $11; n[$1]++ }
   END { for (k in n) printf "%s p50 %.0f us, server %.1f us, agent %.1f us, upstream nginx %.1f us, %d req/s\n",
