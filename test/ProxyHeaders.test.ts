@@ -127,6 +127,19 @@ describe("request headers for the next hop", () => {
     expect(upstreamRequestHeaders(message(raw), { ...plain, fromPeer: true })).toEqual(raw)
   })
 
+  it("gives an HTTP/1.0 request without Host an empty one, and leaves any other as it is", () => {
+    const http10 = (raw: ReadonlyArray<string>) =>
+      Object.assign(message(raw), { httpVersionMajor: 1, httpVersionMinor: 0 })
+    expect(upstreamRequestHeaders(http10([]), plain)?.slice(0, 2)).toEqual(["Host", ""])
+    expect(upstreamRequestHeaders(http10(["Host", "a.example"]), plain)?.slice(0, 2)).toEqual([
+      "Host",
+      "a.example",
+    ])
+    expect(
+      upstreamRequestHeaders(http10(["Host", "a.example"]), plain)?.filter((v) => v === "Host"),
+    ).toHaveLength(1)
+  })
+
   it("names the client by its IPv4 address, and TLS as https; no Host, no X-Forwarded-Host", () => {
     const tls = message([], { remoteAddress: "::ffff:192.0.2.1", encrypted: true })
     expect(upstreamRequestHeaders(tls, plain)).toEqual([

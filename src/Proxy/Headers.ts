@@ -117,6 +117,8 @@ export const upstreamRequestHeaders = (
     }
     out.push(name, raw[i + 1] as string)
   }
+  // HTTP/1.1 requires Host: an HTTP/1.0 request without one goes on with it empty, as for no authority (RFC 9112 §3.2).
+  if (hosts === 0 && req.httpVersionMinor === 0) out.push("Host", "")
   if (hop.keepUpgrade) out.push("Connection", "Upgrade")
   if (requestId !== undefined) out.push("X-Request-Id", requestId)
   if (!hop.fromPeer) {

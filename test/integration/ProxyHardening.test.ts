@@ -163,6 +163,12 @@ describe("request targets and Host", () => {
     expect(forwarded?.headers["x-listed"]).toBeUndefined()
   })
 
+  it("gives an HTTP/1.0 request without Host an empty one, which HTTP/1.1 requires", async () => {
+    const response = await rawExchange(node.proxyPort, "GET /no-host HTTP/1.0\r\nx-pico-endpoint: e\r\n\r\n")
+    expect(statusOf(response)).toBe(200)
+    expect(seen.find((request) => request.url === "/no-host")?.headers.host).toBe("")
+  })
+
   it("rewrites an absolute-form target to origin-form, its authority taking the place of Host", async () => {
     const response = await rawExchange(
       node.proxyPort,
