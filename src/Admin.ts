@@ -11,7 +11,12 @@ import { makeStatusRoutes } from "./Admin/Status.js"
 import { Auth, type AuthError } from "./Auth.js"
 import type { HostPort } from "./Domain/Address.js"
 import { Gossip } from "./Gossip.js"
-import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
+import {
+  type ClientLimits,
+  defaultClientLimits,
+  makeListener,
+  owesEarlierResponse,
+} from "./internal/Listener.js"
 import { type Handler, json, jsonError, makeRouter, write } from "./internal/Router.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
 import { Registry } from "./Registry.js"
@@ -118,6 +123,7 @@ export const layerServer = (address: HostPort, tls?: TlsFiles, options: AdminOpt
       // connection guard has one), so it would never be answered: answer it as a request instead, on a response
       // bound to the raw connection, which closes after it. An agent pointed here then hears a 404 at once.
       listener.server.on("upgrade", (req: http.IncomingMessage, socket: Duplex) => {
+        if (owesEarlierResponse(socket)) return void socket.destroy()
         socket.on("error", () => socket.destroy())
         const res = new http.ServerResponse(req)
         res.shouldKeepAlive = false

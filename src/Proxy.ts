@@ -11,7 +11,12 @@ import { type EndpointId, isValidEndpointId } from "./Domain/EndpointId.js"
 import { type EndpointKind, tcpUpgradeToken } from "./Domain/EndpointKind.js"
 import { Inspector } from "./Inspector.js"
 import { errorBody, writeJsonToSocket } from "./internal/JsonResponse.js"
-import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
+import {
+  type ClientLimits,
+  defaultClientLimits,
+  makeListener,
+  owesEarlierResponse,
+} from "./internal/Listener.js"
 import type { ConfigError } from "./PicoConfig/ConfigError.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
 import { endpointIdFromHeaders } from "./Proxy/EndpointId.js"
@@ -312,7 +317,7 @@ export const make = (options: ProxyOptions) =>
       const policy: HeaderPolicy = {
         keepUpgrade: exchange.upgrade !== undefined,
         credentials: stripAuthorization ? "strip authorization" : "strip",
-        fromPeer: fromPeer && proof.verify(req),
+        fromPeer: fromPeer && exchange.provenPeer,
       }
       return upstreamRequestHeaders(req, policy, exchange.requestId)
     }
@@ -360,11 +365,14 @@ export const make = (options: ProxyOptions) =>
       if (endpointId === undefined) return new ProxyError({ reason: "missing pico endpoint id" })
       if (!isValidEndpointId(endpointId)) return new ProxyError({ reason: "invalid endpoint id" })
       exchange.endpointId = endpointId
-      if (req.headers[PeerProof.forwardHeader] !== undefined && proof.isPeer(req))
-        exchange.fromNode = PeerProof.forwardingNode(req.headers[forwardedByHeader])
+      if (req.headers[PeerProof.forwardHeader] !== undefined) {
+        // Verified once here: the headers' policy reads it too (an HMAC is microseconds).
+        exchange.provenPeer = proof.verify(req)
+        if (exchange.provenPeer || proof.isPeer(req))
+          exchange.fromNode = PeerProof.forwardingNode(req.headers[forwardedByHeader])
+      }
       const replayOf = req.headers[replayHeader]
-      if (typeof replayOf === "string" && (replays.has(req) || exchange.fromNode !== undefined))
-        exchange.replayOf = replayOf.slice(0, 200)
+      if (typeof replayOf === "string" && replays.has(req)) exchange.replayOf = replayOf.slice(0, 200)
       // Captured where the client's request arrived: a peer's forwarded copy was captured by that peer.
       const capture = inspector.captureOf(endpointId)
       if (capture !== undefined && exchange.fromNode === undefined) exchange.capture = capture.begin(exchange)
@@ -412,7 +420,7 @@ export const make = (options: ProxyOptions) =>
       return true
     }
 
-    /** Requests the node's own replay sent (handleReplay): only theirs, or a peer's, say what they replay. */
+    /** Requests the node's own replay sent (handleReplay): only theirs say what they replay. */
     const replays = new WeakSet<http.IncomingMessage>()
 
     /** Connections whose last request could not be framed: they close after its answer. */
@@ -475,6 +483,7 @@ export const make = (options: ProxyOptions) =>
      * logged when it closes, with the bytes it carried.
      */
     const handleUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+      if (owesEarlierResponse(socket) || unframedConnections.has(socket)) return void socket.destroy()
       const done = shutdown.begin()
       const res = new http.ServerResponse(req)
       res.shouldKeepAlive = false

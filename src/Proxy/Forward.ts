@@ -117,9 +117,11 @@ export interface Exchange {
   failure: string | undefined
   /** The recording of this exchange when its endpoint is being captured (see Inspector). */
   capture: Recording | undefined
+  /** The request carries a valid proof that a node of the cluster forwarded it (PeerProof). */
+  provenPeer: boolean
   /** The node that forwarded the request here ("unknown" if it gave no valid id); undefined: a client's own. */
   fromNode: string | undefined
-  /** The captured request this one replays, when the node's replay or a peer sent it; never a client's say. */
+  /** The captured request this one replays, when the node's own replay sent it; never a client's say. */
   replayOf: string | undefined
 }
 
@@ -155,6 +157,7 @@ export const newExchange = (
     via: "",
     failure: undefined,
     capture: undefined,
+    provenPeer: false,
     fromNode: undefined,
     replayOf: undefined,
   }

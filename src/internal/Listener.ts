@@ -66,6 +66,14 @@ const refusal = (error: NodeJS.ErrnoException): { readonly status: number; reado
 }
 
 /**
+ * Whether the connection still owes the response to a request before this upgrade, pipelined behind it. Node hands
+ * the upgrade over all the same, but no response can be bound to the connection until that one has ended (Node
+ * throws), so the connection is cut instead: a client that pipelines an upgrade gets neither.
+ */
+export const owesEarlierResponse = (socket: Duplex): boolean =>
+  ((socket as Socket & { _httpMessage?: http.ServerResponse | null })._httpMessage ?? null) !== null
+
+/**
  * Answers what Node's parser refused (bad framing, invalid characters, oversized or late headers) with a JSON
  * error before closing, as nginx would, instead of hanging up without a word.
  */

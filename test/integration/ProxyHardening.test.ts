@@ -297,6 +297,21 @@ describe("a second request on a kept-alive connection", () => {
   })
 })
 
+describe("an upgrade pipelined behind a request", () => {
+  it("cuts the connection instead of throwing, on the proxy and admin ports, and the node serves on", async () => {
+    const pipelined =
+      "GET /before-upgrade HTTP/1.1\r\nHost: e.example.com\r\n\r\n" +
+      "GET /pipelined-upgrade HTTP/1.1\r\nHost: e.example.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" +
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    for (const port of [node.proxyPort, node.adminPort]) await rawExchange(port, pipelined)
+    expect(urlsSeen()).not.toContain("/pipelined-upgrade")
+    expect((await request(`${node.adminUrl}/health`)).status).toBe(200)
+    expect(
+      (await request(`${node.proxyUrl}/after-upgrade`, { headers: { host: "e.example.com" } })).status,
+    ).toBe(200)
+  })
+})
+
 describe("client timeouts", () => {
   it("answers 408 and closes a connection that sends nothing within --proxy.read-header-timeout", async () => {
     const { response, ms } = await closedAfter("")
