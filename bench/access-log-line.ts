@@ -1,23 +1,17 @@
 // What one access log line costs to format and batch, alone (bench/README.md, "Where a sequential request's time
 // goes"): `npx vite-node bench/access-log-line.ts`. Lines go to /dev/null, 50 to a loop turn as at 50 connections.
-import type * as http from "node:http"
 import { Effect } from "effect"
 import * as AccessLog from "../src/AccessLog.js"
 import { EndpointId } from "../src/Domain/EndpointId.js"
-import { newExchange } from "../src/Proxy/Forward.js"
+import { exchangeOf } from "../test/support/exchange.js"
 
-const req = {
-  method: "GET",
-  url: "/1k",
-  headers: { host: "bench.example.com" },
-  socket: { remoteAddress: "127.0.0.1" },
-} as unknown as http.IncomingMessage
-const exchange = newExchange(
-  req,
-  {} as http.ServerResponse,
-  undefined,
-  { gatewayTimeout: 1, idleTimeout: 1 },
-  () => false,
+const exchange = exchangeOf(
+  {
+    method: "GET",
+    url: "/1k",
+    headers: { host: "bench.example.com" },
+    socket: { remoteAddress: "127.0.0.1" },
+  },
   true,
 )
 exchange.requestId = "7f0c6c1e-8a6f-4d2b-9a43-3c8f1f6c9a11"

@@ -1,30 +1,17 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
-import type * as http from "node:http"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Effect } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import * as AccessLog from "../src/AccessLog.js"
 import { EndpointId } from "../src/Domain/EndpointId.js"
-import { newExchange } from "../src/Proxy/Forward.js"
+import { exchangeOf } from "./support/exchange.js"
 
 const dir = mkdtempSync(join(tmpdir(), "pico-access-unit-"))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 const exchange = (url = "/search?token=query-secret") => {
-  const req = {
-    method: "GET",
-    url,
-    headers: {},
-    socket: { remoteAddress: "::ffff:10.0.0.7" },
-  } as unknown as http.IncomingMessage
-  const result = newExchange(
-    req,
-    {} as http.ServerResponse,
-    undefined,
-    { gatewayTimeout: 1, idleTimeout: 1 },
-    () => false,
-  )
+  const result = exchangeOf({ method: "GET", url, headers: {}, socket: { remoteAddress: "::ffff:10.0.0.7" } })
   result.requestId = "rid"
   result.endpointId = EndpointId("e")
   return result

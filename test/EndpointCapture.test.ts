@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest"
 import { EndpointCapture } from "../src/Inspector/EndpointCapture.js"
 import { HEAD_CHARS, type Recording } from "../src/Inspector/Recording.js"
 import { defaultCaptureSettings } from "../src/Inspector.js"
-import { newExchange } from "../src/Proxy/Forward.js"
+import { exchangeOf } from "./support/exchange.js"
 import { collectGarbage } from "./support/gc.js"
 
 const MiB = 1024 * 1024
@@ -19,20 +19,13 @@ const rawHeaders = [
 
 /** What the proxy hands a capture: an exchange for a request as Node parsed it. */
 const exchangeFor = (requestId: string, headers: ReadonlyArray<string> = rawHeaders) => {
-  const req = {
+  const exchange = exchangeOf({
     method: "POST",
     url: `/upload/${requestId}?q=1`,
     httpVersion: "1.1",
     rawHeaders: headers,
     headers: {},
-  } as unknown as http.IncomingMessage
-  const exchange = newExchange(
-    req,
-    {} as http.ServerResponse,
-    undefined,
-    { gatewayTimeout: 1, idleTimeout: 1 },
-    () => false,
-  )
+  })
   exchange.requestId = requestId
   return exchange
 }
