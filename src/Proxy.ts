@@ -330,6 +330,9 @@ export const make = (options: ProxyOptions) =>
 
     const route = (exchange: Exchange, endpointId: EndpointId) => (stripAuthorization: boolean) =>
       Effect.suspend((): Effect.Effect<void, ProxyError> => {
+        // Authorizing may have waited (for a JWKS fetch, say): a client gone meanwhile is owed nothing, and its
+        // response, closed already, would never settle an attempt.
+        if (clientGone(exchange)) return Effect.void
         const fromPeer = askedNotToForward(exchange.req)
         const localHeaders = localHeadersFor(exchange, fromPeer, stripAuthorization)
         if (localHeaders === undefined) return Effect.fail(duplicateHost)
@@ -469,10 +472,22 @@ export const make = (options: ProxyOptions) =>
       if (shutdown.isDraining()) res.shouldKeepAlive = false
       const exchange = exchangeFor(req, res, undefined)
       const done = shutdown.begin()
-      res.once("close", () => {
+      let over = false
+      const ended = (status?: number) => {
+        if (over) return
+        over = true
         done()
-        finished(exchange, true)
-      })
+        finished(exchange, true, status)
+      }
+      res.once("close", () => ended())
+      // Pipelined behind a response still going out, it has no connection yet; if the connection dies first,
+      // the response never closes, yet the exchange is over: the client never got it.
+      if (res.socket === null) {
+        const socket = req.socket
+        const orphaned = () => ended(CLIENT_CLOSED_REQUEST)
+        socket.once("close", orphaned)
+        res.once("socket", () => socket.off("close", orphaned))
+      }
       serve(exchange)
     }
 

@@ -1,8 +1,16 @@
 import * as http from "node:http"
 import * as net from "node:net"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { afterFirstAnswer, rawExchange, request, startHttpServer, waitFor } from "../support/http.js"
+import {
+  afterFirstAnswer,
+  openConnection,
+  rawExchange,
+  request,
+  startHttpServer,
+  waitFor,
+} from "../support/http.js"
 import { startAgent, startNode, type TestAgent, type TestNode } from "../support/node.js"
+import { readMetrics, valueOf } from "../support/prometheus.js"
 
 interface Seen {
   readonly url: string
@@ -15,6 +23,8 @@ let node: TestNode
 let agent: TestAgent
 let service: Awaited<ReturnType<typeof startHttpServer>>
 const seen: Array<Seen> = []
+/** Answers to requests for /held-*, which the service holds until the test releases them. */
+const held = new Map<string, () => void>()
 /** Requests whose connection to the service closed before their body was complete. */
 const aborted: Array<string> = []
 
@@ -29,7 +39,8 @@ beforeAll(async () => {
     })
     req.on("end", () => {
       entry.body = body
-      if (req.url === "/upgrade-refused") res.writeHead(404).end("no upgrade here")
+      if (req.url?.startsWith("/held-")) held.set(req.url, () => res.end(`${req.url} ok`))
+      else if (req.url === "/upgrade-refused") res.writeHead(404).end("no upgrade here")
       else res.end(`${req.url} ok`)
     })
   })
@@ -114,6 +125,32 @@ describe("transfer codings", () => {
       expect(urlsSeen()).not.toContain("/behind-the-coding")
     },
   )
+
+  it("never forwards a request Node parsed from behind a chunked body under another coding", async () => {
+    // Behind a response the service holds, so the connection stays open while Node parses the request behind
+    // the coded one: had that been forwarded, the service would have it before a request sent afterwards. (Node's
+    // parser itself stops at codings that do not end with chunked.)
+    const connection = openConnection(
+      node.proxyPort,
+      "GET /held-before-coding HTTP/1.1\r\nHost: e.example.com\r\n\r\n" +
+        `POST /coded-behind-held HTTP/1.1\r\nHost: e.example.com\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n` +
+        "GET /behind-coding-and-held HTTP/1.1\r\nHost: e.example.com\r\n\r\n",
+    )
+    await waitFor("the service to hold the request ahead", () => held.has("/held-before-coding"))
+    const after = await request(`${node.proxyUrl}/after-held-coding`, { headers: { host: "e.example.com" } })
+    expect(after.status).toBe(200)
+    held.get("/held-before-coding")?.()
+    const response = await connection.closed
+    const refusal = response.slice(response.indexOf("/held-before-coding ok") + 22)
+    expect([statusOf(response), statusOf(refusal), jsonErrorOf(refusal)]).toEqual([
+      200,
+      501,
+      "unsupported transfer coding",
+    ])
+    expect(refusal).toContain("Connection: close")
+    expect(urlsSeen()).not.toContain("/coded-behind-held")
+    expect(urlsSeen()).not.toContain("/behind-coding-and-held")
+  })
 
   it("passes chunked, in any case, with its body", async () => {
     const response = await rawExchange(
@@ -294,6 +331,26 @@ describe("a second request on a kept-alive connection", () => {
     }
     expect(urlsSeen()).not.toContain("/second")
     expect((await request(`${node.adminUrl}/health`)).status).toBe(200)
+  })
+})
+
+describe("a request pipelined behind one still being answered", () => {
+  it("is counted as the client's 499 when the connection dies before its turn", async () => {
+    const gone = async () =>
+      valueOf(readMetrics((await request(`${node.adminUrl}/metrics`)).body), "pico_proxy_requests_total", {
+        status: "499",
+      }) ?? 0
+    const goneBefore = await gone()
+    const connection = openConnection(
+      node.proxyPort,
+      "GET /held-ahead-of-pipelined HTTP/1.1\r\nHost: e.example.com\r\n\r\n" +
+        "GET /pipelined-behind HTTP/1.1\r\nHost: e.example.com\r\n\r\n",
+    )
+    await waitFor("the service to hold the request ahead", () => held.has("/held-ahead-of-pipelined"))
+    connection.destroy()
+    await connection.closed
+    // Both: the one whose answer had not started, and the one whose turn never came.
+    await waitFor("both requests counted", async () => (await gone()) === goneBefore + 2)
   })
 })
 

@@ -5,8 +5,9 @@ import * as tls from "node:tls"
 import * as jose from "jose"
 import { afterEach, describe, expect, it } from "vitest"
 import WebSocket from "ws"
-import { request, startHttpServer, waitFor } from "../support/http.js"
+import { openConnection, request, startHttpServer, waitFor } from "../support/http.js"
 import { startAgent, startNode } from "../support/node.js"
+import { readMetrics, valueOf } from "../support/prometheus.js"
 import { makeCertificates } from "../support/tls.js"
 import { hmacSecret, hmacToken, newClusterKey } from "../support/tokens.js"
 
@@ -133,6 +134,53 @@ describe("proxy client authentication", () => {
       headers: { "x-pico-endpoint": "e", "x-pico-authorization": `Bearer ${otherEndpoint}` },
     })
     expect([refused.status, JSON.parse(refused.body)]).toEqual([401, { error: "endpoint not permitted" }])
+  })
+})
+
+describe("proxy client authentication from a JWKS URL", () => {
+  it("sends nothing for a client that left while its token waited for the keys", async () => {
+    const { publicKey, privateKey } = await jose.generateKeyPair("ES256")
+    const jwk = { ...(await jose.exportJWK(publicKey)), kid: "k", alg: "ES256" }
+    // The key set is held until the client has gone.
+    let answerKeys: (() => void) | undefined
+    const jwks = await startHttpServer((_req, res) => {
+      answerKeys = () =>
+        res.setHeader("content-type", "application/json").end(JSON.stringify({ keys: [jwk] }))
+    })
+    cleanups.push(jwks.close)
+    const seen: Array<string> = []
+    const service = await startHttpServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`)
+      res.end("ok")
+    })
+    cleanups.push(service.close)
+    const node = await startNode({ "proxy.auth.jwks-url": `http://127.0.0.1:${jwks.port}/jwks.json` })
+    cleanups.push(node.close)
+    const agent = startAgent(node.upstreamUrl, { e: service.port })
+    cleanups.push(agent.stop)
+    await waitFor("agent registered", async () => (await node.upstreamCount("e")) === 1)
+    const token = await new jose.SignJWT({})
+      .setProtectedHeader({ alg: "ES256", kid: "k" })
+      .setExpirationTime("1h")
+      .sign(privateKey)
+    const client = openConnection(
+      node.proxyPort,
+      `DELETE /while-authorizing HTTP/1.1\r\nHost: x\r\nx-pico-endpoint: e\r\nAuthorization: Bearer ${token}\r\n\r\n`,
+    )
+    await waitFor("the node to ask for the keys", () => answerKeys !== undefined)
+    const gone = async () =>
+      valueOf(readMetrics((await request(`${node.adminUrl}/metrics`)).body), "pico_proxy_requests_total", {
+        status: "499",
+      })
+    client.destroy()
+    await waitFor("the node to see the client gone", async () => (await gone()) === 1)
+    answerKeys?.()
+    // Sent after the keys came: the DELETE, had it gone on, would be at the service first.
+    const after = await request(`${node.proxyUrl}/after`, {
+      headers: { "x-pico-endpoint": "e", authorization: `Bearer ${token}` },
+    })
+    expect(after.status).toBe(200)
+    expect(seen).toEqual(["GET /after"])
   })
 })
 

@@ -109,20 +109,29 @@ export const closedPort = async (): Promise<number> => {
  * requests no well-behaved client would send. Fails if the server keeps the connection open past `timeoutMs`.
  */
 export const rawExchange = (port: number, bytes: string | Buffer, timeoutMs = 10_000): Promise<string> =>
-  new Promise((resolve, reject) => {
-    const socket = net.connect(port, "127.0.0.1", () => socket.write(bytes))
-    const chunks: Array<Buffer> = []
+  openConnection(port, bytes, timeoutMs).closed
+
+/**
+ * A raw connection that sends `bytes` and collects what comes back: `closed` resolves with it once the connection
+ * closes (rejects if it is still open after `timeoutMs`); `destroy` cuts it from the client's side.
+ */
+export const openConnection = (port: number, bytes: string | Buffer, timeoutMs = 10_000) => {
+  const socket = net.connect(port, "127.0.0.1", () => socket.write(bytes))
+  const chunks: Array<Buffer> = []
+  socket.on("data", (chunk: Buffer) => chunks.push(chunk))
+  socket.on("error", () => {})
+  const closed = new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.destroy()
       reject(new Error(`connection still open after ${timeoutMs}ms; received ${Buffer.concat(chunks)}`))
     }, timeoutMs)
-    socket.on("data", (chunk: Buffer) => chunks.push(chunk))
-    socket.on("error", () => {})
     socket.on("close", () => {
       clearTimeout(timer)
       resolve(Buffer.concat(chunks).toString("latin1"))
     })
   })
+  return { closed, destroy: () => socket.destroy() }
+}
 
 /**
  * The two services of the in-flight retry tests: `silent` records each request and never answers it (but
