@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from "vitest"
 import WebSocket, { WebSocketServer } from "ws"
 import { request, startHttpServer, waitFor } from "../support/http.js"
 import { startAgent, startNode, type TestNode } from "../support/node.js"
-import { newClusterKey } from "../support/tokens.js"
+import { hmacSecret, newClusterKey } from "../support/tokens.js"
 
 const cleanups: Array<() => Promise<void>> = []
 afterEach(async () => {
@@ -126,5 +126,33 @@ describe("a cluster of nodes", () => {
       headers: { "x-pico-endpoint": "nobody", "x-pico-forward": "true" },
     })
     expect(forwarded.status).toBe(503)
+  })
+
+  it("relays a peer node's own error with its x-pico-error, which a service's answer never carries", async () => {
+    const key = newClusterKey()
+    // The holder requires a token on its proxy port; the entry node does not, so only the holder can refuse.
+    const holder = await startNode({
+      "gossip.interval": "50ms",
+      "gossip.secret-key": [key],
+      "proxy.auth.token-hmac-secret-key": hmacSecret,
+    })
+    cleanups.push(holder.close)
+    const entry = await startNode({
+      "gossip.interval": "50ms",
+      "gossip.secret-key": [key],
+      "cluster.join": [holder.gossipAddr],
+    })
+    cleanups.push(entry.close)
+    const service = await startHttpServer((_req, res) => res.end("ok"))
+    cleanups.push(service.close)
+    const agent = startAgent(holder.upstreamUrl, { e: service.port })
+    cleanups.push(agent.stop)
+    await waitFor("endpoint known on the entry node", () => entry.routesRemotely("e"))
+    const response = await request(`${entry.proxyUrl}/`, { headers: { "x-pico-endpoint": "e" } })
+    expect([response.status, response.headers["x-pico-error"], JSON.parse(response.body)]).toEqual([
+      401,
+      "missing authorization",
+      { error: "missing authorization" },
+    ])
   })
 })
