@@ -40,10 +40,11 @@ const json = JSON.stringify
 
 /**
  * A target as the line gives it. One Pico could not rewrite to origin-form (`ftp://user:password@host/`, refused)
- * is kept as the client sent it, less any userinfo: that is a credential.
+ * is kept as the client sent it, less any userinfo (with its scheme's `//` or, as in `user:pw@host`, without):
+ * that is a credential.
  */
 const loggedTarget = (url: string): string =>
-  url.charCodeAt(0) === 47 ? url : url.replace(/^([^:/?#]*:\/\/)[^/?#]*@/, "$1")
+  url.charCodeAt(0) === 47 ? url : url.replace(/^([^:/?#]*:\/\/)?[^/?#]*@/, "$1")
 
 /**
  * The line: zap-style like every Pico log line (level, ts, subsystem, msg), then the exchange. Only the method,

@@ -46,11 +46,17 @@ describe("the access log", () => {
 
   it("leaves out the userinfo of a target it could not rewrite to origin-form: it is a credential", async () => {
     const lines = await Promise.all(
-      ["ftp://alice:s3cretpw@b.example/x", "HTTP://bob@b.example", "*", "/a@b"].map((target, i) =>
-        linesWith({ enabled: true, query: true }, `userinfo-${i}.log`, target),
+      ["ftp://alice:s3cretpw@b.example/x", "HTTP://bob@b.example", "carol:pw@c.example/y", "*", "/a@b"].map(
+        (target, i) => linesWith({ enabled: true, query: true }, `userinfo-${i}.log`, target),
       ),
     )
-    expect(lines.map(([line]) => line?.path)).toEqual(["ftp://b.example/x", "HTTP://b.example", "*", "/a@b"])
+    expect(lines.map(([line]) => line?.path)).toEqual([
+      "ftp://b.example/x",
+      "HTTP://b.example",
+      "c.example/y",
+      "*",
+      "/a@b",
+    ])
   })
 
   it("writes every field as JSON, escaping what a client put in the path", async () => {

@@ -51,9 +51,9 @@ describe("endpoint id from a request", () => {
 
 describe("endpoint id rules", () => {
   it("allows 1-128 URL-safe characters", () => {
-    for (const id of ["a", "my-endpoint", "A.b_c~d-9", "x".repeat(128)])
+    for (const id of ["a", "my-endpoint", "A.b_c~d-9", "...", ".a", "x".repeat(128)])
       expect(isValidEndpointId(id)).toBe(true)
-    for (const id of ["", "x".repeat(129), "a/b", "a b", "a%20", "é", "a?b"])
+    for (const id of ["", "x".repeat(129), "a/b", "a b", "a%20", "é", "a?b", ".", ".."])
       expect(isValidEndpointId(id)).toBe(false)
   })
 
@@ -62,7 +62,8 @@ describe("endpoint id rules", () => {
     expect(EndpointId.either("a/b")).toEqual(
       Either.left([
         {
-          message: 'invalid endpoint id "a/b": must be 1-128 characters of A-Z a-z 0-9 . _ ~ -',
+          message:
+            'invalid endpoint id "a/b": must be 1-128 characters of A-Z a-z 0-9 . _ ~ -, not . or .. alone',
           meta: undefined,
         },
       ]),

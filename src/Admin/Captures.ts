@@ -270,6 +270,8 @@ export const makeCaptureRoutes = (peers: Peers, bodyBytes: number) =>
             // Nothing more is written while the connection holds what the client has not read: the backlog drops
             // the oldest events instead, so a follower that stops reading holds no more than that.
             const drained = Effect.async<void>((resume) => {
+              // The fiber may have yielded since the write: a drain that came meanwhile is not waited for again.
+              if (!res.writableNeedDrain || res.destroyed) return resume(Effect.void)
               const done = () => resume(Effect.void)
               res.once("drain", done)
               res.once("close", done)

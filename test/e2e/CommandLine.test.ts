@@ -169,7 +169,7 @@ describe("mistakes on the command line", () => {
     ],
     [
       ["forward", "tcp", "--endpoint", "no spaces"],
-      'invalid config: --endpoint: invalid value "no spaces": endpoint id must be 1-128 characters of A-Z a-z 0-9 . _ ~ -',
+      'invalid config: --endpoint: invalid value "no spaces": endpoint id must be 1-128 characters of A-Z a-z 0-9 . _ ~ -, not . or .. alone',
     ],
   ]
   for (const [args, message] of cases) {

@@ -296,6 +296,8 @@ describe("capture", () => {
   })
 
   it("keeps only the newest events for a follower that stops reading, not everything since", async () => {
+    // Started here too (starting is idempotent), so this test does not lean on the first one.
+    expect((await adminJson<CaptureState>(first, capturePath, "PUT")).body.capturing).toHaveLength(2)
     const follow = http.get(`${first.adminUrl}${listPath}?follow`)
     const stream = await new Promise<http.IncomingMessage>((resolve) => follow.on("response", resolve))
     stream.pause()
