@@ -97,11 +97,17 @@ export const layerServer = (
           // closed when the session closes or the listener stops: no fiber waits out each session.
           const scope = yield* Scope.fork(listenerScope, ExecutionStrategy.sequential)
           const remoteAddr = remoteAddress(req)
+          // An agent that broke the protocol is worth an operator's attention; an agent leaving is not.
           const disconnected = (ended: CloseReason) =>
-            log(Effect.logInfo("upstream disconnected"), {
-              addr: remoteAddr,
-              reason: describeClose(ended),
-            }).pipe(Effect.zipRight(Scope.close(scope, Exit.void)))
+            log(
+              ended._tag === "ProtocolError"
+                ? Effect.logWarning("upstream disconnected")
+                : Effect.logInfo("upstream disconnected"),
+              {
+                addr: remoteAddr,
+                reason: describeClose(ended),
+              },
+            ).pipe(Effect.zipRight(Scope.close(scope, Exit.void)))
           yield* Effect.gen(function* () {
             // The session ends when the token does (GoAway first, so the agent learns why).
             const session = yield* tunnel.serve(req, socket, head, { expiresAt: grant.expiresAt })

@@ -3,6 +3,7 @@ import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as jose from "jose"
 import { afterEach, describe, expect, it } from "vitest"
+import WebSocket from "ws"
 import { afterFirstAnswer, request, startHttpServer } from "../support/http.js"
 import { listeningPort, loopbackPorts, picoPerTest } from "../support/process.js"
 import { makeCertificates } from "../support/tls.js"
@@ -104,5 +105,22 @@ describe("pico server and agent", () => {
     expect((await request(`http://127.0.0.1:${admin}/health`)).status).toBe(200)
     expect((await request(`http://127.0.0.1:${agentAdmin}/health`)).status).toBe(200)
     expect([server.child.exitCode, agent.child.exitCode]).toEqual([null, null])
+  })
+
+  it("log an upstream session's protocol error at warn, with the reason, and serve on", async () => {
+    const server = pico(["server", ...loopbackPorts("proxy", "upstream", "admin", "gossip")])
+    const upstream = await listeningPort(server, "upstream")
+    const admin = await listeningPort(server, "admin")
+    const session = new WebSocket(`ws://127.0.0.1:${upstream}/pico/v1/listener/bad`)
+    await new Promise((resolve, reject) => session.once("open", resolve).once("error", reject))
+    // Not a yamux header: version 9.
+    session.send(Buffer.from([9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9]))
+    const line = await server.waitForLog("upstream disconnected")
+    expect([line.level, line["endpoint-id"], line.reason]).toEqual([
+      "warn",
+      "bad",
+      expect.stringMatching(/^ProtocolError: /),
+    ])
+    expect((await request(`http://127.0.0.1:${admin}/health`)).status).toBe(200)
   })
 })
