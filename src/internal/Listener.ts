@@ -7,7 +7,7 @@ import type { ConfigError } from "../PicoConfig/ConfigError.js"
 import type { TlsFiles } from "../PicoConfig/KeyMaterial.js"
 import * as ConnectionGuard from "./ConnectionGuard.js"
 import { type HttpServer, makeHttpServer } from "./HttpServer.js"
-import { errorBody, writeJsonToSocket } from "./JsonResponse.js"
+import { errorBody, writeJson, writeJsonToSocket } from "./JsonResponse.js"
 import { formatAddressInfo, type ListenError, listen } from "./Listen.js"
 
 /** How long clients may take and how many may connect: the limits every listener puts on its clients. */
@@ -87,6 +87,10 @@ const answerClientError = (error: NodeJS.ErrnoException, socket: Duplex): void =
   socket.destroy()
 }
 
+/** An Expect other than 100-continue, which Node would refuse with a bare 417 (RFC 9110 §10.1.1). */
+const refuseExpectation = (_req: http.IncomingMessage, res: http.ServerResponse): void =>
+  writeJson(res, 417, errorBody("unsupported expectation"))
+
 /**
  * The skeleton every HTTP port shares: plain or TLS (hot-reloaded certificates), bound for the scope's lifetime,
  * with a header timeout, an idle timeout and a connection cap, and malformed requests answered with JSON.
@@ -115,6 +119,7 @@ export const makeListener = (
     server.maxHeadersCount = 0
     const guard = yield* ConnectionGuard.make(server, options.name, limits.maxConnections)
     server.on("clientError", answerClientError)
+    server.on("checkExpectation", refuseExpectation)
     const address = yield* listen(server, options.address, options.name)
     yield* Effect.logInfo(`${options.name} listening`).pipe(
       Effect.annotateLogs({ subsystem: options.name, addr: formatAddressInfo(address) }),

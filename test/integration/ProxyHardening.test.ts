@@ -312,6 +312,20 @@ const closedAfter = (bytes: string, port = node.proxyPort) =>
     socket.on("close", () => resolve({ response, ms: Date.now() - started }))
   })
 
+describe("expectations", () => {
+  it("answers an Expect other than 100-continue with 417 and a JSON error on every HTTP port", async () => {
+    for (const port of [node.proxyPort, node.upstreamPort, node.adminPort]) {
+      const response = await rawExchange(
+        port,
+        "POST /expecting HTTP/1.1\r\nHost: e.example.com\r\nExpect: something-else\r\nContent-Length: 2\r\n" +
+          "Connection: close\r\n\r\nhi",
+      )
+      expect([statusOf(response), jsonErrorOf(response)]).toEqual([417, "unsupported expectation"])
+    }
+    expect(urlsSeen()).not.toContain("/expecting")
+  })
+})
+
 describe("a second request on a kept-alive connection", () => {
   // Node clears the connection's response once the first has ended; the refusal must not read it.
   it.each([
