@@ -1,5 +1,5 @@
 import { Context, Effect, Layer, type Scope } from "effect"
-import type { ExchangeSummary } from "./Domain/Capture.js"
+import { defaultRedactedHeaders, type ExchangeSummary } from "./Domain/Capture.js"
 import { Gossip } from "./Gossip.js"
 import { EndpointCapture } from "./Inspector/EndpointCapture.js"
 import type { Recording, RecordingLimits } from "./Inspector/Recording.js"
@@ -24,7 +24,7 @@ export const defaultCaptureSettings: CaptureSettings = {
   endpoints: [],
   exchanges: 100,
   bodyKib: 32,
-  redactHeaders: ["authorization", "proxy-authorization", "cookie", "set-cookie", "x-pico-authorization"],
+  redactHeaders: defaultRedactedHeaders,
 }
 
 /** Requests this node took from clients, and per local endpoint the requests its upstreams served. */

@@ -15,6 +15,8 @@ const rawHeaders = [
   "Bearer secret-token",
   "Cookie",
   "id=secret-cookie",
+  "X-Api-Key",
+  "secret-api-key",
 ]
 
 /** What the proxy hands a capture: an exchange for a request as Node parsed it. */
@@ -91,13 +93,14 @@ describe("an endpoint's capture", () => {
     expect(detail?.response?.body.size).toBe(MiB)
   })
 
-  it("redacts credential headers of both heads", () => {
+  it("redacts credential headers of both heads, by the library's default list", () => {
     const capture = new EndpointCapture("e", "node-1", 10, limits, () => {})
     const detail = exchangeMiB(capture, "r", Buffer.from("x"))?.detail()
     expect(detail?.request.headers).toEqual([
       ["Host", "e.pico.test"],
       ["Authorization", "(redacted)"],
       ["Cookie", "(redacted)"],
+      ["X-Api-Key", "(redacted)"],
     ])
     expect(JSON.stringify(detail)).not.toMatch(/secret/)
   })

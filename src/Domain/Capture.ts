@@ -5,6 +5,16 @@ import { Schema } from "effect"
  * writes them, `pico status proxy requests` and `pico replay` that read them, and the web console.
  */
 
+/** Headers a capture keeps no value of unless told otherwise (`--capture.redact-headers`, the library's default). */
+export const defaultRedactedHeaders: ReadonlyArray<string> = [
+  "authorization",
+  "proxy-authorization",
+  "cookie",
+  "set-cookie",
+  "x-pico-authorization",
+  "x-api-key",
+]
+
 /** A header as it arrived, `[name, value]`, in order; a redacted header's value is "(redacted)". */
 export const Header = Schema.Tuple(Schema.String, Schema.String)
 

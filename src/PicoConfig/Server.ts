@@ -1,4 +1,5 @@
 import * as Either from "effect/Either"
+import { defaultRedactedHeaders } from "../Domain/Capture.js"
 import { filePrefix, secretProblem } from "./SecretText.js"
 import { tlsSettings, tokenSettings } from "./Security.js"
 import * as Setting from "./Setting.js"
@@ -121,14 +122,7 @@ export const serverSettings = {
     endpoints: Setting.stringList("Endpoints captured from the start; pico capture starts and stops others."),
     exchanges: Setting.integer("Exchanges kept per captured endpoint, in flight or done.", 100, 1, 10_000),
     bodyKib: Setting.integer("KiB of each request and response body a capture keeps.", 32, 0, 1024),
-    redactHeaders: Setting.stringList("Headers a capture never keeps the value of.", [
-      "authorization",
-      "proxy-authorization",
-      "cookie",
-      "set-cookie",
-      "x-pico-authorization",
-      "x-api-key",
-    ]),
+    redactHeaders: Setting.stringList("Headers a capture never keeps the value of.", defaultRedactedHeaders),
   },
 }
 
