@@ -24,6 +24,8 @@ const responses: Record<string, string | ((socket: net.Socket) => void)> = {
   "/length-and-chunked":
     "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
   "/bad-header": "HTTP/1.1 200 OK\r\nX-Bad: a\x01b\r\nContent-Length: 2\r\n\r\nok",
+  "/coded": (socket) => socket.end("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8b gzip bytes"),
+  "/coded-chunked": "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\n\x1f\x8b!\r\n0\r\n\r\n",
   "/bad-chunk": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nmore\r\n",
   "/extra":
     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nextra!",
@@ -135,6 +137,8 @@ describe("responses read off tunnel streams", () => {
     ["a head over 16 KiB", "/big-head"],
     ["101 to a request that asked for no upgrade", "/switch"],
     ["a status code under 100, which is no informational response", "/status-000"],
+    ["a body in a transfer coding other than chunked, ending with the connection", "/coded"],
+    ["a coding under chunked, which the client would get unannounced", "/coded-chunked"],
   ])("answers 502 for %s, drops that connection, and serves the next request", async (_what, path) => {
     const closedBefore = closed
     const response = await get(path)

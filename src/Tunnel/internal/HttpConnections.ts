@@ -21,13 +21,23 @@ export interface ResponseListener {
   readonly fail: (detail: string, invalid: boolean) => void
 }
 
-/** The value of a response's Content-Length header, which the parser has checked; undefined without one. */
-const contentLength = (rawHeaders: ReadonlyArray<string>): number | undefined => {
+/**
+ * How a response's body is framed: its Content-Length (which the parser has checked), or undefined without one;
+ * or, as a string, a Transfer-Encoding other than chunked alone. Pico decodes only chunked, and a coding under
+ * it (gzip) would reach the client unannounced once the hop-by-hop header is dropped, so such a response is
+ * refused, as nginx refuses it.
+ */
+const bodyFraming = (rawHeaders: ReadonlyArray<string>): number | string | undefined => {
+  let length: number | undefined
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] as string
-    if (name.length === 14 && name.toLowerCase() === "content-length") return Number(rawHeaders[i + 1])
+    if (name.length === 14 && name.toLowerCase() === "content-length") length = Number(rawHeaders[i + 1])
+    else if (name.length === 17 && name.toLowerCase() === "transfer-encoding") {
+      const codings = rawHeaders[i + 1] as string
+      if (codings.toLowerCase() !== "chunked") return codings
+    }
   }
-  return undefined
+  return length
 }
 
 /** Idle connections kept per session; more than this many idle at once are closed. */
@@ -111,12 +121,17 @@ export class HttpConnection {
           this.fail(statusCode === 101 ? "switched protocols unasked" : "a response nobody asked for", true)
           return "none"
         }
+        const framing = bodyFraming(rawHeaders)
+        if (typeof framing === "string") {
+          this.fail(`unsupported transfer coding ${JSON.stringify(framing)}`, true)
+          return "none"
+        }
         this.answered = true
         this.keepAlive = keepAlive
         this.listener.head({ statusCode, statusMessage, rawHeaders })
         if (this.headOnly) return "none"
         // The parser has checked the length (one value, digits only, no Transfer-Encoding beside it).
-        const length = statusCode === 204 || statusCode === 304 ? 0 : contentLength(rawHeaders)
+        const length = statusCode === 204 || statusCode === 304 ? 0 : framing
         if (length === undefined || length === 0) return "parse"
         this.bodyRemaining = length
         return "own"
