@@ -190,6 +190,17 @@ const invalidReasonCharacter = /[^\t\x20-\x7e\x80-\xff]/
 const reasonPhrase = (message: string | undefined): string | undefined =>
   message === undefined || invalidReasonCharacter.test(message) ? undefined : message
 
+/**
+ * The upstream's response broke after its head: the client must see a broken connection, not a short "complete"
+ * body, and the access log says why its status was not the whole story. (A client that left is not a cut.)
+ */
+export const cutResponse = (exchange: Exchange): void => {
+  const { res } = exchange
+  if (res.destroyed) return
+  exchange.failure = "response cut"
+  res.destroy()
+}
+
 /** The client's connection has closed: nothing more is sent on its behalf, since no one would get the answer. */
 export const clientGone = (exchange: Exchange): boolean => exchange.req.socket.destroyed
 
@@ -293,9 +304,8 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
       }
       clearTimeout(timer)
       relayHead(exchange, upstreamRes, sentAt)
-      // Cut mid-body (the session died): the client must see a broken connection, not a short "complete" body.
-      upstreamRes.on("error", () => res.destroy())
-      upstreamRes.on("aborted", () => res.destroy())
+      upstreamRes.on("error", () => cutResponse(exchange))
+      upstreamRes.on("aborted", () => cutResponse(exchange))
       if (exchange.observed || exchange.capture !== undefined)
         upstreamRes.on("data", (chunk: Buffer) => observeResponseBody(exchange, chunk))
       upstreamRes.pipe(res)
@@ -319,7 +329,7 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
     upstreamReq.on("error", (error) => {
       if (settled) return
       if (res.headersSent) {
-        res.destroy()
+        cutResponse(exchange)
         settle(Effect.succeed(done))
       } else if (!exchange.bodySpent && (!connected || isIdempotent(req)))
         retryOrFail(

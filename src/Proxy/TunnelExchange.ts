@@ -4,6 +4,7 @@ import type { HttpConnection, HttpConnections, ResponseListener } from "../Tunne
 import { ProxyError } from "./Errors.js"
 import {
   type AttemptOutcome,
+  cutResponse,
   done,
   type Exchange,
   hasNoBody,
@@ -124,8 +125,7 @@ export const sendThroughTunnel = (
     fail: (detail, invalid) => {
       if (over) return
       if (responding) {
-        // Cut mid-body: the client must see a broken connection, not a short "complete" body.
-        res.destroy()
+        cutResponse(exchange)
         settle(done)
       } else if (invalid) {
         // The service got the request and answered nonsense: sending it again elsewhere could run it twice.

@@ -38,6 +38,11 @@ const files = { entry: join(dir, "entry.log"), holder: join(dir, "holder.log") }
 beforeAll(async () => {
   const service = await startHttpServer((req, res) => {
     if (req.url?.startsWith("/slow")) return // never answers: the gateway timeout's case
+    if (req.url?.startsWith("/cut")) {
+      // The head and a piece of a chunked body, then the connection dies.
+      res.writeHead(200)
+      return void res.write("a piece", () => res.socket?.destroy())
+    }
     let body = ""
     req.on("data", (chunk: Buffer) => {
       body += chunk.toString()
@@ -210,4 +215,16 @@ describe("the access log", () => {
     expect(line.error).toBe(reason)
     noSecretLogged()
   })
+
+  it.each([
+    ["through this node's tunnel", "local"],
+    ["across the hop to the node holding it", "e"],
+  ])(
+    "writes a response cut after its head %s with its status and error response cut",
+    async (_where, endpoint) => {
+      const requestId = `rid-cut-${endpoint}`
+      await expect(send(endpoint, "/cut", requestId)).rejects.toThrow()
+      expect(await lineFor(files.entry, requestId)).toMatchObject({ status: 200, error: "response cut" })
+    },
+  )
 })
