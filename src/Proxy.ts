@@ -13,6 +13,8 @@ import { Inspector } from "./Inspector.js"
 import { errorBody, writeJsonToSocket } from "./internal/JsonResponse.js"
 import {
   type ClientLimits,
+  closeAfterAnswer,
+  closesAfterAnswer,
   defaultClientLimits,
   makeListener,
   owesEarlierResponse,
@@ -423,16 +425,34 @@ export const make = (options: ProxyOptions) =>
       return true
     }
 
+    /**
+     * Per connection, the responses pipelined behind one still going out: they have no connection yet, so if it
+     * dies first they never close, yet their exchanges are over (the client never got them). One listener per
+     * connection, however many wait.
+     */
+    const waitingForTurn = new WeakMap<object, Set<() => void>>()
+    const waitForTurn = (socket: Duplex, res: http.ServerResponse, orphaned: () => void) => {
+      let waiting = waitingForTurn.get(socket)
+      if (waiting === undefined) {
+        const all = new Set<() => void>()
+        waiting = all
+        waitingForTurn.set(socket, all)
+        socket.once("close", () => {
+          for (const each of all) each()
+        })
+      }
+      const mine = waiting
+      mine.add(orphaned)
+      res.once("socket", () => mine.delete(orphaned))
+    }
+
     /** Requests the node's own replay sent (handleReplay): only theirs say what they replay. */
     const replays = new WeakSet<http.IncomingMessage>()
-
-    /** Connections whose last request could not be framed: they close after its answer. */
-    const unframedConnections = new WeakSet<object>()
 
     const serve = (exchange: Exchange): void => {
       const endpointId = prepare(exchange)
       if (typeof endpointId !== "string") {
-        if (closesConnection(endpointId)) unframedConnections.add(exchange.req.socket)
+        if (closesConnection(endpointId)) closeAfterAnswer(exchange.req.socket)
         run(answerFailure(endpointId, exchange))
       } else if (!sendLocalNow(exchange, endpointId)) run(forward(exchange, endpointId))
     }
@@ -467,7 +487,7 @@ export const make = (options: ProxyOptions) =>
     // when the port is open, metrics updated without allocating, and a capture only when its endpoint's is on.
     const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       // Node parses what follows a body it could not frame as pipelined requests: never serve those.
-      if (unframedConnections.has(req.socket)) return
+      if (closesAfterAnswer(req.socket)) return
       // Draining: every response closes its connection, Pico's own errors too, so clients go elsewhere.
       if (shutdown.isDraining()) res.shouldKeepAlive = false
       const exchange = exchangeFor(req, res, undefined)
@@ -479,15 +499,15 @@ export const make = (options: ProxyOptions) =>
         done()
         finished(exchange, true, status)
       }
-      res.once("close", () => ended())
-      // Pipelined behind a response still going out, it has no connection yet; if the connection dies first,
-      // the response never closes, yet the exchange is over: the client never got it.
-      if (res.socket === null) {
-        const socket = req.socket
-        const orphaned = () => ended(CLIENT_CLOSED_REQUEST)
-        socket.once("close", orphaned)
-        res.once("socket", () => socket.off("close", orphaned))
-      }
+      res.once("close", ended)
+      if (res.socket === null)
+        waitForTurn(req.socket, res, () => {
+          ended(CLIENT_CLOSED_REQUEST)
+          // Whatever still waits on this response (an attempt, a retry's fiber) learns it is over, as from a
+          // client that left: it will never get a connection to close with.
+          res.destroy()
+          res.emit("close")
+        })
       serve(exchange)
     }
 
@@ -498,7 +518,7 @@ export const make = (options: ProxyOptions) =>
      * logged when it closes, with the bytes it carried.
      */
     const handleUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
-      if (owesEarlierResponse(socket) || unframedConnections.has(socket)) return void socket.destroy()
+      if (owesEarlierResponse(socket) || closesAfterAnswer(socket)) return void socket.destroy()
       const done = shutdown.begin()
       const res = new http.ServerResponse(req)
       res.shouldKeepAlive = false

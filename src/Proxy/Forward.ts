@@ -219,6 +219,25 @@ export const observeResponseBody = (exchange: Exchange, chunk: Buffer): void => 
   exchange.capture?.addResponseBody(chunk)
 }
 
+/**
+ * What Node's client lets through but the proxy refuses, as on the tunnel's own reader (HttpConnections): a status
+ * under 100, which Node's server cannot write, and a body in a transfer coding other than chunked alone, which
+ * would reach the client unannounced once the hop-by-hop header is dropped.
+ */
+const invalidResponse = (res: http.IncomingMessage, method: string | undefined): string | undefined => {
+  const status = res.statusCode ?? 0
+  if (status < 100) return `invalid status code ${status}`
+  const codings = res.headers["transfer-encoding"]
+  // A response without a body (to HEAD, a 204 or 304) may name the coding its body would have had.
+  return codings === undefined ||
+    codings.toLowerCase() === "chunked" ||
+    method === "HEAD" ||
+    status === 204 ||
+    status === 304
+    ? undefined
+    : `unsupported transfer coding ${JSON.stringify(codings)}`
+}
+
 const isStaleRoute = (res: http.IncomingMessage): boolean =>
   res.statusCode === 503 && res.headers[picoErrorHeader] === "endpoint not found"
 
@@ -297,10 +316,10 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
     upstreamReq.on("response", (upstreamRes) => {
       if (target.target !== undefined && !exchange.bodySpent && isStaleRoute(upstreamRes))
         return retryOrFail("stale route", "peer no longer has the endpoint")
-      // Node's client passes any three digits; Node's server cannot write a status under 100.
-      if ((upstreamRes.statusCode ?? 0) < 100) {
+      const invalid = invalidResponse(upstreamRes, req.method)
+      if (invalid !== undefined) {
         upstreamReq.destroy()
-        return fail("upstream unreachable", `invalid status code ${upstreamRes.statusCode}`)
+        return fail("upstream unreachable", invalid)
       }
       clearTimeout(timer)
       relayHead(exchange, upstreamRes, sentAt)

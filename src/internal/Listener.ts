@@ -87,9 +87,25 @@ const answerClientError = (error: NodeJS.ErrnoException, socket: Duplex): void =
   socket.destroy()
 }
 
+/**
+ * Connections that close after the answer to their last request, whatever Node parsed behind it: a request whose
+ * framing Pico refuses, or one it does not take at all. Node still hands over requests pipelined behind it, and
+ * those must never be served: another parser in front could have framed that connection differently.
+ */
+const closingConnections = new WeakSet<object>()
+
+export const closeAfterAnswer = (socket: object): void => {
+  closingConnections.add(socket)
+}
+
+export const closesAfterAnswer = (socket: object): boolean => closingConnections.has(socket)
+
 /** An Expect other than 100-continue, which Node would refuse with a bare 417 (RFC 9110 §10.1.1). */
-const refuseExpectation = (_req: http.IncomingMessage, res: http.ServerResponse): void =>
+const refuseExpectation = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+  closeAfterAnswer(req.socket)
+  res.shouldKeepAlive = false
   writeJson(res, 417, errorBody("unsupported expectation"))
+}
 
 /**
  * The skeleton every HTTP port shares: plain or TLS (hot-reloaded certificates), bound for the scope's lifetime,

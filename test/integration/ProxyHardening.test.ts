@@ -69,6 +69,28 @@ const jsonErrorOf = (response: string): string =>
 
 const urlsSeen = () => seen.map((request) => request.url)
 
+/**
+ * Sends `refused` pipelined behind a request the service holds and ahead of one more, so the connection stays open
+ * while Node parses what is behind it: had that one been forwarded, the service would have it before a request
+ * sent afterwards, on a connection of its own. Returns the answer to `refused`, once the held one has been answered.
+ */
+const refusedBehindHeld = async (name: string, refused: string): Promise<string> => {
+  const ahead = `/held-before-${name}`
+  const behind = `/behind-${name}`
+  const connection = openConnection(
+    node.proxyPort,
+    `GET ${ahead} HTTP/1.1\r\nHost: e.example.com\r\n\r\n${refused}GET ${behind} HTTP/1.1\r\nHost: e.example.com\r\n\r\n`,
+  )
+  await waitFor("the service to hold the request ahead", () => held.has(ahead))
+  const after = await request(`${node.proxyUrl}/after-${name}`, { headers: { host: "e.example.com" } })
+  expect(after.status).toBe(200)
+  held.get(ahead)?.()
+  const response = await connection.closed
+  expect(statusOf(response)).toBe(200)
+  expect(urlsSeen()).not.toContain(behind)
+  return response.slice(response.indexOf(`${ahead} ok`) + `${ahead} ok`.length)
+}
+
 describe("requests Node's parser refuses get a status and a JSON error, not a silent close", () => {
   const head = "Host: e.example.com\r\n"
   it.each([
@@ -127,29 +149,15 @@ describe("transfer codings", () => {
   )
 
   it("never forwards a request Node parsed from behind a chunked body under another coding", async () => {
-    // Behind a response the service holds, so the connection stays open while Node parses the request behind
-    // the coded one: had that been forwarded, the service would have it before a request sent afterwards. (Node's
-    // parser itself stops at codings that do not end with chunked.)
-    const connection = openConnection(
-      node.proxyPort,
-      "GET /held-before-coding HTTP/1.1\r\nHost: e.example.com\r\n\r\n" +
-        `POST /coded-behind-held HTTP/1.1\r\nHost: e.example.com\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n` +
-        "GET /behind-coding-and-held HTTP/1.1\r\nHost: e.example.com\r\n\r\n",
+    // (Node's parser itself stops at codings that do not end with chunked.)
+    const refusal = await refusedBehindHeld(
+      "coding",
+      "POST /coded-behind-held HTTP/1.1\r\nHost: e.example.com\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" +
+        "3\r\nabc\r\n0\r\n\r\n",
     )
-    await waitFor("the service to hold the request ahead", () => held.has("/held-before-coding"))
-    const after = await request(`${node.proxyUrl}/after-held-coding`, { headers: { host: "e.example.com" } })
-    expect(after.status).toBe(200)
-    held.get("/held-before-coding")?.()
-    const response = await connection.closed
-    const refusal = response.slice(response.indexOf("/held-before-coding ok") + 22)
-    expect([statusOf(response), statusOf(refusal), jsonErrorOf(refusal)]).toEqual([
-      200,
-      501,
-      "unsupported transfer coding",
-    ])
+    expect([statusOf(refusal), jsonErrorOf(refusal)]).toEqual([501, "unsupported transfer coding"])
     expect(refusal).toContain("Connection: close")
     expect(urlsSeen()).not.toContain("/coded-behind-held")
-    expect(urlsSeen()).not.toContain("/behind-coding-and-held")
   })
 
   it("passes chunked, in any case, with its body", async () => {
@@ -324,6 +332,17 @@ describe("expectations", () => {
     }
     expect(urlsSeen()).not.toContain("/expecting")
   })
+
+  it("closes the connection after the 417 and serves nothing Node parsed behind it", async () => {
+    const refusal = await refusedBehindHeld(
+      "expectation",
+      "POST /coded-expecting HTTP/1.1\r\nHost: e.example.com\r\nExpect: something-else\r\n" +
+        "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    )
+    expect([statusOf(refusal), jsonErrorOf(refusal)]).toEqual([417, "unsupported expectation"])
+    expect(refusal).toContain("Connection: close")
+    expect(urlsSeen()).not.toContain("/coded-expecting")
+  })
 })
 
 describe("a second request on a kept-alive connection", () => {
@@ -349,22 +368,35 @@ describe("a second request on a kept-alive connection", () => {
 })
 
 describe("a request pipelined behind one still being answered", () => {
-  it("is counted as the client's 499 when the connection dies before its turn", async () => {
+  it("is counted as the client's 499 when the connection dies before its turn, however many wait", async () => {
     const gone = async () =>
       valueOf(readMetrics((await request(`${node.adminUrl}/metrics`)).body), "pico_proxy_requests_total", {
         status: "499",
       }) ?? 0
     const goneBefore = await gone()
+    const warnings: Array<string> = []
+    const onWarning = (warning: Error) => warnings.push(warning.name)
+    process.on("warning", onWarning)
+    // Twelve behind it: more than Node's ten listeners per event, had each added its own to the connection.
+    const behind = Array.from(
+      { length: 12 },
+      (_, i) => `GET /pipelined-behind-${i} HTTP/1.1\r\nHost: e.example.com\r\n\r\n`,
+    )
     const connection = openConnection(
       node.proxyPort,
-      "GET /held-ahead-of-pipelined HTTP/1.1\r\nHost: e.example.com\r\n\r\n" +
-        "GET /pipelined-behind HTTP/1.1\r\nHost: e.example.com\r\n\r\n",
+      `GET /held-ahead-of-pipelined HTTP/1.1\r\nHost: e.example.com\r\n\r\n${behind.join("")}`,
     )
     await waitFor("the service to hold the request ahead", () => held.has("/held-ahead-of-pipelined"))
+    await waitFor("the service to answer the ones behind", () =>
+      behind.every((_, i) => urlsSeen().includes(`/pipelined-behind-${i}`)),
+    )
     connection.destroy()
     await connection.closed
-    // Both: the one whose answer had not started, and the one whose turn never came.
-    await waitFor("both requests counted", async () => (await gone()) === goneBefore + 2)
+    // All: the one whose answer had not started, and the ones whose turn never came.
+    await waitFor("every request counted", async () => (await gone()) === goneBefore + 13)
+    await new Promise((resolve) => setImmediate(resolve))
+    process.off("warning", onWarning)
+    expect(warnings).not.toContain("MaxListenersExceededWarning")
   })
 })
 

@@ -26,6 +26,10 @@ const responses: Record<string, string | ((socket: net.Socket) => void)> = {
   "/bad-header": "HTTP/1.1 200 OK\r\nX-Bad: a\x01b\r\nContent-Length: 2\r\n\r\nok",
   "/coded": (socket) => socket.end("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n\x1f\x8b gzip bytes"),
   "/coded-chunked": "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\n\x1f\x8b!\r\n0\r\n\r\n",
+  "/chunked-twice":
+    "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+  "/head-coded": "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+  "/not-modified-coded": "HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: gzip\r\n\r\n",
   "/bad-chunk": "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nmore\r\n",
   "/extra":
     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nextra!",
@@ -123,6 +127,11 @@ describe("responses read off tunnel streams", () => {
     expect(opened - before).toBeLessThanOrEqual(1)
   })
 
+  it("relays the coding a bodiless response names (HEAD, 304): there is no body to misread", async () => {
+    expect((await get("/head-coded", "HEAD")).status).toBe(200)
+    expect((await get("/not-modified-coded")).status).toBe(304)
+  })
+
   it("reads a head of more than 32 headers whole", async () => {
     const response = await get("/many-headers")
     expect(response.body).toBe("ok")
@@ -139,6 +148,7 @@ describe("responses read off tunnel streams", () => {
     ["a status code under 100, which is no informational response", "/status-000"],
     ["a body in a transfer coding other than chunked, ending with the connection", "/coded"],
     ["a coding under chunked, which the client would get unannounced", "/coded-chunked"],
+    ["Transfer-Encoding given twice, which nginx refuses too", "/chunked-twice"],
   ])("answers 502 for %s, drops that connection, and serves the next request", async (_what, path) => {
     const closedBefore = closed
     const response = await get(path)
@@ -171,6 +181,8 @@ describe("responses read off tunnel streams", () => {
   it.each([
     ["/control-in-reason", "HTTP/1.1 200 OK\r\n"],
     ["/status-000", "HTTP/1.1 502 Bad Gateway\r\n"],
+    ["/coded", "HTTP/1.1 502 Bad Gateway\r\n"],
+    ["/coded-chunked", "HTTP/1.1 502 Bad Gateway\r\n"],
   ])(
     "answers a WebSocket upgrade that gets %s (Node's client, not the tunnel's reader) with %j",
     async (path, line) => {

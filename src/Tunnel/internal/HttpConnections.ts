@@ -23,18 +23,21 @@ export interface ResponseListener {
 
 /**
  * How a response's body is framed: its Content-Length (which the parser has checked), or undefined without one;
- * or, as a string, a Transfer-Encoding other than chunked alone. Pico decodes only chunked, and a coding under
- * it (gzip) would reach the client unannounced once the hop-by-hop header is dropped, so such a response is
+ * or, as a string, a Transfer-Encoding other than one chunked alone. Pico decodes only chunked, and a coding
+ * under it (gzip) would reach the client unannounced once the hop-by-hop header is dropped, so such a response is
  * refused, as nginx refuses it.
  */
 const bodyFraming = (rawHeaders: ReadonlyArray<string>): number | string | undefined => {
   let length: number | undefined
+  let chunked = false
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i] as string
     if (name.length === 14 && name.toLowerCase() === "content-length") length = Number(rawHeaders[i + 1])
     else if (name.length === 17 && name.toLowerCase() === "transfer-encoding") {
       const codings = rawHeaders[i + 1] as string
+      if (chunked) return `chunked, ${codings}`
       if (codings.toLowerCase() !== "chunked") return codings
+      chunked = true
     }
   }
   return length
@@ -122,7 +125,9 @@ export class HttpConnection {
           return "none"
         }
         const framing = bodyFraming(rawHeaders)
-        if (typeof framing === "string") {
+        // A response that has no body (to HEAD, a 204 or 304) may name the coding its body would have had.
+        const bodiless = this.headOnly || statusCode === 204 || statusCode === 304
+        if (typeof framing === "string" && !bodiless) {
           this.fail(`unsupported transfer coding ${JSON.stringify(framing)}`, true)
           return "none"
         }
@@ -131,7 +136,7 @@ export class HttpConnection {
         this.listener.head({ statusCode, statusMessage, rawHeaders })
         if (this.headOnly) return "none"
         // The parser has checked the length (one value, digits only, no Transfer-Encoding beside it).
-        const length = statusCode === 204 || statusCode === 304 ? 0 : framing
+        const length = bodiless || typeof framing === "string" ? 0 : framing
         if (length === undefined || length === 0) return "parse"
         this.bodyRemaining = length
         return "own"
