@@ -18,6 +18,7 @@ import {
   defaultClientLimits,
   makeListener,
   owesEarlierResponse,
+  refusedStatus,
 } from "./internal/Listener.js"
 import type { ConfigError } from "./PicoConfig/ConfigError.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
@@ -208,6 +209,8 @@ export const make = (options: ProxyOptions) =>
     }
 
     const answerFailure = (error: ProxyError | AuthError, exchange: Exchange) => {
+      // Node's parser refused the body and answered for us: the tunnel's failure that follows is not news.
+      if (refusedStatus(exchange.res) !== undefined) return Effect.void
       exchange.failure = error.reason
       return logFailure(error, exchange.endpointId).pipe(
         Effect.zipRight(
@@ -457,12 +460,21 @@ export const make = (options: ProxyOptions) =>
       } else if (!sendLocalNow(exchange, endpointId)) run(forward(exchange, endpointId))
     }
 
-    /** The client's status: what it was sent, or 499 when it went away before a response started. */
-    const clientStatus = (res: http.ServerResponse) =>
-      res.headersSent ? res.statusCode : CLIENT_CLOSED_REQUEST
+    /**
+     * The client's status: what it was sent; what Node sent when its parser refused the request's body (the
+     * exchange's failure is then that); or 499 when the client went away before a response started.
+     */
+    const clientStatus = (exchange: Exchange): number => {
+      const { res } = exchange
+      if (res.headersSent) return res.statusCode
+      const refused = refusedStatus(res)
+      if (refused === undefined) return CLIENT_CLOSED_REQUEST
+      exchange.failure = "malformed request"
+      return refused
+    }
 
     /** The exchange is over for the client (or switched protocols): count, capture and log it. */
-    const finished = (exchange: Exchange, logNow: boolean, status = clientStatus(exchange.res)) => {
+    const finished = (exchange: Exchange, logNow: boolean, status = clientStatus(exchange)) => {
       metrics.requestEnded(status, exchange.started)
       inspector.count(exchange, exchange.fromNode !== undefined)
       exchange.capture?.finish(exchange, status)

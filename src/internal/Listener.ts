@@ -73,6 +73,12 @@ const refusal = (error: NodeJS.ErrnoException): { readonly status: number; reado
 export const owesEarlierResponse = (socket: Duplex): boolean =>
   ((socket as Socket & { _httpMessage?: http.ServerResponse | null })._httpMessage ?? null) !== null
 
+/** Responses whose request Node's parser refused midway (in its body), by the status the client got instead. */
+const refusedMidway = new WeakMap<http.ServerResponse, number>()
+
+/** What the client was sent instead of `res`, when Node's parser refused its request after the head. */
+export const refusedStatus = (res: http.ServerResponse): number | undefined => refusedMidway.get(res)
+
 /**
  * Answers what Node's parser refused (bad framing, invalid characters, oversized or late headers) with a JSON
  * error before closing, as nginx would, instead of hanging up without a word.
@@ -83,6 +89,8 @@ const answerClientError = (error: NodeJS.ErrnoException, socket: Duplex): void =
   if (error.code !== "ECONNRESET" && socket.writable && inResponse?.headersSent !== true) {
     const { status, message } = refusal(error)
     writeJsonToSocket(socket, status, errorBody(message))
+    // A request whose body was refused had a response under way: its books say what the client got.
+    if (inResponse != null) refusedMidway.set(inResponse, status)
   }
   socket.destroy()
 }

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import WebSocket, { WebSocketServer } from "ws"
-import { closedPort, request, startHttpServer, waitFor } from "../support/http.js"
+import { closedPort, rawExchange, request, startHttpServer, waitFor } from "../support/http.js"
 import { startAgent, startNode, type TestAgent, type TestNode } from "../support/node.js"
 import { hmacSecret, hmacToken, newClusterKey } from "../support/tokens.js"
 
@@ -227,4 +227,15 @@ describe("the access log", () => {
       expect(await lineFor(files.entry, requestId)).toMatchObject({ status: 200, error: "response cut" })
     },
   )
+
+  it("writes a request whose body Node's parser refused with the 400 the client got, not a 499", async () => {
+    const requestId = "rid-refused-body"
+    const answer = await rawExchange(
+      entry.proxyPort,
+      `POST /refused-body HTTP/1.1\r\nHost: x\r\nx-pico-endpoint: local\r\nAuthorization: Bearer ${token}\r\n` +
+        `x-request-id: ${requestId}\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n`,
+    )
+    expect(answer.slice(0, 12)).toBe("HTTP/1.1 400")
+    expect(await lineFor(files.entry, requestId)).toMatchObject({ status: 400, error: "malformed request" })
+  })
 })
