@@ -104,6 +104,40 @@ describe("ResponseParser (Node's HTTP parser, without its client)", () => {
     expect(headers.slice(-4)).toEqual(["X-69", "69", "Content-Length", "0"])
   })
 
+  it("starts the next head afresh after a head of more than 32 headers", () => {
+    const lines = Array.from({ length: 40 }, (_, i) => `X-${i}: ${i}\r\n`).join("")
+    const { events } = parse([
+      `HTTP/1.1 200 OK\r\n${lines}Content-Length: 0\r\n\r\n`,
+      "HTTP/1.1 204 No Content\r\nY: 1\r\n\r\n",
+    ])
+    const heads = events.filter(([kind]) => kind === "head")
+    expect(heads[0]?.[3]).toHaveLength(82)
+    expect(heads[1]?.[3]).toEqual(["Y", "1"])
+  })
+
+  it("parses nothing once closed, even after a reset, and may be closed twice", () => {
+    const { parser } = parse([])
+    parser.close()
+    parser.close()
+    parser.reset()
+    expect(parser.execute(Buffer.from("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))).toBe(0)
+    expect(parser.finish()).toBeUndefined()
+  })
+
+  it("parses nothing asked for from inside its own callback, which would re-enter the native parser", () => {
+    const nested: Array<number | Error> = []
+    const parser: ResponseParser = new ResponseParser({
+      head: () => {
+        nested.push(parser.execute(Buffer.from("HTTP/1.1 200 OK\r\n\r\n")))
+        return "parse"
+      },
+      body: () => {},
+      complete: () => {},
+    })
+    expect(parser.execute(Buffer.from("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))).toBe(38)
+    expect(nested).toEqual([0])
+  })
+
   it("says a response without a length and without keep-alive ends with the stream", () => {
     const events: Array<Event> = []
     const parser = new ResponseParser({
