@@ -296,10 +296,13 @@ describe("HttpConnections reading a response", () => {
     const connections = link(["HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab", "cd"])
     const connection = connections.take()
     connection.pause()
-    const heard = hear(connection)
-    await new Promise((resolve) => setImmediate(resolve))
-    await new Promise((resolve) => setImmediate(resolve))
-    expect(connection.stream.isPaused()).toBe(true)
+    let ended = false
+    const heard = hear(connection).then((result) => {
+      ended = true
+      return result
+    })
+    await waitUntil(() => connection.stream.readableLength > 0)
+    expect(ended).toBe(false)
     connection.resume()
     expect(await heard).toMatchObject({ body: "abcd", ended: "end" })
   })

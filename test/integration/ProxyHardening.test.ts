@@ -1,6 +1,6 @@
 import * as http from "node:http"
 import * as net from "node:net"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest"
 import {
   afterFirstAnswer,
   openConnection,
@@ -377,6 +377,7 @@ describe("a request pipelined behind one still being answered", () => {
     const warnings: Array<string> = []
     const onWarning = (warning: Error) => warnings.push(warning.name)
     process.on("warning", onWarning)
+    onTestFinished(() => void process.off("warning", onWarning))
     // Twelve behind it: more than Node's ten listeners per event, had each added its own to the connection.
     const behind = Array.from(
       { length: 12 },
@@ -395,7 +396,6 @@ describe("a request pipelined behind one still being answered", () => {
     // All: the one whose answer had not started, and the ones whose turn never came.
     await waitFor("every request counted", async () => (await gone()) === goneBefore + 13)
     await new Promise((resolve) => setImmediate(resolve))
-    process.off("warning", onWarning)
     expect(warnings).not.toContain("MaxListenersExceededWarning")
   })
 })
