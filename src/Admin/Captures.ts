@@ -1,5 +1,5 @@
 import type * as http from "node:http"
-import { Effect, Queue, Schedule, Schema, Stream } from "effect"
+import { Effect, Queue, Runtime, Schedule, Schema, Stream } from "effect"
 import * as Capture from "../Domain/Capture.js"
 import { isValidEndpointId } from "../Domain/EndpointId.js"
 import { makeReplay, type ReplayError } from "../Inspector/Replay.js"
@@ -32,7 +32,6 @@ const FOLLOW_BACKLOG = 256
 /** The most a replay's edits (JSON, the body in base64) may weigh. */
 const MAX_EDITS_BYTES = 8 * 1024 * 1024
 
-/** A request a peer sent to gather its cluster-wide answer: this node answers for itself alone. */
 /** A replay that cannot run: the edits are the caller's mistake (400), the rest the capture's state or the route's. */
 const replayErrorStatus: Record<ReplayError["reason"], number> = {
   "invalid edits": 400,
@@ -41,6 +40,7 @@ const replayErrorStatus: Record<ReplayError["reason"], number> = {
   failed: 502,
 }
 
+/** A request a peer sent to gather its cluster-wide answer: this node answers for itself alone. */
 const fromPeer = (req: http.IncomingMessage) => req.headers[forwardHeader] !== undefined
 
 const newestFirst = (a: Capture.ExchangeSummary, b: Capture.ExchangeSummary) =>
@@ -241,9 +241,11 @@ export const makeCaptureRoutes = (peers: Peers, bodyBytes: number) =>
         Effect.scoped(
           Effect.gen(function* () {
             const events = yield* Queue.sliding<string>(FOLLOW_BACKLOG)
-            // Offered as an effect: a full sliding queue drops its oldest only then (unsafeOffer drops the new one).
+            // Offered as an effect, on this stream's runtime: a full sliding queue drops its oldest only then
+            // (unsafeOffer drops the new one).
+            const runSync = Runtime.runSync(yield* Effect.runtime<never>())
             yield* inspector.subscribe(endpointId, (summary) =>
-              Effect.runSync(Queue.offer(events, JSON.stringify(summary))),
+              runSync(Queue.offer(events, JSON.stringify(summary))),
             )
             res.writeHead(200, streamHeaders)
             res.write(": following\n\n")

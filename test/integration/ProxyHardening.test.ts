@@ -70,16 +70,24 @@ const jsonErrorOf = (response: string): string =>
 const urlsSeen = () => seen.map((request) => request.url)
 
 /**
- * Sends `refused` pipelined behind a request the service holds and ahead of one more, so the connection stays open
- * while Node parses what is behind it: had that one been forwarded, the service would have it before a request
- * sent afterwards, on a connection of its own. Returns the answer to `refused`, once the held one has been answered.
+ * Sends a request Pico refuses (`method path`, then `rest` of its head and body) pipelined behind one the service
+ * holds and ahead of one more, so the connection stays open while Node parses what is behind it: had that one
+ * been forwarded, the service would have it before a request sent afterwards, on a connection of its own. Checks
+ * that the refused one gets `status` and `error` and closes the connection, and that neither reached the service.
  */
-const refusedBehindHeld = async (name: string, refused: string): Promise<string> => {
+const refusedBehindHeld = async (
+  name: string,
+  refused: string,
+  rest: string,
+  status: number,
+  error: string,
+) => {
   const ahead = `/held-before-${name}`
   const behind = `/behind-${name}`
   const connection = openConnection(
     node.proxyPort,
-    `GET ${ahead} HTTP/1.1\r\nHost: e.example.com\r\n\r\n${refused}GET ${behind} HTTP/1.1\r\nHost: e.example.com\r\n\r\n`,
+    `GET ${ahead} HTTP/1.1\r\nHost: e.example.com\r\n\r\n${refused} HTTP/1.1\r\nHost: e.example.com\r\n${rest}` +
+      `GET ${behind} HTTP/1.1\r\nHost: e.example.com\r\n\r\n`,
   )
   await waitFor("the service to hold the request ahead", () => held.has(ahead))
   const after = await request(`${node.proxyUrl}/after-${name}`, { headers: { host: "e.example.com" } })
@@ -88,7 +96,10 @@ const refusedBehindHeld = async (name: string, refused: string): Promise<string>
   const response = await connection.closed
   expect(statusOf(response)).toBe(200)
   expect(urlsSeen()).not.toContain(behind)
-  return response.slice(response.indexOf(`${ahead} ok`) + `${ahead} ok`.length)
+  const refusal = response.slice(response.indexOf(`${ahead} ok`) + `${ahead} ok`.length)
+  expect([statusOf(refusal), jsonErrorOf(refusal)]).toEqual([status, error])
+  expect(refusal).toContain("Connection: close")
+  expect(urlsSeen()).not.toContain(refused.split(" ")[1])
 }
 
 describe("requests Node's parser refuses get a status and a JSON error, not a silent close", () => {
@@ -148,17 +159,15 @@ describe("transfer codings", () => {
     },
   )
 
-  it("never forwards a request Node parsed from behind a chunked body under another coding", async () => {
+  it("never forwards a request Node parsed from behind a chunked body under another coding", () =>
     // (Node's parser itself stops at codings that do not end with chunked.)
-    const refusal = await refusedBehindHeld(
+    refusedBehindHeld(
       "coding",
-      "POST /coded-behind-held HTTP/1.1\r\nHost: e.example.com\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" +
-        "3\r\nabc\r\n0\r\n\r\n",
-    )
-    expect([statusOf(refusal), jsonErrorOf(refusal)]).toEqual([501, "unsupported transfer coding"])
-    expect(refusal).toContain("Connection: close")
-    expect(urlsSeen()).not.toContain("/coded-behind-held")
-  })
+      "POST /coded-behind-held",
+      "Transfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+      501,
+      "unsupported transfer coding",
+    ))
 
   it("passes chunked, in any case, with its body", async () => {
     const response = await rawExchange(
@@ -333,16 +342,14 @@ describe("expectations", () => {
     expect(urlsSeen()).not.toContain("/expecting")
   })
 
-  it("closes the connection after the 417 and serves nothing Node parsed behind it", async () => {
-    const refusal = await refusedBehindHeld(
+  it("closes the connection after the 417 and serves nothing Node parsed behind it", () =>
+    refusedBehindHeld(
       "expectation",
-      "POST /coded-expecting HTTP/1.1\r\nHost: e.example.com\r\nExpect: something-else\r\n" +
-        "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-    )
-    expect([statusOf(refusal), jsonErrorOf(refusal)]).toEqual([417, "unsupported expectation"])
-    expect(refusal).toContain("Connection: close")
-    expect(urlsSeen()).not.toContain("/coded-expecting")
-  })
+      "POST /coded-expecting",
+      "Expect: something-else\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+      417,
+      "unsupported expectation",
+    ))
 })
 
 describe("a second request on a kept-alive connection", () => {
