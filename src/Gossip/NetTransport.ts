@@ -2,7 +2,7 @@ import * as dgram from "node:dgram"
 import * as net from "node:net"
 import { Effect, FiberSet, Option, type Scope } from "effect"
 import { formatHostPort, type HostPort, parseHostPort } from "../Domain/Address.js"
-import { type ListenError, listenError } from "../internal/Listen.js"
+import { formatAddressInfo, type ListenError, listenError } from "../internal/Listen.js"
 import * as Streams from "./Streams.js"
 import { type Handler, type Transport, TransportError } from "./Transport.js"
 
@@ -47,6 +47,10 @@ export const make = (
     const bound = tcp.address() as net.AddressInfo
     // UDP takes exactly the port TCP got, which matters when the configured port is 0.
     const udp = yield* bindUdp({ host: bind.host, port: bound.port })
+    // Where it listens, as every listener says; where peers are told to reach it is the server's "gossip started".
+    yield* Effect.logInfo("gossip listening").pipe(
+      Effect.annotateLogs({ subsystem: "gossip", addr: formatAddressInfo(bound) }),
+    )
     const requestTimeout = limits.timeout
     // This node's own requests still open; incoming ones are Streams.acceptRequests's.
     const outbound = new Set<net.Socket>()

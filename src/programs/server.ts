@@ -41,8 +41,8 @@ const joinCluster = (config: ServerConfigShape) =>
         advertiseAddress(config.admin.advertiseAddr, adminServer.address),
       )
       const self = (yield* gossip.nodes).find((node) => node.id === gossip.nodeId)?.addr
-      yield* Effect.logInfo("gossip listening").pipe(
-        Effect.annotateLogs({ "node-id": gossip.nodeId, addr: self ?? "", keys: gossip.keys }),
+      yield* Effect.logInfo("gossip started").pipe(
+        Effect.annotateLogs({ "node-id": gossip.nodeId, "advertise-addr": self ?? "", keys: gossip.keys }),
       )
       if (gossip.keys === 0)
         yield* Effect.logWarning(

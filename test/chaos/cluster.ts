@@ -164,7 +164,7 @@ export const startChaosCluster = async (options: ClusterOptions = {}): Promise<C
   const gossip = new Map<Host, string>()
   const launch = async (host: Host) => {
     const started = track(spawnPico(nodeArgs(host, gossip), { netns: host.netns }))
-    const listening = await started.waitForLog("gossip listening", 20_000)
+    const listening = await started.waitForLog("gossip started", 20_000)
     const nodeId = String(listening["node-id"])
     names.set(started, nodeId)
     return { process: started, nodeId }

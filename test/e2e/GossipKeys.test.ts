@@ -26,7 +26,7 @@ describe("pico server with gossip keys", () => {
     const keyFile = join(mkdtempSync(join(tmpdir(), "pico-gossip-")), "keys")
     writeFileSync(keyFile, `${fromFile}\n`)
     const keyed = pico(["server", ...loopback, "--gossip.secret-key", `${inline},file:${keyFile}`])
-    expect((await keyed.waitForLog("gossip listening")).keys).toBe(2)
+    expect((await keyed.waitForLog("gossip started")).keys).toBe(2)
     const starting = await keyed.waitForLog("starting pico server")
     expect((starting.config as { gossip: unknown }).gossip).toMatchObject({
       secret_key: ["(redacted)", "(redacted)"],
@@ -46,7 +46,7 @@ describe("pico server with gossip keys", () => {
 
   it("exits 1 when its key is not the cluster's, saying why", async () => {
     const first = pico(["server", ...loopback, "--gossip.secret-key", newKey()])
-    const gossipAddr = String((await first.waitForLog("gossip listening")).addr)
+    const gossipAddr = String((await first.waitForLog("gossip started"))["advertise-addr"])
     const stranger = pico([
       "server",
       ...loopback,

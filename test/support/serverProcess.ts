@@ -33,11 +33,11 @@ export const startServerProcess = async (
     ...join.flatMap((address) => ["--cluster.join", address]),
     ...flags,
   ])
-  const gossip = await server.waitForLog("gossip listening")
+  const gossip = await server.waitForLog("gossip started")
   return {
     process: server,
     nodeId: String(gossip["node-id"]),
-    gossipAddr: String(gossip.addr),
+    gossipAddr: String(gossip["advertise-addr"]),
     proxyPort: await listeningPort(server, "proxy"),
     upstreamPort: await listeningPort(server, "upstream"),
     adminPort: await listeningPort(server, "admin"),
