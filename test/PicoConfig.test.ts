@@ -168,12 +168,19 @@ describe("loading settings", () => {
     }),
   )
 
-  it.effect("rejects a zero duration and a bad bind address", () =>
+  it.effect("rejects a zero duration, one longer than a timer can wait, and a bad bind address", () =>
     Effect.gen(function* () {
       const zero = yield* failureMessage(
         load(serverSettings, { flags: { "server.graceful-shutdown-timeout": "0" } }),
       )
       expect(zero).toContain("must be greater than zero")
+      // Past Node's longest timer a timeout would fire at once.
+      const tooLong = yield* failureMessage(
+        load(serverSettings, { flags: { "proxy.gateway-timeout": "1000h" } }),
+      )
+      expect(tooLong).toBe('--proxy.gateway-timeout: invalid value "1000h": must be at most 596h31m23.647s')
+      const longest = yield* load(serverSettings, { flags: { "proxy.gateway-timeout": "596h31m23.647s" } })
+      expect(Duration.toMillis(longest.proxy.gatewayTimeout)).toBe(2_147_483_647)
       const addr = yield* failureMessage(load(serverSettings, { flags: { "admin.bind-addr": "8002" } }))
       expect(addr).toBe(
         '--admin.bind-addr: invalid value "8002": expected an address such as ":8000" or "127.0.0.1:8000"',

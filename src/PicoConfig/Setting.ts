@@ -143,6 +143,12 @@ export const secret = (description: string, valueName = "string"): Setting<strin
   secret: true,
 })
 
+/**
+ * The longest duration a Node timer can wait (2^31 - 1 ms, about 24.8 days): a longer one fires after 1 ms, so a
+ * timeout of "1000h" would time out every request at once.
+ */
+const MAX_DURATION_MS = 2_147_483_647
+
 /** A Go-style duration ("15s"), decoded to a Duration once, here, so nothing past the config counts milliseconds. */
 export const duration = (description: string, defaultText: string, options?: { allowZero?: boolean }) =>
   make<Duration.Duration>({
@@ -155,6 +161,7 @@ export const duration = (description: string, defaultText: string, options?: { a
       const millis = typeof raw === "string" ? parseGoDuration(raw) : undefined
       if (millis === undefined) return Either.left("expected a duration such as 500ms, 15s or 1m")
       if (millis === 0 && options?.allowZero !== true) return Either.left("must be greater than zero")
+      if (millis > MAX_DURATION_MS) return Either.left(`must be at most ${formatGoDuration(MAX_DURATION_MS)}`)
       return Either.right(Duration.millis(millis))
     },
   })
