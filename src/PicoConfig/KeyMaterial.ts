@@ -5,6 +5,7 @@ import { type Keyring, makeKeyring } from "../ClusterKeys.js"
 import { ConfigError } from "./ConfigError.js"
 import { filePrefix, secretProblem } from "./SecretText.js"
 import type { TlsSettings, TokenSettings } from "./Security.js"
+import { checkTls, type PemFile } from "./TlsCheck.js"
 
 /**
  * A setting's value, or the contents of the file it names with "file:PATH" (so keys and tokens need not sit on
@@ -19,22 +20,34 @@ export const readSecretValue = (
   const path = value.slice(filePrefix.length)
   return Effect.tryPromise({
     try: () => readFile(path, "utf8"),
-    catch: unreadable(flag, path),
+    catch: unreadable(`--${flag}`, path),
   }).pipe(Effect.map((text) => text.replace(/\r?\n$/, "")))
 }
 
-const unreadable = (flag: string, path: string) => (cause: unknown) =>
+const unreadable = (name: string, path: string) => (cause: unknown) =>
   new ConfigError({
     reason: "unreadable",
-    message: `--${flag}: cannot read ${path}: ${(cause as Error).message}`,
+    message: `${name}: cannot read ${path}: ${(cause as Error).message}`,
     cause,
   })
 
+/** A PEM file, read once, with how errors name it (a flag, or what the file is). */
+export const readNamedPem = (path: string, name: string): Effect.Effect<PemFile, ConfigError> =>
+  Effect.tryPromise({
+    try: async () => ({ pem: await readFile(path), name, path }),
+    catch: unreadable(name, path),
+  })
+
 /** A PEM file a flag names (a CA, certificate or key), read once; empty means not set. */
-export const readPemFile = (path: string, flag: string): Effect.Effect<Buffer | undefined, ConfigError> =>
-  path === ""
-    ? Effect.succeed(undefined)
-    : Effect.tryPromise({ try: () => readFile(path), catch: unreadable(flag, path) })
+export const readPemFile = (path: string, flag: string): Effect.Effect<PemFile | undefined, ConfigError> =>
+  path === "" ? Effect.succeed(undefined) : readNamedPem(path, `--${flag}`)
+
+/** A CA file a flag names, read once and checked to hold a certificate; empty means not set. */
+export const readCaFile = (path: string, flag: string): Effect.Effect<Buffer | undefined, ConfigError> =>
+  readPemFile(path, flag).pipe(
+    Effect.tap((ca) => checkTls({ ca })),
+    Effect.map((ca) => ca?.pem),
+  )
 
 const checkPublicKey = (pem: string | undefined, type: "rsa" | "ec", flag: string) =>
   Effect.try({
@@ -132,7 +145,33 @@ export interface TlsFiles {
   readonly certFile: string
   readonly keyFile: string
   readonly clientCaFile: string | undefined
+  /** The flags' prefix ("proxy.tls"), which errors name; without it they say what the file is. */
+  readonly flagPrefix?: string | undefined
 }
+
+/** How an error names one of a listener's TLS files: by its flag when known. */
+const tlsFileName = (files: TlsFiles, which: "cert-file" | "key-file" | "client-ca-file"): string =>
+  files.flagPrefix === undefined ? `TLS ${which}` : `--${files.flagPrefix}.${which}`
+
+/** What a TLS listener serves: its certificate and key, and the CA its clients' certificates must chain to. */
+export interface TlsMaterial {
+  readonly cert: Buffer
+  readonly key: Buffer
+  readonly ca: Buffer | undefined
+}
+
+/** The files' contents, checked to be a certificate, its key and a CA (TlsCheck.ts), or why they are not. */
+export const readTlsFiles = (files: TlsFiles): Effect.Effect<TlsMaterial, ConfigError> =>
+  Effect.gen(function* () {
+    const cert = yield* readNamedPem(files.certFile, tlsFileName(files, "cert-file"))
+    const key = yield* readNamedPem(files.keyFile, tlsFileName(files, "key-file"))
+    const ca =
+      files.clientCaFile === undefined
+        ? undefined
+        : yield* readNamedPem(files.clientCaFile, tlsFileName(files, "client-ca-file"))
+    yield* checkTls({ cert, key, ca })
+    return { cert: cert.pem, key: key.pem, ca: ca?.pem }
+  })
 
 /** A port's TLS files; undefined when it serves plain HTTP. `prefix` is e.g. "proxy.tls". */
 export const tlsFiles = (
@@ -159,5 +198,10 @@ export const tlsFiles = (
       }),
     )
   }
-  return Effect.succeed({ certFile, keyFile, clientCaFile: clientCaFile === "" ? undefined : clientCaFile })
+  return Effect.succeed({
+    certFile,
+    keyFile,
+    clientCaFile: clientCaFile === "" ? undefined : clientCaFile,
+    flagPrefix: prefix,
+  })
 }

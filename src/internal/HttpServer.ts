@@ -1,32 +1,15 @@
-import { readFile, stat } from "node:fs/promises"
+import { stat } from "node:fs/promises"
 import * as http from "node:http"
 import * as https from "node:https"
 import { Duration, Effect, Schedule, type Scope } from "effect"
-import { ConfigError } from "../PicoConfig/ConfigError.js"
-import type { TlsFiles } from "../PicoConfig/KeyMaterial.js"
+import type { ConfigError } from "../PicoConfig/ConfigError.js"
+import { readTlsFiles, type TlsFiles, type TlsMaterial } from "../PicoConfig/KeyMaterial.js"
 
 /** A plain or TLS HTTP server: both raise the same events and have the same connection methods. */
 export type HttpServer = http.Server | https.Server
 
 /** How often TLS files are checked for rotation (a Kubernetes secret update, certbot renewal, ...). */
 const RELOAD_CHECK_INTERVAL = Duration.seconds(2)
-
-interface TlsMaterial {
-  readonly cert: Buffer
-  readonly key: Buffer
-  readonly ca: Buffer | undefined
-}
-
-const readTls = (files: TlsFiles) =>
-  Effect.tryPromise({
-    try: async (): Promise<TlsMaterial> => ({
-      cert: await readFile(files.certFile),
-      key: await readFile(files.keyFile),
-      ca: files.clientCaFile === undefined ? undefined : await readFile(files.clientCaFile),
-    }),
-    catch: (cause) =>
-      new ConfigError({ reason: "unusable", message: `TLS: ${(cause as Error).message}`, cause }),
-  })
 
 /** A fingerprint of the files' state; a rotation changes it. */
 const filesVersion = (files: TlsFiles) =>
@@ -57,7 +40,7 @@ export const makeHttpServer = (
 ): Effect.Effect<HttpServer, ConfigError, Scope.Scope> =>
   Effect.gen(function* () {
     if (tls === undefined) return http.createServer(options)
-    const material = yield* readTls(tls)
+    const material = yield* readTlsFiles(tls)
     const requireClientCert = material.ca !== undefined
     const server = https.createServer({
       ...options,
@@ -71,7 +54,7 @@ export const makeHttpServer = (
     const reload = Effect.gen(function* () {
       const current = yield* filesVersion(tls)
       if (current === version) return
-      const next = yield* readTls(tls)
+      const next = yield* readTlsFiles(tls)
       // setSecureContext throws on a key that does not match its certificate: keep serving the old pair.
       yield* Effect.try(() => server.setSecureContext(secureContext(next)))
       version = current

@@ -3,7 +3,8 @@ import * as Agent from "../Agent.js"
 import * as AgentAdmin from "../AgentAdmin.js"
 import { parseHostPort } from "../Domain/Address.js"
 import type { ListenError } from "../internal/Listen.js"
-import { readPemFile, readSecretValue } from "../PicoConfig/KeyMaterial.js"
+import { readCaFile, readPemFile, readSecretValue } from "../PicoConfig/KeyMaterial.js"
+import { checkTls } from "../PicoConfig/TlsCheck.js"
 import { type AgentConfigShape, ConfigError } from "../PicoConfig.js"
 import * as Tunnel from "../Tunnel.js"
 
@@ -20,16 +21,17 @@ const clientTls = (config: AgentConfigShape) =>
     const ca = yield* readPemFile(caFile, "server.tls.ca-file")
     const cert = yield* readPemFile(certFile, "server.tls.cert-file")
     const key = yield* readPemFile(keyFile, "server.tls.key-file")
+    yield* checkTls({ ca, cert, key })
     return {
-      ...(ca === undefined ? {} : { ca }),
-      ...(cert === undefined || key === undefined ? {} : { cert, key }),
+      ...(ca === undefined ? {} : { ca: ca.pem }),
+      ...(cert === undefined || key === undefined ? {} : { cert: cert.pem, key: key.pem }),
     }
   })
 
 /** The endpoints as the agent forwards to them: https:// ones with the --forwarder.tls.* settings, tcp:// ones raw. */
 const endpointTargets = (config: AgentConfigShape) =>
   Effect.gen(function* () {
-    const ca = yield* readPemFile(config.forwarder.tls.caFile, "forwarder.tls.ca-file")
+    const ca = yield* readCaFile(config.forwarder.tls.caFile, "forwarder.tls.ca-file")
     const serviceTls: Agent.ServiceTls = {
       ...(ca === undefined ? {} : { ca }),
       insecureSkipVerify: config.forwarder.tls.insecureSkipVerify,

@@ -2,7 +2,7 @@ import { Console, Effect, Layer } from "effect"
 import { EndpointId } from "../Domain/EndpointId.js"
 import * as Forward from "../Forward.js"
 import { formatAddressInfo, type ListenError } from "../internal/Listen.js"
-import { readPemFile, readSecretValue } from "../PicoConfig/KeyMaterial.js"
+import { readCaFile, readSecretValue } from "../PicoConfig/KeyMaterial.js"
 import type { ConfigError, ForwardTcpConfigShape } from "../PicoConfig.js"
 
 /**
@@ -20,7 +20,7 @@ export const forwardTcpLayer = (
         serverUrl: config.server.url,
         endpointId,
         token: yield* readSecretValue(config.auth.token, "auth.token"),
-        ca: yield* readPemFile(config.server.tls.caFile, "server.tls.ca-file"),
+        ca: yield* readCaFile(config.server.tls.caFile, "server.tls.ca-file"),
         bindAddr: config.local.bindAddr,
       })
       yield* Console.log(

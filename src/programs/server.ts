@@ -1,4 +1,3 @@
-import { readFile } from "node:fs/promises"
 import { Duration, Effect, Layer } from "effect"
 import * as Admin from "../Admin.js"
 import * as Auth from "../Auth.js"
@@ -12,8 +11,17 @@ import * as Gossip from "../Gossip.js"
 import * as Inspector from "../Inspector.js"
 import type { ListenError } from "../internal/Listen.js"
 import * as Metrics from "../Metrics.js"
-import { loadClusterKeys, loadTokenKeys, type TlsFiles, tlsFiles } from "../PicoConfig/KeyMaterial.js"
-import { ConfigError, type ServerConfigShape } from "../PicoConfig.js"
+import {
+  loadClusterKeys,
+  loadTokenKeys,
+  readCaFile,
+  readNamedPem,
+  readTlsFiles,
+  type TlsFiles,
+  tlsFiles,
+} from "../PicoConfig/KeyMaterial.js"
+import type { TlsSettings } from "../PicoConfig/Security.js"
+import type { ConfigError, ServerConfigShape } from "../PicoConfig.js"
 import * as Proxy from "../Proxy.js"
 import * as Registry from "../Registry.js"
 import * as Shutdown from "../Shutdown.js"
@@ -110,19 +118,17 @@ export const gossipLayer = (
 const loadPeerTls = (config: ServerConfigShape, files: TlsFiles | undefined) =>
   files === undefined
     ? Effect.succeed(undefined)
-    : Effect.tryPromise({
-        try: async (): Promise<Proxy.PeerTls> => ({
-          ca: config.proxy.tls.peerCaFile === "" ? undefined : await readFile(config.proxy.tls.peerCaFile),
-          cert: await readFile(files.certFile),
-          key: await readFile(files.keyFile),
-        }),
-        catch: (cause) =>
-          new ConfigError({
-            reason: "unreadable",
-            message: `--proxy.tls.*: ${(cause as Error).message}`,
-            cause,
-          }),
+    : Effect.gen(function* () {
+        // The listener's own pair, which makeHttpServer checks; the peers' CA is checked here.
+        const cert = yield* readNamedPem(files.certFile, "--proxy.tls.cert-file")
+        const key = yield* readNamedPem(files.keyFile, "--proxy.tls.key-file")
+        const ca = yield* readCaFile(config.proxy.tls.peerCaFile, "proxy.tls.peer-ca-file")
+        return { ca, cert: cert.pem, key: key.pem } satisfies Proxy.PeerTls
       })
+
+/** A port's TLS files, read once now to check them: a bad one fails the start before any port listens. */
+const checkedTlsFiles = (settings: TlsSettings, prefix: string) =>
+  Effect.tap(tlsFiles(settings, prefix), (files) => (files === undefined ? Effect.void : readTlsFiles(files)))
 
 /** Key material and TLS files, read and checked before anything listens. */
 const loadSecurity = (config: ServerConfigShape) =>
@@ -134,9 +140,9 @@ const loadSecurity = (config: ServerConfigShape) =>
       admin: loadTokenKeys(config.admin.auth, "admin.auth"),
     }),
     tls: Effect.all({
-      proxy: tlsFiles(config.proxy.tls, "proxy.tls"),
-      upstream: tlsFiles(config.upstream.tls, "upstream.tls"),
-      admin: tlsFiles(config.admin.tls, "admin.tls"),
+      proxy: checkedTlsFiles(config.proxy.tls, "proxy.tls"),
+      upstream: checkedTlsFiles(config.upstream.tls, "upstream.tls"),
+      admin: checkedTlsFiles(config.admin.tls, "admin.tls"),
     }),
   })
 

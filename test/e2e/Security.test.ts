@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from "node:crypto"
-import { writeFileSync } from "node:fs"
+import { readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as jose from "jose"
 import { afterEach, describe, expect, it } from "vitest"
@@ -78,6 +78,79 @@ describe("pico server and agent with TLS and an RS256 token", () => {
     expect(broken.text()).toContain(
       "invalid config: --auth.token-rsa-public-key: cannot read /nonexistent/key.pem",
     )
+  })
+})
+
+describe("pico server and agent with unusable TLS files", () => {
+  it("exit 1 naming the flag and the file, before any port listens, and never print the key", async () => {
+    const certs = makeCertificates()
+    const junk = join(certs.dir, "junk.pem")
+    writeFileSync(junk, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    const key = readFileSync(certs.serverKey, "utf8")
+    const serverWith = (...flags: Array<string>) =>
+      pico(["server", ...loopbackPorts("proxy", "upstream", "admin", "gossip"), ...flags])
+    const cases: Array<[ReturnType<typeof pico>, string]> = [
+      [
+        serverWith("--admin.tls.cert-file", junk, "--admin.tls.key-file", certs.serverKey),
+        `invalid config: --admin.tls.cert-file ${junk}: not a PEM certificate (`,
+      ],
+      [
+        serverWith("--proxy.tls.cert-file", certs.serverCert, "--proxy.tls.key-file", certs.serverCert),
+        `invalid config: --proxy.tls.key-file ${certs.serverCert}: not a PEM private key (`,
+      ],
+      [
+        serverWith(
+          "--upstream.tls.cert-file",
+          certs.serverCert,
+          "--upstream.tls.key-file",
+          certs.otherServerKey,
+        ),
+        `invalid config: --upstream.tls.key-file ${certs.otherServerKey}: not the key of --upstream.tls.cert-file ${certs.serverCert} (`,
+      ],
+      [
+        serverWith(
+          ...["--admin.tls.cert-file", certs.serverCert, "--admin.tls.key-file", certs.serverKey],
+          ...["--admin.tls.client-ca-file", junk],
+        ),
+        `invalid config: --admin.tls.client-ca-file ${junk}: no PEM certificate in it (`,
+      ],
+      [
+        serverWith(
+          ...["--proxy.tls.cert-file", certs.serverCert, "--proxy.tls.key-file", certs.serverKey],
+          ...["--proxy.tls.peer-ca-file", junk],
+        ),
+        `invalid config: --proxy.tls.peer-ca-file ${junk}: no PEM certificate in it (`,
+      ],
+      [
+        serverWith(
+          "--proxy.tls.cert-file",
+          certs.serverCert,
+          "--proxy.tls.key-file",
+          `${certs.dir}/nope.pem`,
+        ),
+        `invalid config: --proxy.tls.key-file: cannot read ${certs.dir}/nope.pem`,
+      ],
+      [
+        pico([
+          ...["agent", "--endpoints", "e/127.0.0.1:9", "--server.url", "https://127.0.0.1:9"],
+          ...["--server.tls.cert-file", junk, "--server.tls.key-file", certs.clientKey],
+        ]),
+        `invalid config: --server.tls.cert-file ${junk}: not a PEM certificate (`,
+      ],
+      [
+        pico([
+          ...["agent", "--endpoints", "e/127.0.0.1:9", "--server.url", "http://127.0.0.1:9"],
+          ...["--forwarder.tls.ca-file", junk],
+        ]),
+        `invalid config: --forwarder.tls.ca-file ${junk}: no PEM certificate in it (`,
+      ],
+    ]
+    for (const [run, message] of cases) {
+      expect(await run.exited).toBe(1)
+      expect(run.text()).toContain(message)
+      expect(run.logs.some((log) => String(log.msg).endsWith(" listening"))).toBe(false)
+      expect(run.text()).not.toContain(key.split("\n")[1])
+    }
   })
 })
 
