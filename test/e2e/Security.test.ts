@@ -144,11 +144,19 @@ describe("pico server and agent with unusable TLS files", () => {
         ]),
         `invalid config: --forwarder.tls.ca-file ${junk}: no PEM certificate in it (`,
       ],
+      [
+        pico([
+          ...["forward", "tcp", "--endpoint", "db", "--local.bind-addr", "127.0.0.1:0"],
+          ...["--server.url", "https://127.0.0.1:9", "--server.tls.ca-file", junk],
+        ]),
+        `invalid config: --server.tls.ca-file ${junk}: no PEM certificate in it (`,
+      ],
     ]
     for (const [run, message] of cases) {
       expect(await run.exited).toBe(1)
       expect(run.text()).toContain(message)
       expect(run.logs.some((log) => String(log.msg).endsWith(" listening"))).toBe(false)
+      expect(run.text()).not.toContain("listening on")
       expect(run.text()).not.toContain(key.split("\n")[1])
     }
   })
