@@ -1,6 +1,7 @@
 import * as net from "node:net"
 import * as Either from "effect/Either"
 import { unbracketed } from "../Domain/Address.js"
+import { withoutCredentials } from "../internal/UrlCredentials.js"
 
 /** The forward proxy to reach the server through, and the variable that named it (for logs and errors). */
 export interface ProxySetting {
@@ -70,7 +71,7 @@ export const proxyFromEnvironment = (
   // "proxy.internal:3128" means http://proxy.internal:3128, as in curl.
   const text = found.value.includes("://") ? found.value : `http://${found.value}`
   // The value may carry credentials (http://user:password@proxy): an error never shows them.
-  const problem = `${found.variable} ${JSON.stringify(found.value.replace(/\/\/[^/@]*@/, "//(redacted)@"))}`
+  const problem = `${found.variable} ${JSON.stringify(withoutCredentials(found.value))}`
   let url: URL
   try {
     url = new URL(text)

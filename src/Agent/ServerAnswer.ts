@@ -1,5 +1,6 @@
 import { STATUS_CODES } from "node:http"
 import { adminHeader } from "../internal/Router.js"
+import { withoutCredentials } from "../internal/UrlCredentials.js"
 import type { TunnelConnectError } from "../Tunnel.js"
 
 /**
@@ -47,7 +48,7 @@ export const judgeConnectFailure = (error: TunnelConnectError, serverUrl: string
     _tag: "Stop",
     reason: "not an upstream port",
     message:
-      `--server.url ${serverUrl} ${what} (it answered ${describeAnswer(status, headers, error.message)}); ` +
+      `--server.url ${withoutCredentials(serverUrl)} ${what} (it answered ${describeAnswer(status, headers, error.message)}); ` +
       "it must be a Pico node's upstream port (8001 by default)",
   })
   if (headers[proxyErrorHeader] !== undefined) return wrongPort("is a Pico proxy port")

@@ -73,11 +73,10 @@ export const agentSettings = {
     "id/addr",
   ),
   server: {
-    url: Setting.checkedString(
+    url: Setting.url(
       "The server's upstream URL; a path is a prefix, http(s) means ws(s).",
       "http://localhost:8001",
       serverUrlProblem,
-      "url",
     ),
     heartbeatInterval: Setting.duration("How often to ping the server on each tunnel.", "10s"),
     heartbeatTimeout: Setting.duration(

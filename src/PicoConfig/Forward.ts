@@ -17,11 +17,10 @@ export const forwardTcpSettings = {
     ),
   },
   server: {
-    url: Setting.checkedString(
+    url: Setting.url(
       "A proxy port's URL (a node's or its load balancer's); https for TLS.",
       "http://localhost:8000",
       Setting.httpUrl("http://localhost:8000"),
-      "url",
     ),
     tls: {
       caFile: Setting.string("PEM CA bundle to trust for an https server URL (a private CA).", "", "file"),

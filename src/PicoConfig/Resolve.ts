@@ -117,7 +117,9 @@ export const resolve = <T extends SettingsTree>(
     if (origin !== undefined) {
       const decoded = setting.decode(raw)
       if (Either.isLeft(decoded)) {
-        const shown = setting.secret ? "(redacted)" : show(raw)
+        const shown = setting.secret
+          ? "(redacted)"
+          : show(setting.shown !== undefined && typeof raw === "string" ? setting.shown(raw) : raw)
         return Either.left(`${origin}: invalid value ${shown}: ${decoded.left}`)
       }
       value = decoded.right

@@ -23,11 +23,10 @@ export const tokenSettings = (who: string) => ({
     "",
     "pem",
   ),
-  jwksUrl: Setting.checkedString(
+  jwksUrl: Setting.url(
     `JWKS URL of the keys of ${who} tokens (keys rotate); instead of static keys.`,
     "",
     urlProblem,
-    "url",
   ),
   jwksCacheTtl: Setting.duration("How long a fetched JWKS is used before it is fetched again.", "10m"),
   tokenAudience: Setting.string(`Required "aud" of ${who} tokens; not checked when empty.`),

@@ -3,6 +3,7 @@
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
 import { addressExpected, formatHostPort, type HostPort, parseHostPort } from "../Domain/Address.js"
+import { withoutCredentials } from "../internal/UrlCredentials.js"
 import { formatGoDuration, parseGoDuration } from "./Duration.js"
 
 /**
@@ -24,6 +25,8 @@ export interface Setting<A> {
   readonly takesValue: boolean
   /** Secrets are redacted wherever the configuration is printed. */
   readonly secret: boolean
+  /** How a raw value is quoted in an error (a secret's never is): a URL's without its credentials. */
+  readonly shown?: (text: string) => string
   /** Turns a raw value (a flag's text or a YAML scalar) into A, or explains what is wrong with it. */
   readonly decode: (raw: unknown) => Either.Either<A, string>
   /**
@@ -97,6 +100,20 @@ export const checkedString = (
       return problem === undefined ? Either.right(text) : Either.left(problem)
     },
   })
+
+/**
+ * A URL, checked by `check`: credentials in it (`https://user:password@host`) are redacted wherever the value is
+ * printed (the startup log, an error about it).
+ */
+export const url = (
+  description: string,
+  defaultValue: string,
+  check: (value: string) => string | undefined,
+): Setting<string> => ({
+  ...checkedString(description, defaultValue, check, "url"),
+  encode: (value: string) => withoutCredentials(value),
+  shown: withoutCredentials,
+})
 
 /** A check for checkedString: the value must be an http or https URL, like `example`. */
 export const httpUrl =

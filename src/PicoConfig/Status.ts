@@ -3,11 +3,10 @@ import * as Setting from "./Setting.js"
 /** The flags of `pico status ...`, given anywhere after `status`. */
 export const statusSettings = {
   server: {
-    url: Setting.checkedString(
+    url: Setting.url(
       "Admin URL of a node or of a load balancer in front of them.",
       "http://localhost:8002",
       Setting.httpUrl("http://localhost:8002"),
-      "url",
     ),
   },
   forward: Setting.string("Run the request on this node (its id) instead of the one answering.", "", "id"),

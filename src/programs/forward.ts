@@ -2,6 +2,7 @@ import { Console, Effect, Layer } from "effect"
 import { EndpointId } from "../Domain/EndpointId.js"
 import * as Forward from "../Forward.js"
 import { formatAddressInfo, type ListenError } from "../internal/Listen.js"
+import { withoutCredentials } from "../internal/UrlCredentials.js"
 import { readCaFile, readSecretValue } from "../PicoConfig/KeyMaterial.js"
 import type { ConfigError, ForwardTcpConfigShape } from "../PicoConfig.js"
 
@@ -24,7 +25,7 @@ export const forwardTcpLayer = (
         bindAddr: config.local.bindAddr,
       })
       yield* Console.log(
-        `listening on ${formatAddressInfo(address)}, forwarding to endpoint ${endpointId} through ${config.server.url}`,
+        `listening on ${formatAddressInfo(address)}, forwarding to endpoint ${endpointId} through ${withoutCredentials(config.server.url)}`,
       )
     }),
   )

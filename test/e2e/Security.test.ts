@@ -4,7 +4,7 @@ import { join } from "node:path"
 import * as jose from "jose"
 import { afterEach, describe, expect, it } from "vitest"
 import WebSocket from "ws"
-import { afterFirstAnswer, request, startHttpServer } from "../support/http.js"
+import { afterFirstAnswer, request, startHttpServer, waitFor } from "../support/http.js"
 import { listeningPort, loopbackPorts, picoPerTest } from "../support/process.js"
 import { makeCertificates } from "../support/tls.js"
 
@@ -159,6 +159,37 @@ describe("pico server and agent with unusable TLS files", () => {
       expect(run.text()).not.toContain("listening on")
       expect(run.text()).not.toContain(key.split("\n")[1])
     }
+  })
+})
+
+describe("credentials in URLs", () => {
+  it("are redacted wherever a URL setting is printed: start-up logs, pico forward's line, errors", async () => {
+    const password = "S3cretPw"
+    const agent = pico([
+      ...["agent", "--endpoints", "e/127.0.0.1:9", "--server.url", `http://user:${password}@127.0.0.1:9`],
+      ...loopbackPorts("admin"),
+    ])
+    expect((await agent.waitForLog("starting pico agent")).config).toMatchObject({
+      server: { url: "http://(redacted)@127.0.0.1:9" },
+    })
+    const server = pico([
+      ...["server", ...loopbackPorts("proxy", "upstream", "admin", "gossip")],
+      ...["--auth.jwks-url", `https://user:${password}@127.0.0.1:9/jwks.json`],
+    ])
+    expect((await server.waitForLog("starting pico server")).config).toMatchObject({
+      auth: { jwks_url: "https://(redacted)@127.0.0.1:9/jwks.json" },
+    })
+    const forward = pico([
+      ...["forward", "tcp", "--endpoint", "db", "--local.bind-addr", "127.0.0.1:0"],
+      ...["--server.url", `http://user:${password}@127.0.0.1:9`],
+    ])
+    await waitFor("pico forward's line", () => forward.text().includes("forwarding to endpoint db"))
+    expect(forward.text()).toContain("through http://(redacted)@127.0.0.1:9")
+    const refused = pico(["status", "cluster", "nodes", "--server.url", `ftp://user:${password}@127.0.0.1:9`])
+    expect(await refused.exited).toBe(1)
+    expect(refused.text()).toContain('--server.url: invalid value "ftp://(redacted)@127.0.0.1:9"')
+    await Promise.all([agent.stop(), server.stop(), forward.stop()])
+    for (const run of [agent, server, forward, refused]) expect(run.text()).not.toContain(password)
   })
 })
 
