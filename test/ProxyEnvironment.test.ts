@@ -81,5 +81,9 @@ describe("the forward proxy from the environment", () => {
     expect(proxyFor("http://pico.example.com", { http_proxy: "http://[bad" })).toBe(
       'problem: http_proxy "http://[bad": expected a proxy URL such as http://proxy.internal:3128',
     )
+    // Without a scheme, as curl takes it: still no password.
+    expect(proxyFor("http://pico.example.com", { http_proxy: "me:hunter2@[bad" })).toBe(
+      'problem: http_proxy "(redacted)@[bad": expected a proxy URL such as http://proxy.internal:3128',
+    )
   })
 })
