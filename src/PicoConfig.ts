@@ -1,6 +1,5 @@
 import { readFile } from "node:fs/promises"
 import { Effect, Either } from "effect"
-import { parse as parseYaml } from "yaml"
 import { describeSystemError } from "./internal/SystemError.js"
 import type { agentSettings } from "./PicoConfig/Agent.js"
 import { ConfigError } from "./PicoConfig/ConfigError.js"
@@ -9,6 +8,7 @@ import type { forwardTcpSettings } from "./PicoConfig/Forward.js"
 import { resolve } from "./PicoConfig/Resolve.js"
 import type { serverSettings } from "./PicoConfig/Server.js"
 import type { Resolved, SettingsTree } from "./PicoConfig/Setting.js"
+import { parseYamlText } from "./PicoConfig/YamlText.js"
 
 export { type AgentEndpoint, agentSettings } from "./PicoConfig/Agent.js"
 export { ConfigError } from "./PicoConfig/ConfigError.js"
@@ -40,14 +40,10 @@ const readConfigFile = (path: string, expand: boolean, env: Readonly<Record<stri
       }),
   }).pipe(
     Effect.flatMap((text) =>
-      Effect.try({
-        try: () => parseYaml(expand ? expandEnv(text, env) : text) as unknown,
-        catch: (cause) =>
-          new ConfigError({
-            reason: "invalid",
-            message: `parse ${path}: ${(cause as Error).message}`,
-            cause,
-          }),
+      Either.match(parseYamlText(expand ? expandEnv(text, env) : text), {
+        onLeft: (problem) =>
+          Effect.fail(new ConfigError({ reason: "invalid", message: `parse ${path}: ${problem}` })),
+        onRight: Effect.succeed,
       }),
     ),
   )

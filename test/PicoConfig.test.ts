@@ -164,7 +164,35 @@ describe("loading settings", () => {
       expect(missing).toBe("--config.path /nonexistent/pico.yaml: no such file")
       const path = writeConfig("proxy: [unclosed\n")
       const broken = yield* failureMessage(load(serverSettings, { flags: {}, configPath: path }))
-      expect(broken).toContain(`parse ${path}`)
+      expect(broken).toBe(
+        `parse ${path}: line 2, column 1: Flow sequence in block collection must be sufficiently indented and end with a ]`,
+      )
+    }),
+  )
+
+  it.effect("places a YAML problem by line and column, never quoting the line, which may hold a secret", () =>
+    Effect.gen(function* () {
+      const secret = "supersecretvalue123"
+      const cases: Array<[string, string]> = [
+        [
+          `auth:\n  token_hmac_secret_key: ${secret}\n   bad_indent: x\n`,
+          "line 2, column 26: Nested mappings are not allowed in compact mappings",
+        ],
+        [`auth:\n  token_hmac_secret_key: "${secret}\n`, 'line 3, column 1: Missing closing "quote'],
+        [
+          "log:\n  level: info\n---\nlog:\n  level: warn\n",
+          "line 3, column 1: more than one YAML document (---) in one file",
+        ],
+        // A warning to the library, which would print it outside the log and take the file.
+        ["proxy:\n  gateway_timeout: !foo 5s\n", "line 2, column 20: Unresolved tag: !foo"],
+        ["log:\n  level: *nowhere\n", "Unresolved alias (the anchor must be set before the alias): nowhere"],
+      ]
+      for (const [text, problem] of cases) {
+        const path = writeConfig(text)
+        const message = yield* failureMessage(load(serverSettings, { flags: {}, configPath: path }))
+        expect(message).toBe(`parse ${path}: ${problem}`)
+        expect(message).not.toContain(secret)
+      }
     }),
   )
 
