@@ -92,6 +92,15 @@ export const loadTokenKeys = (
       })
     }
     if (jwksUrl === undefined && staticKeys.length === 0) return undefined
+    // RFC 7518 §3.2: an HMAC key at least as long as the hash (32 bytes for HS256); shorter is guessable offline
+    // from any one token. An empty file would otherwise start a node that refuses every token.
+    const hmacProblem = hmacSecret === undefined ? undefined : secretProblem(hmacSecret)
+    if (hmacProblem !== undefined) {
+      return yield* new ConfigError({
+        reason: "invalid",
+        message: `--${prefix}.token-hmac-secret-key: invalid value (redacted): ${hmacProblem}`,
+      })
+    }
     yield* checkPublicKey(rsaPublicKeyPem, "rsa", `${prefix}.token-rsa-public-key`)
     yield* checkPublicKey(ecdsaPublicKeyPem, "ec", `${prefix}.token-ecdsa-public-key`)
     return {

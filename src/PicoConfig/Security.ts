@@ -12,7 +12,10 @@ const urlProblem = (text: string): string | undefined => {
 
 /** JWT verification keys and claims for one port. `who` names the callers, for the help text. */
 export const tokenSettings = (who: string) => ({
-  tokenHmacSecretKey: Setting.secret(`HMAC key (HS256/384/512) of ${who} tokens, or "file:PATH".`, "key"),
+  tokenHmacSecretKey: Setting.secret(
+    `HMAC key (HS256/384/512, 32+ characters) of ${who} tokens, or "file:PATH".`,
+    "key",
+  ),
   tokenRsaPublicKey: Setting.string(
     `PEM RSA public key (RS256/384/512) of ${who} tokens, or "file:PATH".`,
     "",

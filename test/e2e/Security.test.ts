@@ -79,6 +79,22 @@ describe("pico server and agent with TLS and an RS256 token", () => {
       "invalid config: --auth.token-rsa-public-key: cannot read /nonexistent/key.pem",
     )
   })
+
+  it("refuses a token HMAC key shorter than 32 characters, or an empty key file, never quoting it", async () => {
+    const emptyFile = join(makeCertificates().dir, "empty-key")
+    writeFileSync(emptyFile, "\n")
+    for (const [flag, value] of [
+      ["--auth.token-hmac-secret-key", "shortkey"],
+      ["--proxy.auth.token-hmac-secret-key", `file:${emptyFile}`],
+    ] as const) {
+      const refused = pico(["server", ...loopbackPorts("proxy", "upstream", "admin", "gossip"), flag, value])
+      expect(await refused.exited).toBe(1)
+      expect(refused.text()).toContain(
+        `invalid config: ${flag}: invalid value (redacted): must be at least 32 characters (make one with: openssl rand -base64 32)`,
+      )
+      expect(refused.text()).not.toContain("shortkey")
+    }
+  })
 })
 
 describe("pico server and agent with unusable TLS files", () => {
