@@ -48,7 +48,11 @@ export const serverSettings = {
     auth: tokenSettings("proxy client"),
     tls: {
       ...tlsSettings("proxy"),
-      peerCaFile: Setting.string("PEM CA verifying other nodes' proxy certificates (default: system CAs)."),
+      peerCaFile: Setting.string(
+        "PEM CA verifying other nodes' proxy certificates (default: system CAs).",
+        "",
+        "file",
+      ),
     },
   },
   upstream: {

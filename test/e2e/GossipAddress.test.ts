@@ -25,7 +25,8 @@ describe("pico server's gossip address lines", () => {
     expect(listening.subsystem).toBe("gossip")
     expect(String(listening.addr)).toMatch(/^127\.0\.0\.1:[1-9]\d*$/)
     expect(await accepts(String(listening.addr))).toBe(true)
-    expect((await server.waitForLog("gossip started"))["advertise-addr"]).toBe("127.0.0.9:7946")
+    const started = await server.waitForLog("gossip started")
+    expect([started.subsystem, started["advertise-addr"]]).toEqual(["cluster", "127.0.0.9:7946"])
   })
 
   it("advertises the bound address when none is given", async () => {
