@@ -9,6 +9,9 @@ export type Request =
   /** One line naming the command and what to fix. */
   | { readonly _tag: "Invalid"; readonly message: string }
 
+/** The shells @effect/cli writes completion scripts for. */
+const shells = ["bash", "fish", "sh", "zsh"]
+
 const editDistance = (a: string, b: string): number => {
   let previous = Array.from({ length: b.length + 1 }, (_, index) => index)
   for (let i = 1; i <= a.length; i++) {
@@ -51,6 +54,7 @@ export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request 
   let version = false
   let completions = false
   let problem: string | undefined
+  const seen = new Set<string>()
   const fail = (message: string) => {
     problem ??= `${commandName(path)}: ${message}`
   }
@@ -75,12 +79,20 @@ export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request 
         )
         continue
       }
+      // The parser would call a second one an "unknown argument"; only a list setting may be repeated.
+      if (seen.has(name) && flag?.setting.repeated !== true) fail(`${name} given twice`)
+      seen.add(name)
       if (name === "--version") version = true
-      if (name === "--completions") completions = true
       const takesValue = flag?.setting.takesValue ?? rootFlag?.takesValue ?? false
       if (takesValue && !inline) {
         if (index + 1 >= args.length) fail(`${name} needs a value`)
         index++
+      }
+      if (name === "--completions") {
+        completions = true
+        const shell = inline ? arg.slice(arg.indexOf("=") + 1) : args[index]
+        if (shell !== undefined && !shells.includes(shell))
+          fail(`--completions: unknown shell "${shell}"; one of ${shells.join(", ")}`)
       }
       continue
     }

@@ -160,6 +160,11 @@ describe("mistakes on the command line", () => {
     ],
     [["--wizard"], "pico: unknown flag --wizard"],
     [["server", "--proxy.bind-addr"], "pico server: --proxy.bind-addr needs a value"],
+    [
+      ["status", "cluster", "nodes", "--output", "json", "--output", "yaml"],
+      "pico status cluster nodes: --output given twice",
+    ],
+    [["--completions", "tcsh"], 'pico: --completions: unknown shell "tcsh"; one of bash, fish, sh, zsh'],
     [["status", "cluster", "node"], "pico status cluster node: missing <node-id>"],
     [["status", "cluster", "nodes", "extra"], 'pico status cluster nodes: unexpected argument "extra"'],
     [["forward", "tcp"], "invalid config: --endpoint: required, e.g. --endpoint db"],
