@@ -85,7 +85,11 @@ export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request 
       if (name === "--version") version = true
       const takesValue = flag?.setting.takesValue ?? rootFlag?.takesValue ?? false
       if (takesValue && !inline) {
-        if (index + 1 >= args.length) fail(`${name} needs a value`)
+        const value = args[index + 1]
+        if (value === undefined) fail(`${name} needs a value`)
+        // `--access-log.query --proxy.bind-addr :8000` would take the next flag as the value, then call the
+        // address an unexpected argument.
+        else if (flags.some((known) => known.name === value)) fail(`${name} needs a value before ${value}`)
         index++
       }
       if (name === "--completions") {

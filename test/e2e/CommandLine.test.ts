@@ -161,6 +161,10 @@ describe("mistakes on the command line", () => {
     [["--wizard"], "pico: unknown flag --wizard"],
     [["server", "--proxy.bind-addr"], "pico server: --proxy.bind-addr needs a value"],
     [
+      ["server", "--access-log.query", "--proxy.bind-addr", ":8000"],
+      "pico server: --access-log.query needs a value before --proxy.bind-addr",
+    ],
+    [
       ["status", "cluster", "nodes", "--output", "json", "--output", "yaml"],
       "pico status cluster nodes: --output given twice",
     ],
