@@ -14,7 +14,7 @@ import {
   statusQueries,
 } from "../programs/status.js"
 import { StatusClient, StatusError } from "../Status.js"
-import { loadSettings } from "./Program.js"
+import { loadSettings, reportConfigError } from "./Program.js"
 import type { Invocation, Runner } from "./Spec.js"
 
 const badSetting = (message: string, cause?: unknown) =>
@@ -30,7 +30,9 @@ const withClient = <E>(
   program: Effect.Effect<void, StatusError | E, StatusClient>,
 ) =>
   Effect.gen(function* () {
+    // A token file that cannot be read is a bad setting, reported as every other one is.
     const token = yield* readSecretValue(settings.auth.token, "auth.token").pipe(
+      Effect.tapError(reportConfigError),
       Effect.mapError((error) => badSetting(error.message, error)),
     )
     const target = {
@@ -39,8 +41,11 @@ const withClient = <E>(
       token: token === undefined ? undefined : Redacted.make(token),
       timeout: settings.timeout,
     }
-    yield* program.pipe(Effect.provide(StatusClient.layer(target)))
-  }).pipe(Effect.tapError((error) => Console.error(`${failed}: ${(error as { message: string }).message}`)))
+    yield* program.pipe(
+      Effect.provide(StatusClient.layer(target)),
+      Effect.tapError((error) => Console.error(`${failed}: ${(error as { message: string }).message}`)),
+    )
+  })
 
 /** A leaf command that asks one question through the StatusClient and prints the answer. */
 const show =

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises"
 import { Effect } from "effect"
 import { parsePublicKey, type TokenKeys } from "../Auth/Token.js"
 import { type Keyring, makeKeyring } from "../ClusterKeys.js"
+import { describeSystemError } from "../internal/SystemError.js"
 import { ConfigError } from "./ConfigError.js"
 import { filePrefix, secretProblem } from "./SecretText.js"
 import type { TlsSettings, TokenSettings } from "./Security.js"
@@ -27,7 +28,7 @@ export const readSecretValue = (
 const unreadable = (name: string, path: string) => (cause: unknown) =>
   new ConfigError({
     reason: "unreadable",
-    message: `${name}: cannot read ${path}: ${(cause as Error).message}`,
+    message: `${name}: cannot read ${path}: ${describeSystemError(cause)}`,
     cause,
   })
 

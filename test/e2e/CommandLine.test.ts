@@ -170,6 +170,10 @@ describe("mistakes on the command line", () => {
     ],
     [["--completions", "tcsh"], 'pico: --completions: unknown shell "tcsh"; one of bash, fish, sh, zsh'],
     [["status", "cluster", "node"], "pico status cluster node: missing <node-id>"],
+    [
+      ["status", "cluster", "nodes", "--auth.token", "file:/nonexistent/token"],
+      "invalid config: --auth.token: cannot read /nonexistent/token: no such file",
+    ],
     [["status", "cluster", "nodes", "extra"], 'pico status cluster nodes: unexpected argument "extra"'],
     [["forward", "tcp"], "invalid config: --endpoint: required, e.g. --endpoint db"],
     [
