@@ -8,6 +8,7 @@ import { type EndpointId, endpointIdRule, isValidEndpointId } from "./Domain/End
 import { type EndpointKind, isEndpointKind, kindParameter } from "./Domain/EndpointKind.js"
 import { errorBody, writeJson, writeJsonToSocket } from "./internal/JsonResponse.js"
 import { type ClientLimits, defaultClientLimits, makeListener } from "./internal/Listener.js"
+import { upstreamHeader } from "./internal/Router.js"
 import type { TlsFiles } from "./PicoConfig/KeyMaterial.js"
 import { Registry } from "./Registry.js"
 import { type CloseReason, describeClose, Tunnel } from "./Tunnel.js"
@@ -29,6 +30,7 @@ type Route =
   | { readonly status: number; readonly body: Buffer }
 
 const notFound = { status: 404, body: errorBody("not found") }
+const upstreamMark = { [upstreamHeader]: "1" }
 const invalidEndpointId = { status: 400, body: errorBody(`invalid endpoint id: must be ${endpointIdRule}`) }
 const invalidKind = { status: 400, body: errorBody("invalid endpoint kind: expected http or tcp") }
 
@@ -136,13 +138,13 @@ export const layerServer = (
       server.on("request", (req: http.IncomingMessage, res: http.ServerResponse) => {
         const target = route(req)
         if ("endpointId" in target) writeJson(res, 426, errorBody("expected a websocket upgrade"))
-        else writeJson(res, target.status, target.body)
+        else writeJson(res, target.status, target.body, upstreamMark)
       })
       server.on("upgrade", (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
         socket.on("error", () => socket.destroy())
         const target = route(req)
         if ("endpointId" in target) run(serveUpstream(req, socket, head, target.endpointId, target.kind))
-        else writeJsonToSocket(socket, target.status, target.body)
+        else writeJsonToSocket(socket, target.status, target.body, upstreamMark)
       })
       return UpstreamServer.of({ address: listener.address, stopAccepting: listener.stopAccepting })
     }),

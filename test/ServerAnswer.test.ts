@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest"
 import { judgeConnectFailure, proxyErrorHeader } from "../src/Agent/ServerAnswer.js"
-import { adminHeader } from "../src/internal/Router.js"
+import { adminHeader, upstreamHeader } from "../src/internal/Router.js"
 import { picoErrorHeader } from "../src/Proxy/Errors.js"
 import { TunnelConnectError } from "../src/Tunnel.js"
 
@@ -62,6 +62,14 @@ describe("what a failed connect to the server means", () => {
   it("recognises a Pico admin port by its header", () => {
     expect(answer(404, "not found", { [adminHeader]: "1" })).toEqual(
       stop(`--server.url ${url} is a Pico admin port (it answered HTTP 404 Not Found: not found); ${hint}`),
+    )
+  })
+
+  it("recognises the upstream port reached at the wrong path by its header", () => {
+    expect(answer(404, "not found", { [upstreamHeader]: "1" })).toEqual(
+      stop(
+        `--server.url ${url} reached a Pico upstream port at the wrong path (it answered HTTP 404 Not Found: not found); give the node's URL without a path, or the path a proxy in front of it strips`,
+      ),
     )
   })
 

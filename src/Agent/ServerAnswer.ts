@@ -1,5 +1,5 @@
 import { STATUS_CODES } from "node:http"
-import { adminHeader } from "../internal/Router.js"
+import { adminHeader, upstreamHeader } from "../internal/Router.js"
 import { withoutCredentials } from "../internal/UrlCredentials.js"
 import type { TunnelConnectError } from "../Tunnel.js"
 
@@ -53,6 +53,15 @@ export const judgeConnectFailure = (error: TunnelConnectError, serverUrl: string
   })
   if (headers[proxyErrorHeader] !== undefined) return wrongPort("is a Pico proxy port")
   if (headers[adminHeader] !== undefined) return wrongPort("is a Pico admin port")
+  if (headers[upstreamHeader] !== undefined && status === 404)
+    return {
+      _tag: "Stop",
+      reason: "not an upstream port",
+      message:
+        `--server.url ${withoutCredentials(serverUrl)} reached a Pico upstream port at the wrong path ` +
+        `(it answered ${describeAnswer(status, headers, error.message)}); give the node's URL without a path, ` +
+        "or the path a proxy in front of it strips",
+    }
   if (status === 401 || status === 403) {
     return { _tag: "Stop", reason: "refused", message: `server refused the connection: ${error.message}` }
   }

@@ -44,6 +44,12 @@ export const notFound = jsonError(404, "not found")
  */
 export const adminHeader = "x-pico-admin"
 
+/**
+ * Marks the upstream port's answers to a path other than its tunnels' (`/pico/v1/listener/<id>`): an agent whose
+ * --server.url has a path no proxy in front strips learns it reached the right port at the wrong path.
+ */
+export const upstreamHeader = "x-pico-upstream"
+
 export const write = (res: http.ServerResponse, response: AdminResponse): void => {
   res.writeHead(response.status, {
     ...response.headers,

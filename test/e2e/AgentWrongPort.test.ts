@@ -61,6 +61,16 @@ describe("pico agent pointed at the wrong port", () => {
     })
   })
 
+  it("exits 1 at once when --server.url is the upstream port with a path no proxy strips", async () => {
+    const url = `http://127.0.0.1:${ports.upstream}/some/prefix`
+    expect(await fatalError(agentAt(url))).toEqual({
+      code: 1,
+      msg:
+        `--server.url ${url} reached a Pico upstream port at the wrong path (it answered HTTP 404 Not Found: ` +
+        "not found); give the node's URL without a path, or the path a proxy in front of it strips",
+    })
+  })
+
   it("exits 1 when --server.url is some other web server, without logging its page", async () => {
     const ok = await startWebServer(200)
     const okUrl = `http://127.0.0.1:${ok.port}`
