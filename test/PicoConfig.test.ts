@@ -209,6 +209,12 @@ describe("loading settings", () => {
       expect(tooLong).toBe('--proxy.gateway-timeout: invalid value "1000h": must be at most 596h31m23.647s')
       const longest = yield* load(serverSettings, { flags: { "proxy.gateway-timeout": "596h31m23.647s" } })
       expect(Duration.toMillis(longest.proxy.gatewayTimeout)).toBe(2_147_483_647)
+      for (const notDigits of ["1e3", "0x10", ""]) {
+        const count = yield* failureMessage(
+          load(serverSettings, { flags: { "proxy.max-connections": notDigits } }),
+        )
+        expect(count).toBe(`--proxy.max-connections: invalid value "${notDigits}": expected a whole number`)
+      }
       const addr = yield* failureMessage(load(serverSettings, { flags: { "admin.bind-addr": "8002" } }))
       expect(addr).toBe(
         '--admin.bind-addr: invalid value "8002": expected an address such as ":8000" or "127.0.0.1:8000"',

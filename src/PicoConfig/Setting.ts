@@ -190,7 +190,13 @@ export const integer = (description: string, defaultValue: number, min: number, 
     defaultText: String(defaultValue),
     valueName: "int",
     decode: (raw) => {
-      const value = typeof raw === "number" ? raw : typeof raw === "string" ? Number(raw.trim()) : Number.NaN
+      // Digits only: Number() would also take "1e3", "0x10" and "" (as 0).
+      const value =
+        typeof raw === "number"
+          ? raw
+          : typeof raw === "string" && /^\s*-?\d+\s*$/.test(raw)
+            ? Number(raw)
+            : Number.NaN
       if (!Number.isInteger(value)) return Either.left("expected a whole number")
       if (value < min || value > max) return Either.left(`must be between ${min} and ${max}`)
       return Either.right(value)
