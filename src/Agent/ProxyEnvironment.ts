@@ -24,12 +24,34 @@ const lookup = (
 }
 
 /** One NO_PROXY entry, matched against the server's host and port. */
+const entryWithPort = /^(\[[^\]]+\]|[^:]+):(\d+)$/
+
+/** A NO_PROXY entry's host part: a name, an address or a CIDR range, without its port and brackets. */
+const hostPattern = (entry: string): string => {
+  const withPort = entryWithPort.exec(entry)
+  return unbracketed(withPort === null ? entry : (withPort[1] as string))
+}
+
+/** What is wrong with a NO_PROXY entry written as a CIDR range ("10.0.0.0/8"), if it is one and is wrong. */
+const cidrProblem = (entry: string): string | undefined => {
+  const pattern = hostPattern(entry)
+  const slash = pattern.indexOf("/")
+  if (slash <= 0) return undefined
+  const family = net.isIP(pattern.slice(0, slash))
+  if (family === 0) return "expected a CIDR range such as 10.0.0.0/8 or fd00::/8"
+  const bits = family === 4 ? 32 : 128
+  const prefix = pattern.slice(slash + 1)
+  return /^\d+$/.test(prefix) && Number(prefix) <= bits
+    ? undefined
+    : `the prefix length must be 0 to ${bits} for an IPv${family} range`
+}
+
 const entryMatches = (entry: string, host: string, port: number): boolean => {
   if (entry === "*") return true
   // A port, if given, must match too: "example.com:8001", "[::1]:8001", "10.0.0.1:8001".
-  const withPort = /^(\[[^\]]+\]|[^:]+):(\d+)$/.exec(entry)
+  const withPort = entryWithPort.exec(entry)
   if (withPort !== null && Number(withPort[2]) !== port) return false
-  const pattern = unbracketed(withPort === null ? entry : (withPort[1] as string))
+  const pattern = hostPattern(entry)
   const slash = pattern.indexOf("/")
   if (slash > 0) {
     // CIDR: "10.0.0.0/8", "fd00::/8".
@@ -62,10 +84,12 @@ export const proxyFromEnvironment = (
 
   const host = unbracketed(server.hostname.toLowerCase()).replace(/\.$/, "")
   const port = server.port === "" ? (secure ? 443 : 80) : Number(server.port)
-  const noProxy =
-    lookup(env, "no_proxy")
-      ?.value.toLowerCase()
-      .split(/[\s,]+/) ?? []
+  const noProxyVariable = lookup(env, "no_proxy")
+  const noProxy = noProxyVariable?.value.toLowerCase().split(/[\s,]+/) ?? []
+  for (const entry of noProxy) {
+    const problem = cidrProblem(entry)
+    if (problem !== undefined) return Either.left(`${noProxyVariable?.variable} entry "${entry}": ${problem}`)
+  }
   if (noProxy.some((entry) => entry !== "" && entryMatches(entry, host, port))) return Either.right(undefined)
 
   // "proxy.internal:3128" means http://proxy.internal:3128, as in curl.

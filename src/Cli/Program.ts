@@ -1,4 +1,4 @@
-import { Console, Effect, Either, Match } from "effect"
+import { Cause, Console, Effect, Either, Match } from "effect"
 import type { AgentError } from "../Agent.js"
 import type { GossipError } from "../Gossip/GossipError.js"
 import { describeListenError, type ListenError } from "../internal/Listen.js"
@@ -63,5 +63,7 @@ export const withLogging =
       Effect.annotateLogs({ subsystem: "main", version, config: PicoConfig.redacted(tree, config) }),
       Effect.zipRight(effect),
       Effect.tapError(reportFailure),
+      // A bug, not a bad setting: still one error line saying what broke, never a silent exit 1.
+      Effect.tapDefect((cause) => logFatal(`internal error: ${Cause.pretty(cause)}`)),
       Effect.provide(PicoLogger.layer(config.log)),
     )

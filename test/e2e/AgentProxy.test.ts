@@ -110,4 +110,14 @@ describe("pico agent behind an HTTP forward proxy", () => {
       'invalid config: HTTPS_PROXY "socks5://(redacted)@proxy.internal:1080": only http:// proxies are supported (the tunnel\'s TLS runs inside CONNECT)',
     )
   })
+
+  it("exits 1 naming a NO_PROXY range that is not one (it used to exit 1 without a word)", async () => {
+    const agent = pico(["agent", "--endpoints", "e/4000", "--server.url", "http://10.1.2.3:8001"], {
+      env: { HTTP_PROXY: "http://127.0.0.1:9", NO_PROXY: "10.0.0.0/99" },
+    })
+    expect(await agent.exited).toBe(1)
+    expect(agent.text().trim()).toBe(
+      'invalid config: NO_PROXY entry "10.0.0.0/99": the prefix length must be 0 to 32 for an IPv4 range',
+    )
+  })
 })
