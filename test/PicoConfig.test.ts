@@ -215,6 +215,14 @@ describe("loading settings", () => {
         )
         expect(count).toBe(`--proxy.max-connections: invalid value "${notDigits}": expected a whole number`)
       }
+      for (const unreachable of ["127.0.0.1:0", ":8003"]) {
+        const advertised = yield* failureMessage(
+          load(serverSettings, { flags: { "gossip.advertise-addr": unreachable } }),
+        )
+        expect(advertised).toBe(
+          `--gossip.advertise-addr: invalid value "${unreachable}": expected an address others can reach, such as "10.0.0.5:8003" (a host, and a port other than 0)`,
+        )
+      }
       const addr = yield* failureMessage(load(serverSettings, { flags: { "admin.bind-addr": "8002" } }))
       expect(addr).toBe(
         '--admin.bind-addr: invalid value "8002": expected an address such as ":8000" or "127.0.0.1:8000"',

@@ -25,6 +25,12 @@ export const parseHostPort = (text: string): HostPort | undefined => {
   return { host, port: Number(port) }
 }
 
+/** An address something can be sent to: "host:port" with a host and a port other than 0. */
+export const parseDialAddress = (text: string): HostPort | undefined => {
+  const parsed = parseHostPort(text)
+  return parsed !== undefined && parsed.host !== "" && parsed.port > 0 ? parsed : undefined
+}
+
 /** A gossiped "host:port" to dial; a malformed one (a buggy peer) fails to connect, like an unreachable node. */
 export const dialAddress = (addr: string): HostPort => parseHostPort(addr) ?? { host: addr, port: 0 }
 

@@ -4,6 +4,7 @@
  * by this module's effects through synchronous calls, so no fiber ever sees it half-updated.
  */
 import { Clock, Duration, Effect, Either, FiberSet, Option, Queue, Random, type Scope } from "effect"
+import * as ThrottledLog from "../internal/ThrottledLog.js"
 import { FailureDetector } from "./FailureDetector.js"
 import * as Message from "./Message.js"
 import { ClusterState, type GossipEntry, type GossipEvent, type GossipNode } from "./State.js"
@@ -239,11 +240,20 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
         ),
       )
 
+    // A message that passed the seal (or came on an unkeyed cluster) yet does not decode is a peer's bug or an
+    // attack: worth a warning, at most one per interval however many arrive, naming the latest reason.
+    let lastMalformed = ""
+    const warnMalformed = yield* ThrottledLog.make(["malformed"], (counts) =>
+      Effect.logWarning("dropped malformed gossip messages").pipe(
+        Effect.annotateLogs({ subsystem: "gossip", count: counts.malformed, reason: lastMalformed }),
+      ),
+    )
     const malformed = (reason: string) =>
-      Effect.sync(() => stats.malformed++).pipe(
-        Effect.zipRight(Effect.logDebug("dropped a malformed gossip message")),
-        Effect.annotateLogs({ subsystem: "gossip", reason }),
-      )
+      Effect.sync(() => {
+        stats.malformed++
+        lastMalformed = reason.length > 200 ? `${reason.slice(0, 200)}...` : reason
+        warnMalformed("malformed")
+      })
 
     const onPacket = (bytes: Uint8Array) =>
       Effect.suspend(() => {

@@ -1,7 +1,7 @@
 import * as dgram from "node:dgram"
 import * as net from "node:net"
 import { Effect, FiberSet, Option, type Scope } from "effect"
-import { formatHostPort, type HostPort, parseHostPort } from "../Domain/Address.js"
+import { formatHostPort, type HostPort, parseDialAddress } from "../Domain/Address.js"
 import { formatAddressInfo, type ListenError, listenError } from "../internal/Listen.js"
 import * as Streams from "./Streams.js"
 import { type Handler, type Transport, TransportError } from "./Transport.js"
@@ -62,14 +62,21 @@ export const make = (
 
     const send = (address: string, packet: Uint8Array) =>
       Effect.sync(() => {
-        const target = parseHostPort(address)
-        // A datagram is best effort: an unknown host or a full buffer is a lost packet, like any other.
-        if (target !== undefined) udp.send(packet, target.port, target.host, () => {})
+        // A datagram is best effort: an address no datagram can reach (port 0, a gossiped typo), an unknown
+        // host or a full buffer is a lost packet, like any other. Node throws for some of them at once, which
+        // must not end the round (or the push) that sent it.
+        const target = parseDialAddress(address)
+        if (target === undefined) return
+        try {
+          udp.send(packet, target.port, target.host, () => {})
+        } catch {
+          // Lost.
+        }
       })
 
     const request = (address: string, payload: Uint8Array) =>
       Effect.async<Uint8Array, TransportError>((resume) => {
-        const target = parseHostPort(address)
+        const target = parseDialAddress(address)
         if (target === undefined)
           return resume(Effect.fail(new TransportError({ reason: "unreachable", address })))
         const socket = net.connect(target.port, target.host)

@@ -8,7 +8,9 @@ export const bindAddr = (what: string, defaultValue: string) =>
   Setting.address(`Address for ${what}; ":PORT" is every interface.`, defaultValue)
 
 const advertiseAddr = (port: string) =>
-  Setting.optionalAddress(`How other nodes reach this ${port} port; empty: the bound address or private IP.`)
+  Setting.optionalDialAddress(
+    `How other nodes reach this ${port} port; empty: the bound address or private IP.`,
+  )
 
 const joinAddress = (item: string) =>
   /^[A-Za-z0-9.\-_:[\]]+$/.test(item)

@@ -2,7 +2,13 @@
 // settings tables and nothing else of Effect (a barrel import would pull all of it into the bundle's entry chunk).
 import * as Duration from "effect/Duration"
 import * as Either from "effect/Either"
-import { addressExpected, formatHostPort, type HostPort, parseHostPort } from "../Domain/Address.js"
+import {
+  addressExpected,
+  formatHostPort,
+  type HostPort,
+  parseDialAddress,
+  parseHostPort,
+} from "../Domain/Address.js"
 import { withoutCredentials } from "../internal/UrlCredentials.js"
 import { formatGoDuration, parseGoDuration } from "./Duration.js"
 
@@ -139,8 +145,11 @@ export const address = (description: string, defaultText: string): Setting<HostP
     },
   })
 
-/** An address that may be left empty (undefined: the setting's documented fallback). */
-export const optionalAddress = (description: string): Setting<HostPort | undefined> =>
+/**
+ * An address others connect to, which may be left empty (undefined: the setting's documented fallback). Unlike a
+ * bind address it needs a host, and a port other than 0, which nothing can reach.
+ */
+export const optionalDialAddress = (description: string): Setting<HostPort | undefined> =>
   make<HostPort | undefined>({
     description,
     defaultValue: undefined,
@@ -150,8 +159,12 @@ export const optionalAddress = (description: string): Setting<HostPort | undefin
     decode: (raw) => {
       const text = scalarText(raw)
       if (text === "") return Either.right(undefined)
-      const parsed = parseHostPort(text ?? "")
-      return parsed === undefined ? Either.left(addressExpected) : Either.right(parsed)
+      const parsed = parseDialAddress(text ?? "")
+      return parsed === undefined
+        ? Either.left(
+            'expected an address others can reach, such as "10.0.0.5:8003" (a host, and a port other than 0)',
+          )
+        : Either.right(parsed)
     },
   })
 

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto"
+import * as dgram from "node:dgram"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
@@ -73,6 +74,27 @@ describe("pico server with gossip keys", () => {
       `invalid config: --gossip.secret-key: ${keyFile} line 2: must be at least 32`,
     )
     for (const run of [inline, fromFile]) expect(JSON.stringify(run.logs) + run.text()).not.toContain(short)
+  })
+
+  it("warns about gossip that does not decode, one line for a burst, with the count and the reason", async () => {
+    const node = await startServerProcess(pico, [])
+    const gossip = parseHostPort(node.gossipAddr) as { host: string; port: number }
+    const socket = dgram.createSocket("udp4")
+    cleanups.push(async () => {
+      socket.close()
+    })
+    const garbage = Buffer.concat([Buffer.of(1), Buffer.from("{not json")])
+    for (let sent = 0; sent < 5; sent++)
+      await new Promise<void>((resolve) => socket.send(garbage, gossip.port, gossip.host, () => resolve()))
+    const first = await node.process.waitForLog("dropped malformed gossip messages")
+    expect(first).toMatchObject({ level: "warn", subsystem: "gossip", count: 1 })
+    expect(String(first.reason)).not.toBe("")
+    await waitFor("all five counted", async () => {
+      const metrics = readMetrics((await request(`http://127.0.0.1:${node.adminPort}/metrics`)).body)
+      return valueOf(metrics, "pico_gossip_malformed_messages_total") === 5
+    })
+    // The other four wait for the interval's line (10 s): one line so far, not five.
+    expect(node.process.logs.filter((log) => log.msg === "dropped malformed gossip messages")).toHaveLength(1)
   })
 
   it("cuts a flood of connections and of unchecked bytes on the gossip port, says so, and still takes a join", async () => {

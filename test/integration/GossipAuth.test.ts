@@ -165,6 +165,32 @@ describe("authenticated gossip", () => {
     expect(seenOfB.proxy_addr).toBe(attackerProxy)
   })
 
+  it("takes an address no datagram can reach (port 0) as a lost packet: rounds go on and agents register", async () => {
+    const node = await started({})
+    const packetsOut = async () =>
+      valueOf(
+        readMetrics((await request(`${node.adminUrl}/metrics`)).body),
+        "pico_gossip_packets_outbound_total",
+      ) ?? 0
+    await sendDatagrams(node.gossipAddr, [
+      Message.encode({
+        _tag: "Digest",
+        from: { id: "prober", addr: "127.0.0.1:9", heartbeat: 1 },
+        nodes: [["zero-port", "127.0.0.1:0", 0, 1, 0]],
+      }),
+    ])
+    await waitFor("the node learns of it", async () => (await gossipIds(node)).includes("zero-port"))
+    // A datagram to port 0 used to throw, which ended the round loop (and the pushes registrations make) for good.
+    const before = await packetsOut()
+    await waitFor("twenty more rounds' packets", async () => (await packetsOut()) >= before + 20)
+    const service = await startHttpServer((_req, res) => res.end("still routing"))
+    cleanups.push(service.close)
+    const agent = startAgent(node.upstreamUrl, { e: service.port })
+    cleanups.push(agent.stop)
+    await waitFor("the agent registered", async () => (await node.upstreamCount("e")) === 1)
+    expect((await proxied(node, "e")).body).toBe("still routing")
+  })
+
   it("keeps out a node with the wrong key: its join is refused, and it runs alone or not at all", async () => {
     const a = await started({ "gossip.secret-key": [newClusterKey()] })
     const joining = { "cluster.join": [a.gossipAddr], "cluster.join-timeout": "1s" }
