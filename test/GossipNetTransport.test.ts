@@ -16,8 +16,9 @@ afterEach(async () => {
 const warnings: Array<{ readonly message: unknown; readonly annotations: Record<string, unknown> }> = []
 const collectWarnings = Logger.replace(
   Logger.defaultLogger,
-  Logger.make(({ message, annotations }) => {
-    warnings.push({ message, annotations: Object.fromEntries(HashMap.toEntries(annotations)) })
+  Logger.make(({ logLevel, message, annotations }) => {
+    if (logLevel._tag === "Warning")
+      warnings.push({ message, annotations: Object.fromEntries(HashMap.toEntries(annotations)) })
   }),
 )
 afterEach(() => {
