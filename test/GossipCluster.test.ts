@@ -8,6 +8,7 @@ import {
   converged,
   type Node,
   start,
+  startNode,
   visibleEverywhere,
 } from "./support/gossip/SimulatedCluster.js"
 import * as Simulation from "./support/gossip/Simulation.js"
@@ -155,6 +156,80 @@ describe("Gossip cluster (in memory, simulated time)", () => {
           expect(yield* converged(survivors)).toBe(true)
         }),
       ),
+  )
+
+  it.effect(
+    "a node restarted with its old id (--cluster.node-id) is itself again at once: its new address, none of its old keys",
+    () =>
+      simulate((network) =>
+        Effect.gen(function* () {
+          const nodes = yield* start(network, 4)
+          yield* Simulation.waitFor(converged(nodes), "30 seconds")
+          const old = nodes[3] as Node
+          const survivors = nodes.slice(0, 3)
+          yield* old.setLocal("endpoint:kept", "1")
+          yield* old.setLocal("endpoint:moved-away", "1")
+          yield* Simulation.waitFor(visibleEverywhere(nodes, old.nodeId, "endpoint:moved-away"), "5 seconds")
+          // It ran for a while: its heartbeat and versions are well ahead of a new process's.
+          yield* Effect.sleep("2 minutes")
+          yield* network.kill(addressOf(3))
+          const restarted = yield* startNode(network, { nodeId: old.nodeId, address: addressOf(9) })
+          yield* Effect.orDie(restarted.join([addressOf(0)]))
+          yield* restarted.setLocal("endpoint:kept", "2")
+          const seenOfIt = (observer: Node) =>
+            Effect.map(observer.node(old.nodeId), (view) =>
+              view._tag === "None"
+                ? undefined
+                : {
+                    addr: view.value.addr,
+                    status: view.value.status,
+                    keys: view.value.entries.filter((entry) => !entry.internal && !entry.deleted),
+                  },
+            )
+          const caughtUp = everyone(survivors, (node) =>
+            Effect.map(
+              seenOfIt(node),
+              (seen) =>
+                seen?.addr === addressOf(9) &&
+                seen.status === "active" &&
+                seen.keys.length === 1 &&
+                seen.keys[0]?.key === "endpoint:kept" &&
+                seen.keys[0]?.value === "2",
+            ),
+          )
+          // Well within the old process's two minutes of heartbeats, which it used to have to outrun.
+          yield* Simulation.waitFor(caughtUp, "5 seconds")
+          // And it stays so: not taken for silent later.
+          for (let second = 0; second < 60; second++) {
+            yield* Effect.sleep("1 second")
+            expect(yield* caughtUp).toBe(true)
+          }
+        }),
+      ),
+  )
+
+  it.effect("a node restarted with its old id after the others removed it is readmitted at once", () =>
+    simulate((network) =>
+      Effect.gen(function* () {
+        const nodes = yield* start(network, 3)
+        yield* Simulation.waitFor(converged(nodes), "30 seconds")
+        const old = nodes[2] as Node
+        const survivors = nodes.slice(0, 2)
+        yield* Effect.sleep("5 minutes")
+        yield* network.kill(addressOf(2))
+        yield* Simulation.waitFor(
+          everyone(survivors, (node) => Effect.map(statusOf(node, old.nodeId), (s) => s === "removed")),
+          "3 minutes",
+        )
+        // Their death certificates hold its old heartbeat, five minutes of rounds ahead of a new process's.
+        const restarted = yield* startNode(network, { nodeId: old.nodeId, address: addressOf(7) })
+        yield* Effect.orDie(restarted.join([addressOf(0)]))
+        yield* Simulation.waitFor(
+          everyone(survivors, (node) => Effect.map(statusOf(node, old.nodeId), (s) => s === "active")),
+          "5 seconds",
+        )
+      }),
+    ),
   )
 
   it.effect("converges with 10% packet loss, duplicates and reordering", () =>

@@ -57,7 +57,8 @@ export interface Sighting {
 
 interface NodeRecord {
   readonly id: string
-  readonly addr: string
+  /** Where the node gossips from; it moves only on the node's own word (see `heardFrom`). */
+  addr: string
   version: number
   /** The node's own round counter, the highest seen: when it grows, the node was alive. */
   heartbeat: number
@@ -213,6 +214,23 @@ export class ClusterState {
     this.write(COMPACT_KEY, String(cut), true, false)
   }
 
+  /**
+   * A peer knows this node by a newer heartbeat or version than its own: a process restarted with the id of one
+   * that ran before (--cluster.node-id), which the peers still hold. It takes up from there. Its heartbeat passes
+   * the old one, or the peers would take it for silent (or stay dead to it) for as long as the old one ran. Its
+   * entries are re-versioned above the old ones behind a compaction cut, so peers drop every entry of the old
+   * life, keys it no longer has included (spec §6.5), and take the new ones.
+   */
+  private catchUp(version: number, heartbeat: number): void {
+    // Past what a double holds exactly, a forged row (on a cluster without a key) would break the counting.
+    if (heartbeat > this.self.heartbeat && Number.isSafeInteger(heartbeat + 1))
+      this.self.heartbeat = heartbeat + 1
+    if (version > this.self.version && Number.isSafeInteger(version + this.self.entries.size + 2)) {
+      this.self.version = version
+      this.compact()
+    }
+  }
+
   // --- Outgoing messages ---
 
   sender(): Sender {
@@ -282,7 +300,10 @@ export class ClusterState {
   /** The sender of any message is alive; only learning about unknown nodes needs a row or a delta. */
   heardFrom(sender: Sender, now: number): void {
     const node = this.nodes.get(sender.id)
-    if (node !== undefined && node !== this.self) this.heard(node, sender.heartbeat, now)
+    if (node === undefined || node === this.self) return
+    // A node restarted elsewhere with its id (--cluster.node-id) is reached where it now speaks from.
+    if (sender.heartbeat > node.heartbeat) node.addr = sender.addr
+    this.heard(node, sender.heartbeat, now)
   }
 
   /**
@@ -300,9 +321,13 @@ export class ClusterState {
     const reply: Array<DigestRow> = []
     let refute = false
     for (const [id, addr, version, heartbeat, state] of rows) {
+      if (id === this.self.id) {
+        this.catchUp(state === RowState.removed ? 0 : version, heartbeat)
+        if (state === RowState.removed) refute = true
+        continue
+      }
       if (state === RowState.removed) {
-        if (id === this.self.id) refute = true
-        else this.learnDeath(id, addr, heartbeat, now)
+        this.learnDeath(id, addr, heartbeat, now)
         continue
       }
       const probe = this.observe({ id, addr, heartbeat, left: state === RowState.left }, senderId, now)
@@ -318,6 +343,10 @@ export class ClusterState {
   applyDeltas(deltas: ReadonlyArray<NodeDelta>, senderId: string, now: number): Array<string> {
     const probes: Array<string> = []
     for (const delta of deltas) {
+      if (delta.id === this.self.id) {
+        this.catchUp(delta.entries.at(-1)?.[2] ?? 0, delta.heartbeat)
+        continue
+      }
       const left = delta.entries.some(([key]) => key === LEFT_KEY)
       const probe = this.observe(
         { id: delta.id, addr: delta.addr, heartbeat: delta.heartbeat, left },

@@ -12,7 +12,7 @@ export type Node = Gossip["Type"]
 export const addressOf = (index: number): string => `10.0.${index >> 8}.${index & 255}:8003`
 
 /** One node, living as long as the scope. */
-const startNode = (
+export const startNode = (
   network: MemoryNetwork.MemoryNetwork,
   options: GossipOptions & { readonly address: string },
 ): Effect.Effect<Node, never, Scope.Scope> =>
