@@ -232,6 +232,70 @@ describe("Gossip cluster (in memory, simulated time)", () => {
     ),
   )
 
+  for (const removedFirst of [false, true])
+    it.effect(
+      `a node restarted with its old id after leaving gracefully is back at once${removedFirst ? ", after the others removed it" : ""}`,
+      () =>
+        simulate((network) =>
+          Effect.gen(function* () {
+            const nodes = yield* start(network, 3)
+            yield* Simulation.waitFor(converged(nodes), "30 seconds")
+            const old = nodes[2] as Node
+            const survivors = nodes.slice(0, 2)
+            yield* old.setLocal("endpoint:old", "1")
+            yield* Effect.sleep("1 minute")
+            yield* Effect.orDie(old.leave)
+            const shown = (status: string) =>
+              everyone(survivors, (node) => Effect.map(statusOf(node, old.nodeId), (s) => s === status))
+            yield* Simulation.waitFor(shown("left"), "5 seconds")
+            yield* network.kill(addressOf(2))
+            if (removedFirst) yield* Simulation.waitFor(shown("removed"), "3 minutes")
+            const restarted = yield* startNode(network, { nodeId: old.nodeId, address: addressOf(8) })
+            yield* Effect.orDie(restarted.join([addressOf(0)]))
+            yield* restarted.setLocal("endpoint:new", "1")
+            yield* Simulation.waitFor(shown("active"), "5 seconds")
+            yield* Simulation.waitFor(
+              visibleEverywhere([...survivors, restarted], old.nodeId, "endpoint:new"),
+              "5 seconds",
+            )
+            for (const node of survivors) {
+              const view = yield* node.node(old.nodeId)
+              const keys = view._tag === "Some" ? view.value.entries.filter((entry) => !entry.deleted) : []
+              expect(keys.map((entry) => entry.key)).not.toContain("endpoint:old")
+            }
+          }),
+        ),
+    )
+
+  it.effect(
+    "two live processes with one node id settle: the newer one keeps it, and versions stop moving",
+    () =>
+      simulate((network) =>
+        Effect.gen(function* () {
+          const nodes = yield* start(network, 3)
+          yield* Simulation.waitFor(converged(nodes), "30 seconds")
+          const first = nodes[2] as Node
+          yield* first.setLocal("endpoint:first", "1")
+          yield* Effect.sleep("2 minutes")
+          const second = yield* startNode(network, { nodeId: first.nodeId, address: addressOf(6) })
+          yield* Effect.orDie(second.join([addressOf(0)]))
+          yield* second.setLocal("endpoint:second", "1")
+          // Past the newer process's window for catching up, then a minute more: nothing changes any more.
+          yield* Effect.sleep("2 minutes")
+          const versionAt = () =>
+            Effect.map(nodes[0]?.node(first.nodeId) ?? Effect.succeed(undefined), (view) =>
+              view?._tag === "Some" ? view.value.version : -1,
+            )
+          const settled = yield* versionAt()
+          yield* Effect.sleep("1 minute")
+          expect(yield* versionAt()).toBe(settled)
+          const view = yield* (nodes[0] as Node).node(first.nodeId)
+          const keys = view._tag === "Some" ? view.value.entries.filter((e) => !e.deleted && !e.internal) : []
+          expect(keys.map((entry) => entry.key)).toContain("endpoint:second")
+        }),
+      ),
+  )
+
   it.effect("converges with 10% packet loss, duplicates and reordering", () =>
     simulate(
       (network) =>

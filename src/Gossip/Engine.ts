@@ -100,6 +100,7 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
     const state = new ClusterState({
       selfId: options.nodeId,
       selfAddr: transport.address,
+      startedAt: yield* Clock.currentTimeMillis,
       nodeExpiry,
       compactionThreshold: options.compactionThreshold ?? 100,
       phiThreshold: options.phiThreshold ?? 8,

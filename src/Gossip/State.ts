@@ -47,6 +47,9 @@ export const COMPACT_KEY = "_internal:compact"
  */
 const CERTIFICATE_LIFETIME = 10
 
+/** The highest heartbeat or version a node takes up from a peer's view of it (see `catchUp`): 2^52. */
+const MAX_CAUGHT_UP = 2 ** 52
+
 /** What a message says about a node: enough to add it, and its liveness counter. */
 export interface Sighting {
   readonly id: string
@@ -64,6 +67,8 @@ interface NodeRecord {
   heartbeat: number
   status: NodeStatus
   expiresAt: number | undefined
+  /** The heartbeat it had when we learned it left: only a newer one from the node itself brings it back. */
+  leftHeartbeat?: number | undefined
   readonly entries: Map<string, GossipEntry>
 }
 
@@ -81,6 +86,12 @@ interface DeathCertificate {
 export interface StateOptions {
   readonly selfId: string
   readonly selfAddr: string
+  /**
+   * Epoch ms when this process started (0 by default). It is the heartbeat's first value, so a process that
+   * reuses a node id (--cluster.node-id) starts above any heartbeat the one before it reached: rounds come far
+   * less often than milliseconds pass. It also opens the window in which the node catches up (`catchUp`).
+   */
+  readonly startedAt?: number | undefined
   /** Milliseconds left and unreachable nodes are kept before removal. */
   readonly nodeExpiry: number
   readonly compactionThreshold: number
@@ -126,7 +137,7 @@ export class ClusterState {
       id: options.selfId,
       addr: options.selfAddr,
       version: 0,
-      heartbeat: 0,
+      heartbeat: options.startedAt ?? 0,
       status: "active",
       expiresAt: undefined,
       entries: new Map(),
@@ -221,11 +232,14 @@ export class ClusterState {
    * entries are re-versioned above the old ones behind a compaction cut, so peers drop every entry of the old
    * life, keys it no longer has included (spec §6.5), and take the new ones.
    */
-  private catchUp(version: number, heartbeat: number): void {
-    // Past what a double holds exactly, a forged row (on a cluster without a key) would break the counting.
-    if (heartbeat > this.self.heartbeat && Number.isSafeInteger(heartbeat + 1))
-      this.self.heartbeat = heartbeat + 1
-    if (version > this.self.version && Number.isSafeInteger(version + this.self.entries.size + 2)) {
+  private catchUp(version: number, heartbeat: number, now: number): void {
+    // Only while the process is new: afterwards, news of itself ahead of it means a second live process with its
+    // id, and two that kept passing each other would never settle. The newer process keeps the id.
+    if (now - (this.options.startedAt ?? 0) > this.options.nodeExpiry) return
+    // Far below 2^53 (what a double counts exactly), so a forged row on a cluster without a key cannot push the
+    // counters to where they stop counting.
+    if (heartbeat > this.self.heartbeat && heartbeat < MAX_CAUGHT_UP) this.self.heartbeat = heartbeat + 1
+    if (version > this.self.version && version < MAX_CAUGHT_UP) {
       this.self.version = version
       this.compact()
     }
@@ -322,10 +336,11 @@ export class ClusterState {
     let refute = false
     for (const [id, addr, version, heartbeat, state] of rows) {
       if (id === this.self.id) {
-        this.catchUp(state === RowState.removed ? 0 : version, heartbeat)
+        this.catchUp(state === RowState.removed ? 0 : version, heartbeat, now)
         if (state === RowState.removed) refute = true
         continue
       }
+      if (id === senderId && state === RowState.live) this.cameBack(id, heartbeat)
       if (state === RowState.removed) {
         this.learnDeath(id, addr, heartbeat, now)
         continue
@@ -344,7 +359,7 @@ export class ClusterState {
     const probes: Array<string> = []
     for (const delta of deltas) {
       if (delta.id === this.self.id) {
-        this.catchUp(delta.entries.at(-1)?.[2] ?? 0, delta.heartbeat)
+        this.catchUp(delta.entries.at(-1)?.[2] ?? 0, delta.heartbeat, now)
         continue
       }
       const left = delta.entries.some(([key]) => key === LEFT_KEY)
@@ -429,6 +444,25 @@ export class ClusterState {
     this.options.detector.heartbeat(node.id, now)
   }
 
+  /**
+   * A node that left speaks again, its own row live and its heartbeat past the one it left with: a new process
+   * with its id (a graceful restart with --cluster.node-id; the heartbeat starts at the process's start time).
+   * An old message of the process that left cannot do this: its heartbeat is not past the one it left with.
+   */
+  private cameBack(id: string, heartbeat: number): void {
+    const node = this.nodes.get(id)
+    if (node?.status === "left" && heartbeat > (node.leftHeartbeat ?? Number.POSITIVE_INFINITY)) {
+      node.status = "active"
+      node.expiresAt = undefined
+      node.leftHeartbeat = undefined
+      this.options.emit({ _tag: "NodeStatusChanged", nodeId: node.id, status: "active" })
+      return
+    }
+    const certificate = this.removed.get(id)
+    // Removed since: it is then added as a new node (`observe`).
+    if (certificate?.left === true && heartbeat > certificate.heartbeat) this.removed.delete(id)
+  }
+
   private add(sighting: Sighting, now: number): void {
     this.nodes.set(sighting.id, {
       id: sighting.id,
@@ -450,6 +484,7 @@ export class ClusterState {
     if (entry.internal) {
       if (entry.key === LEFT_KEY && node.status !== "left") {
         node.status = "left"
+        node.leftHeartbeat = node.heartbeat
         node.expiresAt = now + this.options.nodeExpiry
         emit({ _tag: "NodeStatusChanged", nodeId: node.id, status: "left" })
       } else if (entry.key === COMPACT_KEY) this.applyCompaction(node, Number(entry.value))
