@@ -15,13 +15,15 @@ describe("a URL's credentials", () => {
 })
 
 describe("a URL as Pico prints it", () => {
-  it("has its userinfo redacted, up to the authority's last @, with or without a scheme", () => {
-    expect(withoutCredentials("https://user:pw@host:8001/p?q=a@b")).toBe(
-      "https://(redacted)@host:8001/p?q=a@b",
-    )
+  it("has its userinfo redacted, up to the last @, with one slash, two, or no scheme at all", () => {
+    expect(withoutCredentials("https://user:pw@host:8001/p?q=1")).toBe("https://(redacted)@host:8001/p?q=1")
     expect(withoutCredentials("http://a@b:c@d@host")).toBe("http://(redacted)@host")
+    expect(withoutCredentials("http:/user:pw@host")).toBe("http:/(redacted)@host")
+    expect(withoutCredentials("http://admin:p#ss@127.0.0.1:1")).toBe("http://(redacted)@127.0.0.1:1")
+    expect(withoutCredentials("http://admin:p/s?s@host/x")).toBe("http://(redacted)@host/x")
     expect(withoutCredentials("user:pw@proxy:3128")).toBe("(redacted)@proxy:3128")
-    expect(withoutCredentials("ws://host:8001/x@y#z@w")).toBe("ws://host:8001/x@y#z@w")
+    // A path with an @ is shown less rather than risk a password.
+    expect(withoutCredentials("ws://host:8001/x@y")).toBe("ws://(redacted)@y")
     expect(withoutCredentials("http://host")).toBe("http://host")
     expect(withoutCredentials("")).toBe("")
   })

@@ -15,13 +15,12 @@ export const urlCredentials = (url: URL): string | undefined =>
 
 /**
  * A URL as Pico prints it: any userinfo (`user:password@`) replaced by "(redacted)", since it is a credential.
- * Only the authority is looked at (from the start when there is no `scheme://`, as in curl's `user:pw@proxy`),
- * up to its last "@", where URL parsers end userinfo, so a password holding an "@" does not leak its tail.
+ * Everything from after the scheme (`https://`, `http:/`, or the start when there is none, as in curl's
+ * `user:pw@proxy`) to the text's last "@" goes: a password may hold "/", "?", "#" or "@" unescaped, and a path
+ * with an "@" in it, shown less, is the lesser harm.
  */
 export const withoutCredentials = (text: string): string => {
-  const start = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.exec(text)?.[0].length ?? 0
-  const authorityEnd = text.slice(start).search(/[/?#]/)
-  const authority = authorityEnd < 0 ? text.slice(start) : text.slice(start, start + authorityEnd)
-  const at = authority.lastIndexOf("@")
-  return at < 0 ? text : `${text.slice(0, start)}(redacted)${text.slice(start + at)}`
+  const start = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/+/.exec(text)?.[0].length ?? 0
+  const at = text.lastIndexOf("@")
+  return at < start ? text : `${text.slice(0, start)}(redacted)${text.slice(at)}`
 }
