@@ -184,8 +184,18 @@ describe("loading settings", () => {
           "line 3, column 1: more than one YAML document (---) in one file",
         ],
         // A warning to the library, which would print it outside the log and take the file.
-        ["proxy:\n  gateway_timeout: !foo 5s\n", "line 2, column 20: Unresolved tag: !foo"],
-        ["log:\n  level: *nowhere\n", "Unresolved alias (the anchor must be set before the alias): nowhere"],
+        [
+          `auth:\n  token_hmac_secret_key: !${secret}\n`,
+          "line 2, column 26: unknown tag (a value that starts with ! needs quotes)",
+        ],
+        [
+          `auth:\n  token_hmac_secret_key: |${secret}\n`,
+          "line 2, column 27: unexpected text (a value that starts with | > ! * & % @ or ` needs quotes)",
+        ],
+        [
+          `auth:\n  token_hmac_secret_key: *${secret}\n`,
+          "an alias (*) to no anchor (a value that starts with * needs quotes)",
+        ],
       ]
       for (const [text, problem] of cases) {
         const path = writeConfig(text)
