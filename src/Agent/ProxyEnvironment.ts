@@ -32,20 +32,6 @@ const hostPattern = (entry: string): string => {
   return unbracketed(withPort === null ? entry : (withPort[1] as string))
 }
 
-/** What is wrong with a NO_PROXY entry written as a CIDR range ("10.0.0.0/8"), if it is one and is wrong. */
-const cidrProblem = (entry: string): string | undefined => {
-  const pattern = hostPattern(entry)
-  const slash = pattern.indexOf("/")
-  if (slash <= 0) return undefined
-  const family = net.isIP(pattern.slice(0, slash))
-  if (family === 0) return "expected a CIDR range such as 10.0.0.0/8 or fd00::/8"
-  const bits = family === 4 ? 32 : 128
-  const prefix = pattern.slice(slash + 1)
-  return /^\d+$/.test(prefix) && Number(prefix) <= bits
-    ? undefined
-    : `the prefix length must be 0 to ${bits} for an IPv${family} range`
-}
-
 const entryMatches = (entry: string, host: string, port: number): boolean => {
   if (entry === "*") return true
   // A port, if given, must match too: "example.com:8001", "[::1]:8001", "10.0.0.1:8001".
@@ -57,9 +43,12 @@ const entryMatches = (entry: string, host: string, port: number): boolean => {
     // CIDR: "10.0.0.0/8", "fd00::/8".
     const family = net.isIP(host)
     const network = pattern.slice(0, slash)
+    const prefix = pattern.slice(slash + 1)
     if (family === 0 || net.isIP(network) !== family) return false
+    // A range that is not one ("10/8", "10.0.0.0/99") matches nothing, as curl ignores it; BlockList would throw.
+    if (!/^\d+$/.test(prefix) || Number(prefix) > (family === 6 ? 128 : 32)) return false
     const blocks = new net.BlockList()
-    blocks.addSubnet(network, Number(pattern.slice(slash + 1)), family === 6 ? "ipv6" : "ipv4")
+    blocks.addSubnet(network, Number(prefix), family === 6 ? "ipv6" : "ipv4")
     return blocks.check(host, family === 6 ? "ipv6" : "ipv4")
   }
   // A name matches itself and its subdomains, with or without a leading "." or "*." (as curl reads it).
@@ -84,12 +73,10 @@ export const proxyFromEnvironment = (
 
   const host = unbracketed(server.hostname.toLowerCase()).replace(/\.$/, "")
   const port = server.port === "" ? (secure ? 443 : 80) : Number(server.port)
-  const noProxyVariable = lookup(env, "no_proxy")
-  const noProxy = noProxyVariable?.value.toLowerCase().split(/[\s,]+/) ?? []
-  for (const entry of noProxy) {
-    const problem = cidrProblem(entry)
-    if (problem !== undefined) return Either.left(`${noProxyVariable?.variable} entry "${entry}": ${problem}`)
-  }
+  const noProxy =
+    lookup(env, "no_proxy")
+      ?.value.toLowerCase()
+      .split(/[\s,]+/) ?? []
   if (noProxy.some((entry) => entry !== "" && entryMatches(entry, host, port))) return Either.right(undefined)
 
   // "proxy.internal:3128" means http://proxy.internal:3128, as in curl.
