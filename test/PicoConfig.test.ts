@@ -225,7 +225,7 @@ describe("loading settings", () => {
         )
         expect(count).toBe(`--proxy.max-connections: invalid value "${notDigits}": expected a whole number`)
       }
-      for (const unreachable of ["127.0.0.1:0", ":8003"]) {
+      for (const unreachable of ["127.0.0.1:0", ":8003", "0.0.0.0:8003", "[::]:8003"]) {
         const advertised = yield* failureMessage(
           load(serverSettings, { flags: { "gossip.advertise-addr": unreachable } }),
         )

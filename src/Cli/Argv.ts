@@ -89,7 +89,8 @@ export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request 
         if (value === undefined) fail(`${name} needs a value`)
         // `--access-log.query --proxy.bind-addr :8000` would take the next flag as the value, then call the
         // address an unexpected argument.
-        else if (flags.some((known) => known.name === value)) fail(`${name} needs a value before ${value}`)
+        else if (flags.some((known) => known.name === value.split("=")[0]))
+          fail(`${name} needs a value before ${value}`)
         index++
       }
       if (name === "--completions") {

@@ -25,10 +25,13 @@ export const parseHostPort = (text: string): HostPort | undefined => {
   return { host, port: Number(port) }
 }
 
-/** An address something can be sent to: "host:port" with a host and a port other than 0. */
+/** Hosts that mean "every interface" when bound, and no one in particular when dialled. */
+const unspecified = new Set(["", "0.0.0.0", "::"])
+
+/** An address something can be sent to: "host:port" with a host that names one, and a port other than 0. */
 export const parseDialAddress = (text: string): HostPort | undefined => {
   const parsed = parseHostPort(text)
-  return parsed !== undefined && parsed.host !== "" && parsed.port > 0 ? parsed : undefined
+  return parsed !== undefined && !unspecified.has(parsed.host) && parsed.port > 0 ? parsed : undefined
 }
 
 /** A gossiped "host:port" to dial; a malformed one (a buggy peer) fails to connect, like an unreachable node. */

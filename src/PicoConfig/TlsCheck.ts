@@ -17,6 +17,12 @@ export interface TlsParts {
   readonly ca?: PemFile | undefined
 }
 
+/** A CA bundle's first certificate: PEM, as Node's `ca` option takes it (DER parses, but would trust nothing). */
+const firstPemCertificate = (pem: Buffer): X509Certificate => {
+  if (!/-----BEGIN (TRUSTED )?CERTIFICATE-----/.test(pem.toString("latin1"))) throw new Error("not PEM")
+  return new X509Certificate(pem)
+}
+
 const attempt = (file: PemFile, what: string, check: () => unknown): ConfigError | undefined => {
   try {
     check()
@@ -39,7 +45,7 @@ const attempt = (file: PemFile, what: string, check: () => unknown): ConfigError
 export const tlsProblem = ({ cert, key, ca }: TlsParts): ConfigError | undefined =>
   (cert && attempt(cert, "not a PEM certificate", () => tls.createSecureContext({ cert: cert.pem }))) ??
   (key && attempt(key, "not a PEM private key", () => tls.createSecureContext({ key: key.pem }))) ??
-  (ca && attempt(ca, "no PEM certificate in it", () => new X509Certificate(ca.pem))) ??
+  (ca && attempt(ca, "no PEM certificate in it", () => firstPemCertificate(ca.pem))) ??
   (cert &&
     key &&
     attempt(key, `not the key of ${cert.name} ${cert.path}`, () =>

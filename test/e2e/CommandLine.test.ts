@@ -165,6 +165,10 @@ describe("mistakes on the command line", () => {
       "pico server: --access-log.query needs a value before --proxy.bind-addr",
     ],
     [
+      ["status", "cluster", "nodes", "--forward", "--output=json"],
+      "pico status cluster nodes: --forward needs a value before --output=json",
+    ],
+    [
       ["status", "cluster", "nodes", "--output", "json", "--output", "yaml"],
       "pico status cluster nodes: --output given twice",
     ],

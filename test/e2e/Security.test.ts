@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from "node:crypto"
+import { generateKeyPairSync, X509Certificate } from "node:crypto"
 import { readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as jose from "jose"
@@ -103,6 +103,8 @@ describe("pico server and agent with unusable TLS files", () => {
     const junk = join(certs.dir, "junk.pem")
     writeFileSync(junk, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
     const key = readFileSync(certs.serverKey, "utf8")
+    const derCa = join(certs.dir, "ca.der")
+    writeFileSync(derCa, new X509Certificate(certs.ca).raw)
     const serverWith = (...flags: Array<string>) =>
       pico(["server", ...loopbackPorts("proxy", "upstream", "admin", "gossip"), ...flags])
     const cases: Array<[ReturnType<typeof pico>, string]> = [
@@ -129,6 +131,14 @@ describe("pico server and agent with unusable TLS files", () => {
           ...["--admin.tls.client-ca-file", junk],
         ),
         `invalid config: --admin.tls.client-ca-file ${junk}: no PEM certificate in it (`,
+      ],
+      [
+        // DER parses as a certificate, but Node's ca option would trust nothing from it.
+        serverWith(
+          ...["--admin.tls.cert-file", certs.serverCert, "--admin.tls.key-file", certs.serverKey],
+          ...["--admin.tls.client-ca-file", derCa],
+        ),
+        `invalid config: --admin.tls.client-ca-file ${derCa}: no PEM certificate in it (not PEM)`,
       ],
       [
         serverWith(
