@@ -5,11 +5,12 @@ import { ClusterState, COMPACT_KEY, type GossipEvent, LEFT_KEY } from "../src/Go
 
 const expiry = 60_000
 
-const node = (id: string) => {
+const node = (id: string, startedAt = 0) => {
   const events: Array<GossipEvent> = []
   const state = new ClusterState({
     selfId: id,
     selfAddr: `${id}:8003`,
+    startedAt,
     nodeExpiry: expiry,
     compactionThreshold: 100,
     phiThreshold: 8,
@@ -423,6 +424,31 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     stranger.state.applyDeltas([a.state.localDelta(0)], "a", 62_000)
     expect(ids(b)).not.toContain("a")
     expect(ids(stranger)).not.toContain("a")
+  })
+
+  it("takes a node that left back only from a new process's own live row, well past the heartbeat it left with", () => {
+    for (const removedFirst of [false, true]) {
+      const [a, b] = [node("a"), node("b")]
+      join(b, a)
+      for (let round = 0; round < 10; round++) a.state.tick()
+      gossip(a, b, 1000)
+      // A late datagram of the old process, sent before it left: live, and a little past what b last heard.
+      const late = a.state.digest()
+      const lateRow = late.find(([id]) => id === "a") as DigestRow
+      late.splice(late.indexOf(lateRow), 1, ["a", "a:8003", lateRow[2], 60, RowState.live])
+      a.state.leave()
+      gossip(a, b, 2000)
+      if (removedFirst) b.state.expire(62_000)
+      const shown = () => (ids(b).includes("a") ? b.state.nodeView("a")?.status : "removed")
+      const before = removedFirst ? "removed" : "left"
+      b.state.applyDigest(late, "a", 62_000)
+      expect(shown()).toBe(before)
+      // The same id in a new process: its heartbeat starts at its start time.
+      const restarted = node("a", 90_000)
+      b.state.heardFrom(restarted.state.sender(), 90_500)
+      b.state.applyDigest(restarted.state.digest(), "a", 90_500)
+      expect(shown()).toBe("active")
+    }
   })
 
   it("lists removed-node rows in the digest until the certificate lapses", () => {

@@ -47,6 +47,13 @@ export const COMPACT_KEY = "_internal:compact"
  */
 const CERTIFICATE_LIFETIME = 10
 
+/**
+ * How many rounds our view of a node's heartbeat may lag its own (we learned it left from a third party, say). A
+ * new process with its id starts about a millisecond per millisecond of the old one's life ahead (`startedAt`),
+ * far past this; a late datagram of the old process, sent before it left, is not.
+ */
+const STALE_HEARTBEATS = 100
+
 /** The highest heartbeat or version a node takes up from a peer's view of it (see `catchUp`): 2^52. */
 const MAX_CAUGHT_UP = 2 ** 52
 
@@ -445,13 +452,14 @@ export class ClusterState {
   }
 
   /**
-   * A node that left speaks again, its own row live and its heartbeat past the one it left with: a new process
-   * with its id (a graceful restart with --cluster.node-id; the heartbeat starts at the process's start time).
-   * An old message of the process that left cannot do this: its heartbeat is not past the one it left with.
+   * A node that left speaks again, its own row live and its heartbeat well past the one it left with: a new
+   * process with its id (a graceful restart with --cluster.node-id; the heartbeat starts at the process's start
+   * time). A late message of the process that left cannot do this: its heartbeat is not past the one it left with.
    */
   private cameBack(id: string, heartbeat: number): void {
     const node = this.nodes.get(id)
-    if (node?.status === "left" && heartbeat > (node.leftHeartbeat ?? Number.POSITIVE_INFINITY)) {
+    const past = (before: number) => heartbeat > before + STALE_HEARTBEATS
+    if (node?.status === "left" && past(node.leftHeartbeat ?? Number.POSITIVE_INFINITY)) {
       node.status = "active"
       node.expiresAt = undefined
       node.leftHeartbeat = undefined
@@ -460,7 +468,7 @@ export class ClusterState {
     }
     const certificate = this.removed.get(id)
     // Removed since: it is then added as a new node (`observe`).
-    if (certificate?.left === true && heartbeat > certificate.heartbeat) this.removed.delete(id)
+    if (certificate?.left === true && past(certificate.heartbeat)) this.removed.delete(id)
   }
 
   private add(sighting: Sighting, now: number): void {
