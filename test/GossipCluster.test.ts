@@ -208,6 +208,39 @@ describe("Gossip cluster (in memory, simulated time)", () => {
       ),
   )
 
+  it.effect(
+    "a node restarted with its old id takes its keys back even when it wrote as many as the old one",
+    () =>
+      simulate((network) =>
+        Effect.gen(function* () {
+          const nodes = yield* start(network, 3)
+          yield* Simulation.waitFor(converged(nodes), "30 seconds")
+          const old = nodes[2] as Node
+          yield* old.setLocal("proxy_addr", "10.0.0.2:8000")
+          yield* Simulation.waitFor(visibleEverywhere(nodes, old.nodeId, "proxy_addr"), "5 seconds")
+          yield* Effect.sleep("10 seconds")
+          yield* network.kill(addressOf(2))
+          const restarted = yield* startNode(network, { nodeId: old.nodeId, address: addressOf(5) })
+          // One write before joining, as a server sets its addresses: the old process's count, another value.
+          yield* restarted.setLocal("proxy_addr", "10.0.0.5:8000")
+          yield* Effect.orDie(restarted.join([addressOf(0)]))
+          yield* Simulation.waitFor(
+            everyone(nodes.slice(0, 2), (node) =>
+              Effect.map(
+                node.node(old.nodeId),
+                (view) =>
+                  view._tag === "Some" &&
+                  view.value.entries.some(
+                    (entry) => entry.key === "proxy_addr" && entry.value === "10.0.0.5:8000",
+                  ),
+              ),
+            ),
+            "5 seconds",
+          )
+        }),
+      ),
+  )
+
   it.effect("a node restarted with its old id after the others removed it is readmitted at once", () =>
     simulate((network) =>
       Effect.gen(function* () {

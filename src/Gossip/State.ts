@@ -94,9 +94,10 @@ export interface StateOptions {
   readonly selfId: string
   readonly selfAddr: string
   /**
-   * Epoch ms when this process started (0 by default). It is the heartbeat's first value, so a process that
-   * reuses a node id (--cluster.node-id) starts above any heartbeat the one before it reached: rounds come far
-   * less often than milliseconds pass. It also opens the window in which the node catches up (`catchUp`).
+   * Epoch ms when this process started (0 by default). It is where the heartbeat and the versions start, so a
+   * process that reuses a node id (--cluster.node-id) starts above any the one before it reached: rounds and
+   * writes come far less often than milliseconds pass. It also opens the window in which the node catches up
+   * (`catchUp`), for when they did not.
    */
   readonly startedAt?: number | undefined
   /** Milliseconds left and unreachable nodes are kept before removal. */
@@ -140,16 +141,21 @@ export class ClusterState {
   private readonly self: NodeRecord
 
   constructor(private readonly options: StateOptions) {
+    const startedAt = options.startedAt ?? 0
     this.self = {
       id: options.selfId,
       addr: options.selfAddr,
-      version: 0,
-      heartbeat: options.startedAt ?? 0,
+      version: startedAt,
+      heartbeat: startedAt,
       status: "active",
       expiresAt: undefined,
       entries: new Map(),
     }
     this.nodes.set(this.self.id, this.self)
+    // Versions, like the heartbeat, start past any a process with this id reached before (it made far fewer
+    // writes than milliseconds passed), behind a compaction cut: peers drop every key of that process, those
+    // this one never sets included, and take this one's, however equal the two processes' counts.
+    if (startedAt > 0) this.write(COMPACT_KEY, String(startedAt), true, false)
   }
 
   // --- The local node (only it writes its entries) ---
