@@ -259,8 +259,12 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
       clearTimeout(timer)
       resume(outcome)
     }
-    const fail = (reason: ProxyError["reason"], detail?: string) =>
+    // Pico answers for a failed attempt: the request is let go, or a late answer (a peer's 100 Continue, its
+    // response) would be relayed onto a client already answered.
+    const fail = (reason: ProxyError["reason"], detail?: string) => {
+      upstreamReq.destroy()
       settle(Effect.fail(new ProxyError(detail === undefined ? { reason } : { reason, detail })))
+    }
     const bodiless = hasNoBody(req)
     const sentAt = performance.now()
 
@@ -273,9 +277,9 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
       ...(target.target === undefined ? {} : { host: target.target.host, port: target.target.port }),
     })
     const retryOrFail = (reason: RetryReason, detail: string) => {
+      if (exchange.bodySpent) return fail("upstream unreachable", detail)
       upstreamReq.destroy()
-      if (exchange.bodySpent) fail("upstream unreachable", detail)
-      else settle(Effect.succeed({ _tag: "Retry", reason, detail }))
+      settle(Effect.succeed({ _tag: "Retry", reason, detail }))
     }
 
     // Until the body has been sent, the route deadline bounds connecting and waiting for a peer's 100 Continue.
@@ -306,7 +310,6 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
       if (settled) return
       clearTimeout(timer)
       timer = setTimeout(() => {
-        upstreamReq.destroy()
         const from =
           target.target === undefined ? "the upstream" : `${target.target.host}:${target.target.port}`
         fail("endpoint timeout", `no response headers from ${from} within ${exchange.gatewayTimeout}ms`)
@@ -317,10 +320,7 @@ export const attempt = (exchange: Exchange, target: Attempt): Effect.Effect<Atte
       if (target.target !== undefined && !exchange.bodySpent && isStaleRoute(upstreamRes))
         return retryOrFail("stale route", "peer no longer has the endpoint")
       const invalid = invalidResponse(upstreamRes, req.method)
-      if (invalid !== undefined) {
-        upstreamReq.destroy()
-        return fail("upstream unreachable", invalid)
-      }
+      if (invalid !== undefined) return fail("upstream unreachable", invalid)
       clearTimeout(timer)
       relayHead(exchange, upstreamRes, sentAt)
       upstreamRes.on("error", () => cutResponse(exchange))
