@@ -34,8 +34,8 @@ const describe = (problem: YAMLError): string =>
 
 /**
  * A configuration file's YAML as plain data, or its first problem with its line and column. Never the text
- * itself, which may hold a secret (see `describe`). Warnings (an unknown tag such as
- * `!foo`) are problems too: the library would otherwise print them outside the log and go on.
+ * itself, which may hold a secret (see `describe`). Warnings (an unknown tag such as `!foo`) are problems too:
+ * the library would otherwise print them outside the log and go on.
  */
 export const parseYamlText = (text: string): Either.Either<unknown, string> => {
   const document = parseDocument(text, { prettyErrors: false })
