@@ -310,6 +310,9 @@ export const make = (options: ProxyOptions) =>
             const changed = yield* registry.routeChanged.pipe(Effect.timeoutOption(remaining))
             if (Option.isNone(changed)) return yield* failureFor(last)
             localRetries = LOCAL_RETRIES
+            // A node tried before the change may hold the endpoint now: its agent came back, or it restarted
+            // with its id (--cluster.node-id).
+            tried.clear()
             continue
           }
           if (last._tag === "Done") return

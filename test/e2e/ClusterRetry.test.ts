@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest"
-import { request, startInFlightServices, waitFor } from "../support/http.js"
+import { request, startHttpServer, startInFlightServices, waitFor } from "../support/http.js"
 import { picoPerTest } from "../support/process.js"
 import { startServerProcess } from "../support/serverProcess.js"
 
@@ -50,4 +50,28 @@ describe("a request forwarded to a node that dies with it in flight", () => {
     },
     30_000,
   )
+})
+
+describe("a request waiting for a route", () => {
+  it("tries again a node it tried before the route changed: one restarted with its id (--cluster.node-id)", async () => {
+    const service = await startHttpServer((_req, res) => res.end("back"))
+    cleanups.push(service.close)
+    const holder = await startServerProcess(pico, [], ["--cluster.node-id", "kept"])
+    const entry = await startServerProcess(pico, [holder.gossipAddr])
+    const first = startAgent("e", holder.upstreamPort, service.port)
+    const viaEntry = () =>
+      request(`http://127.0.0.1:${entry.proxyPort}/`, { headers: { "x-pico-endpoint": "e" } })
+    await waitFor("the entry to route the endpoint", async () => (await viaEntry()).status === 200, 15_000)
+
+    // Killed: the entry still routes to it, finds it gone at once (refused), and waits for the route to change;
+    // the new process takes a second to start, long after that.
+    first.child.kill("SIGKILL")
+    holder.process.child.kill("SIGKILL")
+    await holder.process.exited
+    const answer = viaEntry()
+    const restarted = await startServerProcess(pico, [entry.gossipAddr], ["--cluster.node-id", "kept"])
+    startAgent("e", restarted.upstreamPort, service.port)
+    const response = await answer
+    expect([response.status, response.body]).toEqual([200, "back"])
+  }, 30_000)
 })
