@@ -19,6 +19,14 @@ const simulate = <A, E>(
   conditions: Partial<MemoryNetwork.Conditions> = {},
 ) => Simulation.run(Effect.scoped(Effect.flatMap(MemoryNetwork.make(conditions), body)))
 
+/** `size` nodes that all know each other. */
+const startConverged = (network: MemoryNetwork.MemoryNetwork, size: number) =>
+  Effect.tap(start(network, size), (nodes) => Simulation.waitFor(converged(nodes), "30 seconds"))
+
+/** A new process with `nodeId` (--cluster.node-id) at `address`, joined through node 0. */
+const restartAs = (network: MemoryNetwork.MemoryNetwork, nodeId: string, address: string) =>
+  Effect.tap(startNode(network, { nodeId, address }), (node) => Effect.orDie(node.join([addressOf(0)])))
+
 const statusOf = (observer: Node, id: string) =>
   Effect.map(observer.nodes, (nodes) => nodes.find((node) => node.id === id)?.status ?? "removed")
 
@@ -62,8 +70,7 @@ describe("Gossip cluster (in memory, simulated time)", () => {
     () =>
       simulate((network) =>
         Effect.gen(function* () {
-          const nodes = yield* start(network, 25)
-          yield* Simulation.waitFor(converged(nodes), "30 seconds")
+          const nodes = yield* startConverged(network, 25)
           const queues = yield* Effect.forEach(nodes, (node) => node.subscribe)
           // Subscribing replays the current state: drain it.
           yield* Effect.forEach(queues, Queue.takeAll)
@@ -87,8 +94,7 @@ describe("Gossip cluster (in memory, simulated time)", () => {
   it.effect("a partition marks the other side unreachable, and healing brings everything back", () =>
     simulate((network) =>
       Effect.gen(function* () {
-        const nodes = yield* start(network, 10)
-        yield* Simulation.waitFor(converged(nodes), "30 seconds")
+        const nodes = yield* startConverged(network, 10)
         const [left, right] = [nodes.slice(0, 5), nodes.slice(5)]
         yield* network.partition([left.map((_, i) => addressOf(i))])
         yield* Simulation.waitFor(
@@ -109,8 +115,7 @@ describe("Gossip cluster (in memory, simulated time)", () => {
   it.effect("a partition longer than the expiry heals too: removed but live nodes find back", () =>
     simulate((network) =>
       Effect.gen(function* () {
-        const nodes = yield* start(network, 10)
-        yield* Simulation.waitFor(converged(nodes), "30 seconds")
+        const nodes = yield* startConverged(network, 10)
         yield* network.partition([[0, 1, 2, 3].map(addressOf)])
         yield* Simulation.waitFor(
           Effect.map((nodes[0] as Node).nodes, (known) => known.length === 4),
@@ -128,8 +133,7 @@ describe("Gossip cluster (in memory, simulated time)", () => {
     () =>
       simulate((network) =>
         Effect.gen(function* () {
-          const nodes = yield* start(network, 10)
-          yield* Simulation.waitFor(converged(nodes), "30 seconds")
+          const nodes = yield* startConverged(network, 10)
           const victim = nodes[3] as Node
           const survivors = nodes.filter((node) => node !== victim)
           yield* victim.setLocal("endpoint:victim", "1")
@@ -163,8 +167,7 @@ describe("Gossip cluster (in memory, simulated time)", () => {
     () =>
       simulate((network) =>
         Effect.gen(function* () {
-          const nodes = yield* start(network, 4)
-          yield* Simulation.waitFor(converged(nodes), "30 seconds")
+          const nodes = yield* startConverged(network, 4)
           const old = nodes[3] as Node
           const survivors = nodes.slice(0, 3)
           yield* old.setLocal("endpoint:kept", "1")
@@ -173,8 +176,7 @@ describe("Gossip cluster (in memory, simulated time)", () => {
           // It ran for a while: its heartbeat and versions are well ahead of a new process's.
           yield* Effect.sleep("2 minutes")
           yield* network.kill(addressOf(3))
-          const restarted = yield* startNode(network, { nodeId: old.nodeId, address: addressOf(9) })
-          yield* Effect.orDie(restarted.join([addressOf(0)]))
+          const restarted = yield* restartAs(network, old.nodeId, addressOf(9))
           yield* restarted.setLocal("endpoint:kept", "2")
           const seenOfIt = (observer: Node) =>
             Effect.map(observer.node(old.nodeId), (view) =>
@@ -213,8 +215,7 @@ describe("Gossip cluster (in memory, simulated time)", () => {
     () =>
       simulate((network) =>
         Effect.gen(function* () {
-          const nodes = yield* start(network, 3)
-          yield* Simulation.waitFor(converged(nodes), "30 seconds")
+          const nodes = yield* startConverged(network, 3)
           const old = nodes[2] as Node
           yield* old.setLocal("proxy_addr", "10.0.0.2:8000")
           yield* Simulation.waitFor(visibleEverywhere(nodes, old.nodeId, "proxy_addr"), "5 seconds")
@@ -244,8 +245,7 @@ describe("Gossip cluster (in memory, simulated time)", () => {
   it.effect("a node restarted with its old id after the others removed it is readmitted at once", () =>
     simulate((network) =>
       Effect.gen(function* () {
-        const nodes = yield* start(network, 3)
-        yield* Simulation.waitFor(converged(nodes), "30 seconds")
+        const nodes = yield* startConverged(network, 3)
         const old = nodes[2] as Node
         const survivors = nodes.slice(0, 2)
         yield* Effect.sleep("5 minutes")
@@ -255,8 +255,7 @@ describe("Gossip cluster (in memory, simulated time)", () => {
           "3 minutes",
         )
         // Their death certificates hold its old heartbeat, five minutes of rounds ahead of a new process's.
-        const restarted = yield* startNode(network, { nodeId: old.nodeId, address: addressOf(7) })
-        yield* Effect.orDie(restarted.join([addressOf(0)]))
+        yield* restartAs(network, old.nodeId, addressOf(7))
         yield* Simulation.waitFor(
           everyone(survivors, (node) => Effect.map(statusOf(node, old.nodeId), (s) => s === "active")),
           "5 seconds",
@@ -271,8 +270,7 @@ describe("Gossip cluster (in memory, simulated time)", () => {
       () =>
         simulate((network) =>
           Effect.gen(function* () {
-            const nodes = yield* start(network, 3)
-            yield* Simulation.waitFor(converged(nodes), "30 seconds")
+            const nodes = yield* startConverged(network, 3)
             const old = nodes[2] as Node
             const survivors = nodes.slice(0, 2)
             yield* old.setLocal("endpoint:old", "1")
@@ -283,8 +281,7 @@ describe("Gossip cluster (in memory, simulated time)", () => {
             yield* Simulation.waitFor(shown("left"), "5 seconds")
             yield* network.kill(addressOf(2))
             if (removedFirst) yield* Simulation.waitFor(shown("removed"), "3 minutes")
-            const restarted = yield* startNode(network, { nodeId: old.nodeId, address: addressOf(8) })
-            yield* Effect.orDie(restarted.join([addressOf(0)]))
+            const restarted = yield* restartAs(network, old.nodeId, addressOf(8))
             yield* restarted.setLocal("endpoint:new", "1")
             yield* Simulation.waitFor(shown("active"), "5 seconds")
             yield* Simulation.waitFor(
@@ -305,13 +302,11 @@ describe("Gossip cluster (in memory, simulated time)", () => {
     () =>
       simulate((network) =>
         Effect.gen(function* () {
-          const nodes = yield* start(network, 3)
-          yield* Simulation.waitFor(converged(nodes), "30 seconds")
+          const nodes = yield* startConverged(network, 3)
           const first = nodes[2] as Node
           yield* first.setLocal("endpoint:first", "1")
           yield* Effect.sleep("2 minutes")
-          const second = yield* startNode(network, { nodeId: first.nodeId, address: addressOf(6) })
-          yield* Effect.orDie(second.join([addressOf(0)]))
+          const second = yield* restartAs(network, first.nodeId, addressOf(6))
           yield* second.setLocal("endpoint:second", "1")
           // Past the newer process's window for catching up, then a minute more: nothing changes any more.
           yield* Effect.sleep("2 minutes")
@@ -353,8 +348,7 @@ describe("Gossip cluster (in memory, simulated time)", () => {
   it.effect("a node that leaves is shown left everywhere, then removed, and does not come back", () =>
     simulate((network) =>
       Effect.gen(function* () {
-        const nodes = yield* start(network, 10)
-        yield* Simulation.waitFor(converged(nodes), "30 seconds")
+        const nodes = yield* startConverged(network, 10)
         const leaver = nodes[4] as Node
         const others = nodes.filter((node) => node !== leaver)
         yield* leaver.leave
