@@ -5,7 +5,7 @@ import { ClusterState, COMPACT_KEY, type GossipEvent, LEFT_KEY } from "../src/Go
 
 const expiry = 60_000
 
-const node = (id: string, startedAt = 0) => {
+const node = (id: string, startedAt = 0, rival?: (addr: string) => void) => {
   const events: Array<GossipEvent> = []
   const state = new ClusterState({
     selfId: id,
@@ -16,6 +16,7 @@ const node = (id: string, startedAt = 0) => {
     phiThreshold: 8,
     detector: new FailureDetector(1000),
     emit: (event) => events.push(event),
+    rival,
   })
   return { id, state, events }
 }
@@ -449,6 +450,39 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
       b.state.applyDigest(restarted.state.digest(), "a", 90_500)
       expect(shown()).toBe("active")
     }
+  })
+
+  it("refutes a peer that has it left or removed once it can pass the peer's heartbeat, and never otherwise", () => {
+    const a = node("a", 1000)
+    // A peer's certificate, as a reply to a's own row: a's heartbeat jumps past it, and a answers at once.
+    expect(a.state.applyDigest([["a", "a:8003", 0, 5000, RowState.removed]], "b", 100_000).refute).toBe(true)
+    expect(a.state.sender().heartbeat).toBe(5101)
+    // A forged row at the counters' limit cannot be passed: answering it would only bring the same row back, as
+    // fast as packets travel.
+    const limit = 2 ** 52
+    expect(a.state.applyDigest([["a", "a:8003", 0, limit, RowState.removed]], "b", 100_000).refute).toBe(
+      false,
+    )
+    expect(a.state.applyDigest([["a", "a:8003", limit, limit, RowState.left]], "b", 100_000).refute).toBe(
+      false,
+    )
+    expect(a.state.sender().heartbeat).toBe(5101)
+    // A node that left itself does not speak up.
+    a.state.leave()
+    expect(a.state.applyDigest([["a", "a:8003", 0, 9000, RowState.removed]], "b", 100_000).refute).toBe(false)
+  })
+
+  it("names the address of another live process with its id, once past its first minute, and not its own", () => {
+    const rivals: Array<string> = []
+    const { state: a } = node("a", 1000, (addr) => rivals.push(addr))
+    const later = 1000 + expiry + 1
+    a.applyDigest([["a", "a:8003", 2000, 900_000, RowState.live]], "b", later)
+    a.applyDigest([["a", "other:8003", 2000, 900_000, RowState.live]], "b", later)
+    a.applyDeltas([{ id: "a", addr: "other:8003", heartbeat: 900_001, after: 0, entries: [] }], "b", later)
+    expect(rivals).toEqual(["other:8003", "other:8003"])
+    // It stays behind: outrun, it does not take up the other's counters.
+    expect(a.sender().heartbeat).toBe(1000)
+    expect(a.localVersion).toBe(1001)
   })
 
   it("lists removed-node rows in the digest until the certificate lapses", () => {

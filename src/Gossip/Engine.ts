@@ -97,6 +97,19 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
     const requestTimeout = options.requestTimeout ?? "10 seconds"
 
     const subscribers = new Set<Queue.Queue<GossipEvent>>()
+    // Two live processes with one id (--cluster.node-id given twice, say) split the node's traffic unpredictably:
+    // the one outrun is told, at most once an interval while it lasts, where the other is.
+    let rivalAddr = ""
+    const warnRival = yield* ThrottledLog.make(["seen"], (counts) =>
+      Effect.logWarning("another live process has this node id; peers route to it, not to this one").pipe(
+        Effect.annotateLogs({
+          subsystem: "gossip",
+          "node-id": options.nodeId,
+          "other-addr": rivalAddr,
+          count: counts.seen,
+        }),
+      ),
+    )
     const state = new ClusterState({
       selfId: options.nodeId,
       selfAddr: transport.address,
@@ -108,6 +121,10 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
       detector: new FailureDetector(2 * interval),
       emit: (event) => {
         for (const queue of subscribers) queue.unsafeOffer(event)
+      },
+      rival: (addr) => {
+        rivalAddr = addr
+        warnRival("seen")
       },
     })
     const stats = {

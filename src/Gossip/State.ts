@@ -54,7 +54,7 @@ const CERTIFICATE_LIFETIME = 10
  */
 const STALE_HEARTBEATS = 100
 
-/** The highest heartbeat or version a node takes up from a peer's view of it (see `catchUp`): 2^52. */
+/** The highest heartbeat or version a node takes up from a peer's view of it (see `aboutSelf`): 2^52. */
 const MAX_CAUGHT_UP = 2 ** 52
 
 /** What a message says about a node: enough to add it, and its liveness counter. */
@@ -97,7 +97,7 @@ export interface StateOptions {
    * Epoch ms when this process started (0 by default). It is where the heartbeat and the versions start, so a
    * process that reuses a node id (--cluster.node-id) starts above any the one before it reached: rounds and
    * writes come far less often than milliseconds pass. It also opens the window in which the node catches up
-   * (`catchUp`), for when they did not.
+   * (`aboutSelf`), for when they did not.
    */
   readonly startedAt?: number | undefined
   /** Milliseconds left and unreachable nodes are kept before removal. */
@@ -107,6 +107,11 @@ export interface StateOptions {
   readonly detector: FailureDetector
   /** Receives every change to a remote node, synchronously. */
   readonly emit: (event: GossipEvent) => void
+  /**
+   * Called, synchronously, each time a peer shows another live process with this node's id ahead of it (at the
+   * address given): the peers route to that one, not to this one.
+   */
+  readonly rival?: ((addr: string) => void) | undefined
 }
 
 const toRow = (entry: GossipEntry): EntryRow => [
@@ -239,23 +244,74 @@ export class ClusterState {
   }
 
   /**
-   * A peer knows this node by a newer heartbeat or version than its own: a process restarted with the id of one
-   * that ran before (--cluster.node-id), which the peers still hold. It takes up from there. Its heartbeat passes
-   * the old one, or the peers would take it for silent (or stay dead to it) for as long as the old one ran. Its
-   * entries are re-versioned above the old ones behind a compaction cut, so peers drop every entry of the old
-   * life, keys it no longer has included (spec §6.5), and take the new ones.
+   * What a peer says of this node. Three cases:
+   * - The peer has it left or removed while it is live: a process with its id that ran before (or the other of
+   *   two live processes with one id) left or died. It speaks for itself again (`reassert`).
+   * - The peer has it live, ahead of its own heartbeat or version, while the process is new: a process restarted
+   *   with the id of one that ran before (--cluster.node-id), which the peers still hold. It takes up from there.
+   * - The same later: a second live process with its id, which the peers route to. It is told (`rival`).
+   *
+   * True when the peer should hear from this node at once: it holds it left or removed, and this node's own row
+   * now readmits it. Never otherwise, as the peer would answer the same again, and the two would trade packets as
+   * fast as they arrive.
    */
-  private catchUp(version: number, heartbeat: number, now: number): void {
-    // Only while the process is new: afterwards, news of itself ahead of it means a second live process with its
-    // id, and two that kept passing each other would never settle. The newer process keeps the id.
-    if (now - (this.options.startedAt ?? 0) > this.options.nodeExpiry) return
-    // Far below 2^53 (what a double counts exactly), so a forged row on a cluster without a key cannot push the
-    // counters to where they stop counting.
-    if (heartbeat > this.self.heartbeat && heartbeat < MAX_CAUGHT_UP) this.self.heartbeat = heartbeat + 1
-    if (version > this.self.version && version < MAX_CAUGHT_UP) {
-      this.self.version = version
-      this.compact()
+  private aboutSelf(
+    state: DigestRow[4],
+    addr: string,
+    version: number,
+    heartbeat: number,
+    now: number,
+  ): boolean {
+    if (this.self.status === "left") return false
+    if (state !== RowState.live) return this.reassert(version, heartbeat)
+    const ahead = heartbeat > this.self.heartbeat || version > this.self.version
+    if (!ahead) return false
+    // Only while the process is new, and past a live heartbeat once: the old process's heartbeat stopped, so
+    // the margin puts this one past every peer's view of it for good. Should news of itself come ahead again,
+    // it is a second live process with its id, and two that kept passing each other would never settle.
+    const young = now - (this.options.startedAt ?? 0) <= this.options.nodeExpiry
+    if (!young || this.outrun || (this.caughtUp && heartbeat > this.self.heartbeat)) {
+      this.outrun = true
+      // Until the peer has heard from the other process itself, its row still gives this one's address.
+      if (addr !== this.self.addr) this.options.rival?.(addr)
+      return false
     }
+    if (heartbeat > this.self.heartbeat && heartbeat < MAX_CAUGHT_UP) {
+      this.self.heartbeat = heartbeat + STALE_HEARTBEATS
+      this.caughtUp = true
+    }
+    this.versionPast(version)
+    return false
+  }
+
+  /** Caught up once with a live heartbeat of a process with this id: see `aboutSelf`. */
+  private caughtUp = false
+  /** Another live process with this id has outrun this one: it no longer catches up, until the other goes. */
+  private outrun = false
+
+  /**
+   * Peers hold this node as left or removed, yet it is live. Its heartbeat passes theirs by more than a stale view
+   * may lag (a node that left or was removed comes back only on its own, clearly newer, word), and its entries are
+   * re-versioned above the ones they hold, so they take this process's entries in place of the other's. True when
+   * its heartbeat is now past theirs (always, but for a forged row near the counters' limit).
+   */
+  private reassert(version: number, heartbeat: number): boolean {
+    const past = heartbeat + STALE_HEARTBEATS + 1
+    if (past > this.self.heartbeat && past < MAX_CAUGHT_UP) this.self.heartbeat = past
+    this.versionPast(version)
+    this.outrun = false
+    return this.self.heartbeat >= past
+  }
+
+  /**
+   * Re-versions the entries above `version` behind a compaction cut, so peers drop every entry of the other
+   * process, keys this one does not have included (spec §6.5), and take this one's. Far below 2^53 (what a double
+   * counts exactly), so a forged row on a cluster without a key cannot push the counters to where they stop.
+   */
+  private versionPast(version: number): void {
+    if (version <= this.self.version || version >= MAX_CAUGHT_UP) return
+    this.self.version = version
+    this.compact()
   }
 
   // --- Outgoing messages ---
@@ -335,9 +391,9 @@ export class ClusterState {
 
   /**
    * Learns the rows of a peer's digest. Returns the nodes to probe (see `observe`); `reply`, our rows for the nodes
-   * the peer is ahead on (asking it for the difference) or behind on in heartbeat (news of their liveness); and
-   * `refute` when the peer has removed us: we are alive, and our full digest (our own row) is the evidence that
-   * readmits us.
+   * the peer is ahead on (asking it for the difference) or behind on in heartbeat (news of their liveness), and
+   * our certificate of the sender when its own row does not readmit it; and `refute` when the peer has us left or
+   * removed: we are alive, and our full digest (our own row) is the evidence that readmits us.
    */
   applyDigest(
     rows: ReadonlyArray<DigestRow>,
@@ -349,8 +405,9 @@ export class ClusterState {
     let refute = false
     for (const [id, addr, version, heartbeat, state] of rows) {
       if (id === this.self.id) {
-        this.catchUp(state === RowState.removed ? 0 : version, heartbeat, now)
-        if (state === RowState.removed) refute = true
+        // Our own row is the evidence that readmits us: at once, not at our next round.
+        if (this.aboutSelf(state, addr, state === RowState.removed ? 0 : version, heartbeat, now))
+          refute = true
         continue
       }
       if (id === senderId && state === RowState.live) this.cameBack(id, heartbeat)
@@ -363,6 +420,13 @@ export class ClusterState {
       const node = this.nodes.get(id)
       if (node !== undefined && node !== this.self && (node.version < version || node.heartbeat > heartbeat))
         reply.push(this.row(node))
+      else if (node === undefined && id === senderId) {
+        // Its own row did not readmit it: a process with its id whose heartbeat is behind the one we removed (the
+        // other of two live processes with one id, say). Our certificate tells it to speak up (`reassert`).
+        const certificate = this.removed.get(id)
+        if (certificate !== undefined)
+          reply.push([id, certificate.addr ?? "", 0, certificate.heartbeat, RowState.removed])
+      }
     }
     return { probes, reply, refute }
   }
@@ -371,11 +435,12 @@ export class ClusterState {
   applyDeltas(deltas: ReadonlyArray<NodeDelta>, senderId: string, now: number): Array<string> {
     const probes: Array<string> = []
     for (const delta of deltas) {
+      const left = delta.entries.some(([key]) => key === LEFT_KEY)
       if (delta.id === this.self.id) {
-        this.catchUp(delta.entries.at(-1)?.[2] ?? 0, delta.heartbeat, now)
+        const state = left ? RowState.left : RowState.live
+        this.aboutSelf(state, delta.addr, delta.entries.at(-1)?.[2] ?? 0, delta.heartbeat, now)
         continue
       }
-      const left = delta.entries.some(([key]) => key === LEFT_KEY)
       const probe = this.observe(
         { id: delta.id, addr: delta.addr, heartbeat: delta.heartbeat, left },
         senderId,

@@ -75,3 +75,42 @@ describe("a request waiting for a route", () => {
     expect([response.status, response.body]).toEqual([200, "back"])
   }, 30_000)
 })
+
+describe("two live server processes with one node id (--cluster.node-id given twice)", () => {
+  it("the one outrun warns where the other is, and takes the id back when the other leaves", async () => {
+    const olderService = await startHttpServer((_req, res) => res.end("older"))
+    const newerService = await startHttpServer((_req, res) => res.end("newer"))
+    cleanups.push(olderService.close, newerService.close)
+    const entry = await startServerProcess(pico, [])
+    const older = await startServerProcess(pico, [entry.gossipAddr], ["--cluster.node-id", "dup"])
+    startAgent("older", older.upstreamPort, olderService.port)
+    const bodyOf = async (endpoint: string) =>
+      (await request(`http://127.0.0.1:${entry.proxyPort}/`, { headers: { "x-pico-endpoint": endpoint } }))
+        .body
+    await waitFor(
+      "the entry to route the older one's endpoint",
+      async () => (await bodyOf("older")) === "older",
+    )
+
+    const newer = await startServerProcess(pico, [entry.gossipAddr], ["--cluster.node-id", "dup"])
+    const newerAgent = startAgent("newer", newer.upstreamPort, newerService.port)
+    await waitFor(
+      "the entry to route the newer one's endpoint",
+      async () => (await bodyOf("newer")) === "newer",
+    )
+    const warning = await older.process.waitForLog(
+      "another live process has this node id; peers route to it, not to this one",
+    )
+    expect([warning["node-id"], warning["other-addr"]]).toEqual(["dup", newer.gossipAddr])
+
+    // Its agent first: a node holding the only tunnel to an endpoint drains until the grace period ends.
+    newerAgent.child.kill("SIGKILL")
+    newer.process.child.kill("SIGTERM")
+    await newer.process.waitForLog("left cluster")
+    await newer.process.exited
+    await waitFor(
+      "the entry to route the older one's endpoint again",
+      async () => (await bodyOf("older")) === "older",
+    )
+  }, 45_000)
+})
