@@ -485,6 +485,79 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     expect(a.localVersion).toBe(1001)
   })
 
+  it("answers a node's own row that its certificate keeps out with the certificate, and only that", () => {
+    const { b, c } = cluster()
+    passTime(b, [c], 2000, 80_000)
+    const certificate: DigestRow = ["a", "a:8003", 0, 1, RowState.removed]
+    // Another process with a's id, its heartbeat behind the one b removed: told to speak up.
+    expect(b.state.applyDigest([["a", "a:9003", 3, 1, RowState.live]], "a", 80_000).reply).toEqual([
+      certificate,
+    ])
+    // Word of a from a third party is not a's own.
+    expect(b.state.applyDigest([["a", "a:9003", 3, 1, RowState.live]], "c", 80_000).reply).toEqual([])
+    // Past the certificate, a's own row readmits it: the answer only asks for its entries.
+    expect(b.state.applyDigest([["a", "a:9003", 3, 2, RowState.live]], "a", 80_000).reply).toEqual([
+      ["a", "a:9003", 0, 2, RowState.live],
+    ])
+    expect(b.state.nodeView("a")?.status).toBe("active")
+  })
+
+  it("catches up, in its first minute, with a live heartbeat of its id once; news ahead again is another process", () => {
+    const rivals: Array<string> = []
+    const { state: a } = node("a", 1000, (addr) => rivals.push(addr))
+    a.setLocal("k", "v")
+    const live = (version: number, heartbeat: number, addr = "old:8003"): DigestRow => [
+      "a",
+      addr,
+      version,
+      heartbeat,
+      RowState.live,
+    ]
+    const cut = () => a.nodeView("a")?.entries.find((entry) => entry.key === COMPACT_KEY)?.value
+    // At the very end of its first minute, a peer still holds the old process, ahead of this one.
+    const end = 1000 + expiry
+    expect(a.applyDigest([live(5000, 3000)], "b", end).refute).toBe(false)
+    expect([a.sender().heartbeat, a.localVersion, cut()]).toEqual([3100, 5002, "5000"])
+    expect(liveEntries({ id: "a", state: a, events: [] }, "a")).toEqual({ k: "v" })
+    // A staler view changes nothing; a newer version of the old process (a peer that heard more of it) is
+    // taken up too, its heartbeat being behind.
+    a.applyDigest([live(4000, 2990)], "b", end)
+    expect([a.sender().heartbeat, a.localVersion]).toEqual([3100, 5002])
+    a.applyDeltas(
+      [{ id: "a", addr: "old:8003", heartbeat: 3000, after: 0, entries: [["x", "", 7000, 0]] }],
+      "b",
+      end,
+    )
+    expect([a.sender().heartbeat, a.localVersion, cut()]).toEqual([3100, 7002, "7000"])
+    expect(rivals).toEqual([])
+    // A heartbeat past the margin is a live process: this one stays behind from then on, versions included.
+    a.applyDigest([live(9000, 3200, "other:8003")], "b", end)
+    a.applyDigest([live(9500, 3000, "other:8003")], "b", end)
+    expect([a.sender().heartbeat, a.localVersion]).toEqual([3100, 7002])
+    expect(rivals).toEqual(["other:8003", "other:8003"])
+    // Once the other has left, it speaks for itself again, and may take up versions again in its first minute.
+    expect(a.applyDigest([["a", "other:8003", 9600, 3300, RowState.left]], "b", end).refute).toBe(true)
+    expect([a.sender().heartbeat, a.localVersion, cut()]).toEqual([3401, 9602, "9600"])
+    a.applyDigest([live(9700, 3000)], "b", end)
+    expect(a.localVersion).toBe(9702)
+  })
+
+  it("speaks up when a peer has it left or removed: past the peer's heartbeat, its entries above the peer's", () => {
+    const { state: a } = node("a", 1000)
+    a.setLocal("k", "v")
+    // Long past its first minute: this is not catching up.
+    const later = 1000 + 5 * expiry
+    // A certificate carries no versions: a peer that removed a node drops all it held of it.
+    expect(a.applyDigest([["a", "a:8003", 9000, 6000, RowState.removed]], "b", later).refute).toBe(true)
+    expect([a.sender().heartbeat, a.localVersion]).toEqual([6101, 1002])
+    // A peer holding it left holds entries up to 8000: this one's go above them, behind a cut.
+    expect(a.applyDigest([["a", "a:8003", 8000, 7000, RowState.left]], "b", later).refute).toBe(true)
+    expect([a.sender().heartbeat, a.localVersion]).toEqual([7101, 8002])
+    // Already past: still answers, as the peer has yet to hear it.
+    expect(a.applyDigest([["a", "a:8003", 0, 100, RowState.removed]], "b", later).refute).toBe(true)
+    expect(a.sender().heartbeat).toBe(7101)
+  })
+
   it("lists removed-node rows in the digest until the certificate lapses", () => {
     const { b, c } = cluster()
     passTime(b, [c], 2000, 80_000)
