@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Clock, Effect, Exit, HashMap, Logger, Option, Queue, type Scope } from "effect"
 import fc from "fast-check"
 import * as MemoryNetwork from "../src/Gossip/MemoryNetwork.js"
+import * as Message from "../src/Gossip/Message.js"
 import { GossipError } from "../src/Gossip.js"
 import {
   addressOf,
@@ -466,6 +467,59 @@ describe("Gossip cluster (in memory, simulated time)", () => {
         expect(after.bytesOut - before.bytesOut).toBeGreaterThan(3000)
       }),
     ),
+  )
+
+  it.effect(
+    "without a key, one datagram naming made-up nodes at a victim's address costs the victim a few datagrams per round for seconds, then one small probe per round",
+    () =>
+      simulate((network) =>
+        Effect.gen(function* () {
+          const nodes = yield* startConverged(network, 3)
+          const victim = "10.66.0.1:9999"
+          const arrivals: Array<{ readonly at: number; readonly bytes: number }> = []
+          yield* network.transport(victim).serve({
+            packet: (bytes) =>
+              Effect.flatMap(Clock.currentTimeMillis, (at) =>
+                Effect.sync(() => arrivals.push({ at, bytes: bytes.length })),
+              ),
+            request: () => Effect.succeed(Option.none()),
+          })
+          const madeUp = Array.from(
+            { length: 1000 },
+            (_, i): Message.DigestRow => [`ghost-${i}`, victim, 0, 1, Message.RowState.live],
+          )
+          const start = yield* Clock.currentTimeMillis
+          // The sender is one of them, so that one has spoken, from the victim's address. Node 0 learns them all
+          // (the others only when node 0 happens to pick one of them among 1,002: it is an attack on the cluster too).
+          yield* network.transport("10.9.9.9:8003").send(
+            addressOf(0),
+            Message.encode({
+              _tag: "Digest",
+              from: { id: "ghost-0", addr: victim, heartbeat: 1 },
+              nodes: madeUp,
+            }),
+          )
+          yield* Simulation.waitFor(
+            Effect.map(nodes[0]?.nodes ?? Effect.succeed([]), (known) => known.length > 500),
+            "10 seconds",
+          )
+          // Past the made-up nodes' silence, expiry and death certificates (about 11 minutes).
+          yield* Effect.sleep("12 minutes")
+          // A whole digest of 1,000 rows is about 30 datagrams, sent each round (2 a second) to a made-up node while
+          // they seem alive, then as probes for 11 minutes: 50,000 datagrams and more from node 0 alone.
+          const firstMinute = arrivals.filter(({ at }) => at <= start + 60_000)
+          expect(firstMinute.length).toBeLessThan(1500)
+          // Then only probes of the one that spoke: our row and theirs, at most one per node per round.
+          const later = arrivals.filter(({ at }) => at > start + 60_000)
+          expect(later.every(({ bytes }) => bytes < 200)).toBe(true)
+          expect(later.length).toBeLessThan(3 * 2 * 11 * 60)
+          // The real nodes still know each other.
+          for (const node of nodes) {
+            const real = (yield* node.nodes).filter((known) => known.id.startsWith("node-"))
+            expect(real.map((known) => known.status)).toEqual(["active", "active", "active"])
+          }
+        }),
+      ),
   )
 
   it.effect("counts and drops malformed datagrams and requests without harm", () =>

@@ -48,6 +48,8 @@ const liveEntries = (of: Node, id: string) =>
 
 const ids = (of: Node) => of.state.nodeViews().map((view) => view.id)
 
+const addrs = (peers: ReadonlyArray<{ readonly addr: string }>) => peers.map((peer) => peer.addr)
+
 describe("ClusterState: local entries", () => {
   it("upserts bump the version only on change; deletes leave tombstones", () => {
     const { state } = node("a")
@@ -305,11 +307,11 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     const { a, b, c } = cluster()
     passTime(b, [c], 2000, 19_000)
     expect(b.state.nodeView("a")?.status).toBe("active")
-    expect(b.state.livePeers()).toEqual(["a:8003", "c:8003"])
+    expect(addrs(b.state.livePeers())).toEqual(["a:8003", "c:8003"])
     passTime(b, [c], 20_000, 20_000)
     expect(b.state.nodeView("a")).toMatchObject({ status: "unreachable", expiresAt: 80_000 })
-    expect(b.state.probeTargets()).toEqual(["a:8003"])
-    expect(b.state.livePeers()).toEqual(["c:8003"])
+    expect(addrs(b.state.probeTargets())).toEqual(["a:8003"])
+    expect(addrs(b.state.livePeers())).toEqual(["c:8003"])
     a.state.tick()
     b.state.heardFrom(a.state.sender(), 21_000)
     passTime(b, [c], 21_000, 21_000)
@@ -343,13 +345,15 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     a.state.tick()
     a.state.tick()
     gossip(a, c)
-    expect(b.state.applyDigest(c.state.digest(), "c", 82_000).probes).toEqual(["a:8003"])
+    expect(b.state.applyDigest(c.state.digest(), "c", 82_000).probes).toEqual([{ id: "a", addr: "a:8003" }])
     expect(b.state.applyDigest(c.state.digest(), "c", 82_000).probes).toEqual([])
     expect(ids(b)).not.toContain("a")
     // Deltas carry the same news: a newer heartbeat heard by a third party is worth one more probe.
     a.state.tick()
     gossip(a, c)
-    expect(b.state.applyDeltas(c.state.deltaFor([], true), "c", 83_000)).toEqual(["a:8003"])
+    expect(b.state.applyDeltas(c.state.deltaFor([], true), "c", 83_000)).toEqual([
+      { id: "a", addr: "a:8003" },
+    ])
     expect(ids(b)).not.toContain("a")
   })
 
@@ -402,7 +406,7 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     passTime(b, [c], 2000, 80_000)
     expect(a.state.applyDigest(c.state.digest(), "c", 80_000).refute).toBe(false)
     expect(a.state.applyDigest(b.state.digest(), "b", 80_000).refute).toBe(true)
-    expect(b.state.probeTargets()).toEqual(["a:8003"])
+    expect(addrs(b.state.probeTargets())).toEqual(["a:8003"])
   })
 
   it("never rediscovers a node that left", () => {
@@ -416,7 +420,7 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     b.state.expire(61_000)
     // Its death certificate keeps it from coming back, but is not spread: it left, nobody needs telling.
     expect(b.state.digest().some(([id]) => id === "a")).toBe(false)
-    expect(b.state.probeTargets()).toEqual([])
+    expect(addrs(b.state.probeTargets())).toEqual([])
     a.state.tick()
     b.state.applyDigest(a.state.digest(), "a", 62_000)
     b.state.applyDeltas([a.state.localDelta(0)], "a", 62_000)
@@ -558,6 +562,37 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     expect(a.sender().heartbeat).toBe(7101)
   })
 
+  it("sends whole digests only to nodes that spoke to it, and probes only those, with two rows", () => {
+    const { b, c } = cluster()
+    const rowOf = (id: string) => b.state.digest().find(([rowId]) => rowId === id)
+    // d is known to b from c's word only, at an address nobody has seen it speak from.
+    b.state.applyDigest([["d", "victim:9", 0, 1, RowState.live]], "c", 1000)
+    expect(b.state.nodeView("d")?.status).toBe("active")
+    const toD = b.state.digestFor({ id: "d", addr: "victim:9" })
+    expect(toD.maxPackets).toBe(8)
+    expect(toD.rows.slice(0, 2)).toEqual([rowOf("b"), ["d", "victim:9", 0, 1, RowState.live]])
+    expect(toD.rows.map(([id]) => id).sort()).toEqual(["a", "b", "c", "d"])
+    // c has spoken to b: it gets all of it, at its own address only.
+    expect(b.state.digestFor({ id: "c", addr: "c:8003" })).toEqual({
+      rows: b.state.digest(),
+      maxPackets: Number.POSITIVE_INFINITY,
+    })
+    expect(b.state.digestFor({ id: "c", addr: "victim:9" }).maxPackets).toBe(8)
+    // Silent, a and d turn unreachable, then are removed: only a, which spoke, is probed, and keeps its address.
+    passTime(b, [c], 2000, 20_000)
+    expect(addrs(b.state.probeTargets())).toEqual(["a:8003"])
+    expect(b.state.probeDigest({ id: "a", addr: "a:8003" })).toEqual([rowOf("b"), rowOf("a")])
+    passTime(b, [c], 21_000, 80_000)
+    const certificates = b.state.digest().filter(([, , , , state]) => state === RowState.removed)
+    expect(certificates.map(([id, addr]) => [id, addr])).toEqual([
+      ["a", "a:8003"],
+      ["d", ""],
+    ])
+    expect(addrs(b.state.probeTargets())).toEqual(["a:8003"])
+    expect(b.state.probeDigest({ id: "a", addr: "a:8003" })).toEqual([rowOf("b"), rowOf("a")])
+    expect(rowOf("a")?.[4]).toBe(RowState.removed)
+  })
+
   it("lists removed-node rows in the digest until the certificate lapses", () => {
     const { b, c } = cluster()
     passTime(b, [c], 2000, 80_000)
@@ -607,19 +642,21 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     const removedRows = () => b.state.digest().filter((digestRow) => digestRow[4] === RowState.removed)
     b.state.applyDigest([row("x", "x:8003", 1, RowState.removed), row("y", "", 1, RowState.removed)], "c", 0)
     // x said alive at 10 by a third party: probed once, up to 10.
-    expect(b.state.applyDigest([row("x", "x:8003", 10, RowState.live)], "c", 0).probes).toEqual(["x:8003"])
+    expect(b.state.applyDigest([row("x", "x:8003", 10, RowState.live)], "c", 0).probes).toEqual([
+      { id: "x", addr: "x:8003" },
+    ])
     b.state.applyDigest(
       [row("x", "x:8003", 5, RowState.removed), row("x", "x:8003", 3, RowState.removed)],
       "c",
       0,
     )
-    expect(removedRows()).toEqual([
-      row("x", "x:8003", 5, RowState.removed),
-      row("y", "", 1, RowState.removed),
-    ])
+    // Word of a death from others says nothing of where the node was: no address, nothing to probe later.
+    expect(removedRows()).toEqual([row("x", "", 5, RowState.removed), row("y", "", 1, RowState.removed)])
     expect(b.state.applyDigest([row("x", "x:8003", 8, RowState.live)], "c", 0).probes).toEqual([])
-    expect(b.state.applyDigest([row("x", "x:8003", 11, RowState.live)], "c", 0).probes).toEqual(["x:8003"])
+    expect(b.state.applyDigest([row("x", "x:8003", 11, RowState.live)], "c", 0).probes).toEqual([
+      { id: "x", addr: "x:8003" },
+    ])
     // A certificate without an address is gossiped on, but there is nobody to probe.
-    expect(b.state.probeTargets()).toEqual(["x:8003"])
+    expect(addrs(b.state.probeTargets())).toEqual([])
   })
 })

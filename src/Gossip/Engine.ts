@@ -7,7 +7,7 @@ import { Clock, Duration, Effect, Either, FiberSet, Option, Queue, Random, type 
 import * as ThrottledLog from "../internal/ThrottledLog.js"
 import { FailureDetector } from "./FailureDetector.js"
 import * as Message from "./Message.js"
-import { ClusterState, type GossipEntry, type GossipEvent, type GossipNode } from "./State.js"
+import { ClusterState, type GossipEntry, type GossipEvent, type GossipNode, type Peer } from "./State.js"
 import { type Transport, TransportError } from "./Transport.js"
 
 export interface Options {
@@ -151,8 +151,6 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
         sendBytes(address, bytes),
       )
 
-    const sendFullDigest = (address: string) => Effect.suspend(() => sendDigest(address, state.digest()))
-
     /** One reliable exchange: the answer, which must be of the expected kind. */
     const exchange = <Tag extends Message.Message["_tag"]>(
       address: string,
@@ -190,7 +188,16 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
       return FiberSet.run(background, Effect.ignore(exchange(address, message, "Ack"))).pipe(Effect.asVoid)
     }
 
-    const probe = (addresses: ReadonlyArray<string>) => Effect.forEach(addresses, sendFullDigest)
+    /** A round's digest to a live peer: all of it, or its first datagrams to a node that has not spoken to us. */
+    const sendRoundDigest = (peer: Peer) =>
+      Effect.suspend(() => {
+        const { rows, maxPackets } = state.digestFor(peer)
+        const packets = Message.digestPackets(state.sender(), rows, maxPacketSize)
+        return Effect.forEach(packets.slice(0, maxPackets), (bytes) => sendBytes(peer.addr, bytes))
+      })
+
+    const probe = (peers: ReadonlyArray<Peer>) =>
+      Effect.forEach(peers, (peer) => Effect.suspend(() => sendDigest(peer.addr, state.probeDigest(peer))))
 
     const pick = <A>(items: ReadonlyArray<A>) =>
       items.length === 0
@@ -206,7 +213,7 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
         if (live.length === 0) return
         const delta = [state.localDelta(before)]
         const peers = yield* Random.shuffle(live)
-        yield* Effect.forEach(Array.from(peers).slice(0, pushFanout), (address) => sendDeltas(address, delta))
+        yield* Effect.forEach(Array.from(peers).slice(0, pushFanout), (peer) => sendDeltas(peer.addr, delta))
       })
 
     const changeLocal = (change: () => boolean) =>
@@ -224,7 +231,7 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
         state.heardFrom(from, now)
         const { probes, reply, refute } = state.applyDigest(digest.nodes, from.id, now)
         yield* sendDeltas(from.addr, state.deltaFor(digest.nodes, false))
-        if (refute) yield* sendFullDigest(from.addr)
+        if (refute) yield* probe([from])
         else if (reply.length > 0) yield* sendDigest(from.addr, reply)
         yield* probe(probes)
       })
@@ -321,9 +328,9 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
       state.checkLiveness(now)
       state.expire(now)
       const peer = yield* pick(state.livePeers())
-      if (Option.isSome(peer)) yield* sendFullDigest(peer.value)
+      if (Option.isSome(peer)) yield* sendRoundDigest(peer.value)
       const silent = yield* pick(state.probeTargets())
-      if (Option.isSome(silent)) yield* sendFullDigest(silent.value)
+      yield* probe(Option.toArray(silent))
     })
 
     /** Sleeps a random number of intervals between `min` and `max`. */
@@ -363,7 +370,7 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
 
     const leave: Engine["leave"] = Effect.gen(function* () {
       state.leave()
-      const peers = Array.from(yield* Random.shuffle(state.livePeers()))
+      const peers = Array.from(yield* Random.shuffle(state.livePeers()), (peer) => peer.addr)
       const failures: Array<string> = []
       let notified = 0
       for (const address of peers) {

@@ -65,10 +65,25 @@ export interface Sighting {
   readonly left: boolean
 }
 
+/** A node to send a digest to (see `digestFor`). */
+export interface Peer {
+  readonly id: string
+  readonly addr: string
+}
+
+/**
+ * The most datagrams of a round's digest sent to a node that has not spoken to us itself: one datagram can name
+ * thousands of made-up nodes at a victim's address on a cluster without a key, and whole digests to each would
+ * make the cluster flood the victim. About 300 rows: a cluster of that many nodes loses nothing.
+ */
+const UNHEARD_DIGEST_PACKETS = 8
+
 interface NodeRecord {
   readonly id: string
   /** Where the node gossips from; it moves only on the node's own word (see `heardFrom`). */
   addr: string
+  /** A message of the node's own has reached us, not only word of it from others (see `digestFor`). */
+  spoke: boolean
   version: number
   /** The node's own round counter, the highest seen: when it grows, the node was alive. */
   heartbeat: number
@@ -81,6 +96,7 @@ interface NodeRecord {
 
 /** A removed node: readmitted only by newer evidence from the node itself (see `observe`). */
 interface DeathCertificate {
+  /** Where to probe it: only a node that spoke to us was ever known to be there (see `probeTargets`). */
   readonly addr: string | undefined
   /** The node's heartbeat when it was removed: evidence must be newer. */
   heartbeat: number
@@ -150,6 +166,7 @@ export class ClusterState {
     this.self = {
       id: options.selfId,
       addr: options.selfAddr,
+      spoke: true,
       version: startedAt,
       heartbeat: startedAt,
       status: "active",
@@ -384,6 +401,7 @@ export class ClusterState {
   heardFrom(sender: Sender, now: number): void {
     const node = this.nodes.get(sender.id)
     if (node === undefined || node === this.self) return
+    node.spoke = true
     // A node restarted elsewhere with its id (--cluster.node-id) is reached where it now speaks from.
     if (sender.heartbeat > node.heartbeat) node.addr = sender.addr
     this.heard(node, sender.heartbeat, now)
@@ -399,8 +417,8 @@ export class ClusterState {
     rows: ReadonlyArray<DigestRow>,
     senderId: string,
     now: number,
-  ): { readonly probes: Array<string>; readonly reply: Array<DigestRow>; readonly refute: boolean } {
-    const probes: Array<string> = []
+  ): { readonly probes: Array<Peer>; readonly reply: Array<DigestRow>; readonly refute: boolean } {
+    const probes: Array<Peer> = []
     const reply: Array<DigestRow> = []
     let refute = false
     for (const [id, addr, version, heartbeat, state] of rows) {
@@ -412,7 +430,7 @@ export class ClusterState {
       }
       if (id === senderId && state === RowState.live) this.cameBack(id, heartbeat)
       if (state === RowState.removed) {
-        this.learnDeath(id, addr, heartbeat, now)
+        this.learnDeath(id, heartbeat, now)
         continue
       }
       const probe = this.observe({ id, addr, heartbeat, left: state === RowState.left }, senderId, now)
@@ -432,8 +450,8 @@ export class ClusterState {
   }
 
   /** Applies deltas; returns the nodes to probe. */
-  applyDeltas(deltas: ReadonlyArray<NodeDelta>, senderId: string, now: number): Array<string> {
-    const probes: Array<string> = []
+  applyDeltas(deltas: ReadonlyArray<NodeDelta>, senderId: string, now: number): Array<Peer> {
+    const probes: Array<Peer> = []
     for (const delta of deltas) {
       const left = delta.entries.some(([key]) => key === LEFT_KEY)
       if (delta.id === this.self.id) {
@@ -469,7 +487,7 @@ export class ClusterState {
    * comes back, as soon as it talks to us: we probe it when we hear of it, and it probes us while it holds our
    * certificate.
    */
-  private observe(sighting: Sighting, senderId: string, now: number): string | undefined {
+  private observe(sighting: Sighting, senderId: string, now: number): Peer | undefined {
     if (sighting.id === this.self.id) return undefined
     const node = this.nodes.get(sighting.id)
     if (node !== undefined) {
@@ -480,31 +498,32 @@ export class ClusterState {
     if (sighting.left) return undefined
     const certificate = this.removed.get(sighting.id)
     if (certificate === undefined) {
-      this.add(sighting, now)
+      this.add(sighting, sighting.id === senderId, now)
       return undefined
     }
     if (certificate.left || sighting.heartbeat <= certificate.heartbeat) return undefined
     if (sighting.id === senderId) {
       this.removed.delete(sighting.id)
-      this.add(sighting, now)
+      this.add(sighting, true, now)
       return undefined
     }
     if (sighting.heartbeat <= certificate.probed) return undefined
     certificate.probed = sighting.heartbeat
-    return sighting.addr
+    return { id: sighting.id, addr: sighting.addr }
   }
 
   /** A peer removed the node: follow unless we have heard from it since the peer last did. */
-  private learnDeath(id: string, addr: string, heartbeat: number, now: number): void {
+  private learnDeath(id: string, heartbeat: number, now: number): void {
     const node = this.nodes.get(id)
     if (node !== undefined) {
       if (node.heartbeat <= heartbeat) this.remove(node, now)
       return
     }
     const certificate = this.removed.get(id)
+    // Never heard of here: nothing says a node was ever at the address (see `DeathCertificate.addr`).
     if (certificate === undefined)
       this.removed.set(id, {
-        addr: addr === "" ? undefined : addr,
+        addr: undefined,
         heartbeat,
         probed: heartbeat,
         left: false,
@@ -542,10 +561,11 @@ export class ClusterState {
     if (certificate?.left === true && past(certificate.heartbeat)) this.removed.delete(id)
   }
 
-  private add(sighting: Sighting, now: number): void {
+  private add(sighting: Sighting, spoke: boolean, now: number): void {
     this.nodes.set(sighting.id, {
       id: sighting.id,
       addr: sighting.addr,
+      spoke,
       version: 0,
       heartbeat: sighting.heartbeat,
       status: "active",
@@ -611,7 +631,7 @@ export class ClusterState {
     this.nodes.delete(node.id)
     this.options.detector.remove(node.id)
     this.removed.set(node.id, {
-      addr: node.addr,
+      addr: node.spoke ? node.addr : undefined,
       heartbeat: node.heartbeat,
       probed: node.heartbeat,
       left: node.status === "left",
@@ -622,26 +642,56 @@ export class ClusterState {
 
   // --- Views ---
 
-  /** Addresses of the remote nodes believed alive. */
-  livePeers(): Array<string> {
-    const peers: Array<string> = []
+  /** The remote nodes believed alive. */
+  livePeers(): Array<Peer> {
+    const peers: Array<Peer> = []
     for (const node of this.nodes.values())
-      if (node !== this.self && node.status === "active") peers.push(node.addr)
+      if (node !== this.self && node.status === "active") peers.push({ id: node.id, addr: node.addr })
     return peers
   }
 
   /**
-   * Addresses worth a digest although nobody hears from them: unreachable nodes (two nodes that wrongly suspect each
+   * Nodes worth a digest although nobody hears from them: unreachable nodes (two nodes that wrongly suspect each
    * other still talk, spec §6.3), and removed ones that did not leave: after a partition longer than the expiry,
    * each side has removed the other, and such a digest (which carries the target's certificate) is how they meet
-   * again. A dead node simply does not answer.
+   * again. A dead node simply does not answer. Only nodes that once spoke to us: one we only heard of from others
+   * may never have been anywhere (see `UNHEARD_DIGEST_PACKETS`).
    */
-  probeTargets(): Array<string> {
-    const targets: Array<string> = []
-    for (const node of this.nodes.values()) if (node.status === "unreachable") targets.push(node.addr)
-    for (const certificate of this.removed.values())
-      if (!certificate.left && certificate.addr !== undefined) targets.push(certificate.addr)
+  probeTargets(): Array<Peer> {
+    const targets: Array<Peer> = []
+    for (const node of this.nodes.values())
+      if (node.status === "unreachable" && node.spoke) targets.push({ id: node.id, addr: node.addr })
+    for (const [id, certificate] of this.removed)
+      if (!certificate.left && certificate.addr !== undefined) targets.push({ id, addr: certificate.addr })
     return targets
+  }
+
+  /**
+   * The digest for `peer` in a round, and how many datagrams of it to send. A node that has spoken to us from its
+   * address gets all of it. Any other gets `UNHEARD_DIGEST_PACKETS` at most, our row and what we hold of it first.
+   */
+  digestFor(peer: Peer): { readonly rows: Array<DigestRow>; readonly maxPackets: number } {
+    const node = this.nodes.get(peer.id)
+    if (node?.spoke === true && node.addr === peer.addr)
+      return { rows: this.digest(), maxPackets: Number.POSITIVE_INFINITY }
+    const rows = this.probeDigest(peer)
+    for (const row of this.digest()) if (row[0] !== this.self.id && row[0] !== peer.id) rows.push(row)
+    return { rows, maxPackets: UNHEARD_DIGEST_PACKETS }
+  }
+
+  /**
+   * What a node that does not gossip with us is sent (a silent or removed node, or one that should refute what
+   * we hold of it): our row and what we hold of it, all it needs to speak up. Probes go out each round for as long
+   * as a node is silent or its certificate lasts (about 11 minutes), to whatever address claimed it.
+   */
+  probeDigest(peer: Peer): Array<DigestRow> {
+    const rows = [this.row(this.self)]
+    const node = this.nodes.get(peer.id)
+    const certificate = this.removed.get(peer.id)
+    if (node !== undefined) rows.push(this.row(node))
+    else if (certificate !== undefined && !certificate.left)
+      rows.push([peer.id, certificate.addr ?? "", 0, certificate.heartbeat, RowState.removed])
+    return rows
   }
 
   nodeViews(): Array<GossipNode> {
