@@ -431,8 +431,13 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     expect(ids(stranger)).not.toContain("a")
   })
 
-  it("takes a node that left back only from a new process's own live row, well past the heartbeat it left with", () => {
-    for (const removedFirst of [false, true]) {
+  it("takes a node that left back only from a live row well past the heartbeat it left with, its own or another's", () => {
+    for (const [removedFirst, from] of [
+      [false, "a"],
+      [true, "a"],
+      [false, "c"],
+      [true, "c"],
+    ] as const) {
       const [a, b] = [node("a"), node("b")]
       join(b, a)
       for (let round = 0; round < 10; round++) a.state.tick()
@@ -446,12 +451,12 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
       if (removedFirst) b.state.expire(62_000)
       const shown = () => (ids(b).includes("a") ? b.state.nodeView("a")?.status : "removed")
       const before = removedFirst ? "removed" : "left"
-      b.state.applyDigest(late, "a", 62_000)
+      b.state.applyDigest(late, from, 62_000)
       expect(shown()).toBe(before)
-      // The same id in a new process: its heartbeat starts at its start time.
+      // The same id in a new process: its heartbeat starts at its start time. A third party's view of it will do.
       const restarted = node("a", 90_000)
-      b.state.heardFrom(restarted.state.sender(), 90_500)
-      b.state.applyDigest(restarted.state.digest(), "a", 90_500)
+      if (from === "a") b.state.heardFrom(restarted.state.sender(), 90_500)
+      b.state.applyDigest(restarted.state.digest(), from, 90_500)
       expect(shown()).toBe("active")
     }
   })
@@ -534,16 +539,25 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     )
     expect([a.sender().heartbeat, a.localVersion, cut()]).toEqual([3100, 7002, "7000"])
     expect(rivals).toEqual([])
-    // A heartbeat past the margin is a live process: this one stays behind from then on, versions included.
+    // A heartbeat past the margin is a live process: this one stays behind it, its versions too, and its
+    // heartbeat keeps well below the other's, so that it cannot creep past.
     a.applyDigest([live(9000, 3200, "other:8003")], "b", end)
-    a.applyDigest([live(9500, 3000, "other:8003")], "b", end)
+    a.applyDeltas([{ id: "a", addr: "other:8003", heartbeat: 3250, after: 0, entries: [] }], "b", end)
     expect([a.sender().heartbeat, a.localVersion]).toEqual([3100, 7002])
     expect(rivals).toEqual(["other:8003", "other:8003"])
-    // Once the other has left, it speaks for itself again, and may take up versions again in its first minute.
+    for (let round = 0; round < 60; round++) a.tick()
+    expect(a.sender().heartbeat).toBe(3149)
+    // A view that has this one's heartbeat and another's entries holds those of a process no longer heard.
+    a.applyDigest([live(9500, 3000)], "b", end)
+    expect([a.sender().heartbeat, a.localVersion, cut()]).toEqual([3149, 9502, "9500"])
+    // Once the other has left, it speaks for itself again, and ticks on.
     expect(a.applyDigest([["a", "other:8003", 9600, 3300, RowState.left]], "b", end).refute).toBe(true)
     expect([a.sender().heartbeat, a.localVersion, cut()]).toEqual([3401, 9602, "9600"])
-    a.applyDigest([live(9700, 3000)], "b", end)
-    expect(a.localVersion).toBe(9702)
+    a.tick()
+    expect(a.sender().heartbeat).toBe(3402)
+    // It no longer catches up with a live heartbeat, even in its first minute: it did once.
+    a.applyDigest([live(9700, 5000, "third:8003")], "b", end)
+    expect([a.sender().heartbeat, rivals.at(-1)]).toEqual([3402, "third:8003"])
   })
 
   it("speaks up when a peer has it left or removed: past the peer's heartbeat, its entries above the peer's", () => {
@@ -591,6 +605,18 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     expect(addrs(b.state.probeTargets())).toEqual(["a:8003"])
     expect(b.state.probeDigest({ id: "a", addr: "a:8003" })).toEqual([rowOf("b"), rowOf("a")])
     expect(rowOf("a")?.[4]).toBe(RowState.removed)
+  })
+
+  it("follows a node to a new address on newer news of it, from anyone, and sends it whole digests once it speaks", () => {
+    const { a, b } = cluster()
+    const heartbeat = b.state.digest().find(([id]) => id === "a")?.[3] ?? 0
+    b.state.applyDigest([["a", "elsewhere:8003", 0, heartbeat, RowState.live]], "c", 2000)
+    expect(b.state.nodeView("a")?.addr).toBe("a:8003")
+    b.state.applyDigest([["a", "elsewhere:8003", 0, heartbeat + 1, RowState.live]], "c", 2000)
+    expect(b.state.nodeView("a")?.addr).toBe("elsewhere:8003")
+    expect(b.state.digestFor({ id: "a", addr: "elsewhere:8003" }).maxPackets).toBe(8)
+    b.state.heardFrom({ ...a.state.sender(), addr: "elsewhere:8003", heartbeat: heartbeat + 2 }, 2500)
+    expect(b.state.digestFor({ id: "a", addr: "elsewhere:8003" }).maxPackets).toBe(Number.POSITIVE_INFINITY)
   })
 
   it("lists removed-node rows in the digest until the certificate lapses", () => {

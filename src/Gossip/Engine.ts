@@ -98,7 +98,7 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
 
     const subscribers = new Set<Queue.Queue<GossipEvent>>()
     // Two live processes with one id (--cluster.node-id given twice, say) split the node's traffic unpredictably:
-    // the one outrun is told, at most once an interval while it lasts, where the other is.
+    // the one outrun is told, at most once every 10 s while it lasts, where the other is.
     let rivalAddr = ""
     const warnRival = yield* ThrottledLog.make(["seen"], (counts) =>
       Effect.logWarning("another live process has this node id; peers route to it, not to this one").pipe(

@@ -80,7 +80,7 @@ const UNHEARD_DIGEST_PACKETS = 8
 
 interface NodeRecord {
   readonly id: string
-  /** Where the node gossips from; it moves only on the node's own word (see `heardFrom`). */
+  /** Where the node gossips from; it moves with newer news of the node, a higher heartbeat (see `observe`). */
   addr: string
   /** A message of the node's own has reached us, not only word of it from others (see `digestFor`). */
   spoke: boolean
@@ -211,9 +211,10 @@ export class ClusterState {
     return true
   }
 
-  /** Advances the local heartbeat: called once per round. */
+  /** Advances the local heartbeat, once per round; not near that of another live process with this id. */
   tick(): void {
-    this.self.heartbeat++
+    if (this.self.heartbeat + 1 < this.rivalHeartbeat - STALE_HEARTBEATS || this.rivalHeartbeat === 0)
+      this.self.heartbeat++
   }
 
   localEntries(): ReadonlyMap<string, string> {
@@ -261,12 +262,17 @@ export class ClusterState {
   }
 
   /**
-   * What a peer says of this node. Three cases:
+   * What a peer says of this node. Of processes with one id, the one with the highest heartbeat is the node to
+   * its peers, and its entries must be above any they hold. So:
    * - The peer has it left or removed while it is live: a process with its id that ran before (or the other of
    *   two live processes with one id) left or died. It speaks for itself again (`reassert`).
-   * - The peer has it live, ahead of its own heartbeat or version, while the process is new: a process restarted
-   *   with the id of one that ran before (--cluster.node-id), which the peers still hold. It takes up from there.
-   * - The same later: a second live process with its id, which the peers route to. It is told (`rival`).
+   * - The peer has it live, not ahead of its heartbeat, but ahead of its version: entries of a process no longer
+   *   heard (the one before a restart with --cluster.node-id, or the other of two live ones, gone). Its entries go
+   *   above them.
+   * - The peer has it live, ahead of its heartbeat, while the process is new: a process restarted with the id of
+   *   one that ran before, which the peers still hold. It takes up from there, once.
+   * - The same later, or again: another live process with its id, which the peers route to. It is told (`rival`),
+   *   and stays behind (`tick`).
    *
    * True when the peer should hear from this node at once: it holds it left or removed, and this node's own row
    * now readmits it. Never otherwise, as the peer would answer the same again, and the two would trade packets as
@@ -281,30 +287,34 @@ export class ClusterState {
   ): boolean {
     if (this.self.status === "left") return false
     if (state !== RowState.live) return this.reassert(version, heartbeat)
-    const ahead = heartbeat > this.self.heartbeat || version > this.self.version
-    if (!ahead) return false
-    // Only while the process is new, and past a live heartbeat once: the old process's heartbeat stopped, so
-    // the margin puts this one past every peer's view of it for good. Should news of itself come ahead again,
-    // it is a second live process with its id, and two that kept passing each other would never settle.
-    const young = now - (this.options.startedAt ?? 0) <= this.options.nodeExpiry
-    if (!young || this.outrun || (this.caughtUp && heartbeat > this.self.heartbeat)) {
-      this.outrun = true
-      // Until the peer has heard from the other process itself, its row still gives this one's address.
-      if (addr !== this.self.addr) this.options.rival?.(addr)
+    if (heartbeat <= this.self.heartbeat) {
+      this.versionPast(version)
       return false
     }
-    if (heartbeat > this.self.heartbeat && heartbeat < MAX_CAUGHT_UP) {
+    // The old process's heartbeat stopped, so the margin puts this one past every peer's view of it for good.
+    // Should news of itself come ahead again, it is a live process, and two that kept passing each other would
+    // never settle.
+    const young = now - (this.options.startedAt ?? 0) <= this.options.nodeExpiry
+    if (young && !this.caughtUp && heartbeat < MAX_CAUGHT_UP) {
       this.self.heartbeat = heartbeat + STALE_HEARTBEATS
       this.caughtUp = true
+      this.versionPast(version)
+      return false
     }
-    this.versionPast(version)
+    if (heartbeat < MAX_CAUGHT_UP) this.rivalHeartbeat = Math.max(this.rivalHeartbeat, heartbeat)
+    // Until the peer has heard from the other process itself, its row still gives this one's address.
+    if (addr !== this.self.addr) this.options.rival?.(addr)
     return false
   }
 
   /** Caught up once with a live heartbeat of a process with this id: see `aboutSelf`. */
   private caughtUp = false
-  /** Another live process with this id has outrun this one: it no longer catches up, until the other goes. */
-  private outrun = false
+  /**
+   * The highest heartbeat seen of another live process with this id, ahead of this one's (0 while none is). This
+   * one's heartbeat stays well behind it (`tick`): were it to creep past, running a little faster, the id would
+   * change hands for nothing. It comes back once the other is gone (`reassert`).
+   */
+  private rivalHeartbeat = 0
 
   /**
    * Peers hold this node as left or removed, yet it is live. Its heartbeat passes theirs by more than a stale view
@@ -316,7 +326,7 @@ export class ClusterState {
     const past = heartbeat + STALE_HEARTBEATS + 1
     if (past > this.self.heartbeat && past < MAX_CAUGHT_UP) this.self.heartbeat = past
     this.versionPast(version)
-    this.outrun = false
+    this.rivalHeartbeat = 0
     return this.self.heartbeat >= past
   }
 
@@ -428,7 +438,7 @@ export class ClusterState {
           refute = true
         continue
       }
-      if (id === senderId && state === RowState.live) this.cameBack(id, heartbeat)
+      if (state === RowState.live) this.cameBack(id, heartbeat)
       if (state === RowState.removed) {
         this.learnDeath(id, heartbeat, now)
         continue
@@ -443,7 +453,13 @@ export class ClusterState {
         // other of two live processes with one id, say). Our certificate tells it to speak up (`reassert`).
         const certificate = this.removed.get(id)
         if (certificate !== undefined)
-          reply.push([id, certificate.addr ?? "", 0, certificate.heartbeat, RowState.removed])
+          reply.push([
+            id,
+            certificate.addr ?? "",
+            0,
+            certificate.heartbeat,
+            certificate.left ? RowState.left : RowState.removed,
+          ])
       }
     }
     return { probes, reply, refute }
@@ -491,6 +507,12 @@ export class ClusterState {
     if (sighting.id === this.self.id) return undefined
     const node = this.nodes.get(sighting.id)
     if (node !== undefined) {
+      // Newer news of the node (see `heardFrom`): a process restarted elsewhere with its id, say. Not yet heard
+      // from there itself.
+      if (sighting.heartbeat > node.heartbeat && sighting.addr !== "" && sighting.addr !== node.addr) {
+        node.addr = sighting.addr
+        node.spoke = sighting.id === senderId
+      }
       this.heard(node, sighting.heartbeat, now)
       return undefined
     }
@@ -542,9 +564,11 @@ export class ClusterState {
   }
 
   /**
-   * A node that left speaks again, its own row live and its heartbeat well past the one it left with: a new
-   * process with its id (a graceful restart with --cluster.node-id; the heartbeat starts at the process's start
-   * time). A late message of the process that left cannot do this: its heartbeat is not past the one it left with.
+   * A node that left is live again, its heartbeat well past the one it left with: a new process with its id (a
+   * graceful restart with --cluster.node-id; the heartbeat starts at the process's start time), or the other of two
+   * with one id. A late message of the process that left cannot do this, nor a stale view of it: its heartbeat
+   * stopped at about the one it left with. So a third party's word will do, as well as the node's own, and the
+   * whole cluster takes it back within a few rounds, not once it has spoken to each node.
    */
   private cameBack(id: string, heartbeat: number): void {
     const node = this.nodes.get(id)
