@@ -371,11 +371,11 @@ describe("Gossip cluster (in memory, simulated time)", () => {
               Effect.map(statusOf(node, older.nodeId), (s) => s === "active"),
             )
             yield* Simulation.waitFor(
-              Effect.map(Effect.all([holds("endpoint:older"), backAtOlder, active]), (all) =>
-                all.every(Boolean),
-              ),
+              Effect.map(Effect.all([holds("endpoint:older"), active]), (all) => all.every(Boolean)),
               within,
             )
+            // Each peer gossips to it where it is once it has heard from it there itself.
+            yield* Simulation.waitFor(backAtOlder, "30 seconds")
             expect(yield* holds("endpoint:newer")).toBe(false)
             // And it stays so.
             yield* Effect.sleep("2 minutes")
@@ -436,6 +436,57 @@ describe("Gossip cluster (in memory, simulated time)", () => {
         }
       }),
     ),
+  )
+
+  it.effect(
+    "a dead node's death certificate lapses everywhere after ten node expiries, not passed back and forth",
+    () =>
+      simulate((network) =>
+        Effect.gen(function* () {
+          const nodes = yield* startConverged(network, 10)
+          yield* network.kill(addressOf(3))
+          // What a node's digest holds of removed nodes, as a joiner is told.
+          const certificatesAt = (index: number) =>
+            Effect.map(
+              Effect.orDie(
+                network.transport("10.9.9.9:8003").request(
+                  addressOf(index),
+                  Message.encode({
+                    _tag: "Join",
+                    from: { id: "onlooker", addr: "10.9.9.9:8003", heartbeat: 0 },
+                    nodes: [],
+                    digest: [],
+                  }),
+                ),
+              ),
+              (answer) => {
+                const decoded = Message.decode(answer)
+                return decoded._tag === "Right" && decoded.right._tag === "Welcome"
+                  ? decoded.right.digest
+                      .filter((row) => row[4] === Message.RowState.removed)
+                      .map((row) => row[0])
+                  : ["not a welcome"]
+              },
+            )
+          const everywhere = (held: boolean) =>
+            Effect.map(
+              Effect.forEach(
+                nodes.filter((_, i) => i !== 3),
+                (_, i) => certificatesAt(i < 3 ? i : i + 1),
+              ),
+              (lists) => lists.every((ids) => ids.includes("node-3") === held),
+            )
+          yield* Simulation.waitFor(everywhere(true), "2 minutes", "5 seconds")
+          // Removed after about 70 s; its certificate lives 10 minutes from then.
+          yield* Effect.sleep("8 minutes")
+          expect(yield* everywhere(true)).toBe(true)
+          yield* Simulation.waitFor(everywhere(false), "4 minutes", "5 seconds")
+          for (let minute = 0; minute < 10; minute++) {
+            yield* Effect.sleep("1 minute")
+            expect(yield* everywhere(false)).toBe(true)
+          }
+        }),
+      ),
   )
 
   it.effect("converges with 10% packet loss, duplicates and reordering", () =>

@@ -576,8 +576,19 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     expect(a.sender().heartbeat).toBe(7101)
   })
 
-  it("sends whole digests only to nodes that spoke to it, and probes only those, with two rows", () => {
-    const { b, c } = cluster()
+  it("follows a node to a new address on its own word only, and sends it whole digests once it speaks from there", () => {
+    const { a, b } = cluster()
+    const heartbeat = b.state.digest().find(([id]) => id === "a")?.[3] ?? 0
+    b.state.applyDigest([["a", "elsewhere:8003", 0, heartbeat + 5, RowState.live]], "c", 2000)
+    expect(b.state.nodeView("a")?.addr).toBe("a:8003")
+    b.state.heardFrom({ ...a.state.sender(), addr: "elsewhere:8003", heartbeat: heartbeat + 6 }, 2500)
+    expect(b.state.nodeView("a")?.addr).toBe("elsewhere:8003")
+    expect(b.state.digestFor({ id: "a", addr: "elsewhere:8003" }).maxPackets).toBe(Number.POSITIVE_INFINITY)
+    expect(b.state.digestFor({ id: "a", addr: "a:8003" }).maxPackets).toBe(8)
+  })
+
+  it("sends whole digests only to nodes that spoke to it from their address, and probes with two rows", () => {
+    const { a, b, c } = cluster()
     const rowOf = (id: string) => b.state.digest().find(([rowId]) => rowId === id)
     // d is known to b from c's word only, at an address nobody has seen it speak from.
     b.state.applyDigest([["d", "victim:9", 0, 1, RowState.live]], "c", 1000)
@@ -592,31 +603,59 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
       maxPackets: Number.POSITIVE_INFINITY,
     })
     expect(b.state.digestFor({ id: "c", addr: "victim:9" }).maxPackets).toBe(8)
-    // Silent, a and d turn unreachable, then are removed: only a, which spoke, is probed, and keeps its address.
-    passTime(b, [c], 2000, 20_000)
-    expect(addrs(b.state.probeTargets())).toEqual(["a:8003"])
-    expect(b.state.probeDigest({ id: "a", addr: "a:8003" })).toEqual([rowOf("b"), rowOf("a")])
-    passTime(b, [c], 21_000, 80_000)
-    const certificates = b.state.digest().filter(([, , , , state]) => state === RowState.removed)
-    expect(certificates.map(([id, addr]) => [id, addr])).toEqual([
-      ["a", "a:8003"],
-      ["d", ""],
-    ])
-    expect(addrs(b.state.probeTargets())).toEqual(["a:8003"])
-    expect(b.state.probeDigest({ id: "a", addr: "a:8003" })).toEqual([rowOf("b"), rowOf("a")])
-    expect(rowOf("a")?.[4]).toBe(RowState.removed)
+    // A message naming a victim's address, but older than what b heard of a, does not make that one spoken for.
+    b.state.heardFrom({ ...a.state.sender(), addr: "victim:9", heartbeat: 1 }, 1500)
+    expect(b.state.digestFor({ id: "a", addr: "victim:9" }).maxPackets).toBe(8)
+    // Silent, the nodes turn unreachable and are probed, each with our row and its own.
+    passTime(b, [c], 2000, 40_000)
+    expect(addrs(b.state.probeTargets()).sort()).toEqual(["a:8003", "victim:9"])
+    expect(b.state.probeDigest({ id: "d", addr: "victim:9" })).toEqual([rowOf("b"), rowOf("d")])
+    passTime(b, [c], 41_000, 120_000)
+    expect(b.state.probeDigest({ id: "d", addr: "victim:9" })).toEqual([rowOf("b"), rowOf("d")])
+    expect(rowOf("d")?.[4]).toBe(RowState.removed)
   })
 
-  it("follows a node to a new address on newer news of it, from anyone, and sends it whole digests once it speaks", () => {
-    const { a, b } = cluster()
+  it("ignores news of a node at a heartbeat or version no process reaches (forged): it cannot be shut out", () => {
+    const { b } = cluster()
     const heartbeat = b.state.digest().find(([id]) => id === "a")?.[3] ?? 0
-    b.state.applyDigest([["a", "elsewhere:8003", 0, heartbeat, RowState.live]], "c", 2000)
-    expect(b.state.nodeView("a")?.addr).toBe("a:8003")
-    b.state.applyDigest([["a", "elsewhere:8003", 0, heartbeat + 1, RowState.live]], "c", 2000)
-    expect(b.state.nodeView("a")?.addr).toBe("elsewhere:8003")
-    expect(b.state.digestFor({ id: "a", addr: "elsewhere:8003" }).maxPackets).toBe(8)
-    b.state.heardFrom({ ...a.state.sender(), addr: "elsewhere:8003", heartbeat: heartbeat + 2 }, 2500)
-    expect(b.state.digestFor({ id: "a", addr: "elsewhere:8003" }).maxPackets).toBe(Number.POSITIVE_INFINITY)
+    b.state.applyDigest([["a", "a:8003", 2 ** 52, 2 ** 52, RowState.live]], "stranger", 1500)
+    b.state.applyDigest([["a", "a:8003", 0, 2 ** 52, RowState.removed]], "stranger", 1500)
+    b.state.applyDigest([["z", "z:8003", 0, 2 ** 52, RowState.live]], "stranger", 1500)
+    b.state.heardFrom({ id: "a", addr: "a:8003", heartbeat: 2 ** 52 }, 1500)
+    expect(b.state.nodeView("a")?.status).toBe("active")
+    expect(b.state.digest().find(([id]) => id === "a")?.[3]).toBe(heartbeat)
+    expect(ids(b)).not.toContain("z")
+    b.state.applyDeltas(
+      [{ id: "a", addr: "a:8003", heartbeat: heartbeat + 1, after: 0, entries: [["k", "v", 2 ** 52, 0]] }],
+      "stranger",
+      1500,
+    )
+    expect(liveEntries(b, "a")).not.toHaveProperty("k")
+  })
+
+  it("dates a death certificate from its first removal, wherever it is learned, and does not learn it back", () => {
+    const { b, c } = cluster()
+    passTime(b, [c], 2000, 80_000)
+    const lifetime = 10 * expiry
+    const ageAtB = () => b.state.digest().find(([id]) => id === "a")?.[2]
+    expect(ageAtB()).toBe(0)
+    // Half its life later, d learns it from b: with its age.
+    b.state.expire(80_000 + lifetime / 2)
+    expect(ageAtB()).toBe(lifetime / 2)
+    const later = b.state.digest()
+    const d = node("d")
+    d.state.applyDigest(later, "b", 500_000)
+    d.state.expire(500_000 + lifetime / 2 - 1)
+    expect(ids(d)).not.toContain("a")
+    expect(d.state.digest().some(([id]) => id === "a")).toBe(true)
+    d.state.expire(500_000 + lifetime / 2)
+    expect(d.state.digest().some(([id]) => id === "a")).toBe(false)
+    // A peer's row of it in the last node-expiry period of its life is not taken back: the one that forgot it
+    // last would give it back to the one that forgot it first, and so on.
+    d.state.applyDigest([["a", "a:8003", lifetime - expiry, 1, RowState.removed]], "b", 900_000)
+    expect(d.state.digest().some(([id]) => id === "a")).toBe(false)
+    d.state.applyDigest([["a", "a:8003", lifetime - expiry - 1, 1, RowState.removed]], "b", 900_000)
+    expect(d.state.digest().some(([id]) => id === "a")).toBe(true)
   })
 
   it("lists removed-node rows in the digest until the certificate lapses", () => {
@@ -676,13 +715,15 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
       "c",
       0,
     )
-    // Word of a death from others says nothing of where the node was: no address, nothing to probe later.
-    expect(removedRows()).toEqual([row("x", "", 5, RowState.removed), row("y", "", 1, RowState.removed)])
+    expect(removedRows()).toEqual([
+      row("x", "x:8003", 5, RowState.removed),
+      row("y", "", 1, RowState.removed),
+    ])
     expect(b.state.applyDigest([row("x", "x:8003", 8, RowState.live)], "c", 0).probes).toEqual([])
     expect(b.state.applyDigest([row("x", "x:8003", 11, RowState.live)], "c", 0).probes).toEqual([
       { id: "x", addr: "x:8003" },
     ])
     // A certificate without an address is gossiped on, but there is nobody to probe.
-    expect(addrs(b.state.probeTargets())).toEqual([])
+    expect(addrs(b.state.probeTargets())).toEqual(["x:8003"])
   })
 })

@@ -54,8 +54,15 @@ const CERTIFICATE_LIFETIME = 10
  */
 const STALE_HEARTBEATS = 100
 
-/** The highest heartbeat or version a node takes up from a peer's view of it (see `aboutSelf`): 2^52. */
+/**
+ * The highest heartbeat or version a node takes up from a peer's view of it (see `aboutSelf`): 2^52. Far below
+ * 2^53 (what a double counts exactly), and far above what any process reaches (a millisecond clock and counts):
+ * news of a node at or past it is forged, on a cluster without a key, and ignored (`implausible`), so that it
+ * cannot put a node out of reach of its own heartbeat for good.
+ */
 const MAX_CAUGHT_UP = 2 ** 52
+
+const implausible = (count: number) => count >= MAX_CAUGHT_UP
 
 /** What a message says about a node: enough to add it, and its liveness counter. */
 export interface Sighting {
@@ -74,13 +81,16 @@ export interface Peer {
 /**
  * The most datagrams of a round's digest sent to a node that has not spoken to us itself: one datagram can name
  * thousands of made-up nodes at a victim's address on a cluster without a key, and whole digests to each would
- * make the cluster flood the victim. About 300 rows: a cluster of that many nodes loses nothing.
+ * make the cluster flood the victim. About 170 rows of real ids: a cluster of that many nodes loses nothing.
  */
 const UNHEARD_DIGEST_PACKETS = 8
 
 interface NodeRecord {
   readonly id: string
-  /** Where the node gossips from; it moves with newer news of the node, a higher heartbeat (see `observe`). */
+  /**
+   * Where the node gossips from. It moves only on the node's own word (see `heardFrom`): a row from anyone else
+   * could point it anywhere, at a victim of a cluster without a key, say.
+   */
   addr: string
   /** A message of the node's own has reached us, not only word of it from others (see `digestFor`). */
   spoke: boolean
@@ -96,14 +106,13 @@ interface NodeRecord {
 
 /** A removed node: readmitted only by newer evidence from the node itself (see `observe`). */
 interface DeathCertificate {
-  /** Where to probe it: only a node that spoke to us was ever known to be there (see `probeTargets`). */
   readonly addr: string | undefined
   /** The node's heartbeat when it was removed: evidence must be newer. */
   heartbeat: number
   /** The highest heartbeat third parties have reported since: each probe is a one-off for a node really dead. */
   probed: number
   readonly left: boolean
-  readonly removedAt: number
+  removedAt: number
 }
 
 export interface StateOptions {
@@ -295,13 +304,13 @@ export class ClusterState {
     // Should news of itself come ahead again, it is a live process, and two that kept passing each other would
     // never settle.
     const young = now - (this.options.startedAt ?? 0) <= this.options.nodeExpiry
-    if (young && !this.caughtUp && heartbeat < MAX_CAUGHT_UP) {
+    if (young && !this.caughtUp && !implausible(heartbeat)) {
       this.self.heartbeat = heartbeat + STALE_HEARTBEATS
       this.caughtUp = true
       this.versionPast(version)
       return false
     }
-    if (heartbeat < MAX_CAUGHT_UP) this.rivalHeartbeat = Math.max(this.rivalHeartbeat, heartbeat)
+    if (!implausible(heartbeat)) this.rivalHeartbeat = Math.max(this.rivalHeartbeat, heartbeat)
     // Until the peer has heard from the other process itself, its row still gives this one's address.
     if (addr !== this.self.addr) this.options.rival?.(addr)
     return false
@@ -324,7 +333,7 @@ export class ClusterState {
    */
   private reassert(version: number, heartbeat: number): boolean {
     const past = heartbeat + STALE_HEARTBEATS + 1
-    if (past > this.self.heartbeat && past < MAX_CAUGHT_UP) this.self.heartbeat = past
+    if (past > this.self.heartbeat && !implausible(past)) this.self.heartbeat = past
     this.versionPast(version)
     this.rivalHeartbeat = 0
     return this.self.heartbeat >= past
@@ -336,7 +345,7 @@ export class ClusterState {
    * counts exactly), so a forged row on a cluster without a key cannot push the counters to where they stop.
    */
   private versionPast(version: number): void {
-    if (version <= this.self.version || version >= MAX_CAUGHT_UP) return
+    if (version <= this.self.version || implausible(version)) return
     this.self.version = version
     this.compact()
   }
@@ -355,10 +364,22 @@ export class ClusterState {
     const rows: Array<DigestRow> = []
     for (const node of this.nodes.values()) rows.push(this.row(node))
     for (const [id, certificate] of this.removed)
-      if (!certificate.left)
-        rows.push([id, certificate.addr ?? "", 0, certificate.heartbeat, RowState.removed])
+      if (!certificate.left) rows.push(this.certificateRow(id, certificate, RowState.removed))
     return rows
   }
+
+  /**
+   * A death certificate as a row. Its version slot carries its age in milliseconds (nothing else reads it), so a
+   * node that learns it takes its removal time too: every node forgets it at about the same time, and none learns
+   * it back from another that still holds it (which, with a fresh age each time, would keep it forever).
+   */
+  private certificateRow(id: string, certificate: DeathCertificate, state: DigestRow[4]): DigestRow {
+    const age = Math.max(0, Math.floor(this.lastNow - certificate.removedAt))
+    return [id, certificate.addr ?? "", age, certificate.heartbeat, state]
+  }
+
+  /** The latest time this state was given (every call that takes one): what certificate ages are measured against. */
+  private lastNow = 0
 
   private row(node: NodeRecord): DigestRow {
     return [
@@ -410,10 +431,11 @@ export class ClusterState {
   /** The sender of any message is alive; only learning about unknown nodes needs a row or a delta. */
   heardFrom(sender: Sender, now: number): void {
     const node = this.nodes.get(sender.id)
-    if (node === undefined || node === this.self) return
-    node.spoke = true
+    if (node === undefined || node === this.self || implausible(sender.heartbeat)) return
     // A node restarted elsewhere with its id (--cluster.node-id) is reached where it now speaks from.
     if (sender.heartbeat > node.heartbeat) node.addr = sender.addr
+    // Spoken from where we would send it digests: a message from an address the node has left proves nothing.
+    if (sender.addr === node.addr) node.spoke = true
     this.heard(node, sender.heartbeat, now)
   }
 
@@ -428,6 +450,7 @@ export class ClusterState {
     senderId: string,
     now: number,
   ): { readonly probes: Array<Peer>; readonly reply: Array<DigestRow>; readonly refute: boolean } {
+    this.lastNow = now
     const probes: Array<Peer> = []
     const reply: Array<DigestRow> = []
     let refute = false
@@ -440,7 +463,7 @@ export class ClusterState {
       }
       if (state === RowState.live) this.cameBack(id, heartbeat)
       if (state === RowState.removed) {
-        this.learnDeath(id, heartbeat, now)
+        this.learnDeath(id, addr, heartbeat, version, now)
         continue
       }
       const probe = this.observe({ id, addr, heartbeat, left: state === RowState.left }, senderId, now)
@@ -453,13 +476,9 @@ export class ClusterState {
         // other of two live processes with one id, say). Our certificate tells it to speak up (`reassert`).
         const certificate = this.removed.get(id)
         if (certificate !== undefined)
-          reply.push([
-            id,
-            certificate.addr ?? "",
-            0,
-            certificate.heartbeat,
-            certificate.left ? RowState.left : RowState.removed,
-          ])
+          reply.push(
+            this.certificateRow(id, certificate, certificate.left ? RowState.left : RowState.removed),
+          )
       }
     }
     return { probes, reply, refute }
@@ -467,6 +486,7 @@ export class ClusterState {
 
   /** Applies deltas; returns the nodes to probe. */
   applyDeltas(deltas: ReadonlyArray<NodeDelta>, senderId: string, now: number): Array<Peer> {
+    this.lastNow = now
     const probes: Array<Peer> = []
     for (const delta of deltas) {
       const left = delta.entries.some(([key]) => key === LEFT_KEY)
@@ -485,7 +505,7 @@ export class ClusterState {
       if (node === undefined || node === this.self || node.version < delta.after) continue
       for (const row of delta.entries) {
         const entry = fromRow(row)
-        if (entry.version <= node.version) continue
+        if (entry.version <= node.version || implausible(entry.version)) continue
         node.version = entry.version
         this.applyEntry(node, entry, now)
       }
@@ -504,15 +524,9 @@ export class ClusterState {
    * certificate.
    */
   private observe(sighting: Sighting, senderId: string, now: number): Peer | undefined {
-    if (sighting.id === this.self.id) return undefined
+    if (sighting.id === this.self.id || implausible(sighting.heartbeat)) return undefined
     const node = this.nodes.get(sighting.id)
     if (node !== undefined) {
-      // Newer news of the node (see `heardFrom`): a process restarted elsewhere with its id, say. Not yet heard
-      // from there itself.
-      if (sighting.heartbeat > node.heartbeat && sighting.addr !== "" && sighting.addr !== node.addr) {
-        node.addr = sighting.addr
-        node.spoke = sighting.id === senderId
-      }
       this.heard(node, sighting.heartbeat, now)
       return undefined
     }
@@ -534,31 +548,39 @@ export class ClusterState {
     return { id: sighting.id, addr: sighting.addr }
   }
 
-  /** A peer removed the node: follow unless we have heard from it since the peer last did. */
-  private learnDeath(id: string, heartbeat: number, now: number): void {
+  /**
+   * A peer removed the node `age` ms ago: follow unless we have heard from it since the peer last did. A
+   * certificate near the end of its lifetime is not taken (see `certificateRow`).
+   */
+  private learnDeath(id: string, addr: string, heartbeat: number, age: number, now: number): void {
+    // Not in its last node-expiry period either: a node that has just forgotten it must not learn it back from
+    // one that learned it a little later, and so on (the dead node's stale views are long gone by then).
+    if (age >= (CERTIFICATE_LIFETIME - 1) * this.options.nodeExpiry || implausible(heartbeat)) return
     const node = this.nodes.get(id)
     if (node !== undefined) {
-      if (node.heartbeat <= heartbeat) this.remove(node, now)
+      if (node.heartbeat <= heartbeat) this.remove(node, now - age)
       return
     }
     const certificate = this.removed.get(id)
-    // Never heard of here: nothing says a node was ever at the address (see `DeathCertificate.addr`).
     if (certificate === undefined)
       this.removed.set(id, {
-        addr: undefined,
+        addr: addr === "" ? undefined : addr,
         heartbeat,
         probed: heartbeat,
         left: false,
-        removedAt: now,
+        removedAt: now - age,
       })
-    else if (heartbeat > certificate.heartbeat) {
-      certificate.heartbeat = heartbeat
-      certificate.probed = Math.max(certificate.probed, heartbeat)
+    else {
+      certificate.removedAt = Math.min(certificate.removedAt, now - age)
+      if (heartbeat > certificate.heartbeat) {
+        certificate.heartbeat = heartbeat
+        certificate.probed = Math.max(certificate.probed, heartbeat)
+      }
     }
   }
 
   private heard(node: NodeRecord, heartbeat: number, now: number): void {
-    if (heartbeat <= node.heartbeat) return
+    if (heartbeat <= node.heartbeat || implausible(heartbeat)) return
     node.heartbeat = heartbeat
     this.options.detector.heartbeat(node.id, now)
   }
@@ -632,6 +654,7 @@ export class ClusterState {
 
   /** Marks nodes unreachable when their suspicion crosses the threshold, and active again when it falls back. */
   checkLiveness(now: number): void {
+    this.lastNow = now
     for (const node of this.nodes.values()) {
       if (node === this.self || node.status === "left") continue
       const suspected = this.options.detector.phi(node.id, now) > this.options.phiThreshold
@@ -644,6 +667,7 @@ export class ClusterState {
 
   /** Removes the nodes whose expiry has passed, and forgets old death certificates. */
   expire(now: number): void {
+    this.lastNow = now
     for (const node of this.nodes.values())
       if (node.expiresAt !== undefined && node.expiresAt <= now) this.remove(node, now)
     for (const [id, certificate] of this.removed)
@@ -655,7 +679,7 @@ export class ClusterState {
     this.nodes.delete(node.id)
     this.options.detector.remove(node.id)
     this.removed.set(node.id, {
-      addr: node.spoke ? node.addr : undefined,
+      addr: node.addr,
       heartbeat: node.heartbeat,
       probed: node.heartbeat,
       left: node.status === "left",
@@ -678,13 +702,13 @@ export class ClusterState {
    * Nodes worth a digest although nobody hears from them: unreachable nodes (two nodes that wrongly suspect each
    * other still talk, spec §6.3), and removed ones that did not leave: after a partition longer than the expiry,
    * each side has removed the other, and such a digest (which carries the target's certificate) is how they meet
-   * again. A dead node simply does not answer. Only nodes that once spoke to us: one we only heard of from others
-   * may never have been anywhere (see `UNHEARD_DIGEST_PACKETS`).
+   * again. A dead node simply does not answer. One is probed a round, with two rows (`probeDigest`): whatever
+   * addresses others made up, they cost each a small datagram a round from a node.
    */
   probeTargets(): Array<Peer> {
     const targets: Array<Peer> = []
     for (const node of this.nodes.values())
-      if (node.status === "unreachable" && node.spoke) targets.push({ id: node.id, addr: node.addr })
+      if (node.status === "unreachable") targets.push({ id: node.id, addr: node.addr })
     for (const [id, certificate] of this.removed)
       if (!certificate.left && certificate.addr !== undefined) targets.push({ id, addr: certificate.addr })
     return targets
@@ -714,7 +738,7 @@ export class ClusterState {
     const certificate = this.removed.get(peer.id)
     if (node !== undefined) rows.push(this.row(node))
     else if (certificate !== undefined && !certificate.left)
-      rows.push([peer.id, certificate.addr ?? "", 0, certificate.heartbeat, RowState.removed])
+      rows.push(this.certificateRow(peer.id, certificate, RowState.removed))
     return rows
   }
 
