@@ -535,6 +535,38 @@ describe("Gossip cluster (in memory, simulated time)", () => {
     ),
   )
 
+  it.effect("a leave is acknowledged at once by three peers, though the others it knows never answer", () =>
+    simulate((network) =>
+      Effect.gen(function* () {
+        const nodes = yield* startConverged(network, 4)
+        const leaver = nodes[0] as Node
+        // Eight members that spoke once and now hang every request (a host gone without a word, say).
+        for (let i = 0; i < 8; i++) {
+          const address = `10.7.0.${i}:8003`
+          yield* network.transport(address).serve({ packet: () => Effect.void, request: () => Effect.never })
+          yield* network.transport(address).send(
+            addressOf(0),
+            Message.encode({
+              _tag: "Digest",
+              from: { id: `stuck-${i}`, addr: address, heartbeat: 1 },
+              nodes: [[`stuck-${i}`, address, 0, 1, Message.RowState.live]],
+            }),
+          )
+        }
+        yield* Simulation.waitFor(
+          Effect.map(leaver.nodes, (known) => known.filter((node) => node.status === "active").length === 12),
+          "5 seconds",
+        )
+        const started = yield* Clock.currentTimeMillis
+        yield* Effect.orDie(leaver.leave)
+        // One at a time, a stuck one asked first would take its 10 s deadline; the drain allows 5 s in all.
+        expect((yield* Clock.currentTimeMillis) - started).toBeLessThan(1000)
+        // The three that acknowledged it hold it left already.
+        for (const node of nodes.slice(1)) expect(yield* statusOf(node, leaver.nodeId)).toBe("left")
+      }),
+    ),
+  )
+
   it.effect("splits digests and sends deltas too large for a datagram over streams", () =>
     simulate((network) =>
       Effect.gen(function* () {

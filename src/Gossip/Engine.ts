@@ -3,7 +3,18 @@
  * leaves, failure detection and expiry. One engine is one node. Its state lives in one `ClusterState`, mutated only
  * by this module's effects through synchronous calls, so no fiber ever sees it half-updated.
  */
-import { Clock, Duration, Effect, Either, FiberSet, Option, Queue, Random, type Scope } from "effect"
+import {
+  Clock,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  FiberSet,
+  Option,
+  Queue,
+  Random,
+  type Scope,
+} from "effect"
 import * as ThrottledLog from "../internal/ThrottledLog.js"
 import { FailureDetector } from "./FailureDetector.js"
 import * as Message from "./Message.js"
@@ -87,6 +98,9 @@ export const defaultMaxPacketSize = 1400
 
 /** Peers told reliably of a leave; anti-entropy takes it to the rest (spec §6.7). */
 const LEAVE_ACKS = 3
+
+/** Peers asked at once to acknowledge a leave: a dead one's deadline must not hold up the others. */
+const LEAVE_FANOUT = 16
 
 export const make = (transport: Transport, options: Options): Effect.Effect<Engine, never, Scope.Scope> =>
   Effect.gen(function* () {
@@ -370,18 +384,30 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
 
     const leave: Engine["leave"] = Effect.gen(function* () {
       state.leave()
-      const peers = Array.from(yield* Random.shuffle(state.livePeers()), (peer) => peer.addr)
+      const live = state.livePeers()
+      // Those that have spoken to us first (made-up or stale ones would only time out), each lot in random order.
+      const spoken = yield* Random.shuffle(live.filter((peer) => state.hasSpoken(peer)))
+      const others = yield* Random.shuffle(live.filter((peer) => !state.hasSpoken(peer)))
+      const asked = [...spoken, ...others].slice(0, LEAVE_FANOUT)
       const failures: Array<string> = []
       let notified = 0
-      for (const address of peers) {
-        if (notified >= LEAVE_ACKS) break
-        const answer = yield* Effect.either(
-          exchange(address, { _tag: "Delta", from: state.sender(), nodes: [state.localDelta(0)] }, "Ack"),
+      const enough = yield* Deferred.make<void>()
+      const ask = (peer: Peer) =>
+        Effect.either(
+          exchange(peer.addr, { _tag: "Delta", from: state.sender(), nodes: [state.localDelta(0)] }, "Ack"),
+        ).pipe(
+          Effect.flatMap((answer) => {
+            if (Either.isLeft(answer)) return Effect.sync(() => void failures.push(answer.left.message))
+            notified++
+            return notified >= LEAVE_ACKS ? Deferred.succeed(enough, undefined) : Effect.void
+          }),
         )
-        if (Either.isRight(answer)) notified++
-        else failures.push(answer.left.message)
-      }
-      return { notified, peers: peers.length, failures }
+      // Done at the third acknowledgement, or once every peer asked has answered or failed.
+      yield* Effect.raceFirst(
+        Effect.forEach(asked, ask, { concurrency: "unbounded" }),
+        Deferred.await(enough),
+      )
+      return { notified, peers: live.length, failures }
     }).pipe(Effect.withSpan("Gossip.leave"))
 
     // --- Wiring ---

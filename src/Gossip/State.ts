@@ -719,12 +719,16 @@ export class ClusterState {
    * address gets all of it. Any other gets `UNHEARD_DIGEST_PACKETS` at most, our row and what we hold of it first.
    */
   digestFor(peer: Peer): { readonly rows: Array<DigestRow>; readonly maxPackets: number } {
-    const node = this.nodes.get(peer.id)
-    if (node?.spoke === true && node.addr === peer.addr)
-      return { rows: this.digest(), maxPackets: Number.POSITIVE_INFINITY }
+    if (this.hasSpoken(peer)) return { rows: this.digest(), maxPackets: Number.POSITIVE_INFINITY }
     const rows = this.probeDigest(peer)
     for (const row of this.digest()) if (row[0] !== this.self.id && row[0] !== peer.id) rows.push(row)
     return { rows, maxPackets: UNHEARD_DIGEST_PACKETS }
+  }
+
+  /** Whether a message of the peer's own has reached us from the address we know it at. */
+  hasSpoken(peer: Peer): boolean {
+    const node = this.nodes.get(peer.id)
+    return node?.spoke === true && node.addr === peer.addr
   }
 
   /**
