@@ -392,10 +392,10 @@ export const make = (transport: Transport, options: Options): Effect.Effect<Engi
       const failures: Array<string> = []
       let notified = 0
       const enough = yield* Deferred.make<void>()
+      // Every local entry, the left one last: built once, however many are asked.
+      const message: Message.Message = { _tag: "Delta", from: state.sender(), nodes: [state.localDelta(0)] }
       const ask = (peer: Peer) =>
-        Effect.either(
-          exchange(peer.addr, { _tag: "Delta", from: state.sender(), nodes: [state.localDelta(0)] }, "Ack"),
-        ).pipe(
+        Effect.either(exchange(peer.addr, message, "Ack")).pipe(
           Effect.flatMap((answer) => {
             if (Either.isLeft(answer)) return Effect.sync(() => void failures.push(answer.left.message))
             notified++
