@@ -243,6 +243,37 @@ describe("Gossip cluster (in memory, simulated time)", () => {
       ),
   )
 
+  it.effect(
+    "a partition longer than the expiry heals even when one side was replaced meanwhile (new ids, new addresses)",
+    () =>
+      simulate((network) =>
+        Effect.gen(function* () {
+          const nodes = yield* startConverged(network, 10)
+          yield* Effect.sleep("2 minutes")
+          const sideA = [0, 1, 2, 3, 4].map(addressOf)
+          const fresh = [100, 101, 102, 103, 104].map(addressOf)
+          yield* network.partition([[...sideA, ...fresh]])
+          yield* Simulation.waitFor(
+            Effect.map((nodes[0] as Node).nodes, (known) => known.length === 5),
+            "2 minutes",
+          )
+          // A rolling replacement of side A, as a deploy does (new processes, new ids, new pod addresses): the new
+          // nodes know side B only by its death certificates, learned from others.
+          const replaced: Array<Node> = []
+          for (const [i, address] of fresh.entries()) {
+            const node = yield* startNode(network, { nodeId: `new-${i}`, address })
+            yield* Effect.orDie(node.join([i === 0 ? addressOf(0) : (fresh[0] as string)]))
+            replaced.push(node)
+          }
+          yield* Effect.sleep("10 seconds")
+          for (const address of sideA) yield* network.kill(address)
+          yield* Effect.sleep("30 seconds")
+          yield* network.heal
+          yield* Simulation.waitFor(converged([...replaced, ...nodes.slice(5)]), "3 minutes", "1 second")
+        }),
+      ),
+  )
+
   it.effect("a node restarted with its old id after the others removed it is readmitted at once", () =>
     simulate((network) =>
       Effect.gen(function* () {
