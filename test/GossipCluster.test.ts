@@ -34,6 +34,10 @@ const statusOf = (observer: Node, id: string) =>
 const everyone = (nodes: ReadonlyArray<Node>, predicate: (node: Node) => Effect.Effect<boolean>) =>
   Effect.map(Effect.forEach(nodes, predicate), (results) => results.every(Boolean))
 
+/** Whether every observer shows node `id` with `status` ("removed" when it no longer lists it). */
+const shownAs = (observers: ReadonlyArray<Node>, id: string, status: string) =>
+  everyone(observers, (node) => Effect.map(statusOf(node, id), (s) => s === status))
+
 /** Every node holds every other node's current entries, exactly. */
 const agreeOnEntries = (nodes: ReadonlyArray<Node>) =>
   Effect.forEach(nodes, (owner) =>
@@ -141,16 +145,8 @@ describe("Gossip cluster (in memory, simulated time)", () => {
           yield* Simulation.waitFor(visibleEverywhere(nodes, victim.nodeId, "endpoint:victim"), "5 seconds")
           yield* network.kill(addressOf(3))
           const killedAt = yield* Clock.currentTimeMillis
-          yield* Simulation.waitFor(
-            everyone(survivors, (node) =>
-              Effect.map(statusOf(node, victim.nodeId), (s) => s === "unreachable"),
-            ),
-            "30 seconds",
-          )
-          yield* Simulation.waitFor(
-            everyone(survivors, (node) => Effect.map(statusOf(node, victim.nodeId), (s) => s === "removed")),
-            "2 minutes",
-          )
+          yield* Simulation.waitFor(shownAs(survivors, victim.nodeId, "unreachable"), "30 seconds")
+          yield* Simulation.waitFor(shownAs(survivors, victim.nodeId, "removed"), "2 minutes")
           // Not before it has been unreachable for the expiry somewhere.
           expect((yield* Clock.currentTimeMillis) - killedAt).toBeGreaterThan(60_000)
           // Several more expiry periods: no survivor ever sees it again.
@@ -282,16 +278,10 @@ describe("Gossip cluster (in memory, simulated time)", () => {
         const survivors = nodes.slice(0, 2)
         yield* Effect.sleep("5 minutes")
         yield* network.kill(addressOf(2))
-        yield* Simulation.waitFor(
-          everyone(survivors, (node) => Effect.map(statusOf(node, old.nodeId), (s) => s === "removed")),
-          "3 minutes",
-        )
+        yield* Simulation.waitFor(shownAs(survivors, old.nodeId, "removed"), "3 minutes")
         // Their death certificates hold its old heartbeat, five minutes of rounds ahead of a new process's.
         yield* restartAs(network, old.nodeId, addressOf(7))
-        yield* Simulation.waitFor(
-          everyone(survivors, (node) => Effect.map(statusOf(node, old.nodeId), (s) => s === "active")),
-          "5 seconds",
-        )
+        yield* Simulation.waitFor(shownAs(survivors, old.nodeId, "active"), "5 seconds")
       }),
     ),
   )
@@ -308,8 +298,7 @@ describe("Gossip cluster (in memory, simulated time)", () => {
             yield* old.setLocal("endpoint:old", "1")
             yield* Effect.sleep("1 minute")
             yield* Effect.orDie(old.leave)
-            const shown = (status: string) =>
-              everyone(survivors, (node) => Effect.map(statusOf(node, old.nodeId), (s) => s === status))
+            const shown = (status: string) => shownAs(survivors, old.nodeId, status)
             yield* Simulation.waitFor(shown("left"), "5 seconds")
             yield* network.kill(addressOf(2))
             if (removedFirst) yield* Simulation.waitFor(shown("removed"), "3 minutes")
@@ -398,9 +387,7 @@ describe("Gossip cluster (in memory, simulated time)", () => {
             // After a leave, within a few rounds; after a crash, once the peers remove the newer one (about 70 s):
             // not when its death certificate lapses, ten minutes later, as before.
             const within = newerStops === "leaves" ? "10 seconds" : "2 minutes"
-            const active = everyone(survivors, (node) =>
-              Effect.map(statusOf(node, older.nodeId), (s) => s === "active"),
-            )
+            const active = shownAs(survivors, older.nodeId, "active")
             yield* Simulation.waitFor(
               Effect.map(Effect.all([holds("endpoint:older"), active]), (all) => all.every(Boolean)),
               within,
@@ -549,12 +536,9 @@ describe("Gossip cluster (in memory, simulated time)", () => {
         const others = nodes.filter((node) => node !== leaver)
         yield* leaver.leave
         yield* leaver.leave
-        yield* Simulation.waitFor(
-          everyone(others, (node) => Effect.map(statusOf(node, leaver.nodeId), (s) => s === "left")),
-          "5 seconds",
-        )
+        yield* Simulation.waitFor(shownAs(others, leaver.nodeId, "left"), "5 seconds")
         const gone = yield* Simulation.waitFor(
-          everyone(others, (node) => Effect.map(statusOf(node, leaver.nodeId), (s) => s === "removed")),
+          shownAs(others, leaver.nodeId, "removed"),
           "70 seconds",
           "1 second",
         )
