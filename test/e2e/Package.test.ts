@@ -80,6 +80,8 @@ describe(`the ${packageJson.name} package, installed from its tarball into an em
       ["cluster-in-memory.mjs", "agent-in-memory.mjs", "status-canned.mjs"].map(async (name) => {
         const example = node(name, [], { cwd: app })
         expect(await example.exited, `${name}: ${example.text()}`).toBe(0)
+        // Quiet, as the document shows them: no access log lines, no other log lines below the error level.
+        expect(example.logs).toEqual([])
         return example.text()
       }),
     )
@@ -90,6 +92,44 @@ describe(`the ${packageJson.name} package, installed from its tarball into an em
         "  endpoints: 1\n  upstreams: 2\n",
     )
   })
+
+  it("compiles docs/library.md's examples as strict TypeScript, typed as the document says", async () => {
+    // The document's sentence on TypeScript names what to add: these types, and skipLibCheck.
+    const typed = (code: string) =>
+      code
+        .replace("const flags = (join) =>", "const flags = (join: string[]) =>")
+        .replace("const node = (address, join) =>", "const node = (address: string, join: string[]) =>")
+        .replace("const answers = {", "const answers: Record<string, unknown> = {")
+    expect(libraryDoc.replace(/\s+/g, " ")).toContain(
+      "`join: string[]`, `address: string`, `answers: Record<string, unknown>`",
+    )
+    // Inside the application, so the examples import the package it installed.
+    const checked = join(app, "typescript")
+    mkdirSync(checked)
+    for (const [name, code] of examples)
+      writeFileSync(join(checked, name.replace(/\.mjs$/, ".mts")), typed(code))
+    writeFileSync(
+      join(checked, "tsconfig.json"),
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          module: "nodenext",
+          target: "es2022",
+          noEmit: true,
+          skipLibCheck: true,
+          types: ["node"],
+          typeRoots: [join(root, "node_modules/@types")],
+        },
+        include: ["*.mts"],
+      }),
+    )
+    const tsc = join(root, "node_modules/typescript/bin/tsc")
+    const result = await run(process.execPath, [tsc, "-p", checked]).then(
+      () => "",
+      (error: { stdout: string }) => error.stdout,
+    )
+    expect(result).toBe("")
+  }, 60_000)
 
   it("runs docs/library.md's examples as written: a node from a YAML file, an embedded agent, custom auth", async () => {
     expect([...examples.keys()]).toEqual([
