@@ -5,7 +5,7 @@ import {
   type ResponseListener,
 } from "../src/Tunnel/internal/HttpConnections.js"
 import { MemoryChannel } from "../src/Tunnel/internal/MemoryChannel.js"
-import { Session } from "../src/Tunnel/internal/Session.js"
+import { Session, StreamResetError } from "../src/Tunnel/internal/Session.js"
 
 /**
  * The proxy's kept-alive connections over one session (HttpConnections), against a far end that answers every
@@ -13,6 +13,9 @@ import { Session } from "../src/Tunnel/internal/Session.js"
  * goes back to the pool, and who may still abandon it.
  */
 const okResponse = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+/** How each stream the far end accepted ended, newest last: the error it was reset with, or undefined. */
+const farEndings: Array<Promise<Error | undefined>> = []
 
 /**
  * A session whose far end answers each request head on a stream with `answer` (written in the pieces given, in
@@ -26,7 +29,12 @@ const link = (answer: ReadonlyArray<string> = [okResponse], end = false) => {
   toFar.peer = far
   toNear.peer = near
   far.onStream((stream) => {
-    stream.on("error", () => {}) // reset when the near end abandons it
+    farEndings.push(
+      new Promise((resolve) => {
+        stream.on("error", resolve) // reset when the near end abandons it
+        stream.on("close", () => resolve(undefined))
+      }),
+    )
     stream.on("data", (chunk: Buffer) => {
       for (let at = chunk.indexOf("\r\n\r\n"); at >= 0; at = chunk.indexOf("\r\n\r\n", at + 4)) {
         for (const piece of answer) stream.write(Buffer.from(piece, "latin1"))
@@ -281,6 +289,14 @@ describe("HttpConnections reading a response", () => {
     const heard = hear(connection)
     connection.stream.destroy(new Error("reset by the far end"))
     expect((await heard).ended).toEqual({ detail: "reset by the far end", invalid: false })
+  })
+
+  it("resets a kept connection its far end finished (the service closed it), as docs/protocol.md §8 says", async () => {
+    const connections = link([okResponse], true)
+    const connection = connections.take()
+    await exchange(connection)
+    expect(await farEndings.at(-1)).toBeInstanceOf(StreamResetError)
+    expect(connections.take()).not.toBe(connection)
   })
 
   it("closes every idle connection when the pool is destroyed", async () => {

@@ -48,8 +48,9 @@ let service: net.Server
 let servicePort = 0
 let opened = 0
 let closed = 0
-/** The path of every request the service has read. */
+/** The path of every request the service has read, and each path's last request head as it arrived. */
 const served: Array<string> = []
+const heads = new Map<string, string>()
 let bodies: Awaited<ReturnType<typeof startHttpServer>>
 
 beforeAll(async () => {
@@ -63,6 +64,7 @@ beforeAll(async () => {
       for (let end = received.indexOf("\r\n\r\n"); end >= 0; end = received.indexOf("\r\n\r\n")) {
         const path = received.slice(0, end).split(" ")[1] ?? ""
         served.push(path)
+        heads.set(path, received.slice(0, end))
         received = received.slice(end + 4)
         const answer = responses[path] ?? "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"
         if (typeof answer === "string") socket.write(answer, "latin1")
@@ -110,6 +112,26 @@ const closedReach = (count: number) =>
   waitFor(`${count} service connections closed`, async () => closed >= count)
 
 describe("responses read off tunnel streams", () => {
+  it("writes the request head docs/protocol.md §8 describes: no Connection, X-Request-Id and X-Forwarded-* added", async () => {
+    const response = await request(`${node.proxyUrl}/ok`, {
+      headers: {
+        "x-pico-endpoint": "raw",
+        "X-Custom": "kept",
+        Connection: "keep-alive, X-Hop",
+        "X-Hop": "dropped",
+      },
+    })
+    expect(response.status).toBe(200)
+    const [requestLine, ...lines] = (heads.get("/ok") ?? "").split("\r\n")
+    expect(requestLine).toBe("GET /ok HTTP/1.1")
+    const names = lines.map((line) => line.slice(0, line.indexOf(":")).toLowerCase())
+    expect(names).not.toContain("connection")
+    expect(names).not.toContain("x-hop")
+    expect(names).toEqual(expect.arrayContaining(["host", "x-pico-endpoint", "x-custom", "x-request-id"]))
+    expect(names.slice(-3)).toEqual(["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"])
+    expect(lines).toContain("X-Custom: kept")
+  })
+
   it("relays a chunked body, a body that ends with the connection, and 1xx heads skipped", async () => {
     expect(await get("/chunked")).toMatchObject({ status: 200, body: "hello world" })
     const untilClose = await get("/until-close")

@@ -225,6 +225,15 @@ describe("TCP endpoints", () => {
       const echoed = (await readToEnd(socket)).toString()
       expect(echoed).toBe(head.endsWith("early bytes ") ? "early bytes then the rest" : "then the rest")
     }
+    // The path names the endpoint for a pico-tcp upgrade only: anything else there is routed as any request.
+    for (const upgrade of ["Connection: Upgrade\r\nUpgrade: websocket\r\n", ""]) {
+      const { answer, socket } = await handshake(
+        node.proxyPort,
+        `GET /pico/v1/tcp/echo HTTP/1.1\r\nHost: 127.0.0.1\r\n${upgrade}\r\n`,
+      )
+      expect(answer).toMatch(/^HTTP\/1\.1 400 [\s\S]*\r\nx-pico-error: missing pico endpoint id\r\n/i)
+      socket.destroy()
+    }
   })
 
   it("refuse an agent registering an endpoint as the other kind (409), and keep the first", async () => {
