@@ -16,7 +16,7 @@ export interface CaptureSettings {
   readonly exchanges: number
   /** KiB kept of each body. */
   readonly bodyKib: number
-  /** Headers whose values are never kept. */
+  /** Headers whose values are never kept, besides `defaultRedactedHeaders` (never kept in any case). */
   readonly redactHeaders: ReadonlyArray<string>
 }
 
@@ -24,7 +24,7 @@ export const defaultCaptureSettings: CaptureSettings = {
   endpoints: [],
   exchanges: 100,
   bodyKib: 32,
-  redactHeaders: defaultRedactedHeaders,
+  redactHeaders: [],
 }
 
 /** Requests this node took from clients, and per local endpoint the requests its upstreams served. */
@@ -67,7 +67,10 @@ export const make = (settings: CaptureSettings) =>
     const { nodeId } = yield* Gossip
     const limits: RecordingLimits = {
       bodyBytes: settings.bodyKib * 1024,
-      redact: new Set(settings.redactHeaders.map((name) => name.toLowerCase())),
+      // Additive: naming one more header must not let a credential through.
+      redact: new Set(
+        [...defaultRedactedHeaders, ...settings.redactHeaders].map((name) => name.toLowerCase()),
+      ),
     }
     const captures = new Map<string, EndpointCapture>()
     const listeners = new Map<string, Set<(summary: ExchangeSummary) => void>>()

@@ -1,13 +1,13 @@
 import type * as http from "node:http"
 import { describe, expect, it } from "vitest"
+import { defaultRedactedHeaders } from "../src/Domain/Capture.js"
 import { EndpointCapture } from "../src/Inspector/EndpointCapture.js"
 import { HEAD_CHARS, type Recording } from "../src/Inspector/Recording.js"
-import { defaultCaptureSettings } from "../src/Inspector.js"
 import { exchangeOf } from "./support/exchange.js"
 import { collectGarbage } from "./support/gc.js"
 
 const MiB = 1024 * 1024
-const limits = { bodyBytes: 32 * 1024, redact: new Set(defaultCaptureSettings.redactHeaders) }
+const limits = { bodyBytes: 32 * 1024, redact: new Set(defaultRedactedHeaders) }
 const rawHeaders = [
   "Host",
   "e.pico.test",

@@ -5,7 +5,7 @@ import { Schema } from "effect"
  * writes them, `pico status proxy requests` and `pico replay` that read them, and the web console.
  */
 
-/** Headers a capture keeps no value of unless told otherwise (`--capture.redact-headers`, the library's default). */
+/** Headers a capture never keeps the value of, whatever `--capture.redact-headers` adds: credentials and cookies. */
 export const defaultRedactedHeaders: ReadonlyArray<string> = [
   "authorization",
   "proxy-authorization",

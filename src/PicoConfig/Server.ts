@@ -128,7 +128,9 @@ export const serverSettings = {
     endpoints: Setting.stringList("Endpoints captured from the start; pico capture starts and stops others."),
     exchanges: Setting.integer("Exchanges kept per captured endpoint, in flight or done.", 100, 1, 10_000),
     bodyKib: Setting.integer("KiB of each request and response body a capture keeps.", 32, 0, 1024),
-    redactHeaders: Setting.stringList("Headers a capture never keeps the value of.", defaultRedactedHeaders),
+    redactHeaders: Setting.stringList(
+      `More headers a capture never keeps the value of, besides ${defaultRedactedHeaders.join(", ")} (always).`,
+    ),
   },
 }
 

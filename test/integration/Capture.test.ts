@@ -88,6 +88,8 @@ beforeAll(async () => {
     "gossip.interval": "50ms",
     "gossip.secret-key": [newClusterKey()],
     "capture.body-kib": bodyKib,
+    // One more header to redact: the credentials stay redacted beside it.
+    "capture.redact-headers": ["x-secret"],
     // Both nodes append to one file: the replay's line is checked there.
     "access-log.enabled": true,
     "access-log.file": accessLogFile,
@@ -186,11 +188,13 @@ describe("capture", () => {
     await send(second, "/replayed", [Buffer.from("original body")], {
       "x-request-id": "rid-original",
       authorization: "Bearer service-secret",
+      "x-secret": "also secret",
       "x-kept": "yes",
     })
     await listed(first, "rid-original")
     const captured = (await adminJson<ExchangeDetail>(first, "/status/proxy/requests/rid-original")).body
     expect(captured.request.headers).toContainEqual(["authorization", "(redacted)"])
+    expect(captured.request.headers).toContainEqual(["x-secret", "(redacted)"])
     seen.length = 0
     const replayed = await adminJson<ReplayResult>(
       first,
