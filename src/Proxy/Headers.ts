@@ -5,6 +5,9 @@ import { picoErrorHeader } from "./Errors.js"
 /** Headers that describe one connection, not the message, and so never cross a proxy (RFC 9110 §7.6.1). */
 const hopByHop = new Set([
   "connection",
+  // Every node answers 100-continue itself (and refuses other expectations), so the ask ends at the node; between
+  // nodes Pico asks on its own behalf.
+  "expect",
   "keep-alive",
   "proxy-connection",
   "proxy-authenticate",

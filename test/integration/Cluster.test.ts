@@ -35,7 +35,12 @@ describe("a cluster of nodes", () => {
       req.on("data", (chunk: Buffer) => {
         body += chunk.toString()
       })
-      req.on("end", () => res.end(`${req.method} ${req.url} ${body} via ${req.headers["x-forwarded-for"]}`))
+      // Each node answers Expect: 100-continue itself; the service never sees one, whether a client or a node sent it.
+      req.on("end", () =>
+        res.end(
+          `${req.method} ${req.url} ${body} via ${req.headers["x-forwarded-for"]} expect ${req.headers.expect}`,
+        ),
+      )
     })
     cleanups.push(service.close)
     const [first, second, third] = nodes as [TestNode, TestNode, TestNode]
@@ -50,13 +55,21 @@ describe("a cluster of nodes", () => {
       const get = await request(`${node.proxyUrl}/hello`, { headers: { "x-pico-endpoint": "e" } })
       expect(get.status).toBe(200)
       // The client's address survives the hop between nodes.
-      expect(get.body).toBe("GET /hello  via 127.0.0.1")
+      expect(get.body).toBe("GET /hello  via 127.0.0.1 expect undefined")
       const post = await request(`${node.proxyUrl}/upload`, {
         method: "POST",
         headers: { "x-pico-endpoint": "e" },
         body: "across the cluster",
       })
-      expect(post.body).toBe("POST /upload across the cluster via 127.0.0.1")
+      expect(post.body).toBe("POST /upload across the cluster via 127.0.0.1 expect undefined")
+    }
+    for (const node of [first, second]) {
+      const asked = await request(`${node.proxyUrl}/upload`, {
+        method: "POST",
+        headers: { "x-pico-endpoint": "e", expect: "100-continue" },
+        body: "asked first",
+      })
+      expect(asked.body).toBe("POST /upload asked first via 127.0.0.1 expect undefined")
     }
   })
 
