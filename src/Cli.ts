@@ -26,6 +26,8 @@ export const main = (argv: ReadonlyArray<string>, version: string): void => {
       process.exitCode = 1
       return
     case "Run":
-      void import("./Cli/Dispatch.js").then(({ dispatch }) => dispatch(pico, argv, version))
+      void import("./Cli/Dispatch.js").then(({ dispatch }) =>
+        dispatch(pico, [...argv.slice(0, 2), ...request.args], version),
+      )
   }
 }

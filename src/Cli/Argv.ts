@@ -4,8 +4,11 @@ import { type CommandSpec, commandName, type Flag, flagsOf, rootFlags } from "./
 export type Request =
   | { readonly _tag: "Help"; readonly path: ReadonlyArray<CommandSpec> }
   | { readonly _tag: "Version" }
-  /** A command to run, or --completions: handed to the parser. */
-  | { readonly _tag: "Run"; readonly path: ReadonlyArray<CommandSpec> }
+  /**
+   * A command to run, or --completions: handed to the parser as `args`, the same words in the one order it takes
+   * (commands, then positional arguments, then flags), so a flag may come anywhere after its command.
+   */
+  | { readonly _tag: "Run"; readonly path: ReadonlyArray<CommandSpec>; readonly args: ReadonlyArray<string> }
   /** One line naming the command and what to fix. */
   | { readonly _tag: "Invalid"; readonly message: string }
 
@@ -50,6 +53,7 @@ const didYouMean = (typo: string, known: ReadonlyArray<string>): string => {
 export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request => {
   const path: Array<CommandSpec> = [root]
   const positional: Array<string> = []
+  const flagWords: Array<string> = []
   let help = false
   let version = false
   let completions = false
@@ -83,6 +87,7 @@ export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request 
       if (seen.has(name) && flag?.setting.repeated !== true) fail(`${name} given twice`)
       seen.add(name)
       if (name === "--version") version = true
+      flagWords.push(arg)
       const takesValue = flag?.setting.takesValue ?? rootFlag?.takesValue ?? false
       if (takesValue && !inline) {
         const value = args[index + 1]
@@ -91,6 +96,7 @@ export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request 
         // address an unexpected argument.
         else if (flags.some((known) => known.name === value.split("=")[0]))
           fail(`${name} needs a value before ${value}`)
+        else flagWords.push(value)
         index++
       }
       if (name === "--completions") {
@@ -117,7 +123,9 @@ export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request 
   if (help) return { _tag: "Help", path }
   if (problem !== undefined) return { _tag: "Invalid", message: problem }
   if (version) return { _tag: "Version" }
-  if (completions) return { _tag: "Run", path }
+  const commandWords = path.slice(1).map((command) => command.name)
+  const ordered = [...commandWords, ...positional, ...flagWords]
+  if (completions) return { _tag: "Run", path, args: ordered }
   const command = path[path.length - 1] as CommandSpec
   if (command.subcommands !== undefined) return { _tag: "Help", path }
   const expected = command.args ?? []
@@ -125,5 +133,5 @@ export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request 
   if (extra !== undefined) fail(`unexpected argument "${extra}"`)
   const missing = expected[positional.length]
   if (missing !== undefined) fail(`missing <${missing.name}>`)
-  return problem === undefined ? { _tag: "Run", path } : { _tag: "Invalid", message: problem }
+  return problem === undefined ? { _tag: "Run", path, args: ordered } : { _tag: "Invalid", message: problem }
 }

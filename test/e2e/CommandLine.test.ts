@@ -136,10 +136,22 @@ describe("mistakes on the command line", () => {
       ["status", "cluster", "nodes", "--output", "xml"],
       'invalid config: --output: invalid value "xml": expected one of yaml, json',
     ],
-    // status's flags go anywhere after status.
+    // status's flags go anywhere after status: between the group and its command, and before an argument too.
     [
       ["status", "--output", "xml", "cluster", "nodes"],
       'invalid config: --output: invalid value "xml": expected one of yaml, json',
+    ],
+    [
+      ["status", "cluster", "--output", "xml", "nodes"],
+      'invalid config: --output: invalid value "xml": expected one of yaml, json',
+    ],
+    [
+      ["status", "cluster", "node", "--output", "xml", "local"],
+      'invalid config: --output: invalid value "xml": expected one of yaml, json',
+    ],
+    [
+      ["capture", "start", "--timeout", "5x", "echo"],
+      'invalid config: --timeout: invalid value "5x": expected a duration such as 500ms, 15s or 1m',
     ],
     [
       ["dev", "cluster", "--nodes", "abc"],
