@@ -43,6 +43,13 @@ export interface UpgradeOptions {
   readonly givenUp?: (() => void) | undefined
 }
 
+/**
+ * How long a refusal's body may take once its status line is in: the status already decides, and the body only
+ * words it (a JSON error, sent with the head by any server). A client holding on to it for the whole handshake
+ * timeout made `pico agent` take 30 s to exit on a refused token.
+ */
+const REFUSAL_BODY_MS = 1_000
+
 const flatHeaders = (response: http.IncomingMessage): Record<string, string> => {
   const flat: Record<string, string> = {}
   for (const [name, value] of Object.entries(response.headers)) {
@@ -66,10 +73,12 @@ export const requestUpgrade = (
     if (settled !== undefined) return
     settled = outcome
     clearTimeout(timer)
+    clearTimeout(bodyTimer)
     done(outcome)
   }
   /** Set once a refusal's status is known, while its body is still being read. */
   let refused: Extract<UpgradeOutcome, { _tag: "Refused" }> | undefined
+  let bodyTimer: NodeJS.Timeout | undefined
   const timer = setTimeout(() => {
     request.destroy()
     options.givenUp?.()
@@ -96,7 +105,20 @@ export const requestUpgrade = (
       return settle({ _tag: "Unreachable", message })
     }
     const headers = flatHeaders(response)
-    refused = { _tag: "Refused", status, headers, message: statusReason(status) }
+    const byStatus: Extract<UpgradeOutcome, { _tag: "Refused" }> = {
+      _tag: "Refused",
+      status,
+      headers,
+      message: statusReason(status),
+    }
+    refused = byStatus
+    bodyTimer = setTimeout(
+      () => {
+        connection.destroy()
+        settle(byStatus)
+      },
+      Math.min(REFUSAL_BODY_MS, options.timeoutMs),
+    )
     void readRefusal(response).then((message) => {
       connection.destroy()
       settle({ _tag: "Refused", status, headers, message })
