@@ -47,7 +47,7 @@ export const drain = (options: DrainOptions) =>
     )
 
     yield* Effect.logInfo("shutting down: draining").pipe(
-      Effect.annotateLogs("grace_period", formatGoDuration(Duration.toMillis(options.gracePeriod))),
+      Effect.annotateLogs("grace-period", formatGoDuration(Duration.toMillis(options.gracePeriod))),
     )
     yield* shutdown.startDraining
     yield* upstreamServer.stopAccepting
@@ -79,7 +79,7 @@ export const drain = (options: DrainOptions) =>
     )
     if (Option.isNone(finished))
       yield* Effect.logWarning("grace period over; cutting requests").pipe(
-        Effect.annotateLogs("in_flight", shutdown.inFlight()),
+        Effect.annotateLogs("in-flight", shutdown.inFlight()),
       )
 
     // Peers learn at once that this node left, instead of suspecting it for seconds and then expiring it.

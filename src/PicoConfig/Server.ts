@@ -32,9 +32,31 @@ const clientLimits = (maxConnections: number) => ({
   ),
 })
 
+/** Every program's subsystems (docs/configuration.md lists which program logs which). */
+const logSubsystems = [
+  "main",
+  "server",
+  "cluster",
+  "gossip",
+  "proxy",
+  "upstream",
+  "admin",
+  "tunnel",
+  "agent",
+  "forward",
+  "dev",
+]
+
 export const logSettings = {
   level: Setting.choice("Minimum log level.", ["debug", "info", "warn", "error"] as const, "info"),
-  subsystems: Setting.stringList("Subsystems to log at every level whatever --log.level, e.g. proxy,tunnel."),
+  // A misspelt name would show nothing more, silently: it is refused instead.
+  subsystems: Setting.list(
+    "Subsystems to log at every level whatever --log.level, e.g. proxy,tunnel.",
+    (item) =>
+      logSubsystems.includes(item)
+        ? Either.right(item)
+        : Either.left(`unknown subsystem "${item}"; one of ${logSubsystems.join(", ")}`),
+  ),
 }
 
 /** Everything `pico server` can be configured with, as flags or as YAML keys. */

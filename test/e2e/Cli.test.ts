@@ -108,7 +108,7 @@ describe("pico server and pico agent as processes", () => {
     expect(agent.peakRssMiB()).toBeLessThan(200)
 
     expect(await server.stop()).toBe(0)
-    expect(server.logs.find((log) => log.msg === "shutting down: draining")?.grace_period).toBe("1m")
+    expect(server.logs.find((log) => log.msg === "shutting down: draining")?.["grace-period"]).toBe("1m")
     expect(server.logs.some((log) => log.msg === "shutdown complete")).toBe(true)
     expect(await agent.stop()).toBe(0)
   })

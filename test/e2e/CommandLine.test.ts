@@ -184,6 +184,11 @@ describe("mistakes on the command line", () => {
       ["status", "cluster", "nodes", "--output", "json", "--output", "yaml"],
       "pico status cluster nodes: --output given twice",
     ],
+    // A misspelt subsystem would silently show nothing more.
+    [
+      ["agent", "--log.subsystems", "agent,tunel"],
+      'invalid config: --log.subsystems: invalid value ["agent,tunel"]: "tunel": unknown subsystem "tunel"; one of main, server, cluster, gossip, proxy, upstream, admin, tunnel, agent, forward, dev',
+    ],
     [["--completions", "tcsh"], 'pico: --completions: unknown shell "tcsh"; one of bash, fish, sh, zsh'],
     [["status", "cluster", "node"], "pico status cluster node: missing <node-id>"],
     [
