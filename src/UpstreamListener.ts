@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net"
 import type { Duplex } from "node:stream"
 import { Context, Effect, ExecutionStrategy, Exit, FiberSet, Layer, Scope } from "effect"
 import { Auth } from "./Auth.js"
-import type { HostPort } from "./Domain/Address.js"
+import { type HostPort, peerAddress } from "./Domain/Address.js"
 import { type EndpointId, endpointIdRule, isValidEndpointId } from "./Domain/EndpointId.js"
 import { type EndpointKind, isEndpointKind, kindParameter } from "./Domain/EndpointKind.js"
 import { errorBody, writeJson, writeJsonToSocket } from "./internal/JsonResponse.js"
@@ -53,11 +53,6 @@ const route = (req: http.IncomingMessage): Route => {
 const kindConflict = (endpointId: EndpointId, known: EndpointKind): string =>
   `endpoint ${endpointId} is already connected as ${known}`
 
-const remoteAddress = (req: http.IncomingMessage): string => {
-  const { remoteAddress: host = "", remotePort = 0 } = req.socket
-  return host.includes(":") ? `[${host}]:${remotePort}` : `${host}:${remotePort}`
-}
-
 /**
  * Accepts upstream tunnels: authenticates the upgrade request, runs the session and registers it for its
  * endpoint until it closes (or its token expires).
@@ -98,7 +93,7 @@ export const layerServer = (
           // What lives as long as the session (its heartbeat, its registration) lives in a scope of its own,
           // closed when the session closes or the listener stops: no fiber waits out each session.
           const scope = yield* Scope.fork(listenerScope, ExecutionStrategy.sequential)
-          const remoteAddr = remoteAddress(req)
+          const remoteAddr = peerAddress(req.socket)
           // An agent that broke the protocol is worth an operator's attention; an agent leaving is not.
           const disconnected = (ended: CloseReason) =>
             log(

@@ -46,5 +46,17 @@ export const addressExpected = 'expected an address such as ":8000" or "127.0.0.
 export const bindAddrProblem = (text: string): string | undefined =>
   parseHostPort(text) === undefined ? addressExpected : undefined
 
+/**
+ * A peer's host as a dual-stack socket reports it, with an IPv4 client's address unmapped ("::ffff:10.0.0.1" is
+ * "10.0.0.1"): the default ":PORT" listeners take IPv4 clients that way.
+ */
+export const peerHost = (host: string): string => (host.startsWith("::ffff:") ? host.slice(7) : host)
+
+/** The far end of a connection, formatted as addresses are ("10.0.0.1:41234", "[::1]:41234"). */
+export const peerAddress = (socket: {
+  readonly remoteAddress?: string | undefined
+  readonly remotePort?: number | undefined
+}): string => formatHostPort({ host: peerHost(socket.remoteAddress ?? ""), port: socket.remotePort ?? 0 })
+
 /** A host as sockets take it: an IPv6 literal without the brackets a URL puts around it. */
 export const unbracketed = (host: string): string => host.replace(/^\[(.*)\]$/, "$1")

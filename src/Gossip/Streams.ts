@@ -5,7 +5,7 @@
  */
 import type * as net from "node:net"
 import { Duration, Effect, type Scope } from "effect"
-import { formatHostPort } from "../Domain/Address.js"
+import { peerAddress } from "../Domain/Address.js"
 import * as ThrottledLog from "../internal/ThrottledLog.js"
 import * as Metrics from "../Metrics.js"
 
@@ -136,7 +136,7 @@ export const acceptRequests = (
         clearTimeout(deadline)
       })
       socket.on("error", () => socket.destroy())
-      const peer = formatHostPort({ host: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 })
+      const peer = peerAddress(socket)
       readFrame(socket, budget, (payload) => {
         // Closed already: nothing to cut, nothing to count.
         if (payload === "ended") return

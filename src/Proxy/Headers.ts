@@ -1,5 +1,6 @@
 import type * as http from "node:http"
 import type { TLSSocket } from "node:tls"
+import { peerHost } from "../Domain/Address.js"
 import { picoErrorHeader } from "./Errors.js"
 
 /** Headers that describe one connection, not the message, and so never cross a proxy (RFC 9110 §7.6.1). */
@@ -48,8 +49,7 @@ const connectionListed = (connection: string | undefined): ReadonlySet<string> |
 
 /** The client's address as the socket gives it, without the IPv4-mapped prefix; "" for an in-process one. */
 export const clientIp = (req: http.IncomingMessage): string => {
-  const address = req.socket.remoteAddress ?? ""
-  return address.startsWith("::ffff:") ? address.slice(7) : address
+  return peerHost(req.socket.remoteAddress ?? "")
 }
 
 /** How the request headers are rewritten for the next hop. Use the constants below: they are shared, not rebuilt. */

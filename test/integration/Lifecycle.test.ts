@@ -247,3 +247,20 @@ describe("gateway timeout", () => {
     expect(streaming.body).toBe("first and last")
   })
 })
+
+describe("addresses on the default dual-stack ports", () => {
+  it("are shown as IPv4 for IPv4 peers, not IPv4-mapped IPv6", async () => {
+    // ":0" is what the defaults (":8001") are: every interface, IPv6 sockets taking IPv4 clients too.
+    const node = await startNode({ "upstream.bind-addr": ":0", "proxy.bind-addr": ":0" })
+    cleanups.push(node.close)
+    const service = await startHttpServer((req, res) => res.end(String(req.headers["x-forwarded-for"])))
+    cleanups.push(service.close)
+    const agent = startAgent(node.upstreamUrl, { dual: service.port })
+    cleanups.push(agent.stop)
+    await waitFor("agent registered", async () => (await node.upstreamCount("dual")) === 1)
+    const endpoints = JSON.parse((await request(`${node.adminUrl}/status/proxy/endpoints`)).body)
+    expect(endpoints.dual).toEqual([expect.stringMatching(/^127\.0\.0\.1:\d+$/)])
+    const answer = await request(`${node.proxyUrl}/`, { headers: { "x-pico-endpoint": "dual" } })
+    expect(answer.body).toBe("127.0.0.1")
+  })
+})
