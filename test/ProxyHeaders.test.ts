@@ -150,8 +150,14 @@ describe("request headers for the next hop", () => {
     ])
     const v6 = message([], { remoteAddress: "2001:db8::ffff:1" })
     expect(upstreamRequestHeaders(v6, plain)?.[1]).toBe("2001:db8::ffff:1")
-    // A socket that has already closed has no address.
-    expect(upstreamRequestHeaders(message([], {}), plain)?.[1]).toBe("")
+    // No address (a socket that has already closed, or the node's own replay): none is added to the chain.
+    expect(upstreamRequestHeaders(message([], {}), plain)).toEqual(["X-Forwarded-Proto", "http"])
+    expect(upstreamRequestHeaders(message(["X-Forwarded-For", "198.51.100.7"], {}), plain)).toEqual([
+      "X-Forwarded-For",
+      "198.51.100.7",
+      "X-Forwarded-Proto",
+      "http",
+    ])
   })
 })
 

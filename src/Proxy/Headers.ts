@@ -126,7 +126,9 @@ export const upstreamRequestHeaders = (
   if (requestId !== undefined) out.push("X-Request-Id", requestId)
   if (!hop.fromPeer) {
     const ip = clientIp(req)
-    out.push("X-Forwarded-For", forwardedFor === undefined ? ip : `${forwardedFor}, ${ip}`)
+    // No address (the node's own replay, made in process): the chain goes on as it came, or not at all.
+    const chain = ip === "" ? forwardedFor : forwardedFor === undefined ? ip : `${forwardedFor}, ${ip}`
+    if (chain !== undefined) out.push("X-Forwarded-For", chain)
     out.push("X-Forwarded-Proto", (req.socket as TLSSocket).encrypted === true ? "https" : "http")
     if (req.headers.host !== undefined) out.push("X-Forwarded-Host", req.headers.host)
   }

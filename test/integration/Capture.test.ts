@@ -210,6 +210,8 @@ describe("capture", () => {
     expect(seen[0]).toMatchObject({ url: "/replayed", body: Buffer.from("original body") })
     expect(seen[0]?.headers).toMatchObject({ "x-kept": "yes", "x-edited": "by the replay" })
     expect(seen[0]?.headers.authorization).toBeUndefined()
+    // The replay is the node's own request: it has no client address to add.
+    expect(seen[0]?.headers["x-forwarded-for"]).toBeUndefined()
     expect(seen[0]?.headers["x-request-id"]).toBe(replayed.body.request_id)
     expect(seen[0]?.headers["x-pico-replay"]).toBeUndefined()
     const replay = await listed(first, replayed.body.request_id)
