@@ -1,5 +1,6 @@
 import { locate } from "./Cli/Argv.js"
 import { pico } from "./Cli/Commands.js"
+import { completionScript } from "./Cli/Completions.js"
 import { renderHelp, wantsColor } from "./Cli/Help.js"
 
 /** Help stays readable in an 80-column terminal. */
@@ -20,6 +21,9 @@ export const main = (argv: ReadonlyArray<string>, version: string): void => {
       return
     case "Version":
       process.stdout.write(`${version}\n`)
+      return
+    case "Completions":
+      process.stdout.write(completionScript(pico, request.shell))
       return
     case "Invalid":
       process.stderr.write(`${request.message}\n`)

@@ -1,19 +1,19 @@
+import { type Shell, shells } from "./Completions.js"
 import { type CommandSpec, commandName, type Flag, flagsOf, rootFlags } from "./Spec.js"
 
 /** What the command line asks for, found before any command's code is loaded. */
 export type Request =
   | { readonly _tag: "Help"; readonly path: ReadonlyArray<CommandSpec> }
   | { readonly _tag: "Version" }
+  /** `--completions`: the completion script for this shell. */
+  | { readonly _tag: "Completions"; readonly shell: Shell }
   /**
-   * A command to run, or --completions: handed to the parser as `args`, the same words in the one order it takes
+   * A command to run: handed to the parser as `args`, the same words in the one order it takes
    * (commands, then positional arguments, then flags), so a flag may come anywhere after its command.
    */
   | { readonly _tag: "Run"; readonly path: ReadonlyArray<CommandSpec>; readonly args: ReadonlyArray<string> }
   /** One line naming the command and what to fix. */
   | { readonly _tag: "Invalid"; readonly message: string }
-
-/** The shells @effect/cli writes completion scripts for. */
-const shells = ["bash", "fish", "sh", "zsh"]
 
 const editDistance = (a: string, b: string): number => {
   let previous = Array.from({ length: b.length + 1 }, (_, index) => index)
@@ -56,7 +56,7 @@ export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request 
   const flagWords: Array<string> = []
   let help = false
   let version = false
-  let completions = false
+  let completions: Shell | undefined
   let problem: string | undefined
   const seen = new Set<string>()
   const fail = (message: string) => {
@@ -100,9 +100,10 @@ export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request 
         index++
       }
       if (name === "--completions") {
-        completions = true
         const shell = inline ? arg.slice(arg.indexOf("=") + 1) : args[index]
-        if (shell !== undefined && !shells.includes(shell))
+        const known = shells.find((each) => each === shell)
+        if (known !== undefined) completions = known
+        else if (shell !== undefined)
           fail(`--completions: unknown shell "${shell}"; one of ${shells.join(", ")}`)
       }
       continue
@@ -123,9 +124,9 @@ export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request 
   if (help) return { _tag: "Help", path }
   if (problem !== undefined) return { _tag: "Invalid", message: problem }
   if (version) return { _tag: "Version" }
+  if (completions !== undefined) return { _tag: "Completions", shell: completions }
   const commandWords = path.slice(1).map((command) => command.name)
   const ordered = [...commandWords, ...positional, ...flagWords]
-  if (completions) return { _tag: "Run", path, args: ordered }
   const command = path[path.length - 1] as CommandSpec
   if (command.subcommands !== undefined) return { _tag: "Help", path }
   const expected = command.args ?? []

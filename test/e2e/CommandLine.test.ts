@@ -93,22 +93,72 @@ describe("pico --help", () => {
     expect(await inTerminal(command, { NO_COLOR: "1" })).not.toContain("\x1b")
   })
 
-  it("prints the version, and a bash completion script that completes commands and flags", async () => {
+  it("prints the version", async () => {
     expect(await runPico(["--version"])).toMatchObject({
       code: 0,
       stdout: `${packageJson.version}\n`,
     })
-    const { stdout: script } = await runPico(["--completions", "bash"])
-    const file = join(mkdtempSync(join(tmpdir(), "pico-completions-")), "pico.bash")
-    writeFileSync(file, script)
-    const complete = (words: ReadonlyArray<string>) =>
-      promisify(execFile)("bash", [
-        "-c",
-        `source ${file}; COMP_WORDS=(${words.join(" ")}); COMP_CWORD=${words.length - 1}; ` +
-          `_pico_bash_completions pico ${words[words.length - 1]} ${words[words.length - 2]}; echo "\${COMPREPLY[@]}"`,
-      ])
-    expect((await complete(["pico", "status", "clu"])).stdout).toBe("cluster\n")
-    expect((await complete(["pico", "server", "--gossip.bind"])).stdout).toBe("--gossip.bind-addr\n")
+  })
+
+  /** The script for `shell`, saved where the shell can source it. */
+  const completionScript = async (shell: string) => {
+    const { code, stdout } = await runPico(["--completions", shell])
+    expect(code).toBe(0)
+    const file = join(mkdtempSync(join(tmpdir(), "pico-completions-")), `pico.${shell}`)
+    writeFileSync(file, stdout)
+    return file
+  }
+  /** The candidates bash (or zsh, through bashcompinit) offers after `words`, the last being the one typed. */
+  const bashLike = async (shell: "bash" | "zsh", file: string, words: ReadonlyArray<string>) => {
+    const quoted = words.map((word) => `'${word}'`).join(" ")
+    const setup = shell === "zsh" ? "autoload -U +X compinit && compinit -u -D; " : ""
+    const { stdout } = await promisify(execFile)(shell, [
+      "-c",
+      `${setup}source ${file}; COMP_WORDS=(${quoted}); COMP_CWORD=${words.length - 1}; _pico_completions; ` +
+        'echo "${COMPREPLY[@]}"',
+    ])
+    return stdout.trim().split(" ").filter(Boolean)
+  }
+
+  it("prints a bash completion script that completes commands at any depth, their flags and flags' values", async () => {
+    const file = await completionScript("bash")
+    const complete = (words: ReadonlyArray<string>) => bashLike("bash", file, words)
+    expect(await complete(["pico", "status", "clu"])).toEqual(["cluster"])
+    expect(await complete(["pico", "status", "cluster", "n"])).toEqual(["nodes", "node"])
+    expect(await complete(["pico", "forward", "tcp", "--e"])).toEqual(["--endpoint"])
+    expect(await complete(["pico", "server", "--gossip.bind"])).toEqual(["--gossip.bind-addr"])
+    // A parent's flags, after the command they belong to; a flag's value is skipped on the way.
+    expect(await complete(["pico", "status", "cluster", "nodes", "--out"])).toEqual(["--output"])
+    expect(await complete(["pico", "status", "--output", "json", "cluster", "no"])).toEqual(["nodes", "node"])
+    expect(await complete(["pico", "status", "--output", ""])).toEqual(["yaml", "json"])
+    expect(await complete(["pico", "server", "--config.path", file.slice(0, -3)])).toEqual([file])
+    expect(await complete(["pico", "server", "--proxy.bind-addr", ""])).toEqual([])
+    // Only what pico takes: no --wizard or --log-level, which it refuses.
+    expect(await complete(["pico", "--"])).toEqual(["--help", "--version", "--completions"])
+    expect(await complete(["pico", "agent", "--h"])).toEqual(["--help"])
+  })
+
+  it("prints a zsh completion script, through zsh's bash completion support", async () => {
+    const file = await completionScript("zsh")
+    // zsh matches the candidates against what is typed itself: the script offers the command's words.
+    const offered = await bashLike("zsh", file, ["pico", "status", "cluster", "n"])
+    expect(offered).toEqual(expect.arrayContaining(["nodes", "node", "--output", "--help"]))
+    expect(offered).not.toContain("server")
+    expect(await bashLike("zsh", file, ["pico", "status", "--output", ""])).toEqual(["yaml", "json"])
+  })
+
+  it("prints a fish completion script that completes commands at any depth, their flags and flags' values", async () => {
+    const file = await completionScript("fish")
+    const complete = async (line: string) => {
+      const { stdout } = await promisify(execFile)("fish", ["-c", `source ${file}; complete -C '${line}'`])
+      return stdout.trim().split("\n").filter(Boolean).sort()
+    }
+    expect(await complete("pico status cluster n")).toEqual(["node", "nodes"])
+    expect(await complete("pico forward tcp --e")).toEqual(["--endpoint"])
+    expect(await complete("pico status --output json cluster no")).toEqual(["node", "nodes"])
+    expect(await complete("pico status --output ")).toEqual(["json", "yaml"])
+    expect(await complete(`pico server --config.path ${file.slice(0, -3)}`)).toEqual([file])
+    expect(await complete("pico --")).toEqual(["--completions", "--help", "--version"])
   })
 })
 
