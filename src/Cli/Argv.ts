@@ -91,6 +91,11 @@ export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request 
       const takesValue = flag?.setting.takesValue ?? rootFlag?.takesValue ?? false
       if (takesValue && !inline) {
         const value = args[index + 1]
+        // A true/false setting given alone is on, as a switch would be: `--access-log.query`.
+        if (flag?.setting.valueName === "bool" && (value === undefined || value.startsWith("-"))) {
+          flagWords.push("true")
+          continue
+        }
         if (value === undefined) fail(`${name} needs a value`)
         // `--access-log.query --proxy.bind-addr :8000` would take the next flag as the value, then call the
         // address an unexpected argument.

@@ -61,9 +61,9 @@ const stackedTable = (rows: ReadonlyArray<Row>, width: number): Array<string> =>
   ])
 
 const flagRow = ({ name, setting }: Flag): Row => {
-  const usage = setting.takesValue
-    ? `${name} ${setting.valueName}${setting.commaSeparated ? ",..." : ""}`
-    : name
+  // A true/false setting may be given alone (Argv.ts): its value is optional.
+  const value = setting.valueName === "bool" ? "[bool]" : setting.valueName
+  const usage = setting.takesValue ? `${name} ${value}${setting.commaSeparated ? ",..." : ""}` : name
   const notes = [
     setting.repeated ? "repeatable" : "",
     setting.defaultText === "" ? "" : `default ${setting.defaultText}`,

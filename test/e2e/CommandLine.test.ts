@@ -1,5 +1,7 @@
 import { execFile } from "node:child_process"
+import { once } from "node:events"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
+import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { promisify } from "node:util"
@@ -162,6 +164,34 @@ describe("pico --help", () => {
   })
 })
 
+describe("true/false settings", () => {
+  it("are on when given alone, at the end or before another flag, and take true or false", async () => {
+    // The server logs its settings, then stops at once on a proxy port that is taken.
+    const taken = net.createServer().listen(0, "127.0.0.1")
+    await once(taken, "listening")
+    const port = (taken.address() as net.AddressInfo).port
+    const accessLogOf = async (...flags: ReadonlyArray<string>) => {
+      const { code, stderr } = await runPico(["server", "--proxy.bind-addr", `127.0.0.1:${port}`, ...flags])
+      expect(code).toBe(1)
+      const start = stderr
+        .split("\n")
+        .map((line) => (line.startsWith("{") ? JSON.parse(line) : {}))
+        .find((log) => log.msg === "starting pico server")
+      return start?.config.access_log
+    }
+    try {
+      expect(await accessLogOf("--access-log.query")).toMatchObject({ query: true, enabled: true })
+      expect(await accessLogOf("--access-log.query", "--access-log.enabled", "false")).toMatchObject({
+        query: true,
+        enabled: false,
+      })
+      expect(await accessLogOf("--access-log.query", "false")).toMatchObject({ query: false })
+    } finally {
+      taken.close()
+    }
+  })
+})
+
 describe("mistakes on the command line", () => {
   const configFile = (yaml: string) => {
     const path = join(mkdtempSync(join(tmpdir(), "pico-cli-")), "pico.yaml")
@@ -223,8 +253,8 @@ describe("mistakes on the command line", () => {
     [["--wizard"], "pico: unknown flag --wizard"],
     [["server", "--proxy.bind-addr"], "pico server: --proxy.bind-addr needs a value"],
     [
-      ["server", "--access-log.query", "--proxy.bind-addr", ":8000"],
-      "pico server: --access-log.query needs a value before --proxy.bind-addr",
+      ["server", "--proxy.gateway-timeout", "--proxy.bind-addr", ":8000"],
+      "pico server: --proxy.gateway-timeout needs a value before --proxy.bind-addr",
     ],
     [
       ["status", "cluster", "nodes", "--forward", "--output=json"],
