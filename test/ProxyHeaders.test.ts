@@ -150,11 +150,12 @@ describe("request headers for the next hop", () => {
     ])
     const v6 = message([], { remoteAddress: "2001:db8::ffff:1" })
     expect(upstreamRequestHeaders(v6, plain)?.[1]).toBe("2001:db8::ffff:1")
-    // No address (a socket that has already closed, or the node's own replay): none is added to the chain.
+    // No address (the node's own replay): no chain is started; one given gets an unknown last hop, so the
+    // client's own last entry never passes for the address that reached the node.
     expect(upstreamRequestHeaders(message([], {}), plain)).toEqual(["X-Forwarded-Proto", "http"])
     expect(upstreamRequestHeaders(message(["X-Forwarded-For", "198.51.100.7"], {}), plain)).toEqual([
       "X-Forwarded-For",
-      "198.51.100.7",
+      "198.51.100.7, ",
       "X-Forwarded-Proto",
       "http",
     ])

@@ -14,8 +14,12 @@ export class ReplayError extends Schema.TaggedError<ReplayError>()("ReplayError"
   message: Schema.String,
 }) {}
 
-/** Headers a replay sets itself, or that describe the original connection rather than the request. */
+/**
+ * Headers a replay sets itself, or that describe the original connection rather than the request: the client's
+ * X-Forwarded-For had its address appended by the proxy, which a replay, made in process, has none to append.
+ */
 const notReplayed = new Set([
+  "x-forwarded-for",
   "connection",
   "keep-alive",
   "proxy-connection",

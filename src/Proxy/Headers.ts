@@ -126,9 +126,10 @@ export const upstreamRequestHeaders = (
   if (requestId !== undefined) out.push("X-Request-Id", requestId)
   if (!hop.fromPeer) {
     const ip = clientIp(req)
-    // No address (the node's own replay, made in process): the chain goes on as it came, or not at all.
-    const chain = ip === "" ? forwardedFor : forwardedFor === undefined ? ip : `${forwardedFor}, ${ip}`
-    if (chain !== undefined) out.push("X-Forwarded-For", chain)
+    // No address (the node's own replay, made in process) starts no chain; a chain the client sent always gets the
+    // hop that sent it, even unknown, so it can never pass as the last hop itself.
+    const chain = forwardedFor === undefined ? ip : `${forwardedFor}, ${ip}`
+    if (chain !== "") out.push("X-Forwarded-For", chain)
     out.push("X-Forwarded-Proto", (req.socket as TLSSocket).encrypted === true ? "https" : "http")
     if (req.headers.host !== undefined) out.push("X-Forwarded-Host", req.headers.host)
   }

@@ -26,6 +26,15 @@ const filesVersion = (files: TlsFiles) =>
     ).then((parts) => parts.join("|")),
   )
 
+/**
+ * Reads a new connection's peer address while it is there to read: Node asks the kernel only when the address is
+ * first wanted, and keeps it from then on. Asked only once a request is handled, a client that sent its request
+ * and reset the connection at once left no address, and so passed a forged X-Forwarded-For chain on unchanged.
+ */
+const rememberPeer = (socket: { readonly remoteAddress?: string | undefined }): void => {
+  void socket.remoteAddress
+}
+
 const secureContext = ({ cert, key, ca }: TlsMaterial) => ({ cert, key, ...(ca === undefined ? {} : { ca }) })
 
 /**
@@ -39,7 +48,7 @@ export const makeHttpServer = (
   subsystem: string,
 ): Effect.Effect<HttpServer, ConfigError, Scope.Scope> =>
   Effect.gen(function* () {
-    if (tls === undefined) return http.createServer(options)
+    if (tls === undefined) return http.createServer(options).on("connection", rememberPeer)
     const material = yield* readTlsFiles(tls)
     const requireClientCert = material.ca !== undefined
     const server = https.createServer({
@@ -50,6 +59,8 @@ export const makeHttpServer = (
       requestCert: requireClientCert,
       rejectUnauthorized: requireClientCert,
     })
+    // A request's socket is the TLS one, which keeps an address of its own.
+    server.on("secureConnection", rememberPeer)
     let version = yield* filesVersion(tls)
     const reload = Effect.gen(function* () {
       const current = yield* filesVersion(tls)

@@ -189,6 +189,7 @@ describe("capture", () => {
       "x-request-id": "rid-original",
       authorization: "Bearer service-secret",
       "x-secret": "also secret",
+      "x-forwarded-for": "6.6.6.6",
       "x-kept": "yes",
     })
     await listed(first, "rid-original")
@@ -210,7 +211,8 @@ describe("capture", () => {
     expect(seen[0]).toMatchObject({ url: "/replayed", body: Buffer.from("original body") })
     expect(seen[0]?.headers).toMatchObject({ "x-kept": "yes", "x-edited": "by the replay" })
     expect(seen[0]?.headers.authorization).toBeUndefined()
-    // The replay is the node's own request: it has no client address to add.
+    // The replay is the node's own request: it has no client address to add, so it sends no chain at all (the
+    // captured one, the client's own, would pass for the hops that reached the node).
     expect(seen[0]?.headers["x-forwarded-for"]).toBeUndefined()
     expect(seen[0]?.headers["x-request-id"]).toBe(replayed.body.request_id)
     expect(seen[0]?.headers["x-pico-replay"]).toBeUndefined()

@@ -122,6 +122,27 @@ describe("proxying through a tunnel", () => {
     expect(response.headers["keep-alive"]).not.toBe("timeout=99")
   })
 
+  it("adds the client's address to its X-Forwarded-For even when the client resets the connection at once", async () => {
+    // The request is whole before the reset, so the node may still send it on: its chain must end with the
+    // address that reached the node, never with the client's own last entry.
+    seen = []
+    const reset = () => seen.filter((each) => each.url.startsWith("/reset-"))
+    for (let attempt = 0; attempt < 40 && reset().length === 0; attempt++) {
+      const socket = net.connect(node.proxyPort, "127.0.0.1")
+      socket.on("error", () => {})
+      await new Promise((resolve) => socket.once("connect", resolve))
+      socket.write(
+        `POST /reset-${attempt} HTTP/1.1\r\nHost: x\r\nx-pico-endpoint: my-endpoint\r\n` +
+          "X-Forwarded-For: 6.6.6.6\r\nContent-Length: 2\r\n\r\nhi",
+      )
+      socket.resetAndDestroy()
+      // The next attempt only once the node has dealt with this one: its access to the service, or none.
+      await request(`${node.proxyUrl}/sentinel`, { headers: { "x-pico-endpoint": "my-endpoint" } })
+    }
+    expect(reset().length).toBeGreaterThan(0)
+    for (const each of reset()) expect(each.headers["x-forwarded-for"]).toBe("6.6.6.6, 127.0.0.1")
+  })
+
   it("streams request bodies to the upstream", async () => {
     const response = await request(`${node.proxyUrl}/upload`, {
       method: "POST",
