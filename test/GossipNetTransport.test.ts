@@ -1,3 +1,4 @@
+import * as dgram from "node:dgram"
 import * as net from "node:net"
 import { Effect, Exit, HashMap, Logger, Metric, Option, Scope } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
@@ -210,5 +211,34 @@ describe("the gossip port's limits on peers it has not authenticated", () => {
     slow.socket.write("ok")
     await waitFor("the answer", () => Buffer.concat(slow.received).length === 6)
     expect(Buffer.concat(slow.received).subarray(4).toString()).toBe("ok")
+  })
+})
+
+describe("the gossip transport on every interface (the default :8003)", () => {
+  it("names an IPv4 peer by its IPv4 address, for datagrams and requests alike", async () => {
+    const scope = await Effect.runPromise(Scope.make())
+    cleanups.push(() => Effect.runPromise(Scope.close(scope, Exit.void)))
+    const heard: Array<string> = []
+    const transport = await Effect.runPromise(
+      Effect.gen(function* () {
+        const transport = yield* NetTransport.make(
+          { host: "", port: 0 },
+          (bound) => `127.0.0.1:${bound.port}`,
+          Streams.defaultInboundLimits,
+        )
+        yield* transport.serve({
+          packet: (_bytes, from) => Effect.sync(() => void heard.push(`packet from ${from}`)),
+          request: (bytes, from) =>
+            Effect.sync(() => heard.push(`request from ${from}`)).pipe(Effect.as(Option.some(bytes))),
+        })
+        return transport
+      }).pipe(Scope.extend(scope)),
+    )
+    const udp = dgram.createSocket("udp4")
+    cleanups.push(async () => void udp.close())
+    udp.send(Buffer.from("hello"), portOf(transport), "127.0.0.1")
+    expect(await echoes(transport, 10)).toBe(true)
+    await waitFor("the datagram", () => heard.some((line) => line.startsWith("packet")))
+    for (const line of heard) expect(line).toMatch(/^(packet|request) from 127\.0\.0\.1:\d+$/)
   })
 })

@@ -97,10 +97,8 @@ export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request 
           continue
         }
         if (value === undefined) fail(`${name} needs a value`)
-        // `--access-log.query --proxy.bind-addr :8000` would take the next flag as the value, then call the
-        // address an unexpected argument.
-        else if (flags.some((known) => known.name === value.split("=")[0]))
-          fail(`${name} needs a value before ${value}`)
+        // `--server.url --follow` would take the next flag (a subcommand's, not known yet) as the value.
+        else if (value.startsWith("--")) fail(`${name} needs a value before ${value}`)
         else flagWords.push(value)
         index++
       }

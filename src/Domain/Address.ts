@@ -1,3 +1,4 @@
+import { isIPv4 } from "node:net"
 /** A host and port to listen on or dial. An empty host means every interface. */
 export interface HostPort {
   readonly host: string
@@ -50,7 +51,8 @@ export const bindAddrProblem = (text: string): string | undefined =>
  * A peer's host as a dual-stack socket reports it, with an IPv4 client's address unmapped ("::ffff:10.0.0.1" is
  * "10.0.0.1"): the default ":PORT" listeners take IPv4 clients that way.
  */
-export const peerHost = (host: string): string => (host.startsWith("::ffff:") ? host.slice(7) : host)
+export const peerHost = (host: string): string =>
+  host.startsWith("::ffff:") && isIPv4(host.slice(7)) ? host.slice(7) : host
 
 /** The far end of a connection, formatted as addresses are ("10.0.0.1:41234", "[::1]:41234"). */
 export const peerAddress = (socket: {

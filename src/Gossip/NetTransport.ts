@@ -1,7 +1,7 @@
 import * as dgram from "node:dgram"
 import * as net from "node:net"
 import { Effect, FiberSet, Option, type Scope } from "effect"
-import { formatHostPort, type HostPort, parseDialAddress } from "../Domain/Address.js"
+import { type HostPort, parseDialAddress, peerAddress } from "../Domain/Address.js"
 import { formatAddressInfo, type ListenError, listenError } from "../internal/Listen.js"
 import * as Streams from "./Streams.js"
 import { type Handler, type Transport, TransportError } from "./Transport.js"
@@ -109,7 +109,7 @@ export const make = (
         // Each datagram and request is handled on a fiber of the serving scope, interrupted when it closes.
         const run = yield* FiberSet.makeRuntime<never>()
         const onMessage = (packet: Buffer, peer: dgram.RemoteInfo) =>
-          run(handler.packet(packet, formatHostPort({ host: peer.address, port: peer.port })))
+          run(handler.packet(packet, peerAddress({ remoteAddress: peer.address, remotePort: peer.port })))
         const onConnection = yield* Streams.acceptRequests(limits, (payload, peer, socket) =>
           run(
             handler.request(payload, peer).pipe(

@@ -1,7 +1,7 @@
 import * as Either from "effect/Either"
 import { bindAddrProblem, parseHostPort } from "../Domain/Address.js"
 import { type EndpointId, endpointIdRule, isValidEndpointId } from "../Domain/EndpointId.js"
-import { logSettings } from "./Server.js"
+import { logSettingsFor } from "./Server.js"
 import * as Setting from "./Setting.js"
 
 /**
@@ -111,5 +111,5 @@ export const agentSettings = {
       insecureSkipVerify: Setting.toggle("Accept any certificate from https:// endpoints. Dangerous."),
     },
   },
-  log: logSettings,
+  log: logSettingsFor(["main", "agent", "tunnel", "admin"]),
 }

@@ -1,4 +1,4 @@
-import { bindAddr, logSettings } from "./Server.js"
+import { bindAddr, logSettingsFor, serverSubsystems } from "./Server.js"
 import * as Setting from "./Setting.js"
 
 /** The flags of `pico dev cluster`: how many nodes, and where its load balancer listens for each port. */
@@ -7,5 +7,6 @@ export const devClusterSettings = {
   proxy: { bindAddr: bindAddr("proxy clients", ":8000") },
   upstream: { bindAddr: bindAddr("agents", ":8001") },
   admin: { bindAddr: bindAddr("the admin API", ":8002") },
-  log: logSettings,
+  // Its nodes run in the process, beside its own lines.
+  log: logSettingsFor([...serverSubsystems, "dev"]),
 }

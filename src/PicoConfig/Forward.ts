@@ -1,5 +1,5 @@
 import { endpointIdRule, isValidEndpointId } from "../Domain/EndpointId.js"
-import { logSettings } from "./Server.js"
+import { logSettingsFor } from "./Server.js"
 import * as Setting from "./Setting.js"
 
 /** Everything `pico forward tcp` can be configured with, as flags or as YAML keys. */
@@ -32,7 +32,7 @@ export const forwardTcpSettings = {
       "token",
     ),
   },
-  log: logSettings,
+  log: logSettingsFor(["main", "forward"]),
 }
 
 /** The flag `pico forward tcp` cannot do without; undefined when it is given. */

@@ -32,8 +32,8 @@ const clientLimits = (maxConnections: number) => ({
   ),
 })
 
-/** Every program's subsystems (docs/configuration.md lists which program logs which). */
-const logSubsystems = [
+/** The subsystems a node logs under (docs/configuration.md says what each covers). */
+export const serverSubsystems = [
   "main",
   "server",
   "cluster",
@@ -42,22 +42,20 @@ const logSubsystems = [
   "upstream",
   "admin",
   "tunnel",
-  "agent",
-  "forward",
-  "dev",
 ]
 
-export const logSettings = {
+/** The --log.* settings of a program that logs under `subsystems`. */
+export const logSettingsFor = (subsystems: ReadonlyArray<string>) => ({
   level: Setting.choice("Minimum log level.", ["debug", "info", "warn", "error"] as const, "info"),
-  // A misspelt name would show nothing more, silently: it is refused instead.
+  // A name the program never logs under (a typo, another program's) would show nothing more, silently.
   subsystems: Setting.list(
     "Subsystems to log at every level whatever --log.level, e.g. proxy,tunnel.",
     (item) =>
-      logSubsystems.includes(item)
+      subsystems.includes(item)
         ? Either.right(item)
-        : Either.left(`unknown subsystem "${item}"; one of ${logSubsystems.join(", ")}`),
+        : Either.left(`unknown subsystem "${item}"; this program logs under ${subsystems.join(", ")}`),
   ),
-}
+})
 
 /** Everything `pico server` can be configured with, as flags or as YAML keys. */
 export const serverSettings = {
@@ -136,7 +134,7 @@ export const serverSettings = {
     ),
   },
   auth: tokenSettings("upstream"),
-  log: logSettings,
+  log: logSettingsFor(serverSubsystems),
   accessLog: {
     enabled: Setting.boolean("One JSON line per proxied request or upgrade, whatever --log.level.", true),
     file: Setting.string(

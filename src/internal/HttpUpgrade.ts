@@ -132,6 +132,7 @@ export const requestUpgrade = (
     // Settled without telling `done`: nobody waits for the outcome any more.
     settled = { _tag: "TimedOut" }
     clearTimeout(timer)
+    clearTimeout(bodyTimer)
     request.destroy()
     options.givenUp?.()
   }

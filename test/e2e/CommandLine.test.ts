@@ -256,6 +256,11 @@ describe("mistakes on the command line", () => {
       ["server", "--proxy.gateway-timeout", "--proxy.bind-addr", ":8000"],
       "pico server: --proxy.gateway-timeout needs a value before --proxy.bind-addr",
     ],
+    // A subcommand's flag, not known yet where it stands, is no value either.
+    [
+      ["status", "--server.url", "--follow", "proxy", "requests", "ep"],
+      "pico status: --server.url needs a value before --follow",
+    ],
     [
       ["status", "cluster", "nodes", "--forward", "--output=json"],
       "pico status cluster nodes: --forward needs a value before --output=json",
@@ -264,10 +269,14 @@ describe("mistakes on the command line", () => {
       ["status", "cluster", "nodes", "--output", "json", "--output", "yaml"],
       "pico status cluster nodes: --output given twice",
     ],
-    // A misspelt subsystem would silently show nothing more.
+    // A misspelt subsystem, or one of another program, would silently show nothing more.
     [
       ["agent", "--log.subsystems", "agent,tunel"],
-      'invalid config: --log.subsystems: invalid value ["agent,tunel"]: "tunel": unknown subsystem "tunel"; one of main, server, cluster, gossip, proxy, upstream, admin, tunnel, agent, forward, dev',
+      'invalid config: --log.subsystems: invalid value ["agent,tunel"]: "tunel": unknown subsystem "tunel"; this program logs under main, agent, tunnel, admin',
+    ],
+    [
+      ["server", "--log.subsystems", "agent"],
+      'invalid config: --log.subsystems: invalid value ["agent"]: "agent": unknown subsystem "agent"; this program logs under main, server, cluster, gossip, proxy, upstream, admin, tunnel',
     ],
     [["--completions", "tcsh"], 'pico: --completions: unknown shell "tcsh"; one of bash, fish, sh, zsh'],
     [["status", "cluster", "node"], "pico status cluster node: missing <node-id>"],
