@@ -35,6 +35,7 @@ import {
   type UpgradeTarget,
 } from "./Proxy/Forward.js"
 import {
+  clientIp,
   forwardedByHeader,
   type HeaderPolicy,
   replayHeader,
@@ -456,6 +457,10 @@ export const make = (options: ProxyOptions) =>
     const replays = new WeakSet<http.IncomingMessage>()
 
     const serve = (exchange: Exchange): void => {
+      // No address: the client reset its connection before the node could read it, so it is gone, and the hop
+      // its X-Forwarded-For would need is unknown. Dropped as any departed client's request (499); only the
+      // node's own replays come without one.
+      if (clientIp(exchange.req) === "" && !replays.has(exchange.req)) return void exchange.res.destroy()
       const endpointId = prepare(exchange)
       if (typeof endpointId !== "string") {
         if (closesConnection(endpointId)) closeAfterAnswer(exchange.req.socket)

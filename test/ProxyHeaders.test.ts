@@ -148,14 +148,17 @@ describe("request headers for the next hop", () => {
       "X-Forwarded-Proto",
       "https",
     ])
+    // A TLS socket that lost its address (reset after the handshake) falls back on its TCP socket's, read at once.
+    const lost = message([], { remoteAddress: undefined, _parent: { remoteAddress: "::ffff:192.0.2.9" } })
+    expect(upstreamRequestHeaders(lost, plain)?.slice(0, 2)).toEqual(["X-Forwarded-For", "192.0.2.9"])
     const v6 = message([], { remoteAddress: "2001:db8::ffff:1" })
     expect(upstreamRequestHeaders(v6, plain)?.[1]).toBe("2001:db8::ffff:1")
-    // No address (the node's own replay): no chain is started; one given gets an unknown last hop, so the
+    // No address (the node's own replay): no chain is started; one given gets an "unknown" last hop, so the
     // client's own last entry never passes for the address that reached the node.
     expect(upstreamRequestHeaders(message([], {}), plain)).toEqual(["X-Forwarded-Proto", "http"])
     expect(upstreamRequestHeaders(message(["X-Forwarded-For", "198.51.100.7"], {}), plain)).toEqual([
       "X-Forwarded-For",
-      "198.51.100.7, ",
+      "198.51.100.7, unknown",
       "X-Forwarded-Proto",
       "http",
     ])

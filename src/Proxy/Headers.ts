@@ -1,6 +1,8 @@
 import type * as http from "node:http"
+import type { Socket } from "node:net"
 import type { TLSSocket } from "node:tls"
 import { peerHost } from "../Domain/Address.js"
+import { tcpSocketOf } from "../internal/TcpSocket.js"
 import { picoErrorHeader } from "./Errors.js"
 
 /** Headers that describe one connection, not the message, and so never cross a proxy (RFC 9110 §7.6.1). */
@@ -47,10 +49,12 @@ const connectionListed = (connection: string | undefined): ReadonlySet<string> |
   return listed
 }
 
-/** The client's address as the socket gives it, without the IPv4-mapped prefix; "" for an in-process one. */
-export const clientIp = (req: http.IncomingMessage): string => {
-  return peerHost(req.socket.remoteAddress ?? "")
-}
+/**
+ * The client's address as its socket gives it (a TLS socket's own, or its TCP socket's), without the IPv4-mapped
+ * prefix; "" for an in-process request (a replay), or a client that reset its connection before it could be read.
+ */
+export const clientIp = (req: http.IncomingMessage): string =>
+  peerHost(req.socket.remoteAddress ?? (tcpSocketOf(req.socket) as Socket).remoteAddress ?? "")
 
 /** How the request headers are rewritten for the next hop. Use the constants below: they are shared, not rebuilt. */
 export interface HeaderPolicy {
@@ -126,10 +130,11 @@ export const upstreamRequestHeaders = (
   if (requestId !== undefined) out.push("X-Request-Id", requestId)
   if (!hop.fromPeer) {
     const ip = clientIp(req)
-    // No address (the node's own replay, made in process) starts no chain; a chain the client sent always gets the
-    // hop that sent it, even unknown, so it can never pass as the last hop itself.
-    const chain = forwardedFor === undefined ? ip : `${forwardedFor}, ${ip}`
-    if (chain !== "") out.push("X-Forwarded-For", chain)
+    // No address (the node's own replay) starts no chain; a chain the client sent always gets the hop that sent it,
+    // "unknown" at worst (RFC 7239's word), so the client's own last entry never passes for it.
+    if (forwardedFor !== undefined)
+      out.push("X-Forwarded-For", `${forwardedFor}, ${ip === "" ? "unknown" : ip}`)
+    else if (ip !== "") out.push("X-Forwarded-For", ip)
     out.push("X-Forwarded-Proto", (req.socket as TLSSocket).encrypted === true ? "https" : "http")
     if (req.headers.host !== undefined) out.push("X-Forwarded-Host", req.headers.host)
   }

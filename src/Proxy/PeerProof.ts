@@ -57,7 +57,8 @@ const valuesIn = (headers: ReadonlyArray<string>): Array<string> =>
   covered.map((name) => {
     const values: Array<string> = []
     for (let i = 0; i < headers.length; i += 2)
-      if ((headers[i] as string).toLowerCase() === name) values.push(headers[i + 1] as string)
+      // Trimmed, as the receiving node's parser trims it.
+      if ((headers[i] as string).toLowerCase() === name) values.push((headers[i + 1] as string).trim())
     return values.join(", ")
   })
 

@@ -4,6 +4,7 @@ import type { Duplex } from "node:stream"
 import { Effect, type Scope } from "effect"
 import * as Metrics from "../Metrics.js"
 import type { HttpServer } from "./HttpServer.js"
+import { tcpSocketOf } from "./TcpSocket.js"
 import * as ThrottledLog from "./ThrottledLog.js"
 
 type Shed = "closed idle" | "refused"
@@ -25,9 +26,6 @@ export interface ConnectionGuard {
    */
   readonly closeWhenIdle: () => void
 }
-
-/** A TLS socket's TCP socket, which is what the server counted; a plain socket is its own. */
-const tcpSocketOf = (socket: Duplex): Duplex => (socket as Duplex & { _parent?: Duplex })._parent ?? socket
 
 export const make = (
   server: HttpServer,

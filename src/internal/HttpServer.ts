@@ -27,9 +27,10 @@ const filesVersion = (files: TlsFiles) =>
   )
 
 /**
- * Reads a new connection's peer address while it is there to read: Node asks the kernel only when the address is
- * first wanted, and keeps it from then on. Asked only once a request is handled, a client that sent its request
- * and reset the connection at once left no address, and so passed a forged X-Forwarded-For chain on unchanged.
+ * Reads a new connection's peer address as early as it can be read: Node asks the kernel only when the address is
+ * first wanted, and keeps it from then on; once the client has reset the connection there is none to read, though
+ * a request it sent before may still be parsed. (One reset while still in the accept queue has none even here:
+ * the proxy refuses such a request, see Proxy.ts.)
  */
 const rememberPeer = (socket: { readonly remoteAddress?: string | undefined }): void => {
   void socket.remoteAddress
@@ -59,7 +60,9 @@ export const makeHttpServer = (
       requestCert: requireClientCert,
       rejectUnauthorized: requireClientCert,
     })
-    // A request's socket is the TLS one, which keeps an address of its own.
+    // A request's socket is the TLS one, which keeps an address of its own and asks for it only after the
+    // handshake: the TCP socket's, read at once, is what it falls back on (clientIp).
+    server.on("connection", rememberPeer)
     server.on("secureConnection", rememberPeer)
     let version = yield* filesVersion(tls)
     const reload = Effect.gen(function* () {

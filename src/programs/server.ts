@@ -204,6 +204,7 @@ export const serverLayer = (
 /** What a running node provides, for tests and embedders that want its bound addresses or registry. */
 export type ServerServices =
   | Proxy.ProxyServer
+  | Proxy.ProxyHandler
   | UpstreamListener.UpstreamServer
   | Admin.AdminServer
   | Registry.Registry

@@ -5,7 +5,7 @@ import { EndpointId } from "../../src/Domain/EndpointId.js"
 import * as Gossip from "../../src/Gossip.js"
 import { load, serverSettings } from "../../src/PicoConfig.js"
 import * as PicoLogger from "../../src/PicoLogger.js"
-import { ProxyServer } from "../../src/Proxy.js"
+import { ProxyHandler, ProxyServer } from "../../src/Proxy.js"
 import { serverLayer } from "../../src/programs/server.js"
 import { Registry } from "../../src/Registry.js"
 import * as Tunnel from "../../src/Tunnel.js"
@@ -35,6 +35,8 @@ export interface TestNode {
   readonly upstreamCount: (endpointId: string) => Promise<number>
   /** Graceful shutdown, as on SIGTERM: resolves once the node has drained and closed. */
   readonly close: () => Promise<void>
+  /** The proxy's own handler, for connections a test hands it directly (no address, as a replay's). */
+  readonly proxyHandler: ProxyHandler["Type"]
 }
 
 /** Starts a whole server node in this process on ephemeral 127.0.0.1 ports (or the ones given in `flags`). */
@@ -86,6 +88,7 @@ export const startNode = async (flags: Record<string, unknown> = {}): Promise<Te
       closed ??= Effect.runPromise(Scope.close(scope, Exit.void))
       return closed
     },
+    proxyHandler: Context.get(context, ProxyHandler),
   }
 }
 
