@@ -87,6 +87,15 @@ export const locate = (root: CommandSpec, args: ReadonlyArray<string>): Request 
       if (seen.has(name) && flag?.setting.repeated !== true) fail(`${name} given twice`)
       seen.add(name)
       if (name === "--version") version = true
+      // `--flag=` is an empty list for a list setting, and nothing at all for any other.
+      if (
+        inline &&
+        arg.endsWith("=") &&
+        flag !== undefined &&
+        !flag.setting.commaSeparated &&
+        !flag.setting.repeated
+      )
+        fail(`${name} needs a value`)
       flagWords.push(arg)
       const takesValue = flag?.setting.takesValue ?? rootFlag?.takesValue ?? false
       if (takesValue && !inline) {

@@ -1,7 +1,7 @@
 import { type CommandSpec, flagsOf, rootFlags } from "./Spec.js"
 
 /** The shells `pico --completions` writes a script for. */
-export const shells = ["bash", "fish", "sh", "zsh"] as const
+export const shells = ["bash", "fish", "zsh"] as const
 export type Shell = (typeof shells)[number]
 
 /** One command as completion sees it: where it is ("/status/cluster"), and the words that may follow it. */
@@ -43,8 +43,8 @@ const valueFlags = (root: CommandSpec): ReadonlyMap<string, ValueKind | undefine
   ])
   const visit = (path: ReadonlyArray<CommandSpec>) => {
     for (const { name, setting } of flagsOf(path.slice(-1))) {
-      if (!setting.takesValue) continue
       const { valueName } = setting
+      if (!setting.takesValue || valueName === "bool") continue
       found.set(
         name,
         valueName === "file" || valueName === "path"
@@ -73,9 +73,10 @@ const bash = (root: CommandSpec, program: string): string => {
   const flagsWhose = (test: (kind: ValueKind | undefined) => boolean) =>
     [...values].filter(([, kind]) => test(kind)).map(([flag]) => flag)
   const valueCases = [
+    // One candidate a line, and marked as file names: names with spaces stay whole, directories get their slash.
     bashCase(
       flagsWhose((kind) => kind?._tag === "file").join("|"),
-      'COMPREPLY=($(compgen -f -- "$cur")); return 0',
+      "local IFS=$'\\n'; compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- \"$cur\")); return 0",
     ),
     ...[...values].flatMap(([flag, kind]) =>
       kind?._tag === "choice"
@@ -87,11 +88,12 @@ const bash = (root: CommandSpec, program: string): string => {
   ]
   const commands = all.filter((place) => place.at !== "").map((place) => `"${place.at}"`)
   return [
-    `# ${program} completions for bash: source this file (e.g. from ~/.bashrc).`,
     `_${program}_completions() {`,
     "  [[ -n ${ZSH_VERSION-} ]] && emulate -L ksh",
-    '  local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}" at="" word i',
+    '  local cur="${COMP_WORDS[COMP_CWORD]}" flag="${COMP_WORDS[COMP_CWORD-1]}" at="" word i',
     "  COMPREPLY=()",
+    // bash splits `--flag=value` at the `=`: the flag is then the word before it.
+    '  if [[ $cur == "=" ]]; then cur=""; elif [[ $flag == "=" ]]; then flag="${COMP_WORDS[COMP_CWORD-2]}"; fi',
     "  for ((i = 1; i < COMP_CWORD; i++)); do",
     '    word="${COMP_WORDS[i]}"',
     '    case "$word" in',
@@ -101,7 +103,7 @@ const bash = (root: CommandSpec, program: string): string => {
     bashCase(commands.join("|"), 'at="$at/$word"'),
     "    esac",
     "  done",
-    '  case "$prev" in',
+    '  case "$flag" in',
     ...valueCases,
     "  esac",
     "  local words",
@@ -173,9 +175,15 @@ const fish = (root: CommandSpec, program: string): string => {
  * the same command specs as the parser and `--help`. @effect/cli's own scripts offered flags pico refuses
  * (--wizard, --log-level) and, in bash, nothing below the second level.
  */
-export const completionScript = (root: CommandSpec, shell: Shell): string =>
-  shell === "fish"
-    ? fish(root, root.name)
-    : shell === "zsh"
-      ? `#compdef ${root.name}\n# Uses zsh's bash completion support.\nautoload -U +X bashcompinit && bashcompinit\n${bash(root, root.name)}`
-      : bash(root, root.name)
+export const completionScript = (root: CommandSpec, shell: Shell): string => {
+  const program = root.name
+  if (shell === "fish") return fish(root, program)
+  if (shell === "bash")
+    return `# ${program} completions for bash: source this file (e.g. from ~/.bashrc).\n${bash(root, program)}`
+  return [
+    `# ${program} completions for zsh: source this file from ~/.zshrc. It uses zsh's bash completion support.`,
+    "(( $+functions[compdef] )) || { autoload -U +X compinit && compinit }",
+    "autoload -U +X bashcompinit && bashcompinit",
+    bash(root, program),
+  ].join("\n")
+}

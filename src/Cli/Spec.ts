@@ -76,7 +76,6 @@ export const rootFlags = [
     name: "--completions",
     usage: "--completions shell",
     takesValue: true,
-    description:
-      "Print a completion script for sh, bash, fish or zsh, e.g. pico --completions bash >> ~/.bashrc",
+    description: "Print a completion script for bash, fish or zsh, e.g. pico --completions bash >> ~/.bashrc",
   },
 ] as const

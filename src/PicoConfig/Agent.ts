@@ -111,5 +111,5 @@ export const agentSettings = {
       insecureSkipVerify: Setting.toggle("Accept any certificate from https:// endpoints. Dangerous."),
     },
   },
-  log: logSettingsFor(["main", "agent", "tunnel", "admin"]),
+  log: logSettingsFor(["main", "agent", "tunnel", "admin"], "agent,tunnel"),
 }

@@ -8,5 +8,5 @@ export const devClusterSettings = {
   upstream: { bindAddr: bindAddr("agents", ":8001") },
   admin: { bindAddr: bindAddr("the admin API", ":8002") },
   // Its nodes run in the process, beside its own lines.
-  log: logSettingsFor([...serverSubsystems, "dev"]),
+  log: logSettingsFor([...serverSubsystems, "dev"], "proxy,dev"),
 }

@@ -32,7 +32,7 @@ export const forwardTcpSettings = {
       "token",
     ),
   },
-  log: logSettingsFor(["main", "forward"]),
+  log: logSettingsFor(["main", "forward"], "main,forward"),
 }
 
 /** The flag `pico forward tcp` cannot do without; undefined when it is given. */

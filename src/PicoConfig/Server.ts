@@ -44,12 +44,12 @@ export const serverSubsystems = [
   "tunnel",
 ]
 
-/** The --log.* settings of a program that logs under `subsystems`. */
-export const logSettingsFor = (subsystems: ReadonlyArray<string>) => ({
+/** The --log.* settings of a program that logs under `subsystems`; `example` names two of them, for --help. */
+export const logSettingsFor = (subsystems: ReadonlyArray<string>, example: string) => ({
   level: Setting.choice("Minimum log level.", ["debug", "info", "warn", "error"] as const, "info"),
   // A name the program never logs under (a typo, another program's) would show nothing more, silently.
   subsystems: Setting.list(
-    "Subsystems to log at every level whatever --log.level, e.g. proxy,tunnel.",
+    `Subsystems to log at every level whatever --log.level, e.g. ${example}.`,
     (item) =>
       subsystems.includes(item)
         ? Either.right(item)
@@ -134,7 +134,7 @@ export const serverSettings = {
     ),
   },
   auth: tokenSettings("upstream"),
-  log: logSettingsFor(serverSubsystems),
+  log: logSettingsFor(serverSubsystems, "proxy,tunnel"),
   accessLog: {
     enabled: Setting.boolean("One JSON line per proxied request or upgrade, whatever --log.level.", true),
     file: Setting.string(

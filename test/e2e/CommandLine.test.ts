@@ -3,7 +3,7 @@ import { once } from "node:events"
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { promisify } from "node:util"
 import { describe, expect, it } from "vitest"
 import { pico } from "../../src/Cli/Commands.js"
@@ -117,9 +117,9 @@ describe("pico --help", () => {
     const { stdout } = await promisify(execFile)(shell, [
       "-c",
       `${setup}source ${file}; COMP_WORDS=(${quoted}); COMP_CWORD=${words.length - 1}; _pico_completions; ` +
-        'echo "${COMPREPLY[@]}"',
+        'printf "%s\\n" "${COMPREPLY[@]}"',
     ])
-    return stdout.trim().split(" ").filter(Boolean)
+    return stdout.split("\n").filter(Boolean)
   }
 
   it("prints a bash completion script that completes commands at any depth, their flags and flags' values", async () => {
@@ -134,7 +134,16 @@ describe("pico --help", () => {
     expect(await complete(["pico", "status", "--output", "json", "cluster", "no"])).toEqual(["nodes", "node"])
     expect(await complete(["pico", "status", "--output", ""])).toEqual(["yaml", "json"])
     expect(await complete(["pico", "server", "--config.path", file.slice(0, -3)])).toEqual([file])
+    // A file name with a space is one candidate.
+    const spaced = join(dirname(file), "my settings.yaml")
+    writeFileSync(spaced, "")
+    expect(await complete(["pico", "server", "--config.path", join(dirname(file), "my")])).toEqual([spaced])
     expect(await complete(["pico", "server", "--proxy.bind-addr", ""])).toEqual([])
+    // bash splits --flag=value at the "=".
+    expect(await complete(["pico", "status", "--output", "=", ""])).toEqual(["yaml", "json"])
+    expect(await complete(["pico", "status", "--output", "=", "j"])).toEqual(["json"])
+    // A true/false setting given alone is on: what follows is completed as any word there.
+    expect(await complete(["pico", "server", "--access-log.query", "--log.l"])).toEqual(["--log.level"])
     // Only what pico takes: no --wizard or --log-level, which it refuses.
     expect(await complete(["pico", "--"])).toEqual(["--help", "--version", "--completions"])
     expect(await complete(["pico", "agent", "--h"])).toEqual(["--help"])
@@ -252,6 +261,7 @@ describe("mistakes on the command line", () => {
     ],
     [["--wizard"], "pico: unknown flag --wizard"],
     [["server", "--proxy.bind-addr"], "pico server: --proxy.bind-addr needs a value"],
+    [["server", "--proxy.bind-addr="], "pico server: --proxy.bind-addr needs a value"],
     [
       ["server", "--proxy.gateway-timeout", "--proxy.bind-addr", ":8000"],
       "pico server: --proxy.gateway-timeout needs a value before --proxy.bind-addr",
@@ -278,7 +288,7 @@ describe("mistakes on the command line", () => {
       ["server", "--log.subsystems", "agent"],
       'invalid config: --log.subsystems: invalid value ["agent"]: "agent": unknown subsystem "agent"; this program logs under main, server, cluster, gossip, proxy, upstream, admin, tunnel',
     ],
-    [["--completions", "tcsh"], 'pico: --completions: unknown shell "tcsh"; one of bash, fish, sh, zsh'],
+    [["--completions", "tcsh"], 'pico: --completions: unknown shell "tcsh"; one of bash, fish, zsh'],
     [["status", "cluster", "node"], "pico status cluster node: missing <node-id>"],
     [
       ["status", "cluster", "nodes", "--auth.token", "file:/nonexistent/token"],
