@@ -1539,6 +1539,54 @@ describe("Session stream lifecycle, frame by frame", () => {
     expect(woken).toEqual([b.id, a.id])
   })
 
+  it("wakes a producer paused for the window alone when the credit comes while the transport is full", async () => {
+    // The agent's Forwarder: a read fits, leaves less than a read's worth of window, and the transport has room,
+    // so it waits for the window only. The credit then arrives while another batch has filled the transport.
+    const peer = rawPeer({ role: "client" })
+    const stream = peer.session.openStream()
+    stream.writeNow(Buffer.alloc(DEFAULT_WINDOW - 1000), 0, DEFAULT_WINDOW - 1000)
+    const woken: Array<number> = []
+    stream.onceWritable(() => woken.push(stream.id))
+    peer.block()
+    await nextImmediate() // the batch goes out: the transport is full
+    peer.send(FrameType.WindowUpdate, 0, stream.id, DEFAULT_WINDOW)
+    expect(woken).toEqual([])
+    // No more credit comes: the peer has been sent nothing more. The drain alone must wake it.
+    peer.unblock()
+    expect(woken).toEqual([stream.id])
+  })
+
+  it("wakes every producer a drain frees, though an earlier one fills the transport again", async () => {
+    let drain = () => {}
+    let full = true
+    let fillsAgain = false
+    const session = new Session(
+      {
+        write: () => {
+          if (fillsAgain) [full, fillsAgain] = [true, false]
+          return !full
+        },
+        onDrain: (listener) => {
+          drain = listener
+        },
+        close: () => {},
+      },
+      { role: "client" },
+    )
+    const [a, b] = [session.openStream(), session.openStream()] as [TunnelStream, TunnelStream]
+    await nextImmediate() // the SYNs go out and fill the transport
+    const woken: Array<number> = []
+    a.write(Buffer.alloc(DEFAULT_WINDOW)) // waits for the drain, first in line
+    b.onceWritable(() => woken.push(b.id)) // waits for the drain too, with its whole window
+    full = false
+    fillsAgain = true
+    drain() // a's first batch fills the transport again before b's turn
+    expect(woken).toEqual([])
+    full = false
+    drain()
+    expect(woken).toEqual([b.id])
+  })
+
   it("wakes a paused producer once write() data has gone out, and never once destroyed", async () => {
     const peer = rawPeer({ role: "client" })
     const [held, destroyed] = [peer.session.openStream(), peer.session.openStream()] as [

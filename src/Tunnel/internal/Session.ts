@@ -292,7 +292,14 @@ export class TunnelStream extends Duplex {
   }
 
   private notifyWritable(): void {
-    if (this.writableWaiters.length === 0 || this.sendWindow === 0 || this.host.isWriteBlocked()) return
+    if (this.writableWaiters.length === 0 || this.sendWindow === 0) return
+    // The window has room but the transport is full. onceWritable waited for its drain only if it was full then:
+    // a producer that paused for the window alone, credited while the transport is full, must wait for the drain
+    // now, or nothing would wake it (the peer sends no more credit for bytes it was never sent).
+    if (this.host.isWriteBlocked()) {
+      if (!this.released) this.host.waitForDrain(this)
+      return
+    }
     const waiters = this.writableWaiters
     this.writableWaiters = []
     for (const waiter of waiters) waiter()
