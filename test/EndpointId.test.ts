@@ -68,5 +68,12 @@ describe("endpoint id rules", () => {
         },
       ]),
     )
+    // As docs/library.md says: the constructor throws that list (not an Error); `is` only answers.
+    expect(() => EndpointId("a/b")).toThrow(
+      expect.arrayContaining([
+        expect.objectContaining({ message: expect.stringMatching(/^invalid endpoint id/) }),
+      ]),
+    )
+    expect([EndpointId.is("my-endpoint"), EndpointId.is("a/b")]).toEqual([true, false])
   })
 })

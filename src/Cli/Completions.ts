@@ -70,12 +70,10 @@ const bash = (root: CommandSpec, program: string): string => {
   const all = places(root)
   const values = valueFlags(root)
   const withValue = [...values.keys()].join("|")
-  const flagsWhose = (test: (kind: ValueKind | undefined) => boolean) =>
-    [...values].filter(([, kind]) => test(kind)).map(([flag]) => flag)
   const valueCases = [
     // One candidate a line, and marked as file names: names with spaces stay whole, directories get their slash.
     bashCase(
-      flagsWhose((kind) => kind?._tag === "file").join("|"),
+      flagsWhose(values, (kind) => kind?._tag === "file").join("|"),
       "local IFS=$'\\n'; compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -f -- \"$cur\")); return 0",
     ),
     ...[...values].flatMap(([flag, kind]) =>
@@ -84,7 +82,7 @@ const bash = (root: CommandSpec, program: string): string => {
         : [],
     ),
     // A value Pico cannot guess (an address, a duration): nothing is offered rather than the flags.
-    bashCase(flagsWhose((kind) => kind === undefined).join("|"), "return 0"),
+    bashCase(flagsWhose(values, (kind) => kind === undefined).join("|"), "return 0"),
   ]
   const commands = all.filter((place) => place.at !== "").map((place) => `"${place.at}"`)
   return [
@@ -117,16 +115,20 @@ const bash = (root: CommandSpec, program: string): string => {
   ].join("\n")
 }
 
+/** The flags among `values` whose value completes as `test` says. */
+const flagsWhose = (
+  values: ReadonlyMap<string, ValueKind | undefined>,
+  test: (kind: ValueKind | undefined) => boolean,
+): Array<string> => [...values].filter(([, kind]) => test(kind)).map(([flag]) => flag)
+
 /** Fish: the same walk, in fish, as one function that prints the candidates. */
 const fish = (root: CommandSpec, program: string): string => {
   const all = places(root)
   const values = valueFlags(root)
   const fn = `__${program}_complete`
   const commands = all.filter((place) => place.at !== "").map((place) => `'${place.at}'`)
-  const flagsWhose = (test: (kind: ValueKind | undefined) => boolean) =>
-    [...values].filter(([, kind]) => test(kind)).map(([flag]) => flag)
   const valueCases = [
-    `            case ${flagsWhose((kind) => kind?._tag === "file").join(" ")}`,
+    `            case ${flagsWhose(values, (kind) => kind?._tag === "file").join(" ")}`,
     "                __fish_complete_path (commandline -ct)",
     ...[...values].flatMap(([flag, kind]) =>
       kind?._tag === "choice"

@@ -285,6 +285,10 @@ describe("mistakes on the command line", () => {
       'invalid config: --log.subsystems: invalid value ["agent,tunel"]: "tunel": unknown subsystem "tunel"; this program logs under main, agent, tunnel, admin',
     ],
     [
+      ["forward", "tcp", "--endpoint", "db", "--log.subsystems", "proxy"],
+      'invalid config: --log.subsystems: invalid value ["proxy"]: "proxy": unknown subsystem "proxy"; this program logs under main, forward',
+    ],
+    [
       ["server", "--log.subsystems", "agent"],
       'invalid config: --log.subsystems: invalid value ["agent"]: "agent": unknown subsystem "agent"; this program logs under main, server, cluster, gossip, proxy, upstream, admin, tunnel',
     ],
