@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# CPU each Pico process spends per proxied 1 KiB request (bench/README.md, "Where a sequential request's time goes").
+# CPU each Pico process spends per proxied request, 1 KiB unless REQUEST_PATH says (bench/README.md, "Where a sequential
+# request's time goes").
 # The pinning of ../shared/bench: the upstream nginx, the server and the agent on CPU 0, wrk on CPU 1. On that one
 # CPU a sequential request's latency is about the sum of the CPU every process spends on it, so CPU per request (from
 # /proc, user + system) is the figure to cut, and it is steadier than latency on a shared machine.
@@ -11,12 +12,17 @@
 #   CONNECTIONS=50 bash bench/request-cpu.sh                      # the 1 KiB c50 case instead
 #   PICO_JS_B=bench/.work/other/dist/bin/pico.js ROUNDS=12 bash bench/request-cpu.sh
 #   SERVER_ARGS_B="--access-log.enabled false" CONNECTIONS=50 bash bench/request-cpu.sh   # one build, two settings
+#   REQUEST_PATH=/1m CONNECTIONS=50 bash bench/request-cpu.sh     # the 1 MiB case: CPU per MiB moved
+#   PIPES_B=1 REQUEST_PATH=/1m CONNECTIONS=50 bash bench/request-cpu.sh   # B: two plain Node pipes (bench/pipes.sh)
+# With PIPES_B, pair B is two chained `tcp-peer.mjs relay` processes in place of a server and an agent: "server" is
+# the one wrk connects to, "agent" the one next to the upstream.
 # A build elsewhere must sit two levels below a package.json, beside a node_modules (see bench/updown.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-8}
 SECONDS_PER_ROUND=${SECONDS_PER_ROUND:-3}
 CONNECTIONS=${CONNECTIONS:-1}
+REQUEST_PATH=${REQUEST_PATH:-/1k}
 THREADS=$((CONNECTIONS < 2 ? 1 : 2))
 PICO_JS=${PICO_JS:-dist/bin/pico.js}
 WORK=bench/.work/request-cpu
@@ -43,10 +49,28 @@ start_pair() { # start_pair NAME JS OFFSET [SERVER ARGS...]
   PORT[$name]=$((at + 1))
   wait_for -H "x-pico-endpoint: bench" "http://127.0.0.1:$((at + 1))/1k"
 }
+start_relay() { # start_relay TARGET_PORT: a plain Node pipe to it on CPU 0; sets RELAY_PID and RELAY_PORT
+  taskset -c 0 node bench/tcp-peer.mjs relay "$1" >"$WORK/relay-$1" &
+  RELAY_PID=$!
+  PIDS+=($!)
+  for _ in $(seq 1 100); do [ -s "$WORK/relay-$1" ] && break; sleep 0.05; done
+  RELAY_PORT=$(node -e 'console.log(JSON.parse(process.argv[1]).port)' "$(cat "$WORK/relay-$1")")
+}
+start_pipes() { # start_pipes NAME: the two-pipe chain
+  start_relay "$BASE"
+  AGENT[$1]=$RELAY_PID
+  start_relay "$RELAY_PORT"
+  SERVER[$1]=$RELAY_PID
+  PORT[$1]=$RELAY_PORT
+  wait_for "http://127.0.0.1:$RELAY_PORT/1k"
+}
 # shellcheck disable=SC2086 # the settings are words
 start_pair A "$PICO_JS" 10 ${SERVER_ARGS:-}
 NAMES=(A)
-if [ -n "${PICO_JS_B:-}${SERVER_ARGS_B:-}" ]; then
+if [ -n "${PIPES_B:-}" ]; then
+  start_pipes B
+  NAMES+=(B)
+elif [ -n "${PICO_JS_B:-}${SERVER_ARGS_B:-}" ]; then
   # shellcheck disable=SC2086
   start_pair B "${PICO_JS_B:-$PICO_JS}" 20 ${SERVER_ARGS_B:-}
   NAMES+=(B)
@@ -54,7 +78,7 @@ fi
 
 load() { # load NAME SECONDS: wrk's output
   taskset -c 1 wrk -t$THREADS -c"$CONNECTIONS" -d"$2s" --latency -H "x-pico-endpoint: bench" \
-    "http://127.0.0.1:${PORT[$1]}/1k"
+    "http://127.0.0.1:${PORT[$1]}$REQUEST_PATH"
 }
 round() { # round NAME: one line of figures
   local name=$1 s0 a0 u0 out requests
