@@ -7,6 +7,7 @@ const expiry = 60_000
 
 const node = (id: string, startedAt = 0, rival?: (addr: string) => void) => {
   const events: Array<GossipEvent> = []
+  const detector = new FailureDetector(1000)
   const state = new ClusterState({
     selfId: id,
     selfAddr: `${id}:8003`,
@@ -14,11 +15,11 @@ const node = (id: string, startedAt = 0, rival?: (addr: string) => void) => {
     nodeExpiry: expiry,
     compactionThreshold: 100,
     phiThreshold: 8,
-    detector: new FailureDetector(1000),
+    detector,
     emit: (event) => events.push(event),
     rival,
   })
-  return { id, state, events }
+  return { id, state, events, detector }
 }
 type Node = ReturnType<typeof node>
 
@@ -39,7 +40,7 @@ const join = (joiner: Node, to: Node, now = 0) => {
   joiner.state.applyDeltas(to.state.deltaFor(joiner.state.digest(), true), to.id, now)
 }
 
-const liveEntries = (of: Node, id: string) =>
+const liveEntries = (of: Pick<Node, "state">, id: string) =>
   Object.fromEntries(
     (of.state.nodeView(id)?.entries ?? [])
       .filter((e) => !e.deleted && !e.internal)
@@ -527,7 +528,7 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     const end = 1000 + expiry
     expect(a.applyDigest([live(5000, 3000)], "b", end).refute).toBe(false)
     expect([a.sender().heartbeat, a.localVersion, cut()]).toEqual([3100, 5002, "5000"])
-    expect(liveEntries({ id: "a", state: a, events: [] }, "a")).toEqual({ k: "v" })
+    expect(liveEntries({ state: a }, "a")).toEqual({ k: "v" })
     // A staler view changes nothing; a newer version of the old process (a peer that heard more of it) is
     // taken up too, its heartbeat being behind.
     a.applyDigest([live(4000, 2990)], "b", end)
@@ -725,5 +726,224 @@ describe("ClusterState: liveness, expiry and ghosts", () => {
     ])
     // A certificate without an address is gossiped on, but there is nobody to probe.
     expect(addrs(b.state.probeTargets())).toEqual(["x:8003"])
+  })
+})
+
+describe("ClusterState: boundaries and guards", () => {
+  const row = (
+    id: string,
+    version: number,
+    heartbeat: number,
+    state: DigestRow[4] = RowState.live,
+    addr = `${id}:8003`,
+  ): DigestRow => [id, addr, version, heartbeat, state]
+  const keyUpdate = (key: string, value: string, version: number, flags: 0 | 1 | 2 | 3 = 0) =>
+    [key, value, version, flags] as const
+  /** a, which has learned of c (heartbeat 5) from c itself, and holds c's entries, if any, from version 0. */
+  const knowing = (entries: ReadonlyArray<readonly [string, string, number, 0 | 1 | 2 | 3]> = []) => {
+    const a = node("a")
+    a.state.applyDeltas([{ id: "c", addr: "c:8003", heartbeat: 5, after: 0, entries: [...entries] }], "c", 0)
+    return a
+  }
+  /** a hears that `id`, which it knows, left (at its version 1). */
+  const hearLeft = (a: Node, id: string) =>
+    a.state.applyDeltas(
+      [{ id, addr: `${id}:8003`, heartbeat: 5, after: 0, entries: [keyUpdate(LEFT_KEY, "", 1, 1)] }],
+      id,
+      0,
+    )
+  const certificateOf = (of: Node, id: string) =>
+    of.state.digest().find((digestRow) => digestRow[0] === id && digestRow[4] === RowState.removed)
+
+  it("starts a process that reuses an id behind an internal compaction cut at its start time", () => {
+    const { state } = node("a", 5000)
+    expect(state.nodeView("a")?.entries).toEqual([
+      { key: COMPACT_KEY, value: "5000", version: 5001, internal: true, deleted: false },
+    ])
+    expect(state.localEntries().size).toBe(0)
+  })
+
+  it("re-versions live entries in their version order when it compacts, not in the order keys were first set", () => {
+    const { state } = node("a")
+    state.setLocal("x", "1")
+    state.setLocal("y", "1")
+    state.setLocal("x", "2")
+    for (let i = 0; i < 100; i++) state.setLocal(`k${i}`, "v")
+    for (let i = 0; i < 100; i++) state.deleteLocal(`k${i}`)
+    expect(state.nodeView("a")?.entries.map((entry) => entry.key)).toEqual(["y", "x", COMPACT_KEY])
+  })
+
+  it("changes nothing of itself on a peer's row that holds exactly its own heartbeat and version", () => {
+    const a = node("a")
+    a.state.setLocal("k", "v")
+    for (let i = 0; i < 3; i++) a.state.tick()
+    // Young, not caught up yet: a heartbeat equal to its own is no news of another process.
+    expect(a.state.applyDigest([row("a", 1, 3)], "b", 0)).toMatchObject({ refute: false })
+    expect(a.state.sender().heartbeat).toBe(3)
+    expect(a.state.localVersion).toBe(1)
+    expect(a.state.nodeView("a")?.entries.map((entry) => entry.key)).toEqual(["k"])
+  })
+
+  it("outrun by another live process with its id, and given no callback for it, neither throws nor refutes", () => {
+    const a = node("a")
+    const later = 10 * expiry
+    expect(
+      a.state.applyDigest([row("a", 0, 500, RowState.live, "elsewhere:8003")], "b", later),
+    ).toMatchObject({ refute: false })
+  })
+
+  it("takes no word of itself for a sender's: neither its address nor its heartbeat move", () => {
+    const a = node("a")
+    a.state.heardFrom({ id: "a", addr: "x:1", heartbeat: 999 }, 0)
+    expect(a.state.sender()).toEqual({ id: "a", addr: "a:8003", heartbeat: 0 })
+  })
+
+  it("counts a node as having spoken only from the address it knows the node at", () => {
+    const a = node("a")
+    a.state.applyDigest([row("c", 0, 5)], "b", 0)
+    const c = { id: "c", addr: "c:8003" }
+    a.state.heardFrom({ id: "c", addr: "elsewhere:1", heartbeat: 5 }, 0)
+    expect(a.state.hasSpoken(c)).toBe(false)
+    a.state.heardFrom({ id: "c", addr: "c:8003", heartbeat: 6 }, 0)
+    expect(a.state.hasSpoken(c)).toBe(true)
+    expect(a.state.hasSpoken({ id: "nobody", addr: "nobody:8003" })).toBe(false)
+  })
+
+  it("lists unknown nodes in a delta only for a joiner, and never one that left", () => {
+    const a = knowing([keyUpdate("endpoint:c", "1", 1)])
+    a.state.applyDigest([row("d", 0, 5)], "d", 0)
+    hearLeft(a, "d")
+    expect(a.state.nodeView("d")?.status).toBe("left")
+    expect(a.state.deltaFor([], false)).toEqual([])
+    expect(a.state.deltaFor([], true).map((delta) => delta.id)).toEqual(["a", "c"])
+    // A removed node's row carries the certificate's age, not a version: it says nothing of what the peer holds.
+    expect(a.state.deltaFor([row("c", 0, 5, RowState.removed)], false)).toEqual([])
+  })
+
+  it("answers a digest row with its own only when the peer is behind it in heartbeat or ahead in version", () => {
+    const a = knowing()
+    const replied = (version: number, heartbeat: number) =>
+      a.state.applyDigest([row("c", version, heartbeat)], "b", 0).reply.map((digestRow) => digestRow[0])
+    expect(replied(0, 5)).toEqual([])
+    expect(replied(1, 5)).toEqual(["c"])
+    expect(replied(0, 4)).toEqual(["c"])
+    expect(replied(0, 6)).toEqual([])
+  })
+
+  it("sends a removed node's certificate to the node itself, never to a third party that mentions it", () => {
+    const a = knowing()
+    a.state.applyDigest([row("c", 0, 5, RowState.removed)], "b", 1000)
+    expect(a.state.nodeView("c")).toBeUndefined()
+    expect(a.state.applyDigest([row("c", 0, 3)], "b", 1000).reply).toEqual([])
+    expect(a.state.applyDigest([row("c", 0, 3)], "c", 1000).reply).toEqual([row("c", 0, 5, RowState.removed)])
+  })
+
+  it("removes a node on a certificate at its own heartbeat, dated back by the certificate's age, the earliest kept", () => {
+    const a = knowing()
+    a.state.applyDigest([row("c", 1000, 5, RowState.removed)], "b", 5000)
+    expect(a.state.nodeView("c")).toBeUndefined()
+    expect(certificateOf(a, "c")?.[2]).toBe(1000)
+    a.state.applyDigest([row("c", 3000, 5, RowState.removed)], "b", 5000)
+    expect(certificateOf(a, "c")?.[2]).toBe(3000)
+    a.state.applyDigest([row("c", 500, 5, RowState.removed)], "b", 5000)
+    expect(certificateOf(a, "c")?.[2]).toBe(3000)
+    // The failure detector forgets it: no suspicion of it builds up while it is gone.
+    expect(a.detector.phi("c", 10 * expiry)).toBe(0)
+  })
+
+  it("readmits a removed node on its own newer word as one that has spoken", () => {
+    const a = knowing()
+    a.state.applyDigest([row("c", 0, 5, RowState.removed)], "b", 0)
+    a.state.applyDigest([row("c", 0, 6)], "c", 0)
+    expect(a.state.nodeView("c")?.status).toBe("active")
+    expect(a.state.hasSpoken({ id: "c", addr: "c:8003" })).toBe(true)
+  })
+
+  it("takes a node that left back from a live row more than 100 heartbeats past, never from a left row", () => {
+    const a = knowing()
+    hearLeft(a, "c")
+    expect(a.state.nodeView("c")?.status).toBe("left")
+    a.state.applyDigest([row("c", 1, 205, RowState.left)], "b", 0)
+    expect(a.state.nodeView("c")?.status).toBe("left")
+    a.state.applyDigest([row("c", 1, 105)], "b", 0)
+    expect(a.state.nodeView("c")?.status).toBe("left")
+    a.events.length = 0
+    a.state.applyDigest([row("c", 1, 106)], "b", 0)
+    expect(a.state.nodeView("c")?.status).toBe("active")
+    expect(a.events).toEqual([{ _tag: "NodeStatusChanged", nodeId: "c", status: "active" }])
+  })
+
+  it("applies a node's entries strictly above the version it holds, and a changed value as an update", () => {
+    const a = knowing([keyUpdate("k", "1", 1)])
+    a.events.length = 0
+    a.state.applyDeltas(
+      [{ id: "c", addr: "c:8003", heartbeat: 5, after: 0, entries: [keyUpdate("k", "2", 1)] }],
+      "b",
+      0,
+    )
+    expect(liveEntries(a, "c")).toEqual({ k: "1" })
+    a.state.applyDeltas(
+      [{ id: "c", addr: "c:8003", heartbeat: 5, after: 1, entries: [keyUpdate("k", "2", 2)] }],
+      "b",
+      0,
+    )
+    expect(liveEntries(a, "c")).toEqual({ k: "2" })
+    expect(a.events).toEqual([{ _tag: "KeyUpdated", nodeId: "c", key: "k", value: "2" }])
+  })
+
+  it("tells of a deleted key only if it held the key live", () => {
+    const a = knowing([keyUpdate("gone", "", 1, 2)])
+    expect(a.events).toEqual([{ _tag: "NodeJoined", nodeId: "c" }])
+  })
+
+  it("drops entries up to a compaction cut, the one at the cut too, and keeps a node's compaction from marking it left", () => {
+    const a = knowing([keyUpdate("k", "1", 1), keyUpdate("j", "1", 2), keyUpdate("i", "1", 3)])
+    a.state.applyDeltas(
+      [{ id: "c", addr: "c:8003", heartbeat: 5, after: 3, entries: [keyUpdate(COMPACT_KEY, "2", 4, 1)] }],
+      "c",
+      0,
+    )
+    expect(liveEntries(a, "c")).toEqual({ i: "1" })
+    expect(a.state.nodeView("c")?.status).toBe("active")
+  })
+
+  it("ignores a compaction cut that is not a whole number", () => {
+    const a = knowing([keyUpdate("k", "1", 1)])
+    a.state.applyDeltas(
+      [{ id: "c", addr: "c:8003", heartbeat: 5, after: 1, entries: [keyUpdate(COMPACT_KEY, "soon", 2, 1)] }],
+      "c",
+      0,
+    )
+    expect(liveEntries(a, "c")).toEqual({ k: "1" })
+  })
+
+  it("keeps a departure's expiry when the node's left entry comes again, re-versioned by its compaction", () => {
+    const a = knowing()
+    hearLeft(a, "c")
+    expect(a.state.nodeView("c")).toMatchObject({ status: "left", expiresAt: expiry })
+    a.events.length = 0
+    a.state.applyDeltas(
+      [{ id: "c", addr: "c:8003", heartbeat: 5, after: 1, entries: [keyUpdate(LEFT_KEY, "", 2, 1)] }],
+      "c",
+      1000,
+    )
+    expect(a.state.nodeView("c")).toMatchObject({ status: "left", expiresAt: expiry })
+    expect(a.events).toEqual([])
+  })
+
+  it("removes only the nodes whose expiry has passed", () => {
+    const a = knowing()
+    a.state.expire(10 * expiry)
+    expect(ids(a)).toEqual(["a", "c"])
+  })
+
+  it("probes a node with its certificate only while it is removed without having left", () => {
+    const a = knowing()
+    hearLeft(a, "c")
+    const own = a.state.digest()[0]
+    expect(a.state.probeDigest({ id: "nobody", addr: "nobody:8003" })).toEqual([own])
+    a.state.expire(expiry)
+    expect(a.state.nodeView("c")).toBeUndefined()
+    expect(a.state.probeDigest({ id: "c", addr: "c:8003" })).toEqual([own])
   })
 })
