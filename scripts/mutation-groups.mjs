@@ -45,8 +45,8 @@ export const groups = {
   },
   responseReading: {
     // How the proxy reads a service's response off a tunnel stream (framing, refusals, reuse), over an in-memory
-    // session. ResponseParser.ts is left out: docs/testing.md says why.
-    mutate: ["src/Tunnel/internal/HttpConnections.ts"],
+    // session, and Node's parser as it is driven for that.
+    mutate: ["src/Tunnel/internal/HttpConnections.ts", "src/Tunnel/internal/ResponseParser.ts"],
     tests: ["test/HttpConnections.test.ts", "test/ResponseParser.test.ts"],
   },
   headers: { mutate: ["src/Proxy/Headers.ts"], tests: ["test/ProxyHeaders.test.ts"] },

@@ -1,5 +1,11 @@
-import { describe, expect, it } from "vitest"
+import { createRequire } from "node:module"
+import { afterEach, describe, expect, it, vi } from "vitest"
 import { ResponseParser } from "../src/Tunnel/internal/ResponseParser.js"
+
+/** The binding's class, whose `close` frees the native parser: called once per parser, or its memory leaks. */
+const { HTTPParser } = createRequire(import.meta.url)("_http_common") as {
+  HTTPParser: { prototype: { close(): void; initialize(...args: Array<unknown>): void } }
+}
 
 /**
  * ResponseParser drives Node's own (undocumented) HTTP parser binding. These tests pin what Pico relies on, so a
@@ -35,6 +41,10 @@ const bodyOf = (events: ReadonlyArray<Event>) =>
     .join("")
 
 describe("ResponseParser (Node's HTTP parser, without its client)", () => {
+  afterEach(() => {
+    vi.restoreAllMocks()
+  })
+
   it("reports the head with raw headers and keep-alive, the body and the end", () => {
     const { events } = parse([
       "HTTP/1.1 201 Created\r\nContent-Length: 3\r\nSet-Cookie: a\r\nSet-Cookie: b\r\n\r\nabc",
@@ -119,7 +129,10 @@ describe("ResponseParser (Node's HTTP parser, without its client)", () => {
     const { parser } = parse([])
     parser.close()
     parser.close()
+    // A freed native parser is never set up again.
+    const setUps = vi.spyOn(HTTPParser.prototype, "initialize")
     parser.reset()
+    expect(setUps).not.toHaveBeenCalled()
     expect(parser.execute(Buffer.from("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))).toBe(0)
     expect(parser.finish()).toBeUndefined()
   })
@@ -180,5 +193,25 @@ describe("ResponseParser (Node's HTTP parser, without its client)", () => {
     expect(events.filter(([kind]) => kind === "complete").length).toBeGreaterThanOrEqual(1)
     expect(parser.execute(Buffer.from("HTTP/1.1 200 OK\r\n\r\n"))).toBe(0)
     expect(parser.finish()).toBeUndefined()
+  })
+
+  it("frees the native parser once when closed, and only after a callback that closed it has returned", () => {
+    const frees = vi.spyOn(HTTPParser.prototype, "close")
+    const { parser } = parse([])
+    parser.close()
+    parser.close()
+    expect(frees).toHaveBeenCalledTimes(1)
+    frees.mockClear()
+    let freedInside = -1
+    const closing: ResponseParser = new ResponseParser({
+      head: () => "parse",
+      body: () => {},
+      complete: () => {
+        closing.close()
+        freedInside = frees.mock.calls.length
+      },
+    })
+    closing.execute(Buffer.from("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    expect([freedInside, frees.mock.calls.length]).toEqual([0, 1])
   })
 })
