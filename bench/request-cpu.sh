@@ -54,6 +54,7 @@ start_relay() { # start_relay TARGET_PORT: a plain Node pipe to it on CPU 0; set
   RELAY_PID=$!
   PIDS+=($!)
   for _ in $(seq 1 100); do [ -s "$WORK/relay-$1" ] && break; sleep 0.05; done
+  [ -s "$WORK/relay-$1" ] || { echo "the relay to port $1 did not start"; exit 1; }
   RELAY_PORT=$(node -e 'console.log(JSON.parse(process.argv[1]).port)' "$(cat "$WORK/relay-$1")")
 }
 start_pipes() { # start_pipes NAME: the two-pipe chain
@@ -67,7 +68,8 @@ start_pipes() { # start_pipes NAME: the two-pipe chain
 # shellcheck disable=SC2086 # the settings are words
 start_pair A "$PICO_JS" 10 ${SERVER_ARGS:-}
 NAMES=(A)
-if [ -n "${PIPES_B:-}" ]; then
+if [ "${PIPES_B:-}" = 1 ]; then
+  [ -z "${PICO_JS_B:-}${SERVER_ARGS_B:-}" ] || { echo "PIPES_B=1 runs the pipes as pair B: drop PICO_JS_B and SERVER_ARGS_B"; exit 1; }
   start_pipes B
   NAMES+=(B)
 elif [ -n "${PICO_JS_B:-}${SERVER_ARGS_B:-}" ]; then

@@ -860,10 +860,12 @@ describe("ClusterState: boundaries and guards", () => {
   })
 
   it("takes a node that left back from a live row more than 100 heartbeats past, never from a left row", () => {
+    const leftRow = knowing()
+    hearLeft(leftRow, "c")
+    leftRow.state.applyDigest([row("c", 1, 205, RowState.left)], "b", 0)
+    expect(leftRow.state.nodeView("c")?.status).toBe("left")
     const a = knowing()
     hearLeft(a, "c")
-    expect(a.state.nodeView("c")?.status).toBe("left")
-    a.state.applyDigest([row("c", 1, 205, RowState.left)], "b", 0)
     expect(a.state.nodeView("c")?.status).toBe("left")
     a.state.applyDigest([row("c", 1, 105)], "b", 0)
     expect(a.state.nodeView("c")?.status).toBe("left")
@@ -892,8 +894,23 @@ describe("ClusterState: boundaries and guards", () => {
   })
 
   it("tells of a deleted key only if it held the key live", () => {
-    const a = knowing([keyUpdate("gone", "", 1, 2)])
-    expect(a.events).toEqual([{ _tag: "NodeJoined", nodeId: "c" }])
+    const a = knowing([keyUpdate("gone", "", 1, 2), keyUpdate("k", "1", 2)])
+    expect(a.events).toEqual([
+      { _tag: "NodeJoined", nodeId: "c" },
+      { _tag: "KeyUpdated", nodeId: "c", key: "k", value: "1" },
+    ])
+    a.events.length = 0
+    const tombstone = (after: number, version: number) =>
+      a.state.applyDeltas(
+        [{ id: "c", addr: "c:8003", heartbeat: 5, after, entries: [keyUpdate("k", "", version, 2)] }],
+        "c",
+        0,
+      )
+    tombstone(2, 3)
+    expect(a.events).toEqual([{ _tag: "KeyDeleted", nodeId: "c", key: "k" }])
+    // Deleted again at a newer version (a tombstone of a key set and deleted meanwhile, say): no news.
+    tombstone(3, 4)
+    expect(a.events).toHaveLength(1)
   })
 
   it("drops entries up to a compaction cut, the one at the cut too, and keeps a node's compaction from marking it left", () => {
@@ -907,14 +924,29 @@ describe("ClusterState: boundaries and guards", () => {
     expect(a.state.nodeView("c")?.status).toBe("active")
   })
 
-  it("ignores a compaction cut that is not a whole number", () => {
+  it("ignores a compaction cut that is not a whole number a double holds exactly, and an internal key it does not know", () => {
     const a = knowing([keyUpdate("k", "1", 1)])
-    a.state.applyDeltas(
-      [{ id: "c", addr: "c:8003", heartbeat: 5, after: 1, entries: [keyUpdate(COMPACT_KEY, "soon", 2, 1)] }],
-      "c",
-      0,
-    )
+    const internal = (key: string, value: string, version: number) =>
+      a.state.applyDeltas(
+        [
+          {
+            id: "c",
+            addr: "c:8003",
+            heartbeat: 5,
+            after: version - 1,
+            entries: [keyUpdate(key, value, version, 1)],
+          },
+        ],
+        "c",
+        0,
+      )
+    internal(COMPACT_KEY, "soon", 2)
+    internal(COMPACT_KEY, "1.5", 3)
+    internal(COMPACT_KEY, "9007199254740993", 4)
+    // A newer Pico's own internal key is kept and means nothing here, least of all a cut.
+    internal("_internal:future", "3", 5)
     expect(liveEntries(a, "c")).toEqual({ k: "1" })
+    expect(a.state.nodeView("c")?.status).toBe("active")
   })
 
   it("keeps a departure's expiry when the node's left entry comes again, re-versioned by its compaction", () => {
@@ -933,8 +965,46 @@ describe("ClusterState: boundaries and guards", () => {
 
   it("removes only the nodes whose expiry has passed", () => {
     const a = knowing()
-    a.state.expire(10 * expiry)
+    a.state.applyDigest([row("d", 0, 5)], "d", 0)
+    hearLeft(a, "d")
+    expect(a.state.nodeView("d")?.expiresAt).toBe(expiry)
+    a.state.expire(expiry - 1)
+    expect(ids(a)).toEqual(["a", "c", "d"])
+    a.state.expire(expiry)
     expect(ids(a)).toEqual(["a", "c"])
+    a.state.expire(100 * expiry)
+    expect(ids(a)).toEqual(["a", "c"])
+  })
+
+  it("gives a process started at an epoch time its whole delta without walking every version since 0", () => {
+    const { state } = node("a", 1_764_547_200_000)
+    state.setLocal("k", "v")
+    expect(state.localDelta(0).entries.map(([key]) => key)).toEqual([COMPACT_KEY, "k"])
+  })
+
+  it("suspects a node only once its φ is above the threshold, not at it", () => {
+    // The same arrivals as the state's detector will see: c added at 0, heard again at 1000.
+    const scratch = new FailureDetector(1000)
+    scratch.heartbeat("c", 0)
+    scratch.heartbeat("c", 1000)
+    const threshold = scratch.phi("c", 5000)
+    const detector = new FailureDetector(1000)
+    const state = new ClusterState({
+      selfId: "a",
+      selfAddr: "a:8003",
+      nodeExpiry: expiry,
+      compactionThreshold: 100,
+      phiThreshold: threshold,
+      detector,
+      emit: () => {},
+    })
+    state.applyDigest([row("c", 0, 5)], "c", 0)
+    state.heardFrom({ id: "c", addr: "c:8003", heartbeat: 6 }, 1000)
+    expect(detector.phi("c", 5000)).toBe(threshold)
+    state.checkLiveness(5000)
+    expect(state.nodeView("c")?.status).toBe("active")
+    state.checkLiveness(5001)
+    expect(state.nodeView("c")?.status).toBe("unreachable")
   })
 
   it("probes a node with its certificate only while it is removed without having left", () => {

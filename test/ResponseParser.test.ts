@@ -201,17 +201,23 @@ describe("ResponseParser (Node's HTTP parser, without its client)", () => {
     parser.close()
     parser.close()
     expect(frees).toHaveBeenCalledTimes(1)
-    frees.mockClear()
-    let freedInside = -1
+    // Freed from inside its own callback, the native parser would crash the process: a stub records when it
+    // would have been freed instead (this one parser is left to the collector).
+    let inCallback = false
+    const freedInCallback: Array<boolean> = []
+    frees.mockImplementation(() => {
+      freedInCallback.push(inCallback)
+    })
     const closing: ResponseParser = new ResponseParser({
       head: () => "parse",
       body: () => {},
       complete: () => {
+        inCallback = true
         closing.close()
-        freedInside = frees.mock.calls.length
+        inCallback = false
       },
     })
     closing.execute(Buffer.from("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
-    expect([freedInside, frees.mock.calls.length]).toEqual([0, 1])
+    expect(freedInCallback).toEqual([false])
   })
 })
