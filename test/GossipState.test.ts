@@ -859,20 +859,29 @@ describe("ClusterState: boundaries and guards", () => {
     expect(a.state.hasSpoken({ id: "c", addr: "c:8003" })).toBe(true)
   })
 
-  it("takes a node that left back from a live row more than 100 heartbeats past, never from a left row", () => {
-    const leftRow = knowing()
-    hearLeft(leftRow, "c")
-    leftRow.state.applyDigest([row("c", 1, 205, RowState.left)], "b", 0)
-    expect(leftRow.state.nodeView("c")?.status).toBe("left")
+  it("takes a node that left back from a live row more than 100 heartbeats past the last it was seen left at, never from a left row", () => {
     const a = knowing()
     hearLeft(a, "c")
     expect(a.state.nodeView("c")?.status).toBe("left")
     a.state.applyDigest([row("c", 1, 105)], "b", 0)
     expect(a.state.nodeView("c")?.status).toBe("left")
+    // Still running at 205, as left: a live row at 305 is a view from before it left, not a new process.
+    a.state.applyDigest([row("c", 1, 205, RowState.left)], "b", 0)
+    expect(a.state.nodeView("c")?.status).toBe("left")
+    a.state.applyDigest([row("c", 1, 305)], "b", 0)
+    expect(a.state.nodeView("c")?.status).toBe("left")
     a.events.length = 0
-    a.state.applyDigest([row("c", 1, 106)], "b", 0)
+    a.state.applyDigest([row("c", 1, 306)], "b", 0)
     expect(a.state.nodeView("c")?.status).toBe("active")
     expect(a.events).toEqual([{ _tag: "NodeStatusChanged", nodeId: "c", status: "active" }])
+  })
+
+  it("takes no forged left row for the bar a node that left must pass to come back", () => {
+    const a = knowing()
+    hearLeft(a, "c")
+    a.state.applyDigest([row("c", 1, 2 ** 52, RowState.left)], "b", 0)
+    a.state.applyDigest([row("c", 1, 1_000_000)], "b", 0)
+    expect(a.state.nodeView("c")?.status).toBe("active")
   })
 
   it("applies a node's entries strictly above the version it holds, and a changed value as an update", () => {

@@ -99,7 +99,10 @@ interface NodeRecord {
   heartbeat: number
   status: NodeStatus
   expiresAt: number | undefined
-  /** The heartbeat it had when we learned it left: only a newer one from the node itself brings it back. */
+  /**
+   * The highest heartbeat it was seen with as left (when we learned it left, or in a left row since): only a live
+   * row well past it brings it back (`cameBack`).
+   */
   leftHeartbeat?: number | undefined
   readonly entries: Map<string, GossipEntry>
 }
@@ -462,6 +465,7 @@ export class ClusterState {
         continue
       }
       if (state === RowState.live) this.cameBack(id, heartbeat)
+      else if (state === RowState.left) this.seenLeft(id, heartbeat)
       if (state === RowState.removed) {
         this.learnDeath(id, addr, heartbeat, version, now)
         continue
@@ -605,6 +609,16 @@ export class ClusterState {
     const certificate = this.removed.get(id)
     // Removed since: it is then added as a new node (`observe`).
     if (certificate?.left === true && past(certificate.heartbeat)) this.removed.delete(id)
+  }
+
+  /**
+   * A row has the node left at `heartbeat`: the process that left was still running then (draining, say), so a live
+   * row of it that is not well past that is a stale view from before it left, not a new process.
+   */
+  private seenLeft(id: string, heartbeat: number): void {
+    const node = this.nodes.get(id)
+    if (node?.leftHeartbeat !== undefined && heartbeat > node.leftHeartbeat && !implausible(heartbeat))
+      node.leftHeartbeat = heartbeat
   }
 
   private add(sighting: Sighting, spoke: boolean, now: number): void {
