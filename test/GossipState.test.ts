@@ -868,6 +868,8 @@ describe("ClusterState: boundaries and guards", () => {
     // Still running at 205, as left: a live row at 305 is a view from before it left, not a new process.
     a.state.applyDigest([row("c", 1, 205, RowState.left)], "b", 0)
     expect(a.state.nodeView("c")?.status).toBe("left")
+    // An older left row does not lower the bar again.
+    a.state.applyDigest([row("c", 1, 10, RowState.left)], "b", 0)
     a.state.applyDigest([row("c", 1, 305)], "b", 0)
     expect(a.state.nodeView("c")?.status).toBe("left")
     a.events.length = 0
